@@ -1,0 +1,113 @@
+"""The res-tableau reader rejects malformed files with a clear error."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from res_torch.expression import Expression, ExpressionError
+from res_torch.tableau import TableauError, load_tableau, parse_tableau
+
+
+def _res_2s() -> dict:
+    term = lambda coef, cf, k: {  # noqa: E731
+        "coefficient": coef,
+        "coefficient_float": cf,
+        "k": k,
+        "scale": "1",
+        "scale_float": 1.0,
+    }
+    return {
+        "format": "res-tableau",
+        "format_version": 1,
+        "name": "res_2s",
+        "kind": "singlestep",
+        "stages": 2,
+        "parameters": [
+            {
+                "name": "c2",
+                "default": "1/2",
+                "lower": "0",
+                "upper": "1",
+                "lower_inclusive": False,
+                "upper_inclusive": True,
+            }
+        ],
+        "c": ["0", "c2"],
+        "c_float": [0.0, 0.5],
+        "A": [
+            [],
+            [
+                [
+                    {
+                        "coefficient": "c2",
+                        "coefficient_float": 0.5,
+                        "k": 1,
+                        "scale": "c2",
+                        "scale_float": 0.5,
+                    }
+                ]
+            ],
+        ],
+        "b": [[term("1", 1.0, 1), term("-1/c2", -2.0, 2)], [term("1/c2", 2.0, 2)]],
+    }
+
+
+def test_parsed_tableau_evaluates_the_res_2s_formulas():
+    tableau = parse_tableau(_res_2s())
+    h = torch.tensor([1e-3, 0.5, 3.0], dtype=torch.float64)
+    c, a, b = tableau.evaluate(h, {"c2": 0.25})
+    phi1 = -torch.expm1(-h) / h
+    phi2 = (1 - phi1) / h
+    assert torch.allclose(b.sum(-1), phi1, rtol=1e-13)
+    assert torch.allclose(b[:, 1], phi2 / 0.25, rtol=1e-12)
+    assert torch.allclose(a[:, 1, 0], -torch.expm1(-0.25 * h) / h, rtol=1e-13)
+    assert torch.equal(c[:, 1], torch.full((3,), 0.25, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(format="other"), "format"),
+        (lambda d: d.update(stages=3), "entries"),
+        (lambda d: d["A"][1].append([]), "strictly lower triangular"),
+        (lambda d: d["b"][0][0].update(k=-1), "'k'"),
+        (lambda d: d["b"][0][0].update(coefficient="__import__('os')"), "unsupported"),
+        (lambda d: d["b"][1][0].update(coefficient="1/c3"), "unknown parameter"),
+        (lambda d: d["b"][1][0].update(coefficient_float=2.5), "disagrees"),
+        (lambda d: d.update(c=["1/3", "c2"], c_float=[1 / 3, 0.5]), r"c\[0\] must be 0"),
+        (lambda d: d["parameters"][0].update(default="2"), "outside"),
+        (lambda d: d.pop("b"), "missing key"),
+    ],
+)
+def test_malformed_files_are_rejected(mutate, message):
+    data = copy.deepcopy(_res_2s())
+    mutate(data)
+    with pytest.raises(TableauError, match=message):
+        parse_tableau(data)
+
+
+def test_invalid_parameters_and_files(tmp_path):
+    tableau = parse_tableau(_res_2s())
+    with pytest.raises(TableauError, match="outside"):
+        tableau.parameter_values(c2=0.0)
+    with pytest.raises(TableauError, match="no parameter"):
+        tableau.parameter_values(c3=0.5)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(TableauError, match="not valid JSON"):
+        load_tableau(bad)
+    with pytest.raises(TableauError, match="unknown tableau"):
+        load_tableau("no_such_method")
+    good = tmp_path / "res_2s.json"
+    good.write_text(json.dumps(_res_2s()))
+    assert load_tableau(good).stages == 2
+
+
+def test_expressions_are_sandboxed():
+    assert Expression.parse("-1/(2*c2)")({"c2": 0.25}) == -2.0
+    assert Expression.parse("sqrt(4)*c**2")({"c": 3}) == 18.0
+    for source in ["c2.real", "f(1)", "[1]", "'a'", "", "1 if c else 2"]:
+        with pytest.raises(ExpressionError):
+            Expression.parse(source)
