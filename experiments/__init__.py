@@ -1,0 +1,1 @@
+"""Experiments: convergence slopes and the paper's diffusion-model experiments."""
