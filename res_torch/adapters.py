@@ -1,13 +1,39 @@
-"""Adapters that present a network as a denoiser ``model(x, sigma) -> D(x, sigma)``.
+"""Adapters that present a network as a denoiser ``model(x, sigma, **kw) -> D(x, sigma)``.
 
-(Provisional: only the EDM preconditioning coefficients so far.)
+Every sampler in ``res_torch`` works in the variance-exploding (EDM) parameterisation
+``x = x_0 + sigma * eps`` and calls ``model(x, sigma * x.new_ones(batch), **extra_args)``, which
+must return the denoised estimate ``D(x, sigma) ≈ E[x_0 | x]`` (k-diffusion's convention). The
+wrappers here turn the common network parameterisations into that form (``docs/MATH.md`` §1):
+
+* :class:`EDMDenoiser` -- a raw EDM network ``F`` with Karras et al.'s preconditioning.
+* :class:`DiscreteEpsDenoiser` -- a DDPM eps-prediction network on a discrete ``alphas_cumprod``
+  schedule (Ho et al. 2020); :class:`DiscreteVDenoiser` -- the same with v-prediction
+  (Salimans & Ho 2022). Both share :class:`DiscreteSchedule` for ``sigma <-> t``.
+* :class:`FlowDenoiser` -- a rectified-flow / flow-matching velocity network
+  (Liu et al. 2022, Lipman et al. 2022).
+
+All are ``torch.nn.Module`` s whose buffers follow ``.to(device)``; they take dtype and device
+from their inputs.
 """
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["edm_preconditioning"]
+import torch
+from torch import nn
+
+__all__ = [
+    "DiscreteEpsDenoiser",
+    "DiscreteSchedule",
+    "DiscreteVDenoiser",
+    "EDMDenoiser",
+    "FlowDenoiser",
+    "edm_preconditioning",
+]
+
+Network = Callable[..., torch.Tensor]
 
 
 def edm_preconditioning(
@@ -21,3 +47,213 @@ def edm_preconditioning(
     """
     total = sigma**2 + sigma_data**2
     return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), total.rsqrt(), sigma.log() / 4
+
+
+def _sigma_like(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
+    """``sigma`` as a tensor broadcastable against ``x`` (scalar or one value per batch item).
+
+    Raises ``ValueError`` for a shape other than ``()``, ``(1,)`` or ``(batch,)`` and for a
+    noise level that is not strictly positive and finite.
+    """
+    if not torch.is_tensor(x):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < 1:
+        raise ValueError("x must have a batch dimension, got a 0-d tensor")
+    sigma = torch.as_tensor(sigma, device=x.device)
+    if not sigma.is_floating_point():
+        sigma = sigma.to(x.dtype)
+    if sigma.ndim > 1 or (sigma.ndim == 1 and sigma.shape[0] not in (1, x.shape[0])):
+        raise ValueError(
+            f"sigma must be a scalar or have shape (batch,) = ({x.shape[0]},), "
+            f"got shape {tuple(sigma.shape)}"
+        )
+    if not bool(torch.all((sigma > 0) & torch.isfinite(sigma))):
+        raise ValueError(f"sigma must be positive and finite, got {sigma.tolist()}")
+    return sigma.reshape(-1, *([1] * (x.ndim - 1))).expand(x.shape[0], *([1] * (x.ndim - 1)))
+
+
+class EDMDenoiser(nn.Module):
+    """A raw network ``F(x_in, c_noise, **kw)`` with EDM preconditioning (Karras et al. 2022).
+
+    ``D(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma))``,
+    coefficients from :func:`edm_preconditioning`; ``c_noise`` is passed with shape ``(batch,)``.
+    """
+
+    def __init__(self, net: Network, sigma_data: float = 0.5) -> None:
+        super().__init__()
+        if not sigma_data > 0:
+            raise ValueError(f"sigma_data must be positive, got {sigma_data}")
+        self.net = net
+        self.sigma_data = float(sigma_data)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
+        s = _sigma_like(x, sigma).to(x.dtype)
+        c_skip, c_out, c_in, c_noise = edm_preconditioning(s, self.sigma_data)
+        return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten(), **kwargs)
+
+
+class DiscreteSchedule(nn.Module):
+    """The noise levels of a discrete-time DDPM schedule and the map ``sigma <-> t``.
+
+    ``sigma_t = sqrt((1 - alphas_cumprod[t]) / alphas_cumprod[t])`` for ``t = 0..T-1``
+    (Ho et al. 2020; Karras et al. 2022, App. C.1). Between the integer timesteps ``t`` is
+    interpolated *linearly in log sigma*, as k-diffusion's ``DiscreteSchedule`` and diffusers'
+    ``_sigma_to_t`` do, so :meth:`sigma_to_t` returns a *fractional* timestep unless
+    ``quantize=True`` (nearest integer timestep in log sigma; the network then sees a slightly
+    different noise level than the scaling uses). Noise levels outside ``[sigma_min, sigma_max]``
+    map to the end timesteps ``0`` or ``T-1``.
+    """
+
+    sigmas: torch.Tensor
+    log_sigmas: torch.Tensor
+
+    def __init__(self, alphas_cumprod: torch.Tensor, quantize: bool = False) -> None:
+        super().__init__()
+        ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+        if ac.ndim != 1 or ac.shape[0] < 2:
+            raise ValueError(
+                f"alphas_cumprod must be a 1-d tensor with at least 2 entries, "
+                f"got shape {tuple(ac.shape)}"
+            )
+        if not bool(torch.all((ac > 0) & (ac < 1))):
+            raise ValueError(
+                "alphas_cumprod must lie strictly inside (0, 1) (sigma_t = sqrt((1-a)/a) must be "
+                f"positive and finite); got range [{ac.min().item()}, {ac.max().item()}]"
+            )
+        if not bool(torch.all(ac[1:] < ac[:-1])):
+            raise ValueError("alphas_cumprod must be strictly decreasing in t")
+        sigmas = ((1 - ac) / ac).sqrt()
+        self.register_buffer("sigmas", sigmas, persistent=False)
+        self.register_buffer("log_sigmas", sigmas.log(), persistent=False)
+        self.quantize = quantize
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.sigmas.shape[0]
+
+    def sigma_to_t(self, sigma: torch.Tensor, quantize: bool | None = None) -> torch.Tensor:
+        """Timestep(s) of noise level(s) ``sigma > 0``, in ``sigma``'s dtype (float64 inside)."""
+        sigma = torch.as_tensor(sigma)
+        if not bool(torch.all(sigma > 0)):
+            raise ValueError(f"sigma must be positive, got {sigma.tolist()}")
+        dtype = sigma.dtype if sigma.is_floating_point() else torch.float64
+        log_sigmas = self.log_sigmas.to(torch.float64)
+        log_sigma = sigma.to(device=log_sigmas.device, dtype=torch.float64).log()
+        quantize = self.quantize if quantize is None else quantize
+        if quantize:
+            dists = (log_sigma.reshape(-1, 1) - log_sigmas).abs()
+            return dists.argmin(dim=-1).reshape(sigma.shape).to(dtype=dtype, device=sigma.device)
+        low = (torch.searchsorted(log_sigmas, log_sigma.contiguous(), right=True) - 1).clamp(
+            0, self.num_timesteps - 2
+        )
+        lo, hi = log_sigmas[low], log_sigmas[low + 1]
+        w = ((log_sigma - lo) / (hi - lo)).clamp(0, 1)
+        return (low + w).to(dtype=dtype, device=sigma.device)
+
+    def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """Noise level(s) at (fractional) timestep(s) ``t`` in ``[0, T-1]``."""
+        t = torch.as_tensor(t)
+        dtype = t.dtype if t.is_floating_point() else torch.float64
+        log_sigmas = self.log_sigmas.to(torch.float64)
+        t64 = t.to(device=log_sigmas.device, dtype=torch.float64)
+        if not bool(torch.all((t64 >= 0) & (t64 <= self.num_timesteps - 1))):
+            raise ValueError(
+                f"timesteps must lie in [0, {self.num_timesteps - 1}], got {t64.tolist()}"
+            )
+        low = t64.floor().long().clamp(max=self.num_timesteps - 2)
+        w = t64 - low
+        log_sigma = (1 - w) * log_sigmas[low] + w * log_sigmas[low + 1]
+        return log_sigma.exp().to(dtype=dtype, device=t.device)
+
+    def _network_inputs(
+        self, x: torch.Tensor, sigma: torch.Tensor | float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(sigma (batch, 1, ...), x_vp = x / sqrt(1 + sigma^2), t (batch,))``."""
+        s = _sigma_like(x, sigma)
+        t = self.sigma_to_t(s.flatten().to(torch.float64)).to(device=x.device, dtype=x.dtype)
+        s = s.to(x.dtype)
+        return s, x * (1 + s**2).rsqrt(), t
+
+
+class DiscreteEpsDenoiser(DiscreteSchedule):
+    """A DDPM eps-prediction network ``eps(x_vp, t, **kw)`` as a VE denoiser.
+
+    The VP state is ``x_vp = sqrt(abar) x_0 + sqrt(1 - abar) eps = x / sqrt(1 + sigma^2)``, so
+    ``D(x, sigma) = x - sigma * eps(x / sqrt(1 + sigma^2), t(sigma))`` (Karras et al. 2022,
+    Table 1, "VP"; k-diffusion ``DiscreteEpsDDPMDenoiser``). ``t(sigma)`` is
+    :meth:`DiscreteSchedule.sigma_to_t`: fractional by default, nearest with ``quantize=True``.
+    """
+
+    def __init__(self, net: Network, alphas_cumprod: torch.Tensor, quantize: bool = False) -> None:
+        super().__init__(alphas_cumprod, quantize)
+        self.net = net
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
+        s, x_vp, t = self._network_inputs(x, sigma)
+        return x - s * self.net(x_vp, t, **kwargs)
+
+
+class DiscreteVDenoiser(DiscreteSchedule):
+    """A v-prediction network ``v(x_vp, t, **kw)`` (Salimans & Ho 2022) as a VE denoiser.
+
+    With ``alpha = 1/sqrt(1 + sigma^2)``, ``s = sigma/sqrt(1 + sigma^2)`` (so ``x_vp = alpha x_0
+    + s eps``) and ``v = alpha eps - s x_0``: ``x_0 = alpha x_vp - s v``, hence
+    ``D(x, sigma) = alpha^2 x - s v(alpha x, t(sigma))`` (k-diffusion ``DiscreteVDDPMDenoiser``).
+    """
+
+    def __init__(self, net: Network, alphas_cumprod: torch.Tensor, quantize: bool = False) -> None:
+        super().__init__(alphas_cumprod, quantize)
+        self.net = net
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
+        s, x_vp, t = self._network_inputs(x, sigma)
+        alpha = (1 + s**2).rsqrt()
+        return alpha * x_vp - s * alpha * self.net(x_vp, t, **kwargs)
+
+
+class FlowDenoiser(nn.Module):
+    """A rectified-flow / flow-matching velocity network ``v(x_t, t * timestep_scale, **kw)``.
+
+    The flow path ``x_t = (1 - t) x_0 + t eps`` with velocity ``v = eps - x_0`` (Liu et al. 2022;
+    Lipman et al. 2022; SD3 / diffusers ``FlowMatchEulerDiscreteScheduler``) is the VE path
+    rescaled: ``sigma = t/(1 - t)``, ``x = x_t/(1 - t)``. Hence ``t = sigma/(1 + sigma)``,
+    ``x_t = x/(1 + sigma)`` and ``D(x, sigma) = x_t - t v(x_t, t)``. ``timestep_scale`` is the
+    factor the network expects on ``t`` (diffusers' transformers take ``1000 t``).
+    """
+
+    def __init__(self, net: Network, timestep_scale: float = 1.0) -> None:
+        super().__init__()
+        if not timestep_scale > 0:
+            raise ValueError(f"timestep_scale must be positive, got {timestep_scale}")
+        self.net = net
+        self.timestep_scale = float(timestep_scale)
+
+    @staticmethod
+    def sigma_to_t(sigma: torch.Tensor) -> torch.Tensor:
+        """``t = sigma/(1 + sigma)`` (flow time in ``[0, 1)``) for ``sigma >= 0``."""
+        sigma = torch.as_tensor(sigma)
+        if not bool(torch.all(sigma >= 0)):
+            raise ValueError(f"sigma must be non-negative, got {sigma.tolist()}")
+        return sigma / (1 + sigma)
+
+    @staticmethod
+    def t_to_sigma(t: torch.Tensor) -> torch.Tensor:
+        """``sigma = t/(1 - t)`` for flow time ``t`` in ``[0, 1)``."""
+        t = torch.as_tensor(t)
+        if not bool(torch.all((t >= 0) & (t < 1))):
+            raise ValueError(f"flow time t must lie in [0, 1), got {t.tolist()}")
+        return t / (1 - t)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
+        s = _sigma_like(x, sigma).to(x.dtype)
+        t = s / (1 + s)
+        x_t = x * (1 - t)
+        return x_t - t * self.net(x_t, t.flatten() * self.timestep_scale, **kwargs)

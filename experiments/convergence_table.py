@@ -1,0 +1,60 @@
+"""Experiment 6: the convergence-slope results of :mod:`experiments.convergence`, as one table.
+
+Runs the convergence engineer's study (:func:`experiments.convergence.run_convergence`: every
+shipped tableau on every test problem, error against uniform step size, least-squares order
+over the asymptotic range, compared with the classical/stiff order the theory predicts) and
+flattens its results into rows: ``table = "errors"`` rows ``{problem, method, n_steps, h,
+evaluations, error}`` and ``table = "slopes"`` rows (one per problem and method, the runner's
+own summary). This module adds no numerics of its own.
+
+Run alone: ``python -m experiments.convergence [--quick]`` (the runner's own command line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["ConvergenceConfig", "run_convergence_table"]
+
+
+@dataclass(frozen=True)
+class ConvergenceConfig:
+    """Whether to use the runner's quick step counts; which problems (None: all)."""
+
+    quick: bool
+    problems: tuple[str, ...] | None = None
+
+    @classmethod
+    def quick(cls) -> ConvergenceConfig:
+        return cls(quick=True, problems=("manufactured_sine", "gaussian_mixture"))
+
+    @classmethod
+    def full(cls) -> ConvergenceConfig:
+        return cls(quick=False)
+
+
+def run_convergence_table(config: ConvergenceConfig, device: torch.device) -> list[dict[str, Any]]:
+    """Error rows and slope rows of :func:`experiments.convergence.run_convergence` (the study
+    runs on the CPU in float64 whatever ``device`` is: it is cheap and needs no accelerator)."""
+    from experiments.convergence import run_convergence
+
+    results = run_convergence(config.problems, None, config.quick, out=None)
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        for n, h, evaluations, error in zip(r.n_steps, r.h, r.evaluations, r.errors, strict=True):
+            rows.append(
+                {
+                    "table": "errors",
+                    "problem": r.problem,
+                    "method": r.method,
+                    "n_steps": n,
+                    "h": h,
+                    "evaluations": evaluations,
+                    "error": error,
+                }
+            )
+    rows += [{"table": "slopes", **r.summary()} for r in results]
+    return rows

@@ -1,0 +1,140 @@
+"""Experiment 1 of the paper: numerical defect against NFE.
+
+The defect of a sampler on a problem is the mean over a batch of the L2 distance
+``|x_N - x(0)|`` between its output and a converged high-accuracy solution of the same
+probability-flow ODE from the same noise (Zhang, Song & Chen 2023, Sec. 5 "numerical defects"):
+both go from ``sigma_max = 80`` to ``sigma_min = 0.002`` and then take the final denoising step
+``x = D(x, sigma_min)``. The reference is ``experiments.reference``'s DOP853 solver in
+``lambda = -log sigma``, whose convergence is asserted (:mod:`experiments.paper_problems`).
+
+Run: ``python -m experiments.defect [--quick] [--device cuda] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from experiments.compared_methods import (
+    DETERMINISTIC_METHODS,
+    attainable_budgets,
+    get_method,
+    run_method,
+)
+from experiments.experiment_runner import experiment_main
+from experiments.paper_problems import get_problem, mean_l2, reference_batch
+
+__all__ = ["DefectConfig", "defect_rows", "main", "run_defect"]
+
+NAME = "defect"
+
+
+@dataclass(frozen=True)
+class DefectConfig:
+    """Problems, methods and NFE budgets of the defect-vs-NFE experiment."""
+
+    problems: tuple[str, ...]
+    methods: tuple[str, ...]
+    nfes: tuple[int, ...]
+    batch: int
+    seed: int = 0
+    schedule: str = "karras"
+    rho: float = 7.0
+    reference_rtol: float = 1e-6
+
+    @classmethod
+    def quick(cls) -> DefectConfig:
+        return cls(
+            ("gmm", "digits"), DETERMINISTIC_METHODS, (5, 9, 15, 25), batch=32, reference_rtol=1e-5
+        )
+
+    @classmethod
+    def full(cls) -> DefectConfig:
+        return cls(
+            ("gmm", "digits_exact", "digits", "patches32"),
+            DETERMINISTIC_METHODS,
+            (5, 7, 9, 12, 15, 20, 25, 30, 40, 50),
+            batch=128,
+        )
+
+
+def defect_rows(
+    problem_name: str,
+    methods: Sequence[str],
+    nfes: Sequence[int],
+    *,
+    batch: int,
+    seed: int,
+    device: torch.device,
+    schedule: str = "karras",
+    rho: float = 7.0,
+    reference_rtol: float = 1e-6,
+    options: dict[str, Any] | None = None,
+    extra_columns: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Defect rows ``{problem, method, nfe, defect, ...}`` of ``methods x nfes`` on one problem.
+
+    Each requested budget is rounded down to one the method spends exactly
+    (:func:`experiments.compared_methods.attainable_budgets`); budgets too small are skipped.
+    ``options`` go to every sampler (e.g. ``c2``); ``extra_columns`` are copied into each row.
+    """
+    for name in methods:
+        get_method(name)
+    problem = get_problem(problem_name, device)
+    reference = reference_batch(problem, batch=batch, seed=seed, rtol=reference_rtol)
+    rows = []
+    for name in methods:
+        for nfe in attainable_budgets(name, nfes):
+            out = run_method(
+                name,
+                problem.denoiser,
+                reference.noise,
+                nfe,
+                schedule=schedule,
+                rho=rho,
+                **(options or {}),
+            )
+            rows.append(
+                {
+                    "problem": problem_name,
+                    "kind": problem.kind,
+                    "method": name,
+                    "nfe": nfe,
+                    "schedule": schedule,
+                    "rho": rho,
+                    **(extra_columns or {}),
+                    "defect": mean_l2(out, reference.x),
+                    "reference_error": reference.error_estimate,
+                }
+            )
+    return rows
+
+
+def run_defect(config: DefectConfig, device: torch.device) -> list[dict[str, Any]]:
+    """All rows of the experiment (one progress step per problem)."""
+    rows: list[dict[str, Any]] = []
+    for problem in tqdm(config.problems, desc="defect vs NFE"):
+        rows += defect_rows(
+            problem,
+            config.methods,
+            config.nfes,
+            batch=config.batch,
+            seed=config.seed,
+            device=device,
+            schedule=config.schedule,
+            rho=config.rho,
+            reference_rtol=config.reference_rtol,
+        )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    experiment_main(NAME, DefectConfig, run_defect, argv, description=__doc__)
+
+
+if __name__ == "__main__":
+    main()

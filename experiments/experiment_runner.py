@@ -1,0 +1,138 @@
+"""Running a configured experiment, caching its table by configuration, and its command line.
+
+An experiment is a frozen dataclass of settings (with ``quick()`` and ``full()`` presets) and a
+function ``run(config, device) -> list[dict]`` returning the rows of its table. Tables are CSV;
+:func:`cached_rows` stores them under ``cache/<name>-<key>.csv`` where ``key`` hashes the
+configuration, so a repeated figure run recomputes only what changed (``force`` recomputes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import torch
+
+__all__ = [
+    "ExperimentConfig",
+    "cached_rows",
+    "config_key",
+    "experiment_main",
+    "read_csv",
+    "resolve_device",
+    "write_csv",
+]
+
+
+class ExperimentConfig(Protocol):
+    """What :func:`experiment_main` needs of an experiment's settings class."""
+
+    @classmethod
+    def quick(cls) -> ExperimentConfig: ...
+
+    @classmethod
+    def full(cls) -> ExperimentConfig: ...
+
+
+C = TypeVar("C")
+
+
+def config_key(name: str, config: Any) -> str:
+    """A short stable hash of an experiment name and its (dataclass) configuration."""
+    payload = json.dumps({"name": name, "config": dataclasses.asdict(config)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Write ``rows`` (dicts with the same keys, in order of first appearance) as CSV."""
+    if not rows:
+        raise ValueError(f"no rows to write to {path}")
+    fields: list[str] = []
+    for row in rows:
+        fields.extend(k for k in row if k not in fields)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _parse_cell(text: str) -> Any:
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if text in ("True", "False"):
+        return text == "True"
+    return text
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV written by :func:`write_csv`, numbers parsed back to int/float."""
+    with Path(path).open(newline="") as handle:
+        return [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def cached_rows(
+    name: str,
+    config: C,
+    compute: Callable[[C], list[dict[str, Any]]],
+    cache_dir: Path,
+    *,
+    force: bool = False,
+) -> tuple[list[dict[str, Any]], bool]:
+    """``compute(config)``'s rows, from ``cache_dir/<name>-<key>.csv`` when present.
+
+    Returns ``(rows, was_cached)``. The configuration is saved beside the table as JSON.
+    """
+    key = config_key(name, config)
+    table = Path(cache_dir) / f"{name}-{key}.csv"
+    if table.exists() and not force:
+        return read_csv(table), True
+    rows = compute(config)
+    write_csv(rows, table)
+    table.with_suffix(".json").write_text(
+        json.dumps({"name": name, "config": dataclasses.asdict(config)}, indent=2, sort_keys=True)
+    )
+    return rows, False
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``"cuda"``, ``"cpu"`` or ``None`` (CUDA when available); an error for absent CUDA."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but no CUDA device is available")
+    return resolved
+
+
+def experiment_main(
+    name: str,
+    config_class: type[ExperimentConfig],
+    run: Callable[[Any, torch.device], list[dict[str, Any]]],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+) -> Path:
+    """Command line ``python -m experiments.<name> [--quick] [--device D] [--out DIR]``:
+    runs the quick or full configuration and writes ``DIR/<name>.csv``."""
+    parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=description)
+    parser.add_argument("--quick", action="store_true", help="small, fast configuration")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output directory")
+    args = parser.parse_args(argv)
+    config = config_class.quick() if args.quick else config_class.full()
+    rows = run(config, resolve_device(args.device))
+    path = write_csv(rows, args.out / f"{name}.csv")
+    print(f"wrote {len(rows)} rows to {path}")
+    return path

@@ -1,0 +1,61 @@
+"""``python -m paper_figures [--quick] [--device cuda|cpu] [--out DIR] [--force]``.
+
+Runs every experiment of the paper whose table is not cached yet (the cache is keyed by the
+experiment's configuration, :func:`experiments.experiment_runner.cached_rows`), then regenerates
+every figure (PNG), its table (CSV) and ``RESULTS.md`` in ``DIR`` (default
+``paper_figures/output``, ``paper_figures/output_quick`` with ``--quick``). An experiment that
+fails is reported in RESULTS.md and makes the command exit with status 1 after the others ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from paper_figures.pipeline import EXPERIMENTS, run_pipeline
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "output"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m paper_figures", description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="small configurations (about 3 minutes on 2 CPU cores)"
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory")
+    parser.add_argument("--force", action="store_true", help="recompute cached tables")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(EXPERIMENTS),
+        default=None,
+        help="run only these experiments (figures of the others are skipped)",
+    )
+    args = parser.parse_args(argv)
+    out = args.out or DEFAULT_OUT.with_name("output_quick" if args.quick else "output")
+    command = "python -m paper_figures" + (" --quick" if args.quick else "")
+    try:
+        failures = run_pipeline(
+            out,
+            quick=args.quick,
+            device=args.device,
+            force=args.force,
+            command=command,
+            only=args.only,
+        )
+    except ValueError as err:
+        traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for name, message in failures.items():
+        print(f"experiment {name} FAILED: {message}", file=sys.stderr)
+    print(f"results in {out}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

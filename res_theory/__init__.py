@@ -1,0 +1,27 @@
+"""res_theory: stiff order conditions of exponential integrators (SymPy), checker, solver, export.
+
+Public API::
+
+    from res_theory import phi, order_conditions, check, derive, library, export_all
+"""
+
+__version__ = "0.1.0"
+
+from res_theory.check import OrderReport, check  # noqa: E402
+from res_theory.conditions import OrderCondition, order_conditions  # noqa: E402
+from res_theory.phi import paper_phi, phi, phi_mp  # noqa: E402
+from res_theory.tableau import Z, ExpTableau, Parameter, TableauError  # noqa: E402
+
+__all__ = [
+    "ExpTableau",
+    "OrderCondition",
+    "OrderReport",
+    "Parameter",
+    "TableauError",
+    "Z",
+    "check",
+    "order_conditions",
+    "paper_phi",
+    "phi",
+    "phi_mp",
+]

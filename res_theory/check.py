@@ -1,0 +1,270 @@
+"""Check a tableau against the stiff order conditions and report its orders.
+
+For every condition of :func:`res_theory.conditions.order_conditions` the residual ``Φ(T)`` is
+classified, in the operator case (independent variables ``z_k``) and in the scalar case
+(``L = -1``: all variables equal ``Z = -h``), as
+
+* ``identically``  — ``Φ(T) ≡ 0`` (for all parameter values of a family);
+* ``weakened``     — only ``Φ(T)`` with ``b_i(0)`` in place of ``b_i(Z)`` vanishes identically;
+  enough at the top order (Hochbruck & Ostermann 2005, Theorem 4.7);
+* ``classically``  — ``Φ(T) = O(h)`` as ``h → 0`` with ``L`` bounded (its Taylor series starts at
+  degree ``≥ 1``); the leading Taylor term is reported;
+* ``fails``        — none of the above.
+
+The *stiff order* is the largest ``p`` with every condition of order ``< p`` identically and every
+condition of order ``p`` identically or weakened (and the row sums ``psi_{1,i} ≡ 0``). The *scalar
+order* is the same with the scalar statuses. The *classical order* is ``min_T (|T| + v_T) - 1``
+with ``v_T`` the degree of the first non-zero Taylor term of ``Φ(T)`` (capped at the checked order).
+
+"Identically" is decided numerically at 60 significant digits (mpmath ground truth) at random
+points ``z_k ∈ [-3, -1/4]`` and random exact parameter values inside the family's intervals: a
+non-zero analytic function vanishes at such random points with probability zero. Taylor
+coefficients are computed exactly (SymPy) and tested for zero symbolically.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+import mpmath
+import sympy as sp
+
+from res_theory.conditions import OrderCondition, order_conditions, row_sum_residual
+from res_theory.phi import phi, phi_mp
+from res_theory.tableau import Z, ExpTableau
+
+__all__ = ["ConditionResult", "OrderReport", "check", "taylor_coefficients", "vanishes_identically"]
+
+STATUSES = ("identically", "weakened", "classically", "fails")
+_DPS = 60
+_ZERO = mpmath.mpf(10) ** -40
+h = sp.Symbol("h", positive=True)
+
+
+def vanishes_identically(
+    expr: sp.Expr, variables: tuple[sp.Symbol, ...], tableau: ExpTableau, samples: int = 3, seed: int = 0
+) -> bool:
+    """``expr ≡ 0`` in ``variables`` and the tableau's free parameters (random 60-digit points)."""
+    expr = sp.sympify(expr)
+    if expr == 0:
+        return True
+    params = tableau.symbols
+    args = (*variables, *params)
+    extra = expr.free_symbols - set(args)
+    if extra:
+        raise ValueError(f"residual has unexpected symbols {extra}")
+    f = sp.lambdify(args, expr, modules=[{"phi": phi_mp}, "mpmath"])
+    rng = random.Random(seed)
+    with mpmath.workdps(_DPS):
+        for _ in range(samples):
+            zs = [mpmath.mpf(-0.25) - 2.75 * mpmath.mpf(rng.random()) for _ in variables]
+            values = _sample_parameters(tableau, rng)
+            ps = [mpmath.mpf(v.p) / v.q for v in (values[s] for s in params)]
+            if abs(f(*zs, *ps)) > _ZERO:
+                return False
+    return True
+
+
+def _sample_parameters(tableau: ExpTableau, rng: random.Random) -> dict[sp.Symbol, sp.Rational]:
+    values = {p.symbol: p.sample(rng) for p in tableau.parameters}
+    history = [p.symbol for p in tableau.parameters if p.role == "history_node"]
+    ordered = sorted((values[s] for s in history), reverse=True)
+    values.update(zip(history, ordered, strict=True))  # c2 > c3 > ... (older steps further back)
+    return values
+
+
+def taylor_coefficients(expr: sp.Expr, variables: tuple[sp.Symbol, ...], degree: int) -> list[sp.Expr]:
+    """Homogeneous parts ``[P_0, …, P_degree]`` of ``expr`` in ``variables`` (``z_k → t z_k``).
+
+    ``phi_k(s z) = Σ_n (s z)^n/(n+k)!`` is expanded termwise; products are truncated.
+    """
+    vs = set(variables)
+
+    def ser(e: sp.Expr) -> list[sp.Expr]:
+        if not (e.free_symbols & vs):
+            return [e] + [sp.Integer(0)] * degree
+        if e in vs:
+            return [sp.Integer(0), e] + [sp.Integer(0)] * (degree - 1)
+        if e.is_Add:
+            parts = [ser(a) for a in e.args]
+            return [sp.Add(*col) for col in zip(*parts, strict=True)]
+        if e.is_Mul:
+            out = ser(e.args[0])
+            for a in e.args[1:]:
+                out = _mul(out, ser(a), degree)
+            return out
+        if e.is_Pow and e.exp.is_Integer and e.exp > 0:
+            base, out = ser(e.base), [sp.Integer(1)] + [sp.Integer(0)] * degree
+            for _ in range(int(e.exp)):
+                out = _mul(out, base, degree)
+            return out
+        if isinstance(e, phi | sp.exp):
+            k, arg = (0, e.args[0]) if isinstance(e, sp.exp) else (int(e.args[0]), e.args[1])
+            a = ser(arg)
+            if a[0] != 0 or any(x != 0 for x in a[2:]):
+                raise ValueError(f"phi argument {arg} is not linear in {variables}")
+            return [a[1] ** n / sp.factorial(n + k) for n in range(degree + 1)]
+        raise ValueError(f"cannot expand {e} in a Taylor series")
+
+    return [sp.expand(x) for x in ser(sp.sympify(expr))]
+
+
+def _mul(a: list[sp.Expr], b: list[sp.Expr], degree: int) -> list[sp.Expr]:
+    return [
+        sp.expand(sp.Add(*(a[i] * b[n - i] for i in range(n + 1) if a[i] != 0 and b[n - i] != 0)))
+        for n in range(degree + 1)
+    ]
+
+
+def _is_zero(x: sp.Expr) -> bool:
+    return sp.expand(sp.numer(sp.together(x))) == 0
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    """The verdict on one condition in both cases, with residual and leading Taylor terms."""
+
+    name: str
+    order: int
+    status: str
+    scalar_status: str
+    residual: sp.Expr
+    leading_degree: int | None
+    leading_term: sp.Expr | None
+    scalar_leading_degree: int | None
+    scalar_leading_term: sp.Expr | None
+
+    def to_dict(self) -> dict:
+        def s(x: sp.Expr | None) -> str | None:
+            return None if x is None else sp.sstr(x)
+
+        return {
+            "name": self.name,
+            "order": self.order,
+            "status": self.status,
+            "scalar_status": self.scalar_status,
+            "residual": s(self.residual),
+            "leading_degree": self.leading_degree,
+            "leading_term": s(self.leading_term),
+            "scalar_leading_term": s(self.scalar_leading_term),
+        }
+
+
+@dataclass(frozen=True)
+class OrderReport:
+    """Orders of a tableau and the verdict on every condition up to ``max_order``."""
+
+    name: str
+    max_order: int
+    row_sums: bool
+    conditions: tuple[ConditionResult, ...]
+    stiff_order: int
+    scalar_order: int
+    classical_order: int
+
+    def error_coefficient(self) -> sp.Expr | None:
+        """Leading Taylor term (operator case) of the first condition not holding identically."""
+        for r in self.conditions:
+            if r.status != "identically":
+                return r.leading_term
+        return None
+
+    def to_dict(self) -> dict:
+        return {
+            "stiff_order": self.stiff_order,
+            "scalar_order": self.scalar_order,
+            "classical_order": self.classical_order,
+            "checked_up_to": self.max_order,
+            "row_sums": "identically" if self.row_sums else "fails",
+            "conditions": [r.to_dict() for r in self.conditions],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        rows = [("ord", "condition", "operator", "scalar (L=-1)", "leading term (scalar, h)")]
+        for r in self.conditions:
+            lead = "0" if r.scalar_status == "identically" else sp.sstr(r.scalar_leading_term)
+            rows.append((str(r.order), r.name, r.status, r.scalar_status, lead))
+        widths = [max(len(row[k]) for row in rows) for k in range(4)]
+        lines = [
+            f"{self.name}: stiff order {self.stiff_order}, scalar (L=-1) order {self.scalar_order}, "
+            f"classical order {self.classical_order} (checked up to order {self.max_order}; "
+            f"row sums psi_1,i = 0: {'yes' if self.row_sums else 'NO'})"
+        ]
+        for k, row in enumerate(rows):
+            lines.append("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=False)) + "  " + row[4])
+            if k == 0:
+                lines.append("-" * (sum(widths) + 8 + len(row[4])))
+        return "\n".join(lines)
+
+
+def _leading(expr: sp.Expr, variables: tuple[sp.Symbol, ...], degree: int) -> tuple[int | None, sp.Expr | None]:
+    for n, coeff in enumerate(taylor_coefficients(expr, variables, degree)):
+        if not _is_zero(coeff):
+            return n, sp.factor(coeff)
+    return None, None
+
+
+def _status(cond: OrderCondition, tab: ExpTableau, case: str, residual: sp.Expr, lead: int | None) -> str:
+    variables = cond.variables if case == "operator" else (Z,)
+    if vanishes_identically(residual, variables, tab):
+        return "identically"
+    if vanishes_identically(cond.residual(tab, case, weakened=True), variables, tab):
+        return "weakened"
+    return "classically" if lead is None or lead >= 1 else "fails"
+
+
+def _order_from(statuses: list[tuple[int, str]], max_order: int) -> int:
+    p = 0
+    for q in range(1, max_order + 1):
+        below = all(s == "identically" for o, s in statuses if o < q)
+        top = all(s in ("identically", "weakened") for o, s in statuses if o == q)
+        if not (below and top):
+            break
+        p = q
+    return p
+
+
+def check(tableau: ExpTableau, order: int = 4) -> OrderReport:
+    """Check ``tableau`` against all stiff order conditions up to ``order`` (see module doc)."""
+    if not isinstance(tableau, ExpTableau):
+        raise TypeError(f"check needs an ExpTableau, got {type(tableau).__name__}")
+    conditions = order_conditions(order)
+    row_sums = all(
+        vanishes_identically(row_sum_residual(tableau, i), (), tableau) for i in range(tableau.stages)
+    )
+    results = []
+    for cond in conditions:
+        degree = order + 2 - cond.order
+        residual = cond.residual(tableau, "operator")
+        lead_deg, lead = _leading(residual, cond.variables, degree)
+        scalar = cond.residual(tableau, "scalar")
+        s_deg, s_lead = _leading(scalar, (Z,), degree)
+        results.append(
+            ConditionResult(
+                name=cond.name,
+                order=cond.order,
+                status=_status(cond, tableau, "operator", residual, lead_deg),
+                scalar_status=_status(cond, tableau, "scalar", scalar, s_deg),
+                residual=residual,
+                leading_degree=lead_deg,
+                leading_term=lead,
+                scalar_leading_degree=s_deg,
+                scalar_leading_term=None if s_lead is None else sp.factor(s_lead.subs(Z, -h)),
+            )
+        )
+    stiff = _order_from([(r.order, r.status) for r in results], order)
+    scalar_order = _order_from([(r.order, r.scalar_status) for r in results], order)
+    if not row_sums:
+        stiff, scalar_order = min(stiff, 1), min(scalar_order, 1)
+    reach = [
+        r.order + (order + 3 - r.order if r.leading_degree is None else r.leading_degree)
+        for r in results
+        if r.status != "identically"
+    ]
+    classical = min([order, *(x - 1 for x in reach)])
+    return OrderReport(tableau.name, order, row_sums, tuple(results), stiff, scalar_order, classical)

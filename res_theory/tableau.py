@@ -1,0 +1,297 @@
+"""Symbolic exponential Runge–Kutta / exponential multistep tableaux as data.
+
+For ``u' = L u + g(u, t)`` and ``Z = hL`` an s-stage explicit exponential RK method is
+(Hochbruck & Ostermann, Acta Numerica 19 (2010), eq. (2.19))::
+
+    U_i     = e^{c_i Z} u_n + h Σ_{j<i} a_ij(Z) g(U_j, t_n + c_j h)
+    u_{n+1} = e^{Z} u_n     + h Σ_i    b_i(Z)  g(U_i, t_n + c_i h)
+
+Every entry ``a_ij``, ``b_i`` is a SymPy expression in :data:`Z` that is a linear combination of
+``phi(k, scale * Z)`` with coefficients depending only on the free parameters (e.g. ``c2``).
+
+Exponential *multistep* methods use the same form (``kind="multistep"``): stage 1 is ``g`` at the
+current point, stage ``j ≥ 2`` is the stored ``g`` of the ``(j-1)``-th previous step with node
+``c_j = (t_{n-j+1} - t_n)/h ≤ 0`` (a parameter with ``role="history_node"``), and ``A = 0``.
+In the local-error analysis these stages are exact, so only the conditions ``psi_q = 0`` remain.
+
+Methods answer questions nodepy-style: :meth:`ExpTableau.stiff_order`, :meth:`~ExpTableau.order`
+(alias), :meth:`~ExpTableau.scalar_order`, :meth:`~ExpTableau.classical_order`,
+:meth:`~ExpTableau.error_coefficient`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import sympy as sp
+
+from res_theory.phi import phi
+
+if TYPE_CHECKING:
+    from res_theory.check import OrderReport
+
+__all__ = ["Z", "Parameter", "ExpTableau", "TableauError", "phi_terms"]
+
+Z = sp.Symbol("Z")
+"""The symbol ``Z = hL`` in which every tableau entry is written (diffusion sampling: ``Z = -h``)."""
+
+
+class TableauError(ValueError):
+    """A tableau is malformed (shapes, triangularity, nodes) or asked for invalid parameters."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A free parameter of a tableau family with its admissible interval and default."""
+
+    name: str
+    default: sp.Expr
+    lower: sp.Expr | None = None
+    upper: sp.Expr | None = None
+    lower_inclusive: bool = False
+    upper_inclusive: bool = False
+    description: str = ""
+    role: str = "free"
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise TableauError(f"parameter name must be an identifier, got {self.name!r}")
+        for key in ("default", "lower", "upper"):
+            value = getattr(self, key)
+            if value is not None:
+                object.__setattr__(self, key, sp.nsimplify(value))
+        if self.role not in ("free", "history_node"):
+            raise TableauError(f"parameter role must be 'free' or 'history_node', got {self.role!r}")
+        self.validate(self.default)
+
+    @property
+    def symbol(self) -> sp.Symbol:
+        return sp.Symbol(self.name)
+
+    def validate(self, value: sp.Expr | float) -> sp.Expr:
+        """Return ``value`` (as an exact SymPy number) or raise if it leaves the interval."""
+        try:
+            v = sp.nsimplify(value, rational=True) if isinstance(value, float) else sp.sympify(value)
+        except (sp.SympifyError, TypeError) as exc:
+            raise TableauError(f"parameter {self.name}: not a number: {value!r}") from exc
+        if not v.is_real or not v.is_finite:
+            raise TableauError(f"parameter {self.name} must be a finite real number, got {value!r}")
+        if self.lower is not None and (v < self.lower or (v == self.lower and not self.lower_inclusive)):
+            raise TableauError(f"parameter {self.name}={value} is outside {self.interval()}")
+        if self.upper is not None and (v > self.upper or (v == self.upper and not self.upper_inclusive)):
+            raise TableauError(f"parameter {self.name}={value} is outside {self.interval()}")
+        return v
+
+    def interval(self) -> str:
+        lo = "-inf" if self.lower is None else str(self.lower)
+        hi = "inf" if self.upper is None else str(self.upper)
+        left = "[" if self.lower_inclusive and self.lower is not None else "("
+        right = "]" if self.upper_inclusive and self.upper is not None else ")"
+        return f"{left}{lo}, {hi}{right}"
+
+    def sample(self, rng: random.Random) -> sp.Rational:
+        """A random exact rational strictly inside the interval (unbounded sides: width 4)."""
+        lo = self.lower if self.lower is not None else (self.upper if self.upper is not None else 0) - 4
+        hi = self.upper if self.upper is not None else lo + 4
+        u = sp.Rational(Fraction(rng.uniform(0.05, 0.95)).limit_denominator(997))
+        return sp.nsimplify(lo + (hi - lo) * u)
+
+
+def phi_terms(entry: sp.Expr) -> list[tuple[sp.Expr, int, sp.Expr]]:
+    """Decompose ``entry`` into ``[(coefficient, k, scale), ...]`` with ``entry = Σ coeff phi_k(scale Z)``.
+
+    ``exp(s Z)`` counts as ``phi_0(s Z)``. Raises :class:`TableauError` if ``entry`` is not such a
+    linear combination (e.g. a product of phi functions, or a bare power of ``Z``).
+    """
+    expr = sp.expand(sp.sympify(entry))
+    if expr == 0:
+        return []
+    atoms = sorted(
+        (a for a in expr.atoms(phi, sp.exp) if a.has(Z)), key=sp.default_sort_key
+    )
+    try:
+        poly = sp.Poly(expr, *atoms) if atoms else None
+    except sp.PolynomialError as exc:
+        raise TableauError(f"entry {entry} is not a linear combination of phi_k(s Z)") from exc
+    if poly is None or poly.total_degree() != 1 or poly.coeff_monomial(1) != 0:
+        raise TableauError(f"entry {entry} is not a linear combination of phi_k(s Z)")
+    out = []
+    for atom in atoms:
+        coeff = sp.factor(poly.coeff_monomial(atom))
+        if coeff.has(Z):
+            raise TableauError(f"entry {entry}: coefficient {coeff} of {atom} depends on Z")
+        if coeff == 0:
+            continue
+        k, arg = (0, atom.args[0]) if isinstance(atom, sp.exp) else (int(atom.args[0]), atom.args[1])
+        scale = sp.factor(arg / Z)
+        if scale.has(Z):
+            raise TableauError(f"entry {entry}: argument {arg} is not a multiple of Z")
+        out.append((coeff, k, scale))
+    return out
+
+
+@dataclass(frozen=True)
+class ExpTableau:
+    """A symbolic exponential RK (``kind="singlestep"``) or multistep (``"multistep"``) method.
+
+    ``A`` is the full ``s × s`` strictly lower triangular matrix of entries in :data:`Z`.
+    """
+
+    name: str
+    title: str
+    c: tuple[sp.Expr, ...]
+    A: tuple[tuple[sp.Expr, ...], ...]
+    b: tuple[sp.Expr, ...]
+    parameters: tuple[Parameter, ...] = ()
+    kind: str = "singlestep"
+    startup: tuple[str, ...] = ()
+    source: str = ""
+    derivation: str = ""
+    _report_cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "c", tuple(sp.sympify(x) for x in self.c))
+        object.__setattr__(self, "b", tuple(sp.sympify(x) for x in self.b))
+        object.__setattr__(self, "A", tuple(tuple(sp.sympify(x) for x in row) for row in self.A))
+        object.__setattr__(self, "parameters", tuple(self.parameters))
+        object.__setattr__(self, "startup", tuple(self.startup))
+        s = len(self.c)
+        if s < 1:
+            raise TableauError(f"{self.name}: a tableau needs at least one stage")
+        if len(self.b) != s or len(self.A) != s or any(len(row) != s for row in self.A):
+            raise TableauError(
+                f"{self.name}: mismatched lengths: c has {s} entries, b {len(self.b)}, "
+                f"A rows {[len(row) for row in self.A]} (need an {s}x{s} matrix)"
+            )
+        for i, row in enumerate(self.A):
+            for j in range(i, s):
+                if row[j] != 0:
+                    raise TableauError(
+                        f"{self.name}: A must be strictly lower triangular, A[{i}][{j}] = {row[j]}"
+                    )
+        if self.c[0] != 0:
+            raise TableauError(f"{self.name}: c[0] must be 0, got {self.c[0]}")
+        if self.kind not in ("singlestep", "multistep"):
+            raise TableauError(f"{self.name}: kind must be 'singlestep' or 'multistep'")
+        names = [p.name for p in self.parameters]
+        if len(set(names)) != len(names):
+            raise TableauError(f"{self.name}: duplicate parameter names {names}")
+        allowed = {Z, *(p.symbol for p in self.parameters)}
+        for entry in (*self.c, *self.b, *(x for row in self.A for x in row)):
+            extra = entry.free_symbols - allowed
+            if extra:
+                raise TableauError(f"{self.name}: entry {entry} uses unknown symbols {extra}")
+            if entry not in self.c:
+                phi_terms(entry)
+        if any(ci.has(Z) for ci in self.c):
+            raise TableauError(f"{self.name}: nodes must not depend on Z")
+        history = [p.symbol for p in self.parameters if p.role == "history_node"]
+        if self.kind == "multistep":
+            for i, ci in enumerate(self.c[1:], start=2):
+                if ci not in history and not (ci.is_number and ci < 0):
+                    raise TableauError(
+                        f"{self.name}: multistep node c{i} = {ci} must be a history parameter "
+                        "or a negative number"
+                    )
+            if any(x != 0 for row in self.A for x in row):
+                raise TableauError(f"{self.name}: a multistep method must have A = 0")
+            if len(self.startup) != s - 1:
+                raise TableauError(f"{self.name}: needs {s - 1} startup methods")
+        else:
+            if history or self.startup:
+                raise TableauError(f"{self.name}: history nodes/startup only for multistep methods")
+            self._check_nodes(self.default_values())
+
+    # -- parameters ---------------------------------------------------------------------------
+    @property
+    def stages(self) -> int:
+        return len(self.c)
+
+    @property
+    def symbols(self) -> tuple[sp.Symbol, ...]:
+        return tuple(p.symbol for p in self.parameters)
+
+    def default_values(self) -> dict[sp.Symbol, sp.Expr]:
+        return {p.symbol: p.default for p in self.parameters}
+
+    def parameter_values(self, values: Mapping[str, object] | None = None) -> dict[sp.Symbol, sp.Expr]:
+        """Defaults replaced by ``values`` (by name), validated against the intervals."""
+        known = {p.name: p for p in self.parameters}
+        values = dict(values or {})
+        unknown = set(values) - known.keys()
+        if unknown:
+            raise TableauError(
+                f"{self.name} has no parameter(s) {sorted(unknown)}; it has {sorted(known) or 'none'}"
+            )
+        out = self.default_values()
+        for name, value in values.items():
+            out[known[name].symbol] = known[name].validate(value)
+        if self.kind == "singlestep":
+            self._check_nodes(out)
+        return out
+
+    def _check_nodes(self, values: Mapping[sp.Symbol, sp.Expr]) -> None:
+        for i, ci in enumerate(self.c[1:], start=2):
+            v = ci.subs(values)
+            if v.is_number and not v > 0:
+                raise TableauError(
+                    f"{self.name}: node c{i} = {v} must be > 0 for a single-step method"
+                )
+
+    def at(self, **values: object) -> ExpTableau:
+        """The member of the family with the given parameter values (other parameters stay free)."""
+        params = self.parameter_values(values)
+        subs = {p.symbol: params[p.symbol] for p in self.parameters if p.name in values}
+
+        def sub(x: sp.Expr) -> sp.Expr:
+            return sp.expand(x.subs(subs)) if subs else x
+
+        return replace(
+            self,
+            c=tuple(sub(x) for x in self.c),
+            A=tuple(tuple(sub(x) for x in row) for row in self.A),
+            b=tuple(sub(x) for x in self.b),
+            parameters=tuple(p for p in self.parameters if p.name not in values),
+            _report_cache={},
+        )
+
+    # -- the h -> 0 limit ------------------------------------------------------------------------
+    def classical(self) -> tuple[tuple[sp.Expr, ...], tuple[tuple[sp.Expr, ...], ...], tuple[sp.Expr, ...]]:
+        """The ``h → 0`` (``Z → 0``) limit ``(c, A(0), b(0))``: an ordinary Butcher tableau."""
+        lim = lambda x: sp.nsimplify(sp.simplify(x.subs(Z, 0)))  # noqa: E731
+        return (
+            self.c,
+            tuple(tuple(lim(x) for x in row) for row in self.A),
+            tuple(lim(x) for x in self.b),
+        )
+
+    # -- questions -------------------------------------------------------------------------------
+    def report(self, max_order: int = 4) -> OrderReport:
+        from res_theory.check import check
+
+        key = max_order
+        if key not in self._report_cache:
+            self._report_cache[key] = check(self, order=max_order)
+        return self._report_cache[key]
+
+    def stiff_order(self, max_order: int = 4) -> int:
+        """Stiff order (operator case, Hochbruck–Ostermann conditions, uniform in ``Z``)."""
+        return self.report(max_order).stiff_order
+
+    order = stiff_order
+
+    def scalar_order(self, max_order: int = 4) -> int:
+        """Order when ``L`` is a scalar (diffusion sampling ``L = -1``): conditions as identities in h."""
+        return self.report(max_order).scalar_order
+
+    def classical_order(self, max_order: int = 4) -> int:
+        """Order for bounded ``L`` as ``h → 0`` (Taylor expansion of the stiff conditions)."""
+        return self.report(max_order).classical_order
+
+    def error_coefficient(self, max_order: int = 4) -> sp.Expr | None:
+        """Leading Taylor term of the first condition that does not hold identically (or None)."""
+        return self.report(max_order).error_coefficient()

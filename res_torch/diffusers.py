@@ -1,0 +1,676 @@
+"""RES schedulers for Hugging Face diffusers (optional: ``pip install 'res[diffusers]'``).
+
+:class:`RESMultistepScheduler` and :class:`RESSinglestepScheduler` run any ``res-tableau`` method
+(``docs/tableau_format.md``) inside a diffusers denoising loop. The method is solved in the
+variance-exploding form of ``docs/MATH.md`` §1, in ``lambda = -log sigma`` with step
+``h = log(sigma_n / sigma_{n+1})``::
+
+    U_i     = e^{-c_i h} x_n + h sum_{j<i} a_ij(h) D(U_j, sigma_n e^{-c_i h})
+    x_{n+1} = e^{-h}     x_n + h sum_i    b_i(h)  D(U_i, sigma_n e^{-c_i h})
+
+with ``c, a, b`` from :meth:`res_torch.tableau.Tableau.evaluate` (no coefficient is typed here).
+The last step to ``sigma = 0`` is the denoiser output ``x = D(x, sigma_{N-1})``.
+
+The ``sample`` a pipeline hands to :meth:`step` lives in the model's own scale, as in diffusers'
+``DPMSolverMultistepScheduler`` and ``FlowMatchEulerDiscreteScheduler`` (``init_noise_sigma = 1``,
+:meth:`scale_model_input` is the identity):
+
+* discrete DDPM models (``prediction_type`` ``"epsilon"``, ``"v_prediction"``, ``"sample"``):
+  ``x_vp = alpha x`` with ``alpha = 1/sqrt(1 + sigma^2)``, ``sigma^2 = (1 - abar)/abar``; the
+  network is called at the *fractional* timestep ``t(sigma)`` interpolated in ``log sigma``
+  (:class:`res_torch.adapters.DiscreteSchedule`), the same as
+  :class:`res_torch.adapters.DiscreteEpsDenoiser` does, so a scheduler loop and
+  ``res_torch``'s samplers on the wrapped network agree.
+* flow matching (``"flow_prediction"`` or ``"flow"``): ``x_t = (1 - t) x``, ``sigma = t/(1 - t)``,
+  timestep ``t * num_train_timesteps``, velocity ``v = eps - x_0``, ``D = x_t - t v``. A flow
+  schedule that starts at ``t = 1`` (``sigma = inf``, where ``lambda`` is undefined) starts at
+  ``t = 1 - 1/num_train_timesteps`` instead, the first flow time of diffusers'
+  ``DPMSolverMultistepScheduler(use_flow_sigmas=True)``.
+
+``scheduler.sigmas`` holds the VE noise levels of the grid (ending in 0); ``scheduler.timesteps``
+what the network is called with. Config keys of the DDPM/DDIM/DPM-Solver/Euler/FlowMatch
+schedulers are accepted, so ``RESMultistepScheduler.from_config(pipe.scheduler.config)`` works;
+keys with no meaning for an ODE solver (``thresholding``, ``clip_sample``, ``solver_order``, ...)
+are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+try:
+    from diffusers.configuration_utils import ConfigMixin, register_to_config
+    from diffusers.schedulers.scheduling_ddpm import betas_for_alpha_bar
+    from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
+    from diffusers.utils import BaseOutput
+except ImportError as exc:  # pragma: no cover - exercised by a test that hides diffusers
+    raise ImportError(
+        "res_torch.diffusers needs the optional dependency 'diffusers' "
+        "(install it with: pip install 'res[diffusers]'); the rest of res_torch works without it"
+    ) from exc
+
+from res_torch.adapters import DiscreteSchedule
+from res_torch.tableau import Tableau, load_tableau
+
+__all__ = [
+    "RESMultistepScheduler",
+    "RESSchedulerOutput",
+    "RESSinglestepScheduler",
+    "alphas_cumprod_from_betas",
+]
+
+_VP_PREDICTIONS = ("epsilon", "v_prediction", "sample")
+_FLOW_PREDICTIONS = ("flow_prediction", "flow")
+
+
+@dataclass
+class RESSchedulerOutput(BaseOutput):
+    """``prev_sample``: the input of the next network call (model scale);
+    ``pred_original_sample``: the denoised estimate ``D`` of this call."""
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+def alphas_cumprod_from_betas(
+    num_train_timesteps: int = 1000,
+    beta_start: float = 0.0001,
+    beta_end: float = 0.02,
+    beta_schedule: str = "linear",
+    trained_betas: Any = None,
+) -> torch.Tensor:
+    """``abar_t = prod_{s<=t} (1 - beta_s)`` for diffusers' beta schedules (float64 tensor).
+
+    Computed in float32 exactly as diffusers does (models were trained with those values), then
+    widened to float64.
+
+    ``linear``: ``beta`` linear from ``beta_start`` to ``beta_end``; ``scaled_linear``: ``sqrt
+    beta`` linear (latent diffusion); ``squaredcos_cap_v2``: the cosine schedule of Nichol &
+    Dhariwal 2021 (diffusers' ``betas_for_alpha_bar``); ``trained_betas`` overrides all.
+    """
+    if trained_betas is not None:
+        betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float32)
+    elif beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+    elif beta_schedule == "scaled_linear":
+        betas = (
+            torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32)
+            ** 2
+        )
+    elif beta_schedule == "squaredcos_cap_v2":
+        betas = betas_for_alpha_bar(num_train_timesteps).to(torch.float32)
+    else:
+        raise ValueError(
+            f"unknown beta_schedule {beta_schedule!r}; "
+            "use 'linear', 'scaled_linear', 'squaredcos_cap_v2' or trained_betas"
+        )
+    return torch.cumprod(1 - betas, dim=0).to(torch.float64)
+
+
+def _load_related(name: str, near: Path | None) -> Tableau:
+    """Load tableau ``name``: from ``near``'s folder if such a file is there, else a shipped one."""
+    if near is not None and (near / f"{name}.json").is_file():
+        return load_tableau(near / f"{name}.json")
+    return load_tableau(name)
+
+
+def _spaced(v_max: float, v_min: float, n: int, config: Any) -> np.ndarray | None:
+    """``n`` decreasing noise levels spaced as diffusers does, or ``None`` for no respacing.
+
+    Karras et al. 2022 (eq. 5): ``(v_max^{1/rho} + i/(n-1) (v_min^{1/rho} - v_max^{1/rho}))^rho``;
+    exponential (``use_exponential_sigmas``, ``use_lu_lambdas``): uniform in ``log v``; beta
+    (Lee et al. 2024): ``v_min + (v_max - v_min) F^{-1}_{Beta(0.6, 0.6)}(1 - i/(n-1))``.
+    ``config.sigma_min``/``sigma_max`` override the given ends.
+    """
+    v_min = v_min if config.sigma_min is None else float(config.sigma_min)
+    v_max = v_max if config.sigma_max is None else float(config.sigma_max)
+    ramp = np.linspace(0, 1, n)
+    if config.use_karras_sigmas:
+        rho = float(config.rho)
+        return (v_max ** (1 / rho) + ramp * (v_min ** (1 / rho) - v_max ** (1 / rho))) ** rho
+    if config.use_exponential_sigmas or config.use_lu_lambdas:
+        return np.exp(np.linspace(math.log(v_max), math.log(v_min), n))
+    if config.use_beta_sigmas:
+        import scipy.stats
+
+        return v_min + scipy.stats.beta.ppf(1 - ramp, 0.6, 0.6) * (v_max - v_min)
+    return None
+
+
+class _RESScheduler(SchedulerMixin, ConfigMixin):
+    """Configuration, noise schedule and model-output conversion shared by the RES schedulers."""
+
+    _compatibles = [e.name for e in KarrasDiffusionSchedulers] + [
+        "FlowMatchEulerDiscreteScheduler",
+        "FlowMatchHeunDiscreteScheduler",
+    ]
+    _default_tableau = ""
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas: Any = None,
+        prediction_type: str = "epsilon",
+        tableau: str | None = None,
+        tableau_parameters: dict[str, float] | None = None,
+        use_karras_sigmas: bool = False,
+        use_exponential_sigmas: bool = False,
+        use_beta_sigmas: bool = False,
+        use_lu_lambdas: bool = False,
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        rho: float = 7.0,
+        timestep_spacing: str = "linspace",
+        steps_offset: int = 0,
+        final_sigmas_type: str = "zero",
+        rescale_betas_zero_snr: bool = False,
+        use_flow_sigmas: bool = False,
+        shift: float = 1.0,
+        flow_shift: float = 1.0,
+        use_dynamic_shifting: bool = False,
+        time_shift_type: str = "exponential",
+        shift_terminal: float | None = None,
+        invert_sigmas: bool = False,
+        base_shift: float | None = 0.5,
+        max_shift: float | None = 1.15,
+        base_image_seq_len: int = 256,
+        max_image_seq_len: int = 4096,
+    ) -> None:
+        if prediction_type not in _VP_PREDICTIONS + _FLOW_PREDICTIONS:
+            raise ValueError(
+                f"prediction_type must be one of {_VP_PREDICTIONS + _FLOW_PREDICTIONS}, "
+                f"got {prediction_type!r}"
+            )
+        self.is_flow = prediction_type in _FLOW_PREDICTIONS
+        if use_flow_sigmas and not self.is_flow:
+            raise ValueError("use_flow_sigmas=True needs prediction_type='flow_prediction'")
+        spacings = [use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas, use_lu_lambdas]
+        if sum(bool(s) for s in spacings) > 1:
+            raise ValueError(
+                "at most one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas, "
+                "use_lu_lambdas may be set"
+            )
+        if timestep_spacing not in ("linspace", "leading", "trailing"):
+            raise ValueError(
+                f"timestep_spacing must be 'linspace', 'leading' or 'trailing', "
+                f"got {timestep_spacing!r}"
+            )
+        if final_sigmas_type not in ("zero", "sigma_min"):
+            raise ValueError(
+                f"final_sigmas_type must be 'zero' or 'sigma_min', got {final_sigmas_type!r}"
+            )
+        if time_shift_type not in ("exponential", "linear"):
+            raise ValueError(
+                f"time_shift_type must be 'exponential' or 'linear', got {time_shift_type!r}"
+            )
+        if invert_sigmas:
+            raise ValueError("invert_sigmas=True (Mochi) is not supported by the RES schedulers")
+        if rescale_betas_zero_snr:
+            raise ValueError(
+                "rescale_betas_zero_snr=True gives sigma_max = inf, where lambda = -log sigma is "
+                "undefined; the RES schedulers do not support it"
+            )
+        if shift != 1.0 and flow_shift != 1.0 and shift != flow_shift:
+            raise ValueError(f"shift={shift} and flow_shift={flow_shift} disagree; set only one")
+
+        name = tableau or self._default_tableau
+        self.tableau = load_tableau(name)
+        self._tableau_folder = Path(name).parent if name.endswith(".json") else None
+        self._check_tableau()
+        self.tableau.parameter_values(**self._free_parameters())
+
+        if self.is_flow:
+            self.schedule: DiscreteSchedule | None = None
+            self.alphas_cumprod = None
+        else:
+            alphas_cumprod = alphas_cumprod_from_betas(
+                num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas
+            )
+            self.schedule = DiscreteSchedule(alphas_cumprod)
+            self.alphas_cumprod = alphas_cumprod.to(torch.float32)
+        self.init_noise_sigma = 1.0
+        self.num_inference_steps: int | None = None
+        self.timesteps = torch.empty(0)
+        self.sigmas = torch.empty(0, dtype=torch.float64)
+        self._step_index: int | None = None
+        self._begin_index: int | None = None
+
+    # ----------------------------------------------------------------- subclass interface
+    def _check_tableau(self) -> None:
+        raise NotImplementedError
+
+    def _plan(self) -> None:
+        """Precompute stage noise levels, timesteps and coefficients for ``self.sigmas``."""
+        raise NotImplementedError
+
+    def _free_parameters(self) -> dict[str, float]:
+        return dict(self.config.tableau_parameters or {})
+
+    # ----------------------------------------------------------------- diffusers API
+    @property
+    def step_index(self) -> int | None:
+        """Index into ``timesteps`` of the next :meth:`step` call."""
+        return self._step_index
+
+    @property
+    def begin_index(self) -> int | None:
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Start at ``timesteps[begin_index]`` (pipelines call this for img2img)."""
+        self._begin_index = begin_index
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
+
+    def scale_model_input(self, sample: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The identity: ``sample`` is already in the model's scale."""
+        return sample
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        sigmas: list[float] | np.ndarray | None = None,
+        mu: float | None = None,
+        timesteps: list[float] | np.ndarray | None = None,
+    ) -> None:
+        """Build the grid of ``num_inference_steps`` steps, or from ``sigmas`` / ``timesteps``.
+
+        ``sigmas`` are VE noise levels for DDPM models (k-diffusion's convention) and flow times
+        ``t`` for flow models (``FlowMatchEulerDiscreteScheduler``'s, shifted as there);
+        ``timesteps`` are training timesteps (DDPM models only). A trailing ``0`` in ``sigmas``
+        is allowed; the final noise level comes from ``final_sigmas_type`` either way. ``mu`` is
+        the resolution-dependent time shift of flow models (``use_dynamic_shifting=True``):
+        ``t -> e^mu/(e^mu + 1/t - 1)`` (exponential) or ``mu/(mu + 1/t - 1)`` (linear).
+        """
+        if sigmas is not None and timesteps is not None:
+            raise ValueError("pass either sigmas or timesteps, not both")
+        if num_inference_steps is None and sigmas is None and timesteps is None:
+            raise ValueError("set_timesteps needs num_inference_steps, sigmas or timesteps")
+        if timesteps is not None and self.is_flow:
+            raise ValueError("flow models take sigmas (flow times), not timesteps")
+        if mu is not None and not self.config.use_dynamic_shifting:
+            raise ValueError("mu is only used with use_dynamic_shifting=True")
+        if self.config.use_dynamic_shifting and mu is None:
+            raise ValueError("use_dynamic_shifting=True needs mu in set_timesteps")
+        if num_inference_steps is not None and (
+            not isinstance(num_inference_steps, int) or num_inference_steps < 1
+        ):
+            raise ValueError(
+                f"num_inference_steps must be a positive int, got {num_inference_steps}"
+            )
+        ve = self._flow_grid(num_inference_steps, sigmas, mu) if self.is_flow else None
+        if ve is None:
+            ve = self._vp_grid(num_inference_steps, sigmas, timesteps)
+        if self.config.final_sigmas_type == "zero":
+            last = 0.0
+        elif self.is_flow:
+            last = float(self._flow_t_to_sigma(torch.tensor(1 / self.config.num_train_timesteps)))
+        else:
+            last = self.schedule.sigma_min
+        if not np.all(np.diff(ve) < 0) or not ve[-1] > last:
+            raise ValueError(f"noise levels must decrease strictly to {last}, got {ve.tolist()}")
+        self.sigmas = torch.tensor([*ve.tolist(), last], dtype=torch.float64)
+        self.num_inference_steps = len(ve)
+        self._plan()
+        self.timesteps = self._timesteps_of(self._stage_sigmas).to(device=device)
+        self._step_index = None
+        self._begin_index = None
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> RESSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+        """Consume one network evaluation; return the input of the next one.
+
+        ``generator`` is accepted for pipeline compatibility and unused (the solver is
+        deterministic). With ``return_dict=False`` returns ``(prev_sample, pred_original_sample)``.
+        """
+        if self.num_inference_steps is None:
+            raise ValueError("call set_timesteps before step")
+        if self._step_index is None:
+            self._init_step_index(timestep)
+            self._reset()
+        if self._step_index >= len(self._stage_sigmas):
+            raise ValueError("all steps are done; call set_timesteps to sample again")
+        sigma = float(self._stage_sigmas[self._step_index])
+        denoised = self._denoised(model_output, sample, sigma)
+        x_next, sigma_next = self._advance(sample / self._scale(sigma), denoised)
+        self._step_index += 1
+        prev = (x_next * self._scale(sigma_next)).to(sample.dtype)
+        if not return_dict:
+            return prev, denoised
+        return RESSchedulerOutput(prev_sample=prev, pred_original_sample=denoised)
+
+    def add_noise(
+        self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+    ) -> torch.Tensor:
+        """The forward process at ``timesteps``, in model scale: ``alpha (x_0 + sigma eps)``.
+
+        DDPM: ``sqrt(abar) x_0 + sqrt(1 - abar) eps`` (timesteps interpolated as in
+        :class:`DiscreteSchedule`); flow: ``(1 - t) x_0 + t eps`` with ``t = timestep / T``.
+        """
+        t = torch.as_tensor(timesteps, dtype=torch.float64).flatten().cpu()
+        if self.is_flow:
+            flow_t = t / self.config.num_train_timesteps
+            if not bool(torch.all((flow_t >= 0) & (flow_t <= 1))):
+                raise ValueError(f"flow timesteps must lie in [0, T], got {t.tolist()}")
+            signal, noise_scale = 1 - flow_t, flow_t
+        else:
+            sigma = self.schedule.t_to_sigma(t)
+            signal = (1 + sigma**2).rsqrt()
+            noise_scale = sigma * signal
+        shape = (-1, *([1] * (original_samples.ndim - 1)))
+        signal = signal.to(original_samples).reshape(shape)
+        noise_scale = noise_scale.to(original_samples).reshape(shape)
+        return signal * original_samples + noise_scale * noise
+
+    @classmethod
+    def from_config(
+        cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any
+    ) -> Any:
+        """As ``ConfigMixin.from_config``; a flow-matching config implies flow prediction.
+
+        A config without ``prediction_type`` is a flow-matching one if its ``_class_name`` starts
+        with ``FlowMatch`` or it has FlowMatch's ``shift`` key and no ``beta_schedule``.
+        """
+        if config is not None and "prediction_type" not in kwargs:
+            keys = dict(config)
+            class_name = keys.get("_class_name", "")
+            flow_match = isinstance(class_name, str) and class_name.startswith("FlowMatch")
+            if "prediction_type" not in keys and (
+                flow_match or ("shift" in keys and "beta_schedule" not in keys)
+            ):
+                kwargs["prediction_type"] = "flow_prediction"
+        return super().from_config(config, return_unused_kwargs, **kwargs)
+
+    # ----------------------------------------------------------------- noise schedule
+    def _vp_grid(
+        self, n: int | None, sigmas: Any, timesteps: Any
+    ) -> np.ndarray:  # decreasing VE sigmas of a DDPM model
+        assert self.schedule is not None
+        if sigmas is not None:
+            ve = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+            ve = ve[:-1] if ve.size > 1 and ve[-1] == 0 else ve
+            if n is not None and n != ve.size:
+                raise ValueError(f"got {ve.size} sigmas for num_inference_steps={n}")
+            if not np.all(ve > 0):
+                raise ValueError(f"sigmas must be positive (a final 0 is allowed), got {ve}")
+            return ve
+        big_t = self.config.num_train_timesteps
+        if timesteps is not None:
+            ts = np.asarray(timesteps, dtype=np.float64).reshape(-1)
+        else:
+            spaced = _spaced(self.schedule.sigma_max, self.schedule.sigma_min, n, self.config)
+            if spaced is not None:
+                return spaced
+            if self.config.timestep_spacing == "linspace":
+                ts = np.linspace(0, big_t - 1, n + 1).round()[::-1][:-1]
+            elif self.config.timestep_spacing == "leading":
+                ts = (np.arange(n) * (big_t // n)).round()[::-1] + self.config.steps_offset
+            else:  # trailing
+                ts = np.arange(big_t, 0, -big_t / n).round() - 1
+        return self.schedule.t_to_sigma(torch.as_tensor(ts.copy())).numpy()
+
+    def _flow_grid(self, n: int | None, sigmas: Any, mu: float | None) -> np.ndarray:
+        """Flow times as in ``FlowMatchEulerDiscreteScheduler.set_timesteps``, as VE sigmas."""
+        big_t = self.config.num_train_timesteps
+        if sigmas is not None:
+            t = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+            t = t[:-1] if t.size > 1 and t[-1] == 0 else t
+            if n is not None and n != t.size:
+                raise ValueError(f"got {t.size} sigmas for num_inference_steps={n}")
+            if not np.all((t > 0) & (t <= 1)):
+                raise ValueError(f"flow sigmas (times t) must lie in (0, 1], got {t}")
+        s = self.config.flow_shift if self.config.flow_shift != 1.0 else self.config.shift
+
+        def static_shift(t: np.ndarray | float) -> np.ndarray | float:
+            return s * t / (1 + (s - 1) * t)
+
+        if sigmas is None:
+            # FlowMatchEulerDiscreteScheduler's grid runs to its (statically shifted) sigma_min
+            end = 1 / big_t if self.config.use_dynamic_shifting else static_shift(1 / big_t)
+            t = np.linspace(1.0, end, n)
+        if self.config.use_dynamic_shifting:
+            assert mu is not None
+            if self.config.time_shift_type == "exponential":
+                t = math.exp(mu) / (math.exp(mu) + (1 / t - 1))
+            else:
+                t = mu / (mu + (1 / t - 1))
+        else:
+            t = static_shift(t)
+        if self.config.shift_terminal:
+            one_minus = 1 - t
+            t = 1 - one_minus / (one_minus[-1] / (1 - self.config.shift_terminal))
+        spaced = _spaced(float(t[0]), float(t[-1]), len(t), self.config)
+        t = np.minimum(t if spaced is None else spaced, 1 - 1 / big_t)
+        return self._flow_t_to_sigma(torch.as_tensor(t)).numpy()
+
+    @staticmethod
+    def _flow_t_to_sigma(t: torch.Tensor) -> torch.Tensor:
+        return t / (1 - t)
+
+    def _timesteps_of(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The network's timestep at VE noise level(s) ``sigma`` (float32)."""
+        if self.is_flow:
+            t = sigma / (1 + sigma) * self.config.num_train_timesteps
+        else:
+            t = self.schedule.sigma_to_t(sigma)
+        return t.to(torch.float32)
+
+    def _scale(self, sigma: float) -> float:
+        """Model scale of the VE state: ``1/sqrt(1 + sigma^2)`` (DDPM), ``1/(1 + sigma)`` (flow)."""
+        return 1 / (1 + sigma) if self.is_flow else 1 / math.sqrt(1 + sigma**2)
+
+    def _denoised(
+        self, model_output: torch.Tensor, sample: torch.Tensor, sigma: float
+    ) -> torch.Tensor:
+        """``D`` from the network output at VE level ``sigma`` (``sample`` in model scale)."""
+        kind = self.config.prediction_type
+        if kind == "sample":
+            return model_output
+        if self.is_flow:
+            t = sigma / (1 + sigma)
+            return sample - t * model_output
+        alpha = 1 / math.sqrt(1 + sigma**2)
+        if kind == "epsilon":
+            return (sample - sigma * alpha * model_output) / alpha
+        return alpha * sample - sigma * alpha * model_output  # v_prediction
+
+    def _init_step_index(self, timestep: float | torch.Tensor) -> None:
+        if self._begin_index is not None:
+            self._step_index = self._begin_index
+            return
+        starts = self._step_starts()
+        t = float(torch.as_tensor(timestep).flatten()[0])
+        matches = [k for k in starts if math.isclose(float(self.timesteps[k]), t, abs_tol=1e-4)]
+        if not matches:
+            raise ValueError(f"timestep {t} is not the start of a step of this schedule")
+        self._step_index = matches[0]
+
+    def _step_starts(self) -> list[int]:
+        return list(range(len(self._stage_sigmas)))
+
+    # set by _plan
+    _stage_sigmas: torch.Tensor
+
+    def _reset(self) -> None:
+        """Forget the solver state (a new run starts at ``step_index``)."""
+        raise NotImplementedError
+
+    def _advance(self, x: torch.Tensor, denoised: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Take the VE state and this call's ``D``; return the next VE state and its sigma."""
+        raise NotImplementedError
+
+
+class RESMultistepScheduler(_RESScheduler):
+    """Exponential multistep RES (``res_2m``, ``res_3m``, ``dpmpp_2m``, ... tableaux).
+
+    One network call per step. Step ``n`` uses the stored denoiser values of the previous steps
+    as stages ``j >= 2`` with nodes ``c_j = (lambda_{n-j+1} - lambda_n)/h_n``
+    (``docs/tableau_format.md``): ``x_{n+1} = e^{-h} x_n + h sum_j b_j(h; c) D_{n-j+1}``. The
+    first steps use the tableau's ``startup`` methods (one-stage or multistep tableaux).
+    ``tableau_parameters`` sets free (non-history) parameters.
+    """
+
+    order = 1
+    _default_tableau = "res_2m"
+
+    def _check_tableau(self) -> None:
+        history = set(self.tableau.history_parameters)
+        given = set(self._free_parameters())
+        if given & history:
+            raise ValueError(
+                f"history nodes {sorted(given & history)} are set from the grid; "
+                "do not pass them in tableau_parameters"
+            )
+        methods = [self.tableau] + [
+            _load_related(name, self._tableau_folder) for name in self.tableau.startup
+        ]
+        for method in methods:
+            if not method.is_multistep and method.stages != 1:
+                raise ValueError(
+                    f"RESMultistepScheduler runs multistep or one-stage tableaux; {method.name!r} "
+                    f"is a {method.stages}-stage single-step method (use RESSinglestepScheduler)"
+                )
+        self._methods = methods
+
+    def _method_for_step(self, n: int) -> Tableau:
+        startup = self._methods[1:]
+        return startup[n] if n < len(startup) else self._methods[0]
+
+    def _plan(self) -> None:
+        self._stage_sigmas = self.sigmas[:-1].clone()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._history: list[torch.Tensor] = []
+
+    def _weights(self, n: int, previous: int) -> tuple[float, list[float]]:
+        """``(e^{-h}, h b)`` of step ``n`` with ``previous`` stored evaluations available.
+
+        The method is ``startup[previous]`` while the history is short, else the tableau.
+        """
+        sig = self.sigmas
+        method = self._method_for_step(previous)
+        h = torch.log(sig[n] / sig[n + 1]).reshape(1)
+        values: dict[str, Any] = {
+            k: v for k, v in self._free_parameters().items() if k in _names(method)
+        }
+        for j, name in enumerate(method.history_parameters, start=1):
+            values[name] = torch.log(sig[n] / sig[n - j]).reshape(1) / h
+        _, _, b = method.evaluate(h, values)
+        return float(sig[n + 1] / sig[n]), (h * b[0]).tolist()
+
+    def _advance(self, x: torch.Tensor, denoised: torch.Tensor) -> tuple[torch.Tensor, float]:
+        n = self._step_index
+        sigma_next = float(self.sigmas[n + 1])
+        previous = len(self._history)
+        values = [denoised, *self._history]
+        self._history = values[: self.tableau.stages - 1]
+        if sigma_next == 0:
+            return denoised, 0.0
+        decay, hb = self._weights(n, previous)
+        x_next = decay * x
+        for weight, d in zip(hb, values[: len(hb)], strict=True):
+            x_next = x_next + weight * d
+        return x_next, sigma_next
+
+
+class RESSinglestepScheduler(_RESScheduler):
+    """Single-step exponential Runge–Kutta RES (``res_2s`` with its ``c2``, ``res_3s``, ...).
+
+    An ``s``-stage tableau makes ``s`` network calls per step; ``timesteps`` lists every stage
+    (like diffusers' ``HeunDiscreteScheduler``) and each :meth:`step` call consumes one, returning
+    the next stage input ``U_{i+1}`` or, after the last stage, ``x_{n+1}``. The final step to
+    ``sigma = 0`` has one stage, ``x = D(x, sigma_{N-1})``. ``tableau_parameters`` sets the
+    tableau's free parameters, e.g. ``{"c2": 1.0}``.
+    """
+
+    _default_tableau = "res_2s"
+
+    def _check_tableau(self) -> None:
+        if self.tableau.is_multistep:
+            raise ValueError(
+                f"RESSinglestepScheduler runs single-step tableaux; {self.tableau.name!r} is "
+                "multistep (use RESMultistepScheduler)"
+            )
+        self.order = self.tableau.stages
+
+    def _plan(self) -> None:
+        sig = self.sigmas
+        values = self.tableau.parameter_values(**self._free_parameters())
+        stage_sigmas: list[float] = []
+        self._stages: list[tuple[int, int]] = []
+        self._coefficients: list[dict[str, Any]] = []
+        for n in range(len(sig) - 1):
+            if sig[n + 1] == 0:
+                self._coefficients.append({"final": True})
+                self._stages.append((n, 0))
+                stage_sigmas.append(float(sig[n]))
+                continue
+            h = torch.log(sig[n] / sig[n + 1]).reshape(1)
+            c, a, b = self.tableau.evaluate(h, values)
+            decay_c = torch.exp(-c[0] * h)
+            self._coefficients.append(
+                {
+                    "final": False,
+                    "decay": float(sig[n + 1] / sig[n]),
+                    "decay_c": decay_c.tolist(),
+                    "ha": (h * a[0]).tolist(),
+                    "hb": (h * b[0]).tolist(),
+                    "sigma_next": float(sig[n + 1]),
+                }
+            )
+            for i in range(self.tableau.stages):
+                self._stages.append((n, i))
+                stage_sigmas.append(float(sig[n] * decay_c[i]))
+        self._stage_sigmas = torch.tensor(stage_sigmas, dtype=torch.float64)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._x_n: torch.Tensor | None = None
+        self._stage_values: list[torch.Tensor] = []
+
+    def _step_starts(self) -> list[int]:
+        return [k for k, (_, i) in enumerate(self._stages) if i == 0]
+
+    def _advance(self, x: torch.Tensor, denoised: torch.Tensor) -> tuple[torch.Tensor, float]:
+        n, i = self._stages[self._step_index]
+        coefficients = self._coefficients[n]
+        if coefficients["final"]:
+            return denoised, 0.0
+        if i == 0:
+            self._x_n, self._stage_values = x, []
+        elif self._x_n is None or len(self._stage_values) != i:
+            raise ValueError("RESSinglestepScheduler.step called out of stage order")
+        self._stage_values.append(denoised)
+        x_n = self._x_n
+        if i + 1 < self.tableau.stages:
+            x_next = coefficients["decay_c"][i + 1] * x_n
+            for weight, d in zip(coefficients["ha"][i + 1], self._stage_values, strict=False):
+                x_next = x_next + weight * d
+            return x_next, float(self._stage_sigmas[self._step_index + 1])
+        x_next = coefficients["decay"] * x_n
+        for weight, d in zip(coefficients["hb"], self._stage_values, strict=True):
+            x_next = x_next + weight * d
+        return x_next, coefficients["sigma_next"]
+
+
+def _names(tableau: Tableau) -> set[str]:
+    return {p.name for p in tableau.parameters}

@@ -1,0 +1,92 @@
+"""Noise for stochastic sampling: noise samplers, EDM churn and ancestral (eta) step sizes.
+
+A *noise sampler* is a callable ``noise_sampler(sigma, sigma_next) -> Tensor`` returning
+standard normal noise shaped like the sample (k-diffusion's convention). Samplers accept either
+one (``noise_sampler=``) or a ``torch.Generator`` (``generator=``); same generator seed, same
+samples, on any device (the noise is drawn on the generator's device and then moved).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+__all__ = [
+    "NoiseSampler",
+    "ancestral_step",
+    "churn_gamma",
+    "default_noise_sampler",
+    "resolve_noise_sampler",
+]
+
+NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def default_noise_sampler(
+    x: torch.Tensor, generator: torch.Generator | None = None
+) -> NoiseSampler:
+    """Standard normal noise like ``x`` from ``generator`` (the global RNG when ``None``)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    device = generator.device if generator is not None else x.device
+
+    def sample(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+        return noise.to(x.device)
+
+    return sample
+
+
+def resolve_noise_sampler(
+    x: torch.Tensor,
+    generator: torch.Generator | None,
+    noise_sampler: NoiseSampler | None,
+) -> NoiseSampler:
+    """The sampler's noise source: ``noise_sampler`` if given, else one drawing from ``generator``."""
+    if noise_sampler is not None:
+        if generator is not None:
+            raise ValueError("pass either generator= or noise_sampler=, not both")
+        if not callable(noise_sampler):
+            raise TypeError("noise_sampler must be callable as noise_sampler(sigma, sigma_next)")
+        return noise_sampler
+    return default_noise_sampler(x, generator)
+
+
+def churn_gamma(
+    sigmas: torch.Tensor, s_churn: float, s_tmin: float = 0.0, s_tmax: float = math.inf
+) -> torch.Tensor:
+    """EDM's churn factors (Karras et al. 2022, Algorithm 2; Zhang et al. 2023, Algorithm 2).
+
+    For the ``N = len(sigmas) - 1`` steps: ``gamma_i = min(s_churn / N, sqrt(2) - 1)`` where
+    ``s_tmin <= sigma_i <= s_tmax``, else 0. The step then starts from ``sigma_hat = sigma_i
+    (1 + gamma_i)`` after adding noise of standard deviation ``sqrt(sigma_hat^2 - sigma_i^2)``.
+    """
+    for name, value in (("s_churn", s_churn), ("s_tmin", s_tmin)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    if math.isnan(s_tmax) or s_tmax < s_tmin:
+        raise ValueError(f"s_tmax must be >= s_tmin, got s_tmin={s_tmin}, s_tmax={s_tmax}")
+    current = sigmas[:-1]
+    gamma = min(s_churn / current.numel(), math.sqrt(2) - 1)
+    inside = (current >= s_tmin) & (current <= s_tmax)
+    return torch.where(inside, torch.full_like(current, gamma), torch.zeros_like(current))
+
+
+def ancestral_step(
+    sigma_from: torch.Tensor, sigma_to: torch.Tensor, eta: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-diffusion's ``get_ancestral_step``: ``(sigma_down, sigma_up)``.
+
+    ``sigma_up = min(sigma_to, eta sqrt(sigma_to^2 (sigma_from^2 - sigma_to^2) / sigma_from^2))``,
+    ``sigma_down = sqrt(sigma_to^2 - sigma_up^2)``: the deterministic step goes to ``sigma_down``
+    and fresh noise of standard deviation ``sigma_up`` brings the sample back to ``sigma_to``.
+    ``eta = 1`` is DDPM-like ancestral sampling, ``eta = 0`` the ODE.
+    """
+    if not math.isfinite(eta) or eta < 0:
+        raise ValueError(f"eta must be finite and >= 0, got {eta}")
+    variance = sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2
+    sigma_up = torch.minimum(sigma_to, eta * variance.clamp_min(0).sqrt())
+    sigma_down = (sigma_to**2 - sigma_up**2).clamp_min(0).sqrt()
+    return sigma_down, sigma_up

@@ -1,0 +1,389 @@
+"""Named samplers with the k-diffusion signature, and the :func:`sample` dispatcher.
+
+Every sampler is ``sample_X(model, x, sigmas, extra_args=None, callback=None, disable=None,
+**options)``: ``model(x, sigma * x.new_ones(batch), **extra_args)`` returns the denoised estimate
+``D(x, sigma)`` (EDM / variance-exploding parameterisation, ``x = x_0 + sigma eps``); ``sigmas``
+is strictly decreasing and may end in 0 (that last step returns the denoiser output, 1 NFE);
+``callback`` receives ``{'x', 'i', 'sigma', 'sigma_hat', 'denoised'}`` after each step's first
+evaluation; ``disable`` switches the tqdm bar off.
+
+Options shared by all samplers:
+
+* ``s_churn, s_tmin, s_tmax, s_noise``: EDM stochastic sampling, the paper's Algorithm 2
+  (Zhang, Song & Chen 2023; Karras et al. 2022 Alg. 2): before step ``i`` with ``s_tmin <=
+  sigma_i <= s_tmax``, ``gamma = min(s_churn / N, sqrt(2) - 1)``, ``sigma_hat = sigma_i (1 +
+  gamma)``, ``x_hat = x + sqrt(sigma_hat^2 - sigma_i^2) s_noise eps``, then the ODE step from
+  ``sigma_hat`` to ``sigma_{i+1}``.
+* ``eta``: ancestral sampling with k-diffusion's ``get_ancestral_step`` semantics (not the exact
+  SDE-DPM-Solver++ form): the ODE step goes to ``sigma_down`` and noise ``s_noise sigma_up``
+  is added (:func:`res_torch.noise.ancestral_step`). For multistep methods the history nodes use
+  the actual ``lambda`` of the stored evaluations.
+* ``generator`` (a ``torch.Generator``) or ``noise_sampler`` (``f(sigma, sigma_next)``): the noise.
+* ``check_finite`` (default True): one check after the loop; raises
+  :class:`~res_torch.steppers.NonFiniteSampleError` if the sample is NaN/inf.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from res_torch.grid import StepGrid, make_grid
+from res_torch.noise import NoiseSampler, resolve_noise_sampler
+from res_torch.steppers import (
+    Denoiser,
+    SinglestepCoefficients,
+    erk_coefficients,
+    multistep_coefficients,
+    run_multistep,
+    run_singlestep,
+)
+from res_torch.tableau import Tableau, available_tableaux, load_tableau
+
+__all__ = [
+    "SAMPLERS",
+    "UnknownMethodError",
+    "cached_tableau",
+    "sample",
+    "sample_ddim",
+    "sample_dpmpp_2m",
+    "sample_dpmpp_2s",
+    "sample_dpmpp_3m",
+    "sample_erk",
+    "sample_euler",
+    "sample_heun",
+    "sample_res_2m",
+    "sample_res_2s",
+    "sample_res_3m",
+    "sample_res_3s",
+]
+
+Callback = Callable[[dict], Any]
+
+
+class UnknownMethodError(ValueError):
+    """A method name that is neither a named sampler nor a shipped tableau."""
+
+
+@functools.lru_cache(maxsize=64)
+def cached_tableau(name_or_path: str) -> Tableau:
+    """:func:`load_tableau`, parsed once per process."""
+    return load_tableau(name_or_path)
+
+
+def _tableau(tableau: str | Path | Tableau) -> Tableau:
+    if isinstance(tableau, Tableau):
+        return tableau
+    if not isinstance(tableau, str | Path):
+        raise TypeError(f"tableau must be a name, a path or a Tableau, got {tableau!r}")
+    return cached_tableau(str(tableau))
+
+
+def _stochastic_setup(
+    x: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    s_churn: float,
+    s_tmin: float,
+    s_tmax: float,
+    s_noise: float,
+    eta: float,
+    generator: torch.Generator | None,
+    noise_sampler: NoiseSampler | None,
+) -> tuple[StepGrid, NoiseSampler | None]:
+    grid = make_grid(
+        sigmas, s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise, eta=eta
+    )
+    if not torch.is_tensor(x):
+        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+    noise = resolve_noise_sampler(x, generator, noise_sampler) if grid.stochastic else None
+    return grid, noise
+
+
+def _sigmas_tensor(sigmas: torch.Tensor | Sequence[float], x: torch.Tensor) -> torch.Tensor:
+    return sigmas if torch.is_tensor(sigmas) else torch.as_tensor(sigmas, device=x.device)
+
+
+def sample_erk(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Mapping[str, Any] | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    *,
+    tableau: str | Path | Tableau,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    noise_sampler: NoiseSampler | None = None,
+    check_finite: bool = True,
+    **tableau_params: float,
+) -> torch.Tensor:
+    """Sample with any exported tableau (name, path or :class:`Tableau`), single-step or multistep.
+
+    ``tableau_params`` are the tableau's free parameters (e.g. ``c2=0.5``), checked against
+    their admissible intervals. See :mod:`res_torch.steppers` for the update formulas.
+    """
+    method = _tableau(tableau)
+    grid, noise = _stochastic_setup(
+        x, sigmas, s_churn, s_tmin, s_tmax, s_noise, eta, generator, noise_sampler
+    )
+    options = dict(
+        extra_args=extra_args,
+        callback=callback,
+        disable=disable,
+        noise_sampler=noise,
+        check_finite=check_finite,
+    )
+    sigmas = _sigmas_tensor(sigmas, x)
+    if method.is_multistep:
+        coefficients = multistep_coefficients(method, grid, tableau_params, load=cached_tableau)
+        return run_multistep(model, x, sigmas, grid, coefficients, **options)
+    coefficients = erk_coefficients(method, grid, tableau_params)
+    return run_singlestep(model, x, sigmas, grid, coefficients, **options)
+
+
+def _named(stem: str, doc: str, parameters: Sequence[str] = ()) -> Callable[..., torch.Tensor]:
+    """A ``sample_<stem>`` function that runs the shipped tableau ``stem``."""
+
+    def sampler(
+        model: Denoiser,
+        x: torch.Tensor,
+        sigmas: torch.Tensor,
+        extra_args: Mapping[str, Any] | None = None,
+        callback: Callback | None = None,
+        disable: bool | None = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        if "tableau" in options:
+            raise TypeError(f"sample_{stem} runs the tableau {stem!r}; use sample_erk for others")
+        return sample_erk(model, x, sigmas, extra_args, callback, disable, tableau=stem, **options)
+
+    sampler.__name__ = sampler.__qualname__ = f"sample_{stem}"
+    sampler.__doc__ = doc + (
+        f"\n\n    Tableau options: {', '.join(parameters)}." if parameters else ""
+    ) + "\n    Shared options: see :mod:`res_torch.samplers`."
+    return sampler
+
+
+sample_ddim = _named(
+    "ddim", "DDIM = exponential Euler: ``x' = e^{-h} x + h phi_1(h) D(x, sigma)`` (paper sign)."
+)
+sample_res_3s = _named(
+    "res_3s",
+    "RES 3-stage single-step (third order, order conditions met identically in h).",
+    ("c2", "c3"),
+)
+sample_res_2m = _named(
+    "res_2m",
+    "RES multistep, 2nd order: ``x' = e^{-h}x + h[(phi_1 + phi_2/r) D_n - (phi_2/r) D_{n-1}]``, "
+    "``r = h_prev/h``; first step DDIM.",
+)
+sample_res_3m = _named(
+    "res_3m", "RES multistep, 3rd order (two history values); start-up DDIM, RES-2M."
+)
+sample_dpmpp_2m = _named(
+    "dpmpp_2m",
+    "DPM-Solver++(2M): ``x' = e^{-h}x + h phi_1 [(1 + 1/(2r)) D_n - 1/(2r) D_{n-1}]``; first "
+    "step DDIM.",
+)
+sample_dpmpp_3m = _named(
+    "dpmpp_3m", "DPM-Solver++(3M) (two history values); start-up DDIM, DPM-Solver++(2M)."
+)
+
+
+def sample_res_2s(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Mapping[str, Any] | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    c2: float = 0.5,
+    **options: Any,
+) -> torch.Tensor:
+    """RES 2-stage single-step (Zhang, Song & Chen 2023, Alg. 1): ``a_21 = c2 phi_1(c2 h)``,
+    ``b_2 = phi_2(h)/c2``, ``b_1 = phi_1(h) - b_2``; ``c2`` in (0, 1]. Options: as
+    :func:`sample_erk`."""
+    return sample_erk(
+        model, x, sigmas, extra_args, callback, disable, tableau="res_2s", c2=c2, **options
+    )
+
+
+def sample_dpmpp_2s(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Mapping[str, Any] | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    c2: float = 0.5,
+    **options: Any,
+) -> torch.Tensor:
+    """DPM-Solver++(2S): ``a_21 = c2 phi_1(c2 h)``, ``b_2 = phi_1(h)/(2 c2)``,
+    ``b_1 = phi_1(h) - b_2``. Options: as :func:`sample_erk`."""
+    return sample_erk(
+        model, x, sigmas, extra_args, callback, disable, tableau="dpmpp_2s", c2=c2, **options
+    )
+
+
+def _sigma_space_coefficients(grid: StepGrid, heun: bool) -> SinglestepCoefficients:
+    """Euler / EDM-Heun in ``sigma`` for ``dx/dsigma = (x - D)/sigma`` in the affine form of
+    :class:`SinglestepCoefficients`. With ``r = sigma_to / sigma_hat`` and ``dt = sigma_to -
+    sigma_hat``, Euler is ``x' = r x + (1 - r) D_1`` (identical to DDIM). Heun (Karras et al.
+    2022, Alg. 1/2): ``U = r x + (1 - r) D_1``, ``x' = x + dt/2 [(x - D_1)/sigma_hat + (U -
+    D_2)/sigma_to] = r x + (dt (1 - r)/(2 sigma_to) - dt/(2 sigma_hat)) D_1 - dt/(2 sigma_to) D_2``.
+    """
+    n = grid.steps
+    s = 2 if heun else 1
+    finite = ~torch.tensor(grid.denoising, dtype=torch.bool)
+    start, end = grid.sigma_hat, torch.where(finite, grid.sigma_to, grid.sigma_hat)
+    r = torch.where(finite, end / start, torch.zeros_like(start))
+    dt = end - start
+    weights = torch.zeros(n, s, dtype=torch.float64)
+    stage_weights = torch.zeros(n, s, s, dtype=torch.float64)
+    if heun:
+        weights[:, 0] = torch.where(finite, dt * (1 - r) / (2 * end) - dt / (2 * start), 1.0)
+        weights[:, 1] = torch.where(finite, -dt / (2 * end), 0.0)
+        stage_weights[:, 1, 0] = 1 - r
+    else:
+        weights[:, 0] = 1 - r
+    return SinglestepCoefficients(
+        decay=r,
+        weights=weights,
+        stage_decay=r[:, None].expand(n, s).clone(),
+        stage_weights=stage_weights,
+        stage_sigma=torch.stack([start, end], dim=-1)[:, :s],
+        stage_used=((), (True,))[:s],
+        weight_used=(True,) * s,
+    )
+
+
+def _sample_in_sigma(
+    heun: bool,
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Mapping[str, Any] | None,
+    callback: Callback | None,
+    disable: bool | None,
+    s_churn: float,
+    s_tmin: float,
+    s_tmax: float,
+    s_noise: float,
+    eta: float,
+    generator: torch.Generator | None,
+    noise_sampler: NoiseSampler | None,
+    check_finite: bool,
+) -> torch.Tensor:
+    grid, noise = _stochastic_setup(
+        x, sigmas, s_churn, s_tmin, s_tmax, s_noise, eta, generator, noise_sampler
+    )
+    return run_singlestep(
+        model,
+        x,
+        _sigmas_tensor(sigmas, x),
+        grid,
+        _sigma_space_coefficients(grid, heun),
+        extra_args=extra_args,
+        callback=callback,
+        disable=disable,
+        noise_sampler=noise,
+        check_finite=check_finite,
+    )
+
+
+def sample_euler(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Mapping[str, Any] | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    *,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    noise_sampler: NoiseSampler | None = None,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Euler in ``sigma``: ``x' = x + (sigma' - sigma)(x - D)/sigma`` (k-diffusion
+    ``sample_euler``; equal to DDIM in exact arithmetic)."""
+    return _sample_in_sigma(
+        False, model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax,
+        s_noise, eta, generator, noise_sampler, check_finite,
+    )  # fmt: skip
+
+
+def sample_heun(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Mapping[str, Any] | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    *,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    noise_sampler: NoiseSampler | None = None,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """EDM's Heun sampler in ``sigma`` (Karras et al. 2022, Alg. 1; with ``s_churn`` Alg. 2):
+    Euler predictor, trapezoidal corrector; the step to ``sigma = 0`` is a plain Euler step
+    (the denoiser output)."""
+    return _sample_in_sigma(
+        True, model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax,
+        s_noise, eta, generator, noise_sampler, check_finite,
+    )  # fmt: skip
+
+
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
+    "ddim": sample_ddim,
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "res_2s": sample_res_2s,
+    "res_3s": sample_res_3s,
+    "res_2m": sample_res_2m,
+    "res_3m": sample_res_3m,
+    "dpmpp_2s": sample_dpmpp_2s,
+    "dpmpp_2m": sample_dpmpp_2m,
+    "dpmpp_3m": sample_dpmpp_3m,
+}
+"""The named samplers; :func:`sample` also accepts any shipped tableau name."""
+
+
+def sample(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    method: str = "res_2s",
+    extra_args: Mapping[str, Any] | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    **options: Any,
+) -> torch.Tensor:
+    """Dispatch to ``sample_<method>`` (``SAMPLERS``) or, for any other shipped tableau name
+    (``krogstad``, ``hochbruck_ostermann4``, ...), to :func:`sample_erk`."""
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, got {type(method).__name__}")
+    if method in SAMPLERS:
+        return SAMPLERS[method](model, x, sigmas, extra_args, callback, disable, **options)
+    if method in available_tableaux():
+        return sample_erk(model, x, sigmas, extra_args, callback, disable, tableau=method, **options)
+    known = sorted(set(SAMPLERS) | set(available_tableaux()))
+    raise UnknownMethodError(f"unknown sampling method {method!r}; known: {', '.join(known)}")

@@ -1,0 +1,137 @@
+"""Noise-level schedules: plain functions returning ``n`` decreasing sigmas followed by 0.
+
+Names and formulas follow k-diffusion (``k_diffusion/sampling.py``) and EDM (Karras et al. 2022).
+All return a tensor of shape ``(n + 1,)`` (default float64 on the CPU).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "ScheduleError",
+    "get_sigmas_exponential",
+    "get_sigmas_karras",
+    "get_sigmas_polyexponential",
+    "get_sigmas_uniform",
+    "get_sigmas_vp",
+]
+
+
+class ScheduleError(ValueError):
+    """Invalid schedule parameters."""
+
+
+def _check_n(n: int) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ScheduleError(f"n (number of nonzero sigmas) must be an integer >= 1, got {n!r}")
+
+
+def _check_range(sigma_min: float, sigma_max: float) -> None:
+    if not (math.isfinite(sigma_min) and math.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
+        raise ScheduleError(
+            f"need finite 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, "
+            f"sigma_max={sigma_max}"
+        )
+
+
+def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def _ramp(n: int, device: torch.device | str | None, dtype: torch.dtype) -> torch.Tensor:
+    """``i / (n - 1)`` for ``i = 0..n-1`` (just ``[0]`` when ``n = 1``)."""
+    return torch.linspace(0, 1, n, device=device, dtype=dtype)
+
+
+def get_sigmas_karras(
+    n: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """EDM (Karras et al. 2022, eq. 5): ``sigma_i = (sigma_max^{1/rho} + i/(n-1)
+    (sigma_min^{1/rho} - sigma_max^{1/rho}))^rho``, then 0."""
+    _check_n(n)
+    _check_range(sigma_min, sigma_max)
+    if not (math.isfinite(rho) and rho > 0):
+        raise ScheduleError(f"rho must be finite and > 0, got {rho}")
+    ramp = _ramp(n, device, dtype)
+    top, bottom = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return _append_zero((top + ramp * (bottom - top)) ** rho)
+
+
+def get_sigmas_exponential(
+    n: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Uniform in ``lambda = -log sigma``: ``sigma_i = exp(log sigma_max + i/(n-1)
+    (log sigma_min - log sigma_max))``, then 0."""
+    _check_n(n)
+    _check_range(sigma_min, sigma_max)
+    ramp = _ramp(n, device, dtype)
+    top, bottom = math.log(sigma_max), math.log(sigma_min)
+    return _append_zero(torch.exp(top + ramp * (bottom - top)))
+
+
+def get_sigmas_uniform(
+    n: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Uniform in ``sigma`` (the paper's "suboptimal" schedule): ``sigma_i = sigma_max + i/(n-1)
+    (sigma_min - sigma_max)``, then 0."""
+    _check_n(n)
+    _check_range(sigma_min, sigma_max)
+    ramp = _ramp(n, device, dtype)
+    return _append_zero(sigma_max + ramp * (sigma_min - sigma_max))
+
+
+def get_sigmas_polyexponential(
+    n: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 1.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """k-diffusion's polyexponential schedule: ``log sigma_i = log sigma_min + (1 - i/(n-1))^rho
+    (log sigma_max - log sigma_min)``, then 0 (``rho = 1`` is the exponential schedule)."""
+    _check_n(n)
+    _check_range(sigma_min, sigma_max)
+    if not (math.isfinite(rho) and rho > 0):
+        raise ScheduleError(f"rho must be finite and > 0, got {rho}")
+    ramp = (1 - _ramp(n, device, dtype)) ** rho
+    bottom, top = math.log(sigma_min), math.log(sigma_max)
+    return _append_zero(torch.exp(bottom + ramp * (top - bottom)))
+
+
+def get_sigmas_vp(
+    n: int,
+    beta_d: float = 19.9,
+    beta_min: float = 0.1,
+    eps_s: float = 1e-3,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """VP-SDE, uniform in time (Song et al. 2021; EDM Table 1): ``t_i = 1 + i/(n-1) (eps_s - 1)``,
+    ``sigma_i = sqrt(exp(beta_d t_i^2 / 2 + beta_min t_i) - 1)``, then 0."""
+    _check_n(n)
+    for name, value in (("beta_d", beta_d), ("beta_min", beta_min)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ScheduleError(f"{name} must be finite and >= 0, got {value}")
+    if beta_d + beta_min <= 0:
+        raise ScheduleError("beta_d + beta_min must be > 0")
+    if not (0 < eps_s < 1):
+        raise ScheduleError(f"eps_s must be in (0, 1), got {eps_s}")
+    t = 1 + _ramp(n, device, dtype) * (eps_s - 1)
+    return _append_zero(torch.sqrt(torch.expm1(beta_d * t**2 / 2 + beta_min * t)))

@@ -1,0 +1,343 @@
+"""Generic exponential steppers in data-prediction (denoiser) form, driven by coefficient tables.
+
+With ``lambda = -log sigma``, ``h = lambda_to - lambda_from`` and the denoiser ``D``, the
+probability-flow ODE ``dx/dlambda = -x + D(x, e^{-lambda})`` is stepped by an explicit
+exponential Runge–Kutta method (Hochbruck & Ostermann 2010, eq. 2.20; ``docs/tableau_format.md``
+with ``L = -1``)::
+
+    U_i     = e^{-c_i h} x_n + h sum_{j<i} a_ij D(U_j, sigma_n e^{-c_j h})
+    x_{n+1} = e^{-h}     x_n + h sum_i    b_i  D(U_i, sigma_n e^{-c_i h})
+
+A multistep method has one stage; its other "stages" are the denoiser values stored at the
+previous ``j - 1`` steps, at nodes ``c_j = (lambda_{n-j+1} - lambda_n) / h_n`` taken from the
+actual ``lambda`` of those evaluations (so variable step ratios are exact), and it begins with the
+tableau's ``startup`` methods. A step to ``sigma = 0`` returns the denoiser output (1 NFE).
+
+All coefficients of a run are computed once, in float64 on the host (:meth:`Tableau.evaluate`),
+and moved to the sample's device once; the loops contain no host-device synchronisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import trange
+
+from res_torch.grid import StepGrid
+from res_torch.noise import NoiseSampler
+from res_torch.tableau import Tableau, TableauError, load_tableau
+
+__all__ = [
+    "Denoiser",
+    "MultistepCoefficients",
+    "NonFiniteSampleError",
+    "SinglestepCoefficients",
+    "erk_coefficients",
+    "multistep_coefficients",
+    "run_multistep",
+    "run_singlestep",
+]
+
+Denoiser = Callable[..., torch.Tensor]
+
+
+class NonFiniteSampleError(ValueError):
+    """The sample became NaN or infinite (usually: the model returned NaN/inf)."""
+
+
+@dataclass(frozen=True)
+class SinglestepCoefficients:
+    """Float64 coefficients of an ``s``-stage single-step method on an ``N``-step grid::
+
+        U_i     = stage_decay[n, i] x_n + sum_{j<i} stage_weights[n, i, j] D_j
+        D_i     = D(U_i, stage_sigma[n, i])
+        x_{n+1} = decay[n] x_n + sum_i weights[n, i] D_i
+
+    (for an exponential method ``decay = e^{-h}``, ``weights = h b``, ``stage_decay = e^{-c h}``,
+    ``stage_weights = h A``). ``stage_used[i][j]`` / ``weight_used[i]`` say which entries are
+    structurally non-zero; the others are skipped. Denoising steps are not in these tables.
+    """
+
+    decay: torch.Tensor
+    weights: torch.Tensor
+    stage_decay: torch.Tensor
+    stage_weights: torch.Tensor
+    stage_sigma: torch.Tensor
+    stage_used: tuple[tuple[bool, ...], ...]
+    weight_used: tuple[bool, ...]
+
+    @property
+    def stages(self) -> int:
+        return self.weights.shape[1]
+
+
+@dataclass(frozen=True)
+class MultistepCoefficients:
+    """Float64 coefficients of a multistep method on an ``N``-step grid::
+
+        x_{n+1} = decay[n] x_n + sum_{j < used[n]} weights[n, j] D_{n-j}
+
+    where ``D_{n-j}`` is the denoiser value of step ``n - j`` (``D_n`` the current one) and
+    ``used[n]`` the number of values the method of step ``n`` (start-up or main) needs.
+    """
+
+    decay: torch.Tensor
+    weights: torch.Tensor
+    used: tuple[int, ...]
+    methods: tuple[str, ...]
+
+
+def erk_coefficients(
+    tableau: Tableau, grid: StepGrid, values: Mapping[str, float] | None = None
+) -> SinglestepCoefficients:
+    """Coefficients of a single-step tableau on ``grid`` (``Tableau.evaluate`` at every ``h``)."""
+    if tableau.is_multistep:
+        raise TableauError(f"{tableau.name!r} is a multistep method; use multistep_coefficients")
+    n, s = grid.steps, tableau.stages
+    finite = ~torch.tensor(grid.denoising, dtype=torch.bool)
+    h = grid.h[finite]
+    c, a, b = tableau.evaluate(h, dict(values or {}))
+    decay = torch.zeros(n, dtype=torch.float64)
+    weights = torch.zeros(n, s, dtype=torch.float64)
+    stage_decay = torch.ones(n, s, dtype=torch.float64)
+    stage_weights = torch.zeros(n, s, s, dtype=torch.float64)
+    stage_sigma = grid.sigma_hat[:, None].expand(n, s).clone()
+    decay[finite] = torch.exp(-h)
+    weights[finite] = h[:, None] * b
+    stage_decay[finite] = torch.exp(-c * h[:, None])
+    stage_weights[finite] = h[:, None, None] * a
+    stage_sigma[finite] = grid.sigma_hat[finite][:, None] * torch.exp(-c * h[:, None])
+    weights[~finite, 0] = 1.0
+    return SinglestepCoefficients(
+        decay=decay,
+        weights=weights,
+        stage_decay=stage_decay,
+        stage_weights=stage_weights,
+        stage_sigma=stage_sigma,
+        stage_used=tuple(tuple(bool(entry) for entry in row) for row in tableau.a),
+        weight_used=tuple(bool(entry) for entry in tableau.b),
+    )
+
+
+def multistep_coefficients(
+    tableau: Tableau,
+    grid: StepGrid,
+    values: Mapping[str, float] | None = None,
+    load: Callable[[str], Tableau] = load_tableau,
+) -> MultistepCoefficients:
+    """Coefficients of a multistep tableau (with its start-up methods) on ``grid``.
+
+    The history nodes of step ``n`` are ``c_j = (lambda_{n-j+1} - lambda_n) / h_n`` with
+    ``lambda_m = -log sigma_hat_m`` the point of step ``m``'s denoiser evaluation.
+    """
+    values = dict(values or {})
+    fixed = set(values) & set(tableau.history_parameters)
+    if fixed:
+        raise TableauError(
+            f"{sorted(fixed)} are history nodes of {tableau.name!r}; they are set from the grid"
+        )
+    n = grid.steps
+    methods = [
+        load(tableau.startup[m]) if m < len(tableau.startup) else tableau for m in range(n)
+    ]
+    for m, method in enumerate(methods):
+        needs = method.stages if method.is_multistep else 1
+        if not method.is_multistep and method.stages != 1:
+            raise TableauError(
+                f"start-up method {method.name!r} of {tableau.name!r} has {method.stages} stages; "
+                "only one-stage or multistep start-up methods are supported"
+            )
+        if needs > m + 1:
+            raise TableauError(
+                f"{method.name!r} needs {needs - 1} previous values at step {m} of {tableau.name!r}"
+            )
+    smax = max(method.stages for method in methods)
+    h = grid.h
+    lam = grid.lambda_hat
+    denoising = grid.denoising
+    decay = torch.zeros(n, dtype=torch.float64)
+    weights = torch.zeros(n, smax, dtype=torch.float64)
+    for name in dict.fromkeys(method.name for method in methods):
+        steps = [m for m in range(n) if methods[m].name == name and not denoising[m]]
+        if not steps:
+            continue
+        method = methods[steps[0]]
+        index = torch.tensor(steps)
+        hs = h[index]
+        step_values: dict[str, Any] = dict(values) if method is tableau else {}
+        for j, parameter in enumerate(method.history_parameters, start=1):
+            step_values[parameter] = (lam[index - j] - lam[index]) / hs
+        _, _, b = method.evaluate(hs, step_values)
+        decay[index] = torch.exp(-hs)
+        weights[index, : method.stages] = hs[:, None] * b
+    used = [1 if denoising[m] else methods[m].stages for m in range(n)]
+    weights[torch.tensor(denoising, dtype=torch.bool), 0] = 1.0
+    return MultistepCoefficients(
+        decay=decay,
+        weights=weights,
+        used=tuple(used),
+        methods=tuple(method.name for method in methods),
+    )
+
+
+def _coefficient_dtype(x: torch.Tensor) -> torch.dtype:
+    """Coefficients are applied in at least float32 (half-precision scalars lose too much)."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def _on_device(table: torch.Tensor, x: torch.Tensor) -> list:
+    """``table`` moved to ``x``'s device once, as nested lists of 0-d tensors (views)."""
+    moved = table.to(device=x.device, dtype=_coefficient_dtype(x))
+
+    def split(t: torch.Tensor) -> list:
+        return list(t.unbind(0)) if t.ndim == 1 else [split(row) for row in t.unbind(0)]
+
+    return split(moved)
+
+
+def _check_inputs(model: Any, x: Any, extra_args: Any) -> dict:
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
+    if x.ndim < 1:
+        raise ValueError("x must have a batch dimension (ndim >= 1)")
+    if extra_args is not None and not isinstance(extra_args, Mapping):
+        raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
+    return dict(extra_args or {})
+
+
+class _Evaluator:
+    """Calls ``model(x, sigma * ones(batch), **extra_args)`` and checks the output's shape."""
+
+    def __init__(self, model: Denoiser, x: torch.Tensor, extra_args: dict) -> None:
+        self.model, self.extra_args = model, extra_args
+        self.s_in = x.new_ones([x.shape[0]])
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        denoised = self.model(x, sigma * self.s_in, **self.extra_args)
+        if not torch.is_tensor(denoised) or denoised.shape != x.shape:
+            shape = tuple(denoised.shape) if torch.is_tensor(denoised) else type(denoised).__name__
+            raise ValueError(f"model returned {shape}, expected a tensor of shape {tuple(x.shape)}")
+        return denoised
+
+
+def _finish(x: torch.Tensor, check_finite: bool) -> torch.Tensor:
+    if check_finite and not bool(torch.isfinite(x).all()):
+        raise NonFiniteSampleError(
+            "the sample contains NaN/inf: the model returned non-finite values (or the step "
+            "sizes are too large for the dtype); pass check_finite=False to return it anyway"
+        )
+    return x
+
+
+def run_singlestep(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    grid: StepGrid,
+    coefficients: SinglestepCoefficients,
+    *,
+    extra_args: Mapping[str, Any] | None = None,
+    callback: Callable[[dict], Any] | None = None,
+    disable: bool | None = None,
+    noise_sampler: NoiseSampler | None = None,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Run a single-step method (see :class:`SinglestepCoefficients`) over ``grid``.
+
+    ``sigmas`` is the caller's schedule tensor (passed through to ``callback``).
+    """
+    evaluate = _Evaluator(model, x, _check_inputs(model, x, extra_args))
+    s = coefficients.stages
+    decay = _on_device(coefficients.decay, x)
+    weights = _on_device(coefficients.weights, x)
+    stage_decay = _on_device(coefficients.stage_decay, x)
+    stage_weights = _on_device(coefficients.stage_weights, x)
+    stage_sigma = _on_device(coefficients.stage_sigma, x)
+    churn = _on_device(grid.churn_noise, x)
+    step_noise = _on_device(grid.step_noise, x)
+    has_churn = (grid.churn_noise > 0).tolist()
+    has_noise = (grid.step_noise > 0).tolist()
+    denoising = grid.denoising
+    if (any(has_churn) or any(has_noise)) and noise_sampler is None:
+        raise ValueError("a stochastic run needs a noise_sampler")
+    for i in trange(grid.steps, disable=disable):
+        if has_churn[i]:
+            x = x + churn[i] * noise_sampler(sigmas[i], sigmas[i + 1])
+        denoised = [evaluate(x, stage_sigma[i][0])]
+        if callback is not None:
+            callback(
+                {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": stage_sigma[i][0],
+                 "denoised": denoised[0]}
+            )  # fmt: skip
+        if denoising[i]:
+            x = denoised[0]
+        else:
+            for stage in range(1, s):
+                u = x * stage_decay[i][stage]
+                for j in range(stage):
+                    if coefficients.stage_used[stage][j]:
+                        u.addcmul_(stage_weights[i][stage][j], denoised[j])
+                denoised.append(evaluate(u, stage_sigma[i][stage]))
+            x = x * decay[i]
+            for stage in range(s):
+                if coefficients.weight_used[stage]:
+                    x.addcmul_(weights[i][stage], denoised[stage])
+        if has_noise[i]:
+            x = x + step_noise[i] * noise_sampler(sigmas[i], sigmas[i + 1])
+    return _finish(x, check_finite)
+
+
+def run_multistep(
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    grid: StepGrid,
+    coefficients: MultistepCoefficients,
+    *,
+    extra_args: Mapping[str, Any] | None = None,
+    callback: Callable[[dict], Any] | None = None,
+    disable: bool | None = None,
+    noise_sampler: NoiseSampler | None = None,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Run a multistep method (see :class:`MultistepCoefficients`) over ``grid``: one
+    denoiser evaluation per step, at ``sigma_hat``."""
+    evaluate = _Evaluator(model, x, _check_inputs(model, x, extra_args))
+    decay = _on_device(coefficients.decay, x)
+    weights = _on_device(coefficients.weights, x)
+    sigma_hat = _on_device(grid.sigma_hat, x)
+    churn = _on_device(grid.churn_noise, x)
+    step_noise = _on_device(grid.step_noise, x)
+    has_churn = (grid.churn_noise > 0).tolist()
+    has_noise = (grid.step_noise > 0).tolist()
+    denoising = grid.denoising
+    if (any(has_churn) or any(has_noise)) and noise_sampler is None:
+        raise ValueError("a stochastic run needs a noise_sampler")
+    keep = max(coefficients.used) - 1
+    history: list[torch.Tensor] = []
+    for i in trange(grid.steps, disable=disable):
+        if has_churn[i]:
+            x = x + churn[i] * noise_sampler(sigmas[i], sigmas[i + 1])
+        denoised = evaluate(x, sigma_hat[i])
+        if callback is not None:
+            callback(
+                {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat[i],
+                 "denoised": denoised}
+            )  # fmt: skip
+        if denoising[i]:
+            x = denoised
+        else:
+            x = x * decay[i]
+            x.addcmul_(weights[i][0], denoised)
+            for j in range(1, coefficients.used[i]):
+                x.addcmul_(weights[i][j], history[j - 1])
+        if keep:
+            history = [denoised, *history[: keep - 1]]
+        if has_noise[i]:
+            x = x + step_noise[i] * noise_sampler(sigmas[i], sigmas[i + 1])
+    return _finish(x, check_finite)

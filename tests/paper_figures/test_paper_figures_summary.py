@@ -1,0 +1,106 @@
+"""RESULTS.md arithmetic and wording (paper_figures.summary), the CSV cache
+(experiments.experiment_runner) and the plotting functions, on small hand-made tables."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from experiments.experiment_runner import cached_rows, config_key, read_csv, write_csv
+from paper_figures import plots
+from paper_figures.summary import compare_res_to_dpmpp, results_markdown
+
+
+def table(values: dict[tuple[str, int], float], problem: str = "digits") -> list[dict]:
+    return [
+        {"problem": problem, "kind": "trained", "method": m, "nfe": n, "defect": v}
+        for (m, n), v in values.items()
+    ]
+
+
+def test_change_is_relative_to_dpmpp_and_signed() -> None:
+    rows = table(
+        {
+            ("res_2s", 9): 0.75,
+            ("dpmpp_2s", 9): 1.0,
+            ("res_2s", 15): 0.6,
+            ("dpmpp_2s", 15): 0.5,
+            ("res_2m", 9): 2.0,
+        }
+    )
+    cmp = compare_res_to_dpmpp(rows, "defect")
+    by_nfe = {(c["res"], c["nfe"]): c["change_pct"] for c in cmp}
+    assert by_nfe == {("res_2s", 9): pytest.approx(-25.0), ("res_2s", 15): pytest.approx(20.0)}
+
+
+def test_markdown_states_losses_as_losses() -> None:
+    rows = table(
+        {("res_2s", 9): 1.2, ("dpmpp_2s", 9): 1.0, ("res_2m", 9): 0.5, ("dpmpp_2m", 9): 1.0}
+    )
+    text = results_markdown(compare_res_to_dpmpp(rows, "defect"), [], [("a.png", "cap")], "cmd")
+    assert "+20.0% (RES not better)" in text
+    assert "-50.0% (RES better)" in text
+    assert "RES lower at 0 of 1 NFEs" in text and "RES lower at 1 of 1 NFEs" in text
+    assert "`cmd`" in text and "![a.png](a.png)" in text
+
+
+def test_csv_round_trip_and_cache(tmp_path: Path) -> None:
+    rows = [{"method": "res_2s", "nfe": 9, "defect": 0.125, "rho": math.inf}]
+    assert read_csv(write_csv(rows, tmp_path / "t.csv")) == rows
+
+    @dataclass(frozen=True)
+    class Config:
+        n: int
+
+    calls = []
+
+    def compute(config: Config) -> list[dict]:
+        calls.append(config.n)
+        return [{"n": config.n}]
+
+    assert cached_rows("x", Config(1), compute, tmp_path)[1] is False
+    assert cached_rows("x", Config(1), compute, tmp_path) == ([{"n": 1}], True)
+    assert cached_rows("x", Config(2), compute, tmp_path)[1] is False
+    assert cached_rows("x", Config(1), compute, tmp_path, force=True)[1] is False
+    assert calls == [1, 2, 1]
+    assert config_key("x", Config(1)) != config_key("y", Config(1))
+
+
+def test_write_csv_refuses_empty_table(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no rows"):
+        write_csv([], tmp_path / "t.csv")
+
+
+def test_plots_write_png_files(tmp_path: Path) -> None:
+    defect = table(
+        {("res_2s", 5): 2.0, ("res_2s", 9): 1.0, ("dpmpp_2s", 9): 1.5, ("unipc", 9): 0.9}
+    )
+    defect.append(
+        {"problem": "digits", "kind": "trained", "method": "reference", "nfe": 0, "defect": 0.1}
+    )
+    schedule = [{**r, "rho_swept": rho} for r in defect[:3] for rho in (1.0, 7.0, math.inf)]
+    stochastic = [{**r, "s_churn": 10.0, "frechet": r["defect"]} for r in defect[:3]]
+    psi = [
+        {
+            "method": m,
+            "c2": 0.5,
+            "condition": "psi_2",
+            "h": h,
+            "residual": 0.0 if m == "res_2s" else h / 12,
+        }
+        for m in ("res_2s", "dpmpp_2s")
+        for h in (0.01, 0.1, 1.0)
+    ]
+    sweep = [{**r, "c2": c2} for r in defect[:3] for c2 in (0.5, 1.0)]
+    paths = [
+        plots.plot_metric_vs_nfe(defect, "defect", "defect", tmp_path / "a.png"),
+        plots.plot_schedule_robustness(schedule, tmp_path / "b.png"),
+        plots.plot_stochastic(stochastic, tmp_path / "c.png"),
+        plots.plot_psi_residuals(psi, tmp_path / "d.png"),
+        plots.plot_c2_sweep(sweep, tmp_path / "e.png"),
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

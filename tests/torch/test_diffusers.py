@@ -1,0 +1,267 @@
+"""The RES diffusers schedulers: equal to res_torch's samplers in a real diffusers loop, exact on
+single-point data for every prediction type, and compatible with diffusers' configs."""
+
+import importlib
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+import res_torch  # noqa: E402
+from res_torch.adapters import DiscreteEpsDenoiser  # noqa: E402
+from res_torch.diffusers import (  # noqa: E402
+    RESMultistepScheduler,
+    RESSinglestepScheduler,
+    alphas_cumprod_from_betas,
+)
+
+SCHEDULERS = [RESMultistepScheduler, RESSinglestepScheduler]
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    return diffusers.UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    ).eval()
+
+
+def _diffusers_loop(scheduler, unet, noise):
+    """The standard diffusers denoising loop (as in DDPMPipeline / StableDiffusionPipeline)."""
+    x = noise * scheduler.init_noise_sigma
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            model_output = unet(scheduler.scale_model_input(x, t), t).sample
+            x = scheduler.step(model_output, t, x).prev_sample
+    return x
+
+
+@pytest.mark.parametrize(
+    "scheduler_class, sampler",
+    [(RESMultistepScheduler, "sample_res_2m"), (RESSinglestepScheduler, "sample_res_2s")],
+)
+def test_scheduler_in_a_diffusers_loop_equals_res_torch_sampler(unet, scheduler_class, sampler):
+    ddpm = diffusers.DDPMScheduler()
+    scheduler = scheduler_class.from_config(ddpm.config, use_karras_sigmas=True)
+    scheduler.set_timesteps(6)
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    result = _diffusers_loop(scheduler, unet, noise)
+
+    model = DiscreteEpsDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
+    sigmas = scheduler.sigmas
+    x_ve = noise * math.sqrt(1 + float(sigmas[0]) ** 2)  # the VP sample in VE scale
+    with torch.no_grad():
+        expected = getattr(res_torch, sampler)(model, x_ve, sigmas, disable=True)
+    scale = expected.abs().max()
+    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=2e-6)
+    assert scheduler.step_index == len(scheduler.timesteps)
+
+
+# ---------------------------------------------------------------- exact on single-point data
+X0 = torch.tensor([0.8, -0.4, 1.5, 0.1]).reshape(1, 4)
+DDPM_ABAR = alphas_cumprod_from_betas()  # DDPMScheduler's default linear schedule
+
+
+def _ve_sigma(timestep: torch.Tensor, flow: bool) -> float:
+    """Noise level of a network timestep, computed independently of the scheduler."""
+    if flow:
+        t = float(timestep) / 1000
+        return t / (1 - t)
+    log_sigmas = np.log(np.sqrt((1 - DDPM_ABAR.numpy()) / DDPM_ABAR.numpy()))
+    return float(np.exp(np.interp(float(timestep), np.arange(1000), log_sigmas)))
+
+
+def _ideal_network(prediction_type: str):
+    """The exact network output for data concentrated at X0, from (sample, timestep)."""
+
+    def network(sample: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        flow = prediction_type == "flow_prediction"
+        sigma = _ve_sigma(timestep, flow)
+        if flow:
+            t = sigma / (1 + sigma)
+            eps = (sample - (1 - t) * X0) / t
+            return eps - X0
+        alpha, s = 1 / math.sqrt(1 + sigma**2), sigma / math.sqrt(1 + sigma**2)
+        eps = (sample - alpha * X0) / s
+        return {"epsilon": eps, "v_prediction": alpha * eps - s * X0, "sample": X0 + 0 * eps}[
+            prediction_type
+        ]
+
+    return network
+
+
+@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
+@pytest.mark.parametrize(
+    "prediction_type", ["epsilon", "v_prediction", "sample", "flow_prediction"]
+)
+@pytest.mark.parametrize("spacing", [{}, {"use_karras_sigmas": True}])
+def test_every_network_input_lies_on_the_exact_ode_path(scheduler_class, prediction_type, spacing):
+    """With ``D = x0`` the probability-flow ODE solution is ``x(sigma) = x0 + sigma/sigma_0 (x(
+    sigma_0) - x0)``; every RES method (sum b_i = phi_1, sum_j a_ij = c_i phi_1(c_i h)) follows it
+    exactly, so every sample the scheduler hands back must lie on it, in the model's scale."""
+    scheduler = scheduler_class(prediction_type=prediction_type, **spacing)
+    scheduler.set_timesteps(5)
+    network = _ideal_network(prediction_type)
+    flow = prediction_type == "flow_prediction"
+
+    def to_ve(sample: torch.Tensor, sigma: float) -> torch.Tensor:
+        return sample * (1 + sigma) if flow else sample * math.sqrt(1 + sigma**2)
+
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    sigma_0 = _ve_sigma(scheduler.timesteps[0], flow)
+    start = to_ve(x, sigma_0)
+    timesteps = scheduler.timesteps.tolist()
+    for k, t in enumerate(timesteps):
+        out = scheduler.step(network(x, torch.tensor(t)), t, x)
+        torch.testing.assert_close(out.pred_original_sample, X0.expand_as(x), rtol=1e-4, atol=1e-4)
+        x = out.prev_sample
+        if k + 1 < len(timesteps):
+            sigma = _ve_sigma(torch.tensor(timesteps[k + 1]), flow)
+            exact = X0 + sigma / sigma_0 * (start - X0)
+            torch.testing.assert_close(to_ve(x, sigma), exact, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x, X0.expand_as(x), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- configs and schedules
+@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
+def test_from_ddpm_config_round_trip(scheduler_class, tmp_path):
+    ddpm = diffusers.DDPMScheduler(beta_schedule="scaled_linear", prediction_type="v_prediction")
+    scheduler = scheduler_class.from_config(ddpm.config)
+    assert scheduler.config.prediction_type == "v_prediction"
+    torch.testing.assert_close(scheduler.alphas_cumprod, ddpm.alphas_cumprod)
+    scheduler.save_config(tmp_path)
+    again = scheduler_class.from_pretrained(tmp_path)
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    assert public(again.config) == public(scheduler.config)
+    # the forward process agrees with DDPM's at the training timesteps
+    x0 = torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(3))
+    noise = torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([0, 10, 500, 999])
+    torch.testing.assert_close(scheduler.add_noise(x0, noise, t), ddpm.add_noise(x0, noise, t))
+
+
+def test_from_flow_match_config_with_mu():
+    flow_match = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
+    scheduler = RESMultistepScheduler.from_config(flow_match.config)
+    assert scheduler.config.prediction_type == "flow_prediction"
+    assert scheduler.config.use_dynamic_shifting
+    flow_match.set_timesteps(6, mu=0.8)
+    scheduler.set_timesteps(6, mu=0.8)
+    flow_t = scheduler.sigmas / (1 + scheduler.sigmas)  # back from VE to flow time
+    expected = flow_match.sigmas.double().clone()
+    assert expected[0] == 1.0  # the flow schedule starts at t = 1 (sigma = inf) ...
+    expected[0] = 1 - 1 / 1000  # ... which the RES scheduler starts at 1 - 1/T
+    torch.testing.assert_close(flow_t, expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(scheduler.timesteps, (expected[:-1] * 1000).float())
+    # the forward process agrees with FlowMatch's scale_noise
+    x0 = torch.randn(2, 3, generator=torch.Generator().manual_seed(5))
+    noise = torch.randn(2, 3, generator=torch.Generator().manual_seed(6))
+    t = flow_match.timesteps[2:3]
+    torch.testing.assert_close(
+        scheduler.add_noise(x0, noise, t), flow_match.scale_noise(x0, t, noise)
+    )
+    with pytest.raises(ValueError, match="mu"):
+        scheduler.set_timesteps(6)
+
+
+@pytest.mark.parametrize("options", [{"shift": 3.0}, {"shift": 3.0, "use_karras_sigmas": True}])
+def test_static_flow_shift_matches_flow_match_euler(options):
+    flow_match = diffusers.FlowMatchEulerDiscreteScheduler(**options)
+    flow_match.set_timesteps(5)
+    scheduler = RESSinglestepScheduler.from_config(flow_match.config)
+    scheduler.set_timesteps(5)
+    flow_t = scheduler.sigmas / (1 + scheduler.sigmas)
+    expected = flow_match.sigmas.double().clone()
+    expected[0] = min(float(expected[0]), 1 - 1 / 1000)
+    torch.testing.assert_close(flow_t, expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("option", ["use_karras_sigmas", "use_exponential_sigmas"])
+def test_sigma_spacing_options_match_dpm_solver(option):
+    dpm = diffusers.DPMSolverMultistepScheduler(**{option: True})
+    dpm.set_timesteps(7)
+    scheduler = RESMultistepScheduler.from_config(dpm.config)
+    scheduler.set_timesteps(7)
+    torch.testing.assert_close(scheduler.sigmas.float(), dpm.sigmas, rtol=1e-5, atol=0)
+
+
+def test_custom_sigmas_are_used_as_given():
+    scheduler = RESMultistepScheduler()
+    scheduler.set_timesteps(sigmas=[14.6, 3.0, 0.5, 0.0])
+    torch.testing.assert_close(scheduler.sigmas, torch.tensor([14.6, 3.0, 0.5, 0.0]).double())
+    assert scheduler.num_inference_steps == 3
+
+
+def test_single_step_stages_are_interleaved_in_timesteps():
+    scheduler = RESSinglestepScheduler(tableau_parameters={"c2": 0.5})
+    scheduler.set_timesteps(4)
+    assert scheduler.order == 2
+    assert len(scheduler.timesteps) == 2 * 3 + 1  # last step to sigma = 0 has one stage
+    sigmas = scheduler.sigmas
+    # stage 2 of step n sits at sigma_n e^{-h/2} = sqrt(sigma_n sigma_{n+1}) (c2 = 1/2)
+    stage_sigma = torch.sqrt(sigmas[:3] * sigmas[1:4])
+    expected = scheduler.schedule.sigma_to_t(stage_sigma).float()
+    torch.testing.assert_close(scheduler.timesteps[1:6:2], expected)
+    assert scheduler.timesteps[0::2].tolist() == [999.0, 749.0, 500.0, 250.0]
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_configurations_are_rejected():
+    with pytest.raises(ValueError, match="prediction_type"):
+        RESMultistepScheduler(prediction_type="noise")
+    with pytest.raises(ValueError, match="single-step"):
+        RESMultistepScheduler(tableau="res_2s")
+    with pytest.raises(ValueError, match="multistep"):
+        RESSinglestepScheduler(tableau="res_2m")
+    with pytest.raises(ValueError, match="history"):
+        RESMultistepScheduler(tableau_parameters={"c2": -1.0})
+    with pytest.raises(ValueError, match="c2"):
+        RESSinglestepScheduler(tableau_parameters={"c2": 2.0})
+    with pytest.raises(ValueError, match="at most one"):
+        RESMultistepScheduler(use_karras_sigmas=True, use_exponential_sigmas=True)
+    with pytest.raises(ValueError, match="rescale_betas_zero_snr"):
+        RESMultistepScheduler(rescale_betas_zero_snr=True)
+    with pytest.raises(ValueError, match="beta_schedule"):
+        RESMultistepScheduler(beta_schedule="quadratic")
+
+
+def test_bad_calls_are_rejected():
+    scheduler = RESSinglestepScheduler()
+    x = torch.zeros(1, 4)
+    with pytest.raises(ValueError, match="set_timesteps"):
+        scheduler.step(x, 999, x)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        scheduler.set_timesteps()
+    with pytest.raises(ValueError, match="mu"):
+        scheduler.set_timesteps(4, mu=0.5)
+    with pytest.raises(ValueError, match="decrease"):
+        scheduler.set_timesteps(sigmas=[1.0, 2.0, 0.0])
+    with pytest.raises(ValueError, match="positive"):
+        scheduler.set_timesteps(sigmas=[1.0, -2.0])
+    scheduler.set_timesteps(2)
+    with pytest.raises(ValueError, match="not the start of a step"):
+        scheduler.step(x, 123.0, x)
+    scheduler.set_timesteps(1)
+    scheduler.step(x, scheduler.timesteps[0], x)
+    with pytest.raises(ValueError, match="all steps are done"):
+        scheduler.step(x, scheduler.timesteps[0], x)
+
+
+def test_missing_diffusers_gives_a_helpful_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    for name in [m for m in sys.modules if m.startswith("diffusers.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "res_torch.diffusers")
+    with pytest.raises(ImportError, match=r"pip install 'res\[diffusers\]'"):
+        importlib.import_module("res_torch.diffusers")
