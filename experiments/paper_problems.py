@@ -1,20 +1,21 @@
 """The denoisers the paper's experiments run on, with their references and feature spaces.
 
 A :class:`Problem` bundles an EDM denoiser ``D(x, sigma)`` (variance-exploding convention,
-MATH.md section 1), the shape of one sample, a feature map for the Fréchet distance, and a source
-of real data to compare against:
+MATH.md section 1), the shape of one sample, a feature map and the data set that the Fréchet
+distance of :func:`frechet_to_data` compares samples against:
 
 * ``"gmm"`` (exact): the closed-form denoiser of a random 4-component Gaussian mixture in
-  ``R^16`` (:class:`experiments.problems.gaussian_mixture.GaussianMixture`, seed 0), raw
-  coordinates as features, real data drawn from the mixture;
+  ``R^16`` (:class:`experiments.problems.gaussian_mixture.GaussianMixture`, seed 0); raw
+  coordinates as features; 5000 draws from the mixture as data;
 * ``"digits_exact"`` (exact): the empirical denoiser of the digits training set
   (:class:`experiments.problems.digits.EmpiricalDenoiser`, the exact posterior mean of that
-  finite distribution), digits-classifier features, held-out digits;
+  finite distribution); digits-classifier features; the training set as data (its ODE maps noise
+  onto training images, so its Fréchet distance only says how close a sampler gets to them);
 * ``"digits"`` (trained): the EDM network ``experiments/checkpoints/edm_digits.pt``; features of
-  the fixed digits classifier of :mod:`experiments.frechet` ("Fréchet Digits Distance"); real
-  data the held-out digits;
-* ``"patches32"`` (trained): the EDM network on 32x32 photo patches, the patch feature space of
-  :mod:`experiments.frechet`, held-out patches.
+  the fixed digits classifier of :mod:`experiments.frechet` ("Fréchet Digits Distance",
+  FDD); the 1437 training digits as data;
+* ``"patches32"`` (trained): the EDM network on 32x32 photo patches; the fixed random-conv
+  features of :mod:`experiments.frechet` (FRCD); 5000 training crops as data.
 
 :func:`reference_batch` draws seeded noise and solves the probability-flow ODE from it with the
 high-accuracy solver of :mod:`experiments.reference` (``sigma_max = 80 -> sigma_min = 0.002``,
@@ -45,6 +46,8 @@ __all__ = [
 
 PROBLEMS: tuple[str, ...] = ("gmm", "digits_exact", "digits", "patches32")
 GMM_DIM, GMM_COMPONENTS, GMM_SEED = 16, 4, 0
+GMM_REFERENCE_SIZE = 5000
+PATCHES_REFERENCE_SIZE = 5000  # held-in crops the Fréchet distance compares against
 
 
 class ProblemError(ValueError):
@@ -60,7 +63,8 @@ class Problem:
     shape: tuple[int, ...]
     denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     features: Callable[[torch.Tensor], torch.Tensor]
-    real_samples: Callable[[int], torch.Tensor]
+    data: Callable[[], torch.Tensor]
+    device: torch.device
 
 
 def _no_grad(model: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -71,6 +75,15 @@ def _no_grad(model: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     return denoiser
 
 
+def _image_features(model: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``images -> (N, d)`` float64 features of :mod:`experiments.frechet`'s network for
+    ``model`` (digits: the digits classifier; patches32: the fixed random-conv network)."""
+    from experiments.frechet import default_feature_extractor, extract_features
+
+    extractor = default_feature_extractor(model)
+    return lambda x: extract_features(extractor, x.to(torch.float32))
+
+
 def _build(name: str, device: torch.device) -> Problem:
     if name == "gmm":
         from experiments.problems.gaussian_mixture import GaussianMixture
@@ -78,50 +91,43 @@ def _build(name: str, device: torch.device) -> Problem:
         mixture = GaussianMixture.random(
             GMM_DIM, GMM_COMPONENTS, torch.Generator().manual_seed(GMM_SEED)
         )
+        data = mixture.sample(GMM_REFERENCE_SIZE, torch.Generator().manual_seed(GMM_SEED + 1))
         return Problem(
             name,
             "exact",
             (GMM_DIM,),
             mixture.denoiser,
-            lambda x: x.flatten(1),
-            lambda n: mixture.sample(n, torch.Generator().manual_seed(GMM_SEED + 1)).to(device),
+            lambda x: x.flatten(1).to(torch.float64),
+            lambda: data.to(device),
+            device,
         )
+    from experiments.models.load import bundled_dataset
+
     if name == "digits_exact":
-        from experiments.frechet import digits_features
-        from experiments.models.data import digits
         from experiments.problems.digits import EmpiricalDenoiser
 
-        model = EmpiricalDenoiser(digits("train").to(device, torch.float64))
+        train = bundled_dataset("digits", "train").to(device, torch.float64)
         return Problem(
             name,
             "exact",
             (1, 8, 8),
-            model,
-            digits_features,
-            lambda n: digits("test")[:n].to(device, torch.float64),
+            EmpiricalDenoiser(train),
+            _image_features("digits"),
+            lambda: train,
+            device,
         )
     if name in ("digits", "patches32"):
-        from experiments.frechet import digits_features, patch_features
-        from experiments.models.data import digits, image_patches
         from experiments.models.load import load_denoiser
 
-        model = load_denoiser(name, device=device).double().eval()
-        if name == "digits":
-            return Problem(
-                name,
-                "trained",
-                (1, 8, 8),
-                _no_grad(model),
-                digits_features,
-                lambda n: digits("test")[:n].to(device, torch.float64),
-            )
+        model = load_denoiser(name, device=device).double()
         return Problem(
             name,
             "trained",
-            (3, 32, 32),
+            (1, 8, 8) if name == "digits" else (3, 32, 32),
             _no_grad(model),
-            patch_features,
-            lambda n: image_patches(n, "test").to(device, torch.float64),
+            _image_features(name),
+            lambda: bundled_dataset(name, "train", PATCHES_REFERENCE_SIZE).to(device),
+            device,
         )
     raise ProblemError(f"unknown problem {name!r}; known: {', '.join(PROBLEMS)}")
 
@@ -168,14 +174,13 @@ def reference_batch(
     """
     if batch < 1:
         raise ProblemError(f"batch must be positive, got {batch}")
-    device = problem.real_samples(1).device
-    key = (problem.name, str(device), batch, seed, rtol, bound)
+    key = (problem.name, str(problem.device), batch, seed, rtol, bound)
     if key not in _REFERENCES:
         from experiments.reference import converged_reference
 
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn((batch, *problem.shape), generator=generator, dtype=torch.float64)
-        noise = noise.to(device)
+        noise = noise.to(problem.device)
         solved = converged_reference(
             problem.denoiser,
             noise * SIGMA_MAX,
@@ -191,9 +196,15 @@ def reference_batch(
     return _REFERENCES[key]
 
 
-def frechet_to_data(problem: Problem, samples: torch.Tensor) -> float:
-    """Fréchet distance between ``samples`` and as many real samples, in the problem's features."""
-    from experiments.frechet import frechet_distance
+_DATA_FEATURES: dict[tuple[str, str], torch.Tensor] = {}
 
-    real = problem.real_samples(samples.shape[0])
-    return float(frechet_distance(problem.features(samples), problem.features(real.to(samples))))
+
+def frechet_to_data(problem: Problem, samples: torch.Tensor) -> float:
+    """Fréchet distance between Gaussian fits of the features of ``samples`` and of the
+    problem's data set (:func:`experiments.frechet.frechet_distance_of_features`)."""
+    from experiments.frechet import frechet_distance_of_features
+
+    key = (problem.name, str(problem.device))
+    if key not in _DATA_FEATURES:
+        _DATA_FEATURES[key] = problem.features(problem.data()).cpu()
+    return frechet_distance_of_features(problem.features(samples).cpu(), _DATA_FEATURES[key])

@@ -235,7 +235,7 @@ def check(tableau: ExpTableau, order: int = 4) -> OrderReport:
         raise TypeError(f"check needs an ExpTableau, got {type(tableau).__name__}")
     conditions = order_conditions(order)
     row_sums = all(
-        vanishes_identically(row_sum_residual(tableau, i), (), tableau) for i in range(tableau.stages)
+        vanishes_identically(row_sum_residual(tableau, i), (Z,), tableau) for i in range(tableau.stages)
     )
     results = []
     for cond in conditions:

@@ -10,14 +10,25 @@ splits into linear equations for the coefficients.
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import sympy as sp
 
 from res_theory.phi import phi
+from res_theory.check import taylor_coefficients
 from res_theory.tableau import Z, ExpTableau, Parameter
 
-__all__ = ["derive_multistep", "quadrature_weights", "res_3s_family", "DerivationError"]
+__all__ = [
+    "Derivation",
+    "DerivationError",
+    "derive",
+    "derive_multistep",
+    "quadrature_weights",
+    "res_3s_family",
+]
 
 
 class DerivationError(ValueError):
@@ -88,3 +99,142 @@ def res_3s_family() -> ExpTableau:
         derivation="psi_1..psi_3 = 0 identically (linear solve for b); condition 4 in weakened "
         "form (linear in a_32); row sums",
     )
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Result of :func:`derive`: the family, its free coefficients and the weakened conditions."""
+
+    tableau: ExpTableau
+    free: tuple[sp.Symbol, ...]
+    weakened: tuple[str, ...]
+
+    def __str__(self) -> str:
+        t = self.tableau
+        lines = [f"{t.title}: nodes {list(t.c)}"]
+        lines += [f"  a{i + 1}{j + 1} = {t.A[i][j]}" for i in range(t.stages) for j in range(i)]
+        lines += [f"  b{i + 1} = {x}" for i, x in enumerate(t.b)]
+        lines.append(f"  weakened top-order conditions: {list(self.weakened) or 'none'}")
+        lines.append(f"  free coefficients (set to 0): {[str(f) for f in self.free] or 'none'}")
+        return "\n".join(lines)
+
+
+def derive(
+    stages: int,
+    order: int,
+    nodes: tuple[sp.Expr, ...] | None = None,
+    case: str = "scalar",
+) -> Derivation:
+    """Solve the stiff conditions up to ``order`` for an explicit ``stages``-stage method.
+
+    Ansatz: ``b_i = Σ_{k≤order} β_ik phi_k(Z)``, ``a_ij = Σ_k (α_ijk phi_k(c_i Z) + α'_ijk phi_k(c_j Z))``
+    for ``j ≥ 2`` and ``a_i1`` from the row sums ``psi_{1,i} = 0``. Conditions of order
+    ``< order`` must hold identically (in ``case``: ``"scalar"`` identities in ``Z``, or
+    ``"operator"`` identities in independent ``z_k``); those of order ``order`` identically if
+    possible, otherwise as few as possible in weakened form (``b_i(0)``), which still gives
+    stiff order ``order`` (Hochbruck & Ostermann 2005, Thm. 4.7). An identity is imposed through
+    its Taylor coefficients (enough of them to fix the ansatz), solved linear-first; the result is
+    then re-checked with :func:`res_theory.check.check`. Coefficients the conditions leave free
+    are set to 0 and listed. Raises :class:`DerivationError` if no member of the ansatz exists.
+    """
+    from res_theory.check import check
+    from res_theory.conditions import CASES, order_conditions
+
+    if not isinstance(stages, int) or stages < 1:
+        raise DerivationError(f"stages must be a positive integer, got {stages!r}")
+    if not isinstance(order, int) or order < 1:
+        raise DerivationError(f"order must be a positive integer, got {order!r}")
+    if case not in CASES:
+        raise DerivationError(f"case must be one of {CASES}, got {case!r}")
+    if nodes is None:
+        nodes = tuple(sp.Symbol(f"c{i}") for i in range(2, stages + 1))
+    nodes = (sp.Integer(0), *(sp.sympify(c) for c in nodes))
+    if len(nodes) != stages:
+        raise DerivationError(f"need {stages - 1} nodes c2..c{stages}, got {len(nodes) - 1}")
+    s, K = stages, order
+    beta = [[sp.Symbol(f"beta_{i + 1}_{k}") for k in range(1, K + 1)] for i in range(s)]
+    b = [sum(beta[i][k - 1] * phi(k, Z) for k in range(1, K + 1)) for i in range(s)]
+    A: list[list[sp.Expr]] = [[sp.Integer(0)] * s for _ in range(s)]
+    alphas: list[sp.Symbol] = []
+    for i in range(1, s):
+        for j in range(1, i):
+            entry = sp.Integer(0)
+            for m in sorted({i, j}):
+                for k in range(1, K + 1):
+                    sym = sp.Symbol(f"alpha_{i + 1}{j + 1}_{m + 1}_{k}")
+                    alphas.append(sym)
+                    entry += sym * phi(k, nodes[m] * Z)
+            A[i][j] = entry
+        A[i][0] = nodes[i] * phi(1, nodes[i] * Z) - sum(A[i][1:i], sp.Integer(0))
+    unknowns = [x for row in beta for x in row] + alphas
+    ansatz = SimpleNamespace(stages=s, c=nodes, A=A, b=b, kind="singlestep")
+    conditions = order_conditions(order)
+    top = [c for c in conditions if c.order == order]
+    degree = 2 * K + 2
+
+    def equations(cond, weakened: bool) -> list[sp.Expr]:
+        variables = cond.variables if case == "operator" else (Z,)
+        residual = cond.residual(ansatz, case, weakened=weakened)
+        out = []
+        for coeff in taylor_coefficients(residual, variables, degree):
+            if coeff != 0:
+                out.extend(sp.Poly(coeff, *variables).coeffs())
+        return out
+
+    base = [e for c in conditions if c.order < order for e in equations(c, False)]
+    for n_weak in range(len(top) + 1):
+        for weak in itertools.combinations(top, n_weak):
+            eqs = base + [e for c in top for e in equations(c, c in weak)]
+            solution = _solve(eqs, unknowns)
+            if solution is None:
+                continue
+            free = tuple(u for u in unknowns if u not in solution)
+            subs = {**solution, **dict.fromkeys(free, 0)}
+            params = tuple(
+                Parameter(str(c), sp.Rational(i, s - 1), 0, 1, False, True, f"node c{i + 1}")
+                for i, c in enumerate(nodes)
+                if isinstance(c, sp.Symbol)
+            )
+            fix = lambda x: sp.expand(sp.sympify(x).subs(subs))  # noqa: E731
+            tableau = ExpTableau(
+                f"derived_{s}s{order}",
+                f"derived {s}-stage family, order {order} ({case} case)",
+                nodes,
+                tuple(tuple(fix(x) for x in row) for row in A),
+                tuple(fix(x) for x in b),
+                parameters=params,
+                source="res_theory.derive.derive",
+                derivation=f"stiff conditions up to order {order}, {case} case; weakened: "
+                + (", ".join(c.name for c in weak) or "none"),
+            )
+            report = check(tableau, order=order)
+            achieved = report.scalar_order if case == "scalar" else report.stiff_order
+            if achieved >= order:
+                return Derivation(tableau, free, tuple(c.name for c in weak))
+    raise DerivationError(
+        f"no {s}-stage method of stiff order {order} ({case} case) in the phi-combination ansatz"
+    )
+
+
+def _solve(eqs: list[sp.Expr], unknowns: list[sp.Symbol]) -> dict[sp.Symbol, sp.Expr] | None:
+    """Solve polynomial equations linear-first; ``None`` if inconsistent."""
+    solution: dict[sp.Symbol, sp.Expr] = {}
+    pending = [e for e in (sp.expand(x) for x in eqs) if e != 0]
+    while pending:
+        linear = [e for e in pending if sp.Poly(e, *unknowns).total_degree() <= 1]
+        todo = linear or pending
+        syms = sorted(set().union(*(e.free_symbols for e in todo)) & set(unknowns), key=str)
+        if not syms:
+            return None  # a non-zero equation without unknowns
+        found = sp.solve(todo, syms, dict=True)
+        if not found:
+            return None
+        step = found[0]
+        solution = {k: sp.factor(v.subs(step)) for k, v in solution.items()}
+        solution.update({k: sp.factor(v) for k, v in step.items()})
+        pending = [e for e in (sp.expand(sp.together(x.subs(step))) for x in pending) if e != 0]
+        pending = [sp.numer(sp.together(e)) for e in pending]
+        pending = [e for e in (sp.expand(x) for x in pending) if e != 0]
+        if any(not (e.free_symbols & set(unknowns)) for e in pending):
+            return None
+    return solution

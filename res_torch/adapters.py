@@ -59,9 +59,12 @@ def _sigma_like(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 1:
         raise ValueError("x must have a batch dimension, got a 0-d tensor")
-    sigma = torch.as_tensor(sigma, device=x.device)
-    if not sigma.is_floating_point():
-        sigma = sigma.to(x.dtype)
+    if torch.is_tensor(sigma):
+        sigma = sigma.to(device=x.device)
+        if not sigma.is_floating_point():
+            sigma = sigma.to(x.dtype)
+    else:
+        sigma = torch.tensor(sigma, dtype=x.dtype, device=x.device)
     if sigma.ndim > 1 or (sigma.ndim == 1 and sigma.shape[0] not in (1, x.shape[0])):
         raise ValueError(
             f"sigma must be a scalar or have shape (batch,) = ({x.shape[0]},), "

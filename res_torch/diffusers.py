@@ -37,6 +37,7 @@ are ignored.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         "FlowMatchHeunDiscreteScheduler",
     ]
     _default_tableau = ""
+    _stage_sigmas: torch.Tensor  # VE noise level of every entry of ``timesteps`` (set by _plan)
 
     @register_to_config
     def __init__(
@@ -310,19 +312,24 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(
                 f"num_inference_steps must be a positive int, got {num_inference_steps}"
             )
-        ve = self._flow_grid(num_inference_steps, sigmas, mu) if self.is_flow else None
-        if ve is None:
+        if self.is_flow:
+            ve = self._flow_grid(num_inference_steps, sigmas, mu)
+        else:
             ve = self._vp_grid(num_inference_steps, sigmas, timesteps)
         if self.config.final_sigmas_type == "zero":
-            last = 0.0
-        elif self.is_flow:
-            last = float(self._flow_t_to_sigma(torch.tensor(1 / self.config.num_train_timesteps)))
-        else:
-            last = self.schedule.sigma_min
-        if not np.all(np.diff(ve) < 0) or not ve[-1] > last:
-            raise ValueError(f"noise levels must decrease strictly to {last}, got {ve.tolist()}")
-        self.sigmas = torch.tensor([*ve.tolist(), last], dtype=torch.float64)
-        self.num_inference_steps = len(ve)
+            grid = np.append(ve, 0.0)
+        else:  # "sigma_min": end at the smallest training noise level, no denoising step
+            big_t = self.config.num_train_timesteps
+            last = (
+                float(self._flow_t_to_sigma(torch.tensor(1 / big_t)))
+                if self.is_flow
+                else self.schedule.sigma_min
+            )
+            grid = ve if math.isclose(ve[-1], last, rel_tol=1e-9) else np.append(ve, last)
+        if len(grid) < 2 or not np.all(np.diff(grid) < 0):
+            raise ValueError(f"noise levels must decrease strictly, got {grid.tolist()}")
+        self.sigmas = torch.tensor(grid.tolist(), dtype=torch.float64)
+        self.num_inference_steps = len(grid) - 1
         self._plan()
         self.timesteps = self._timesteps_of(self._stage_sigmas).to(device=device)
         self._step_index = None
@@ -389,7 +396,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         A config without ``prediction_type`` is a flow-matching one if its ``_class_name`` starts
         with ``FlowMatch`` or it has FlowMatch's ``shift`` key and no ``beta_schedule``.
         """
-        if config is not None and "prediction_type" not in kwargs:
+        if isinstance(config, Mapping) and "prediction_type" not in kwargs:
             keys = dict(config)
             class_name = keys.get("_class_name", "")
             flow_match = isinstance(class_name, str) and class_name.startswith("FlowMatch")
@@ -400,9 +407,8 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         return super().from_config(config, return_unused_kwargs, **kwargs)
 
     # ----------------------------------------------------------------- noise schedule
-    def _vp_grid(
-        self, n: int | None, sigmas: Any, timesteps: Any
-    ) -> np.ndarray:  # decreasing VE sigmas of a DDPM model
+    def _vp_grid(self, n: int | None, sigmas: Any, timesteps: Any) -> np.ndarray:
+        """Decreasing VE noise levels of a DDPM model's grid (without the final level)."""
         assert self.schedule is not None
         if sigmas is not None:
             ve = np.asarray(sigmas, dtype=np.float64).reshape(-1)
@@ -422,7 +428,8 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             if self.config.timestep_spacing == "linspace":
                 ts = np.linspace(0, big_t - 1, n + 1).round()[::-1][:-1]
             elif self.config.timestep_spacing == "leading":
-                ts = (np.arange(n) * (big_t // n)).round()[::-1] + self.config.steps_offset
+                ts = (np.arange(n + 1) * (big_t // (n + 1))).round()[::-1][:-1]
+                ts = ts + self.config.steps_offset
             else:  # trailing
                 ts = np.arange(big_t, 0, -big_t / n).round() - 1
         return self.schedule.t_to_sigma(torch.as_tensor(ts.copy())).numpy()
@@ -505,9 +512,6 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
 
     def _step_starts(self) -> list[int]:
         return list(range(len(self._stage_sigmas)))
-
-    # set by _plan
-    _stage_sigmas: torch.Tensor
 
     def _reset(self) -> None:
         """Forget the solver state (a new run starts at ``step_index``)."""

@@ -4,11 +4,22 @@ Step ``i`` of a run over ``sigmas = (sigma_0 > ... > sigma_N >= 0)``:
 
 1. EDM churn (optional): ``sigma_hat_i = sigma_i (1 + gamma_i)``, add noise of standard deviation
    ``s_noise sqrt(sigma_hat_i^2 - sigma_i^2)``;
-2. the deterministic (ODE) step from ``sigma_hat_i`` to ``sigma_to_i``: ``sigma_{i+1}`` or, with
-   ``eta > 0``, the ancestral ``sigma_down`` (then add noise ``s_noise sigma_up``).
+2. the deterministic step from ``sigma_hat_i`` to ``sigma_to_i``, then noise ``step_noise_i``:
 
-In ``lambda = -log sigma`` the ODE step has length ``h_i = log(sigma_hat_i / sigma_to_i)``; a step
-to ``sigma_to = 0`` (``h = inf``) is a *denoising step*: the result is the denoiser output.
+   * ODE (``eta = 0``): to ``sigma_{i+1}``, no noise; ``h = log(sigma_hat / sigma_{i+1})``.
+   * ``noise_type="ancestral"`` (k-diffusion's ``get_ancestral_step``): the ODE step to
+     ``sigma_down``, then noise ``s_noise sigma_up``; ``h = log(sigma_hat / sigma_down)``.
+   * ``noise_type="sde"`` (SDE-DPM-Solver++, Lu et al. 2022, eq. (9); k-diffusion's
+     ``dpmpp_2m_sde``): the reverse SDE ``dx = [-(1+eta) x + (1+eta) D] dlambda + noise`` has the
+     same exponential form in ``tau = (1+eta) lambda``, so any tableau applies with the coefficient
+     step ``h = (1+eta) log(sigma_hat / sigma_{i+1})``, stages at the real ``lambda``; then noise
+     ``s_noise sigma_{i+1} sqrt(1 - e^{-2 eta log(sigma_hat / sigma_{i+1})})``.
+
+``h`` is the step length the tableau's coefficients are evaluated at and ``lambda_step`` the
+step in ``lambda = -log sigma`` (stage ``i`` is evaluated at ``sigma_hat e^{-c_i lambda_step}``,
+history nodes are ratios of ``lambda`` differences to ``lambda_step``); they differ only for
+``"sde"``. A step to ``sigma_to = 0`` (``h = inf``) is a *denoising step*: the result is the
+denoiser output.
 Everything here is computed on the host in float64, once, before the sampling loop.
 """
 
@@ -22,7 +33,9 @@ import torch
 
 from res_torch.noise import ancestral_step, churn_gamma
 
-__all__ = ["SigmasError", "StepGrid", "make_grid", "validate_sigmas"]
+__all__ = ["NOISE_TYPES", "SigmasError", "StepGrid", "make_grid", "validate_sigmas"]
+
+NOISE_TYPES = ("ancestral", "sde")
 
 
 class SigmasError(ValueError):
@@ -42,7 +55,9 @@ def validate_sigmas(sigmas: torch.Tensor | Sequence[float]) -> torch.Tensor:
         except (TypeError, ValueError, RuntimeError) as exc:
             raise SigmasError(f"sigmas must be a 1-d tensor of noise levels ({exc})") from None
     if values.ndim != 1 or values.numel() < 2:
-        raise SigmasError(f"sigmas must be 1-d with at least 2 entries, got shape {tuple(values.shape)}")
+        raise SigmasError(
+            f"sigmas must be 1-d with at least 2 entries, got shape {tuple(values.shape)}"
+        )
     if not torch.isfinite(values).all():
         raise SigmasError(f"sigmas must be finite, got {values.tolist()}")
     if (values[:-1] <= 0).any() or values[-1] < 0:
@@ -57,8 +72,9 @@ class StepGrid:
     """Per-step noise levels of a run (float64 CPU tensors of shape ``(N,)``).
 
     ``sigma``: schedule value at the start; ``sigma_hat``: after churn, where the denoiser is first
-    evaluated; ``sigma_to``: end of the ODE step; ``churn_noise`` and ``step_noise``: standard
-    deviations of the noise added before (churn) and after (ancestral) the ODE step.
+    evaluated; ``sigma_to``: end of the deterministic step; ``churn_noise`` and ``step_noise``:
+    standard deviations of the noise added before (churn) and after (ancestral/SDE) the step;
+    ``h`` and ``lambda_step``: see the module docstring (``inf`` for denoising steps).
     """
 
     sigma: torch.Tensor
@@ -67,15 +83,12 @@ class StepGrid:
     sigma_to: torch.Tensor
     churn_noise: torch.Tensor
     step_noise: torch.Tensor
+    h: torch.Tensor
+    lambda_step: torch.Tensor
 
     @property
     def steps(self) -> int:
         return self.sigma.numel()
-
-    @property
-    def h(self) -> torch.Tensor:
-        """``log(sigma_hat / sigma_to)``; ``inf`` for denoising steps."""
-        return torch.log(self.sigma_hat) - torch.log(self.sigma_to)
 
     @property
     def denoising(self) -> list[bool]:
@@ -100,25 +113,38 @@ def make_grid(
     s_tmax: float = math.inf,
     s_noise: float = 1.0,
     eta: float = 0.0,
+    noise_type: str = "ancestral",
 ) -> StepGrid:
     """The :class:`StepGrid` of ``sigmas`` with EDM churn (``s_churn``, ``s_tmin``, ``s_tmax``,
-    ``s_noise``; see :func:`res_torch.noise.churn_gamma`) and/or ancestral noise (``eta``; see
-    :func:`res_torch.noise.ancestral_step`)."""
+    ``s_noise``; see :func:`res_torch.noise.churn_gamma`) and/or per-step noise (``eta`` with
+    ``noise_type`` ``"ancestral"`` or ``"sde"``; see the module docstring)."""
     values = validate_sigmas(sigmas)
     if not math.isfinite(s_noise) or s_noise < 0:
         raise ValueError(f"s_noise must be finite and >= 0, got {s_noise}")
+    if noise_type not in NOISE_TYPES:
+        raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
     sigma, sigma_next = values[:-1], values[1:]
     gamma = churn_gamma(values, s_churn, s_tmin, s_tmax)
     sigma_hat = sigma * (1 + gamma)
     churn_noise = s_noise * (sigma_hat**2 - sigma**2).clamp_min(0).sqrt()
-    sigma_to, sigma_up = ancestral_step(sigma_hat, sigma_next, eta)
-    if eta == 0:
-        sigma_to = sigma_next
+    sigma_down, sigma_up = ancestral_step(sigma_hat, sigma_next, eta)
+    sigma_to = sigma_next if eta == 0 or noise_type == "sde" else sigma_down
+    lambda_step = torch.log(sigma_hat) - torch.log(sigma_to)
+    if noise_type == "sde":
+        h = (1 + eta) * lambda_step
+        finite = torch.isfinite(lambda_step)
+        spread = torch.where(finite, -torch.expm1(-2 * eta * lambda_step), torch.zeros_like(h))
+        step_noise = s_noise * sigma_next * spread.sqrt()
+    else:
+        h = lambda_step
+        step_noise = s_noise * sigma_up
     return StepGrid(
         sigma=sigma,
         sigma_hat=sigma_hat,
         sigma_next=sigma_next,
         sigma_to=sigma_to,
         churn_noise=churn_noise,
-        step_noise=s_noise * sigma_up,
+        step_noise=step_noise,
+        h=h,
+        lambda_step=lambda_step,
     )

@@ -44,7 +44,7 @@ def resolve_noise_sampler(
     generator: torch.Generator | None,
     noise_sampler: NoiseSampler | None,
 ) -> NoiseSampler:
-    """The sampler's noise source: ``noise_sampler`` if given, else one drawing from ``generator``."""
+    """The run's noise: ``noise_sampler`` if given, else one drawing from ``generator``."""
     if noise_sampler is not None:
         if generator is not None:
             raise ValueError("pass either generator= or noise_sampler=, not both")

@@ -99,6 +99,7 @@ def erk_coefficients(
     n, s = grid.steps, tableau.stages
     finite = ~torch.tensor(grid.denoising, dtype=torch.bool)
     h = grid.h[finite]
+    step = grid.lambda_step[finite]
     c, a, b = tableau.evaluate(h, dict(values or {}))
     decay = torch.zeros(n, dtype=torch.float64)
     weights = torch.zeros(n, s, dtype=torch.float64)
@@ -109,7 +110,7 @@ def erk_coefficients(
     weights[finite] = h[:, None] * b
     stage_decay[finite] = torch.exp(-c * h[:, None])
     stage_weights[finite] = h[:, None, None] * a
-    stage_sigma[finite] = grid.sigma_hat[finite][:, None] * torch.exp(-c * h[:, None])
+    stage_sigma[finite] = grid.sigma_hat[finite][:, None] * torch.exp(-c * step[:, None])
     weights[~finite, 0] = 1.0
     return SinglestepCoefficients(
         decay=decay,
@@ -131,7 +132,8 @@ def multistep_coefficients(
     """Coefficients of a multistep tableau (with its start-up methods) on ``grid``.
 
     The history nodes of step ``n`` are ``c_j = (lambda_{n-j+1} - lambda_n) / h_n`` with
-    ``lambda_m = -log sigma_hat_m`` the point of step ``m``'s denoiser evaluation.
+    ``lambda_m = -log sigma_hat_m`` the point of step ``m``'s denoiser evaluation and ``h_n`` the
+    step in ``lambda`` (``grid.lambda_step``).
     """
     values = dict(values or {})
     fixed = set(values) & set(tableau.history_parameters)
@@ -140,9 +142,7 @@ def multistep_coefficients(
             f"{sorted(fixed)} are history nodes of {tableau.name!r}; they are set from the grid"
         )
     n = grid.steps
-    methods = [
-        load(tableau.startup[m]) if m < len(tableau.startup) else tableau for m in range(n)
-    ]
+    methods = [load(tableau.startup[m]) if m < len(tableau.startup) else tableau for m in range(n)]
     for m, method in enumerate(methods):
         needs = method.stages if method.is_multistep else 1
         if not method.is_multistep and method.stages != 1:
@@ -169,7 +169,7 @@ def multistep_coefficients(
         hs = h[index]
         step_values: dict[str, Any] = dict(values) if method is tableau else {}
         for j, parameter in enumerate(method.history_parameters, start=1):
-            step_values[parameter] = (lam[index - j] - lam[index]) / hs
+            step_values[parameter] = (lam[index - j] - lam[index]) / grid.lambda_step[index]
         _, _, b = method.evaluate(hs, step_values)
         decay[index] = torch.exp(-hs)
         weights[index, : method.stages] = hs[:, None] * b

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> Path:
             "seconds": round(seconds, 1),
             "held_out_accuracy": held_out,
             "held_out_size": len(x_test),
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

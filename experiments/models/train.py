@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> Path:
             "final_loss_mean_last_100": sum(tail) / len(tail),
             "held_out_loss_ema": held_out_loss(ema, setup.held_out()),
             "parameters": sum(p.numel() for p in ema.parameters()),
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

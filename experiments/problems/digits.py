@@ -7,8 +7,9 @@ Karras et al. 2022, Appendix B.3, eq. (57)) is
 
     D(x, sigma) = sum_i softmax_i(-||x - y_i||^2 / (2 sigma^2)) y_i,
 
-computed with logsumexp-stable softmax on squared distances formed as differences (no
-``||x||^2 - 2 x.y + ||y||^2`` cancellation). Its ODE is exactly solvable only through a reference
+computed with a logsumexp-stable softmax; squared distances as ``||x||^2 - 2 x.y + ||y||^2``
+(one matrix product; in float64 the cancellation error, ``~ eps ||y||^2 ≈ 1e-14``, is far below
+every error measured here). Its ODE is exactly solvable only through a reference
 solve (:mod:`experiments.reference`). Data: ``experiments.models.data.digits("train")``
 (1437 images in ``[-1, 1]``, shape ``(1, 8, 8)``).
 """
@@ -27,7 +28,7 @@ __all__ = ["EmpiricalDenoiser", "digits_problem"]
 SIGMA_START = 20.0
 SIGMA_END = 0.2
 STEPS = (8, 16, 32, 64, 128, 256, 512)
-QUICK_STEPS = (8, 16, 32, 64, 128)
+QUICK_STEPS = (64, 128, 256, 512)
 
 
 class EmpiricalDenoiser:
@@ -42,6 +43,15 @@ class EmpiricalDenoiser:
             raise ProblemError(f"data must have shape (N, ...) with N >= 1, got {data.shape}")
         self.data = data
         self.flat = data.reshape(data.shape[0], -1).to(torch.float64)
+        self._copies: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _data_like(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The flattened data and its squared norms in ``x``'s dtype and device (cached)."""
+        key = (x.device, x.dtype)
+        if key not in self._copies:
+            data = self.flat.to(x)
+            self._copies[key] = (data, (data**2).sum(-1))
+        return self._copies[key]
 
     def _logits(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         if x.shape[1:] != self.data.shape[1:]:
@@ -50,12 +60,13 @@ class EmpiricalDenoiser:
             )
         flat = x.reshape(x.shape[0], -1)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1)
-        squared = ((flat[:, None, :] - self.flat.to(x)[None]) ** 2).sum(-1)
+        data, data_norms = self._data_like(x)
+        squared = ((flat**2).sum(-1, keepdim=True) - 2 * flat @ data.T + data_norms).clamp_min(0)
         return -squared / (2 * sigma**2)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         weights = torch.softmax(self._logits(x, sigma), dim=-1)
-        return (weights @ self.flat.to(x)).reshape(x.shape)
+        return (weights @ self._data_like(x)[0]).reshape(x.shape)
 
     def log_weights(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """``log P(y_i | x)``, shape ``(B, N)``."""

@@ -28,7 +28,7 @@ __all__ = ["GaussianMixture", "gaussian_mixture_problem"]
 SIGMA_START = 20.0
 SIGMA_END = 0.05
 STEPS = (8, 16, 32, 64, 128, 256, 512)
-QUICK_STEPS = (8, 16, 32, 64, 128)
+QUICK_STEPS = (64, 128, 256, 512)
 
 
 class GaussianMixture:

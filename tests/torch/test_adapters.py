@@ -117,6 +117,30 @@ def test_edm_adapter_is_exact_for_the_ideal_raw_network(sigma):
     )
 
 
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_adapters_are_exact_for_standard_gaussian_data(sigma):
+    """For data ~ N(0, I) the ideal denoiser is ``x/(1 + sigma^2)``. The ideal networks are linear
+    in their input (eps: ``s x_vp``, v: ``0``, flow velocity: ``(2t - 1) x_t/((1-t)^2 + t^2)``,
+    with ``x_vp = alpha x_0 + s eps`` of unit variance), so a wrongly scaled input shows."""
+    alphas_cumprod = _alphas_cumprod()
+
+    def eps(x_vp, t):
+        return (1 - _per_item(_abar_at(t, alphas_cumprod), x_vp)).sqrt() * x_vp
+
+    def velocity(x_t, t):
+        t = _per_item(t, x_t)
+        return (2 * t - 1) * x_t / ((1 - t) ** 2 + t**2)
+
+    x = _noisy(sigma)
+    expected = x / (1 + sigma**2)
+    for model in (
+        DiscreteEpsDenoiser(eps, alphas_cumprod),
+        DiscreteVDenoiser(lambda x_vp, t: torch.zeros_like(x_vp), alphas_cumprod),
+        FlowDenoiser(velocity),
+    ):
+        torch.testing.assert_close(model(x, sigma), expected, rtol=1e-9, atol=1e-12)
+
+
 def test_edm_with_zero_network_is_the_gaussian_posterior_mean():
     """For data ~ N(0, sd^2) the ideal denoiser is ``sd^2/(sigma^2 + sd^2) x``: F = 0 (EDM B.6)."""
     model = EDMDenoiser(lambda x_in, c_noise: torch.zeros_like(x_in), sigma_data=0.5)

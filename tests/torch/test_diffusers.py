@@ -12,7 +12,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 import res_torch  # noqa: E402
-from res_torch.adapters import DiscreteEpsDenoiser  # noqa: E402
+from res_torch.adapters import DiscreteEpsDenoiser, DiscreteVDenoiser, FlowDenoiser  # noqa: E402
 from res_torch.diffusers import (  # noqa: E402
     RESMultistepScheduler,
     RESSinglestepScheduler,
@@ -68,6 +68,55 @@ def test_scheduler_in_a_diffusers_loop_equals_res_torch_sampler(unet, scheduler_
     assert scheduler.step_index == len(scheduler.timesteps)
 
 
+@pytest.mark.parametrize(
+    "scheduler_class, tableau, parameters",
+    [
+        (RESMultistepScheduler, "res_3m", {}),
+        (RESMultistepScheduler, "dpmpp_2m", {}),
+        (RESSinglestepScheduler, "res_3s", {}),
+        (RESSinglestepScheduler, "res_2s", {"c2": 1.0}),
+        (RESSinglestepScheduler, "krogstad", {}),
+    ],
+)
+def test_any_tableau_with_v_prediction_equals_sample_erk(
+    unet, scheduler_class, tableau, parameters
+):
+    ddpm = diffusers.DDPMScheduler(prediction_type="v_prediction")
+    scheduler = scheduler_class.from_config(
+        ddpm.config, tableau=tableau, tableau_parameters=parameters
+    )
+    scheduler.set_timesteps(5)
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(8))
+    result = _diffusers_loop(scheduler, unet, noise)
+
+    model = DiscreteVDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
+    x_ve = noise * math.sqrt(1 + float(scheduler.sigmas[0]) ** 2)
+    with torch.no_grad():
+        expected = res_torch.sample_erk(
+            model, x_ve, scheduler.sigmas, disable=True, tableau=tableau, **parameters
+        )
+    scale = expected.abs().max()
+    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
+def test_flow_matching_loop_equals_sample_erk_on_the_flow_adapter(unet, scheduler_class):
+    flow_match = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
+    scheduler = scheduler_class.from_config(flow_match.config)
+    scheduler.set_timesteps(5, mu=0.5)
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(9))
+    result = _diffusers_loop(scheduler, unet, noise)
+
+    model = FlowDenoiser(lambda x_t, t: unet(x_t, t).sample, timestep_scale=1000)
+    x_ve = noise * (1 + float(scheduler.sigmas[0]))  # x_t / (1 - t)
+    with torch.no_grad():
+        expected = res_torch.sample_erk(
+            model, x_ve, scheduler.sigmas, disable=True, tableau=scheduler.tableau.name
+        )
+    scale = expected.abs().max()
+    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=2e-6)
+
+
 # ---------------------------------------------------------------- exact on single-point data
 X0 = torch.tensor([0.8, -0.4, 1.5, 0.1]).reshape(1, 4)
 DDPM_ABAR = alphas_cumprod_from_betas()  # DDPMScheduler's default linear schedule
@@ -101,17 +150,10 @@ def _ideal_network(prediction_type: str):
     return network
 
 
-@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
-@pytest.mark.parametrize(
-    "prediction_type", ["epsilon", "v_prediction", "sample", "flow_prediction"]
-)
-@pytest.mark.parametrize("spacing", [{}, {"use_karras_sigmas": True}])
-def test_every_network_input_lies_on_the_exact_ode_path(scheduler_class, prediction_type, spacing):
-    """With ``D = x0`` the probability-flow ODE solution is ``x(sigma) = x0 + sigma/sigma_0 (x(
-    sigma_0) - x0)``; every RES method (sum b_i = phi_1, sum_j a_ij = c_i phi_1(c_i h)) follows it
+def _run_on_exact_path(scheduler, prediction_type: str, begin: int = 0) -> None:
+    """With ``D = x0`` the probability-flow ODE solution is ``x(sigma) = x0 + sigma/sigma_b (x(
+    sigma_b) - x0)``; every RES method (sum b_i = phi_1, sum_j a_ij = c_i phi_1(c_i h)) follows it
     exactly, so every sample the scheduler hands back must lie on it, in the model's scale."""
-    scheduler = scheduler_class(prediction_type=prediction_type, **spacing)
-    scheduler.set_timesteps(5)
     network = _ideal_network(prediction_type)
     flow = prediction_type == "flow_prediction"
 
@@ -119,18 +161,54 @@ def test_every_network_input_lies_on_the_exact_ode_path(scheduler_class, predict
         return sample * (1 + sigma) if flow else sample * math.sqrt(1 + sigma**2)
 
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
-    sigma_0 = _ve_sigma(scheduler.timesteps[0], flow)
-    start = to_ve(x, sigma_0)
-    timesteps = scheduler.timesteps.tolist()
+    timesteps = scheduler.timesteps[begin:].tolist()
+    sigma_b = _ve_sigma(torch.tensor(timesteps[0]), flow)
+    start = to_ve(x, sigma_b)
     for k, t in enumerate(timesteps):
         out = scheduler.step(network(x, torch.tensor(t)), t, x)
         torch.testing.assert_close(out.pred_original_sample, X0.expand_as(x), rtol=1e-4, atol=1e-4)
         x = out.prev_sample
         if k + 1 < len(timesteps):
             sigma = _ve_sigma(torch.tensor(timesteps[k + 1]), flow)
-            exact = X0 + sigma / sigma_0 * (start - X0)
+            exact = X0 + sigma / sigma_b * (start - X0)
             torch.testing.assert_close(to_ve(x, sigma), exact, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(x, X0.expand_as(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
+@pytest.mark.parametrize(
+    "prediction_type", ["epsilon", "v_prediction", "sample", "flow_prediction"]
+)
+@pytest.mark.parametrize("spacing", [{}, {"use_karras_sigmas": True}])
+def test_every_network_input_lies_on_the_exact_ode_path(scheduler_class, prediction_type, spacing):
+    scheduler = scheduler_class(prediction_type=prediction_type, **spacing)
+    scheduler.set_timesteps(5)
+    _run_on_exact_path(scheduler, prediction_type)
+
+
+@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
+def test_a_run_can_start_mid_schedule(scheduler_class):
+    """img2img: ``set_begin_index`` (in units of ``timesteps``) restarts the method's history."""
+    scheduler = scheduler_class()
+    scheduler.set_timesteps(6)
+    scheduler.set_begin_index(2)
+    _run_on_exact_path(scheduler, "epsilon", begin=2)
+
+
+def test_ddpm_pipeline_runs_with_a_res_scheduler(unet):
+    scheduler = RESMultistepScheduler.from_config(diffusers.DDPMScheduler().config)
+    pipe = diffusers.DDPMPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(
+        batch_size=1,
+        num_inference_steps=4,
+        generator=torch.Generator().manual_seed(7),
+        output_type="np",
+    ).images
+    noise = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(7))
+    scheduler.set_timesteps(4)
+    expected = (_diffusers_loop(scheduler, unet, noise) / 2 + 0.5).clamp(0, 1)
+    np.testing.assert_allclose(images, expected.permute(0, 2, 3, 1).numpy(), atol=1e-5)
 
 
 # ---------------------------------------------------------------- configs and schedules
@@ -175,7 +253,10 @@ def test_from_flow_match_config_with_mu():
         scheduler.set_timesteps(6)
 
 
-@pytest.mark.parametrize("options", [{"shift": 3.0}, {"shift": 3.0, "use_karras_sigmas": True}])
+@pytest.mark.parametrize(
+    "options",
+    [{"shift": 3.0}, {"shift": 3.0, "use_karras_sigmas": True}, {"shift_terminal": 0.1}],
+)
 def test_static_flow_shift_matches_flow_match_euler(options):
     flow_match = diffusers.FlowMatchEulerDiscreteScheduler(**options)
     flow_match.set_timesteps(5)
@@ -187,13 +268,32 @@ def test_static_flow_shift_matches_flow_match_euler(options):
     torch.testing.assert_close(flow_t, expected, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("option", ["use_karras_sigmas", "use_exponential_sigmas"])
-def test_sigma_spacing_options_match_dpm_solver(option):
-    dpm = diffusers.DPMSolverMultistepScheduler(**{option: True})
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"use_karras_sigmas": True},
+        {"use_exponential_sigmas": True},
+        {"use_beta_sigmas": True},
+        {"timestep_spacing": "linspace"},
+        {"timestep_spacing": "leading", "steps_offset": 1},
+        {"timestep_spacing": "trailing"},
+    ],
+)
+def test_sigma_spacing_options_match_dpm_solver(options):
+    dpm = diffusers.DPMSolverMultistepScheduler(**options)
     dpm.set_timesteps(7)
     scheduler = RESMultistepScheduler.from_config(dpm.config)
     scheduler.set_timesteps(7)
     torch.testing.assert_close(scheduler.sigmas.float(), dpm.sigmas, rtol=1e-5, atol=0)
+    # final_sigmas_type="sigma_min": the run ends at the smallest training noise level, without
+    # the zero-length last step DPM-Solver keeps when the grid already ends there
+    dpm = diffusers.DPMSolverMultistepScheduler(**options, final_sigmas_type="sigma_min")
+    dpm.set_timesteps(7)
+    expected = dpm.sigmas[:-1] if math.isclose(dpm.sigmas[-2], dpm.sigmas[-1]) else dpm.sigmas
+    scheduler = RESMultistepScheduler.from_config(dpm.config)
+    scheduler.set_timesteps(7)
+    torch.testing.assert_close(scheduler.sigmas.float(), expected, rtol=1e-5, atol=0)
+    assert scheduler.num_inference_steps == len(scheduler.timesteps) == len(expected) - 1
 
 
 def test_custom_sigmas_are_used_as_given():
@@ -201,6 +301,10 @@ def test_custom_sigmas_are_used_as_given():
     scheduler.set_timesteps(sigmas=[14.6, 3.0, 0.5, 0.0])
     torch.testing.assert_close(scheduler.sigmas, torch.tensor([14.6, 3.0, 0.5, 0.0]).double())
     assert scheduler.num_inference_steps == 3
+    scheduler.set_timesteps(timesteps=[999, 500, 10])
+    ddpm_sigmas = ((1 - DDPM_ABAR) / DDPM_ABAR).sqrt()
+    torch.testing.assert_close(scheduler.sigmas[:-1], ddpm_sigmas[[999, 500, 10]])
+    assert scheduler.timesteps.tolist() == [999.0, 500.0, 10.0]
 
 
 def test_single_step_stages_are_interleaved_in_timesteps():
@@ -245,7 +349,7 @@ def test_bad_calls_are_rejected():
         scheduler.set_timesteps()
     with pytest.raises(ValueError, match="mu"):
         scheduler.set_timesteps(4, mu=0.5)
-    with pytest.raises(ValueError, match="decrease"):
+    with pytest.raises(ValueError, match="decrease strictly"):
         scheduler.set_timesteps(sigmas=[1.0, 2.0, 0.0])
     with pytest.raises(ValueError, match="positive"):
         scheduler.set_timesteps(sigmas=[1.0, -2.0])

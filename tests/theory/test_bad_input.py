@@ -1,0 +1,72 @@
+"""Bad input to res_theory gets a clear error."""
+
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from res_theory import library
+from res_theory.check import check
+from res_theory.phi import phi
+from res_theory.tableau import Z, ExpTableau, Parameter, TableauError
+
+c2 = sp.Symbol("c2")
+
+
+def test_nonpositive_node_for_single_step() -> None:
+    with pytest.raises(TableauError, match="outside"):
+        library.get("res_2s").at(c2=0)
+    with pytest.raises(TableauError, match="outside"):
+        library.get("res_2s").at(c2=-0.5)
+    with pytest.raises(TableauError, match="must be > 0"):
+        ExpTableau("x", "x", (0, -1), ((0, 0), (-phi(1, -Z), 0)), (phi(1, Z), 0))
+
+
+def test_mismatched_lengths() -> None:
+    with pytest.raises(TableauError, match="mismatched lengths"):
+        ExpTableau("x", "x", (0, 1), ((0, 0), (phi(1, Z), 0)), (phi(1, Z),))
+    with pytest.raises(TableauError, match="mismatched lengths"):
+        ExpTableau("x", "x", (0, 1), ((0, 0),), (phi(1, Z), 0))
+
+
+def test_not_strictly_lower_triangular() -> None:
+    with pytest.raises(TableauError, match="strictly lower triangular"):
+        ExpTableau("x", "x", (0, 1), ((0, phi(1, Z)), (phi(1, Z), 0)), (phi(1, Z), 0))
+
+
+def test_entries_must_be_phi_combinations() -> None:
+    with pytest.raises(TableauError, match="linear combination"):
+        ExpTableau("x", "x", (0,), ((0,),), (phi(1, Z) * phi(2, Z),))
+    with pytest.raises(TableauError, match="linear combination|depends on Z"):
+        ExpTableau("x", "x", (0,), ((0,),), (Z * phi(1, Z),))
+    with pytest.raises(TableauError, match="unknown symbols"):
+        ExpTableau("x", "x", (0,), ((0,),), (c2 * phi(1, Z),))
+
+
+def test_parameter_errors() -> None:
+    with pytest.raises(TableauError, match="no parameter"):
+        library.get("res_2s").at(c3=0.5)
+    with pytest.raises(TableauError, match="outside"):
+        Parameter("c2", 2, 0, 1)
+    with pytest.raises(TableauError, match="identifier"):
+        Parameter("c 2", 0)
+    with pytest.raises(TableauError, match="outside"):
+        library.get("res_2m").at(c2=0)  # history nodes lie strictly before the current point
+
+
+def test_unknown_name_and_wrong_type() -> None:
+    with pytest.raises(TableauError, match="unknown tableau"):
+        library.get("no_such_method")
+    with pytest.raises(TypeError, match="ExpTableau"):
+        check("res_2s")  # type: ignore[arg-type]
+
+
+def test_multistep_structure() -> None:
+    hist = Parameter("c2", -1, None, 0, role="history_node")
+    with pytest.raises(TableauError, match="startup"):
+        ExpTableau("m", "m", (0, c2), ((0, 0), (0, 0)), (phi(1, Z), 0), (hist,), kind="multistep")
+    with pytest.raises(TableauError, match="A = 0"):
+        ExpTableau(
+            "m", "m", (0, c2), ((0, 0), (phi(1, Z), 0)), (phi(1, Z), 0), (hist,),
+            kind="multistep", startup=("ddim",),
+        )

@@ -1,0 +1,52 @@
+"""The samplers on a CUDA device give the CPU results (skipped without a GPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from res_torch import get_sigmas_karras, phi, sample
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.mark.parametrize("method", ["ddim", "heun", "res_2s", "res_3s", "res_2m", "res_3m",
+                                    "dpmpp_2m", "hochbruck_ostermann4"])  # fmt: skip
+def test_cuda_matches_cpu(gaussian, method):
+    sigmas = get_sigmas_karras(10, 0.002, 80.0)
+    x = 80 * torch.randn(
+        4, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    cpu = sample(gaussian.denoiser, x, sigmas, method=method, disable=True)
+    gpu = sample(gaussian.denoiser, x.cuda(), sigmas.cuda(), method=method, disable=True)
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-12, atol=1e-12)
+
+
+def test_cuda_stochastic_runs_are_reproducible(gaussian):
+    sigmas = get_sigmas_karras(10, 0.002, 80.0, device="cuda")
+    x = 80 * torch.randn(4, 3, 8, 8, device="cuda")
+
+    def run(seed):
+        generator = torch.Generator(device="cuda").manual_seed(seed)
+        return sample(gaussian.denoiser, x, sigmas, method="res_2m", eta=1.0, noise_type="sde",
+                      generator=generator, disable=True)  # fmt: skip
+
+    assert torch.equal(run(3), run(3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_half_precision_is_finite(gaussian, dtype):
+    x = 80 * torch.randn(4, 3, 8, 8, device="cuda", dtype=dtype)
+    out = sample(gaussian.denoiser, x, get_sigmas_karras(10, 0.002, 80.0), method="res_2s",
+                 disable=True)  # fmt: skip
+    assert out.dtype == dtype and torch.isfinite(out).all()
+
+
+def test_cuda_phi_matches_cpu():
+    z = torch.linspace(-1000, 700, 10001, dtype=torch.float64)
+    for k in range(6):
+        assert torch.allclose(phi(k, z.cuda()).cpu(), phi(k, z), rtol=4e-16, atol=0)

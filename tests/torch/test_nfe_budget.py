@@ -1,0 +1,73 @@
+"""NFE counting (final denoising evaluation included) and NFE budgets -> schedules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from res_torch import (
+    SAMPLERS,
+    NFEBudgetError,
+    UnknownMethodError,
+    available_tableaux,
+    evaluations_per_step,
+    get_sigmas_exponential,
+    get_sigmas_karras,
+    nfe,
+    sigmas_for_nfe,
+)
+
+PER_STEP = {"ddim": 1, "euler": 1, "heun": 2, "res_2s": 2, "dpmpp_2s": 2, "res_3s": 3,
+            "res_2m": 1, "res_3m": 1, "dpmpp_2m": 1, "dpmpp_3m": 1,
+            "hochbruck_ostermann4": 5, "krogstad": 4}  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "per_step"), sorted(PER_STEP.items()))
+def test_evaluations_per_step(method, per_step):
+    assert evaluations_per_step(method) == per_step
+
+
+def test_counting_rule():
+    sigmas = get_sigmas_karras(5, 0.002, 80.0)  # 5 steps, the last one to sigma = 0
+    assert nfe("res_2s", sigmas) == 2 * 4 + 1
+    assert nfe("heun", sigmas) == 2 * 4 + 1
+    assert nfe("res_2m", sigmas) == 5
+    assert nfe("res_3s", sigmas[:-1]) == 3 * 4  # no final denoising step
+
+
+def test_paper_nfe_9_for_res_2s_is_four_steps_and_the_final_one():
+    sigmas = sigmas_for_nfe(9, "res_2s")
+    assert sigmas.numel() == 6 and sigmas[-1] == 0
+    assert torch.equal(sigmas, get_sigmas_karras(5, 0.002, 80.0, 7.0))
+
+
+@pytest.mark.parametrize("method", sorted(set(SAMPLERS) | set(available_tableaux())))
+@pytest.mark.parametrize("budget", [10, 13, 25])
+def test_sigmas_for_nfe_spends_the_budget_exactly_or_refuses(method, budget):
+    per_step = evaluations_per_step(method)
+    if (budget - 1) % per_step:
+        with pytest.raises(NFEBudgetError, match="not attainable"):
+            sigmas_for_nfe(budget, method)
+    else:
+        assert nfe(method, sigmas_for_nfe(budget, method)) == budget
+
+
+def test_sigmas_for_nfe_passes_schedule_options():
+    sigmas = sigmas_for_nfe(7, "res_2m", schedule="exponential", sigma_min=0.01, sigma_max=10.0)
+    assert torch.allclose(sigmas, get_sigmas_exponential(7, 0.01, 10.0))
+    vp = sigmas_for_nfe(5, "ddim", schedule="vp", beta_d=10.0)
+    assert vp.numel() == 6
+    assert sigmas_for_nfe(5, "ddim", schedule="polyexponential", rho=2.0).numel() == 6
+
+
+def test_bad_budgets_and_methods_are_rejected():
+    with pytest.raises(NFEBudgetError, match="nearest budgets are 9 and 11"):
+        sigmas_for_nfe(10, "res_2s")
+    with pytest.raises(NFEBudgetError, match=">= 1"):
+        sigmas_for_nfe(0, "ddim")
+    with pytest.raises(UnknownMethodError, match="unknown method"):
+        sigmas_for_nfe(5, "res_9s")
+    with pytest.raises(ValueError, match="unknown schedule"):
+        sigmas_for_nfe(5, "ddim", schedule="cosine")
+    with pytest.raises(ValueError, match="has no rho"):
+        sigmas_for_nfe(5, "ddim", schedule="uniform", rho=3.0)

@@ -1,0 +1,261 @@
+"""Sampler interface: hand formulas, reference loops, NFE counts, dtypes, devices, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from res_torch import (
+    SAMPLERS,
+    NonFiniteSampleError,
+    SigmasError,
+    TableauError,
+    UnknownMethodError,
+    available_tableaux,
+    get_sigmas_karras,
+    nfe,
+    sample,
+    sample_dpmpp_2m,
+    sample_erk,
+    sample_heun,
+    sample_res_2m,
+    sample_res_2s,
+)
+from res_torch.samplers import cached_tableau
+
+ALL_METHODS = sorted(set(SAMPLERS) | set(available_tableaux()))
+
+
+def paper_phi1(h: float) -> float:
+    return -math.expm1(-h) / h
+
+
+def paper_phi2(h: float) -> float:
+    return (1 - paper_phi1(h)) / h
+
+
+def test_res_2s_one_step_matches_the_hand_formula(gaussian):
+    x = torch.tensor([[1.7], [-4.0]], dtype=torch.float64)
+    s0, s1, c2 = 3.0, 1.1, 0.4
+    out = sample_res_2s(
+        gaussian.denoiser, x, torch.tensor([s0, s1], dtype=torch.float64), c2=c2, disable=True
+    )
+    h = math.log(s0 / s1)
+    d1 = gaussian.denoiser(x, torch.tensor([s0], dtype=torch.float64))
+    u = math.exp(-c2 * h) * x + h * c2 * paper_phi1(c2 * h) * d1
+    d2 = gaussian.denoiser(u, torch.tensor([s0 * math.exp(-c2 * h)], dtype=torch.float64))
+    b2 = paper_phi2(h) / c2
+    expected = math.exp(-h) * x + h * ((paper_phi1(h) - b2) * d1 + b2 * d2)
+    assert torch.allclose(out, expected, rtol=1e-14, atol=1e-14)
+
+
+def test_res_2m_matches_the_hand_formula_with_a_variable_step_ratio(gaussian):
+    x = torch.tensor([[2.0], [0.5]], dtype=torch.float64)
+    sigmas = torch.tensor([5.0, 2.0, 0.3], dtype=torch.float64)
+    out = sample_res_2m(gaussian.denoiser, x, sigmas, disable=True)
+    h0, h1 = math.log(5.0 / 2.0), math.log(2.0 / 0.3)
+    d0 = gaussian.denoiser(x, torch.tensor([5.0], dtype=torch.float64))
+    x1 = math.exp(-h0) * x + h0 * paper_phi1(h0) * d0  # start-up: DDIM
+    d1 = gaussian.denoiser(x1, torch.tensor([2.0], dtype=torch.float64))
+    r = h0 / h1
+    p1, p2 = paper_phi1(h1), paper_phi2(h1)
+    expected = math.exp(-h1) * x1 + h1 * ((p1 + p2 / r) * d1 - (p2 / r) * d0)
+    assert torch.allclose(out, expected, rtol=1e-14, atol=1e-14)
+
+
+def k_diffusion_dpmpp_2m(model, x, sigmas):
+    """k-diffusion's ``sample_dpmpp_2m`` loop, transcribed."""
+    old = None
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i].view(1))
+        t, t_next = -sigmas[i].log(), -sigmas[i + 1].log()
+        h = t_next - t
+        if old is None or sigmas[i + 1] == 0:
+            x = (sigmas[i + 1] / sigmas[i]) * x - torch.expm1(-h) * denoised
+        else:
+            r = (t - (-sigmas[i - 1].log())) / h
+            mixed = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old
+            x = (sigmas[i + 1] / sigmas[i]) * x - torch.expm1(-h) * mixed
+        old = denoised
+    return x
+
+
+def test_dpmpp_2m_matches_k_diffusion(gaussian):
+    sigmas = get_sigmas_karras(12, 0.002, 80.0)
+    x = 80 * torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    out = sample_dpmpp_2m(gaussian.denoiser, x, sigmas, disable=True)
+    assert torch.allclose(out, k_diffusion_dpmpp_2m(gaussian.denoiser, x, sigmas), rtol=1e-12)
+
+
+def edm_heun(model, x, sigmas):
+    """EDM Algorithm 1 (k-diffusion ``sample_heun`` without churn), transcribed."""
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i].view(1))
+        d = (x - denoised) / sigmas[i]
+        dt = sigmas[i + 1] - sigmas[i]
+        if sigmas[i + 1] == 0:
+            x = x + d * dt
+        else:
+            x2 = x + d * dt
+            d2 = (x2 - model(x2, sigmas[i + 1].view(1))) / sigmas[i + 1]
+            x = x + (d + d2) / 2 * dt
+    return x
+
+
+def test_heun_matches_edm_algorithm_1(gaussian):
+    sigmas = get_sigmas_karras(8, 0.002, 80.0)
+    x = 80 * torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    out = sample_heun(gaussian.denoiser, x, sigmas, disable=True)
+    assert torch.allclose(out, edm_heun(gaussian.denoiser, x, sigmas), rtol=1e-12, atol=1e-12)
+
+
+def test_euler_equals_ddim(gaussian):
+    sigmas = get_sigmas_karras(10, 0.002, 80.0)
+    x = 80 * torch.randn(5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    euler = sample(gaussian.denoiser, x[:, None], sigmas, method="euler", disable=True)
+    ddim = sample(gaussian.denoiser, x[:, None], sigmas, method="ddim", disable=True)
+    assert torch.allclose(euler, ddim, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_model_calls_equal_the_nfe_count(gaussian, counting, method):
+    sigmas = get_sigmas_karras(6, 0.002, 80.0)
+    model = counting(gaussian.denoiser)
+    sample(model, torch.ones(2, 3, dtype=torch.float64), sigmas, method=method, disable=True)
+    assert model.calls == nfe(method, sigmas)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_last_step_to_zero_returns_the_denoiser_output(gaussian, method):
+    sigmas = get_sigmas_karras(5, 0.002, 80.0)
+    seen = []
+    out = sample(
+        gaussian.denoiser,
+        torch.full((2, 3), 7.0, dtype=torch.float64),
+        sigmas,
+        method=method,
+        disable=True,
+        callback=seen.append,
+    )
+    assert [info["i"] for info in seen] == list(range(5))
+    assert set(seen[-1]) == {"x", "i", "sigma", "sigma_hat", "denoised"}
+    assert torch.equal(out, seen[-1]["denoised"])
+
+
+def test_extra_args_reach_the_model(gaussian):
+    received = []
+
+    def model(x, sigma, *, cond):
+        received.append(cond)
+        return gaussian.denoiser(x, sigma)
+
+    sample(model, torch.ones(1, 2), torch.tensor([2.0, 1.0, 0.0]), method="res_2m",
+           extra_args={"cond": "c"}, disable=True)  # fmt: skip
+    assert received == ["c", "c"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("method", ["ddim", "heun", "res_2s", "res_3s", "res_2m", "res_3m"])
+def test_half_precision_stays_finite_and_close_to_float64(gaussian, dtype, method):
+    sigmas = get_sigmas_karras(10, 0.002, 80.0)
+    x = 80 * torch.randn(4, 64, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    reference = sample(gaussian.denoiser, x, sigmas, method=method, disable=True)
+    out = sample(gaussian.denoiser, x.to(dtype), sigmas, method=method, disable=True)
+    assert out.dtype == dtype
+    assert torch.isfinite(out).all()
+    # each of the ~20 updates rounds to the dtype: allow 32 units of rounding of the output scale
+    tolerance = 32 * torch.finfo(dtype).eps * reference.abs().max().item()
+    assert (out.double() - reference).abs().max().item() <= tolerance
+
+
+def test_runs_without_host_device_synchronisation_on_the_meta_device():
+    # every data-dependent Python branch or .item() fails on meta tensors
+    x = torch.empty(2, 3, 8, 8, device="meta")
+    sigmas = get_sigmas_karras(6, 0.002, 80.0)
+    for method in ("res_2s", "res_2m", "heun", "res_3m", "hochbruck_ostermann4"):
+        out = sample(lambda x, s: x * 0.5, x, sigmas, method=method, disable=True,
+                     check_finite=False)  # fmt: skip
+        assert out.device.type == "meta" and out.shape == x.shape
+    out = sample(lambda x, s: x * 0.5, x, sigmas, method="res_2s", s_churn=1.0, eta=0.5,
+                 disable=True, check_finite=False)  # fmt: skip
+    assert out.device.type == "meta"
+
+
+def test_sample_erk_accepts_a_tableau_object_and_parameters(gaussian):
+    sigmas = torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64)
+    x = torch.ones(2, 1, dtype=torch.float64)
+    by_object = sample_erk(gaussian.denoiser, x, sigmas, tableau=cached_tableau("res_2s"),
+                           c2=0.75, disable=True)  # fmt: skip
+    by_name = sample(gaussian.denoiser, x, sigmas, method="res_2s", c2=0.75, disable=True)
+    assert torch.equal(by_object, by_name)
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sigmas",
+    [
+        torch.tensor([1.0, 2.0, 0.0]),
+        torch.tensor([2.0, 2.0, 0.0]),
+        torch.tensor([2.0, float("nan"), 0.0]),
+        torch.tensor([float("inf"), 1.0]),
+        torch.tensor([2.0, 0.0, 0.0]),
+        torch.tensor([2.0, -1.0]),
+        torch.tensor([2.0]),
+        torch.ones(2, 2),
+    ],
+)
+def test_invalid_sigmas_are_rejected(gaussian, sigmas):
+    with pytest.raises(SigmasError):
+        sample(gaussian.denoiser, torch.ones(1, 2), sigmas, method="res_2s", disable=True)
+
+
+@pytest.mark.parametrize("c2", [0.0, -0.5, 1.5, float("nan")])
+def test_c2_outside_its_interval_is_rejected(gaussian, c2):
+    with pytest.raises(TableauError, match="c2"):
+        sample_res_2s(gaussian.denoiser, torch.ones(1, 2), torch.tensor([2.0, 0.0]), c2=c2)
+
+
+def test_history_nodes_cannot_be_set_by_hand(gaussian):
+    with pytest.raises(TableauError, match="history"):
+        sample(gaussian.denoiser, torch.ones(1, 2), torch.tensor([2.0, 1.0, 0.0]),
+               method="res_2m", c2=-1.0)  # fmt: skip
+
+
+def test_unknown_method_and_parameter_are_rejected(gaussian):
+    with pytest.raises(UnknownMethodError, match="unknown sampling method 'res_9s'"):
+        sample(gaussian.denoiser, torch.ones(1, 2), torch.tensor([2.0, 0.0]), method="res_9s")
+    with pytest.raises(TableauError, match="no parameter"):
+        sample(gaussian.denoiser, torch.ones(1, 2), torch.tensor([2.0, 0.0]), method="ddim",
+               c2=0.5)  # fmt: skip
+
+
+def test_model_returning_nan_is_detected(gaussian):
+    def broken(x, sigma):
+        return torch.where(sigma.view(-1, 1) < 1, torch.nan, gaussian.denoiser(x, sigma))
+
+    with pytest.raises(NonFiniteSampleError, match="NaN"):
+        sample(broken, torch.ones(1, 2), get_sigmas_karras(5, 0.002, 80.0), method="res_2s",
+               disable=True)  # fmt: skip
+    out = sample(broken, torch.ones(1, 2), get_sigmas_karras(5, 0.002, 80.0), method="res_2s",
+                 disable=True, check_finite=False)  # fmt: skip
+    assert torch.isnan(out).all()
+
+
+def test_wrong_shapes_and_types_are_rejected(gaussian):
+    sigmas = torch.tensor([2.0, 0.0])
+    with pytest.raises(ValueError, match="shape"):
+        sample(lambda x, s: x[:, :1], torch.ones(2, 3), sigmas, disable=True)
+    with pytest.raises(ValueError, match="batch dimension"):
+        sample(gaussian.denoiser, torch.tensor(1.0), sigmas, disable=True)
+    with pytest.raises(TypeError, match="floating-point"):
+        sample(gaussian.denoiser, torch.ones(2, 3, dtype=torch.int64), sigmas, disable=True)
+    with pytest.raises(TypeError, match="callable"):
+        sample("model", torch.ones(2, 3), sigmas, disable=True)
+    with pytest.raises(TypeError, match="extra_args"):
+        sample(gaussian.denoiser, torch.ones(2, 3), sigmas, extra_args=[1], disable=True)
+    with pytest.raises(TypeError, match="method"):
+        sample(gaussian.denoiser, torch.ones(2, 3), sigmas, method=3)
