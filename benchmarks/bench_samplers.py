@@ -11,7 +11,7 @@ single-step method spends ``2N + 1`` evaluations, so RES-2S runs at NFE 9, 19, 4
 * the lower bound: per evaluation the model call and one update ``x = a x + b D`` with
   precomputed coefficients (the fastest of three eager forms).
 
-Prints a markdown table of median wall times and ratios to the lower bound at the same NFE.
+Prints a markdown table of best-of-N wall times and ratios to the lower bound at the same NFE.
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_samplers.py [--threads 1]
 [--device cpu] [--repeats 7]``.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import platform
-import statistics
 import sys
 import time
 import types
@@ -30,6 +29,7 @@ from collections.abc import Callable
 import torch
 
 from res_torch import get_sigmas_karras, sample_res_2m, sample_res_2s, sigmas_for_nfe
+from res_torch.samplers import _PLANS
 
 SHAPE = (64, 3, 64, 64)
 NFES = (10, 20, 50)
@@ -120,26 +120,71 @@ def diffusers_run(nfe: int, x: torch.Tensor) -> Callable[[], torch.Tensor] | Non
     return run
 
 
-def timed(run: Callable[[], torch.Tensor], repeats: int, device: torch.device) -> float:
-    """Median wall time in milliseconds (two warm-up runs)."""
-    times = []
-    for attempt in range(repeats + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if attempt >= 2:
-            times.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(times)
+def best_times(
+    runs: dict[str, Callable[[], torch.Tensor]], repeats: int, device: torch.device
+) -> dict[str, float]:
+    """Best wall time (ms) of each run over ``repeats`` round-robin rounds, after one warm-up
+    round. Round-robin spreads the machine's load changes over all contenders; the minimum is
+    what ``timeit`` recommends, as noise on a shared machine only ever adds time."""
+    best = dict.fromkeys(runs, float("inf"))
+    for attempt in range(repeats + 1):
+        for name, run in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if attempt:
+                best[name] = min(best[name], 1e3 * (time.perf_counter() - start))
+    return best
+
+
+def contenders(nfe: int, x: torch.Tensor, k_sampling: types.ModuleType | None) -> dict:
+    """The timed runs at NFE ``nfe`` (RES-2S at ``nfe - 1``)."""
+    device = x.device
+    sigmas_2m = sigmas_for_nfe(nfe, "res_2m", device=device)
+    sigmas_2s = sigmas_for_nfe(nfe - 1, "res_2s", device=device)
+
+    def cold_res_2m() -> torch.Tensor:
+        _PLANS.clear()  # recompute the coefficient tables, as on a first call
+        return sample_res_2m(trivial_denoiser, x, sigmas_2m, disable=True)
+
+    runs = {
+        "RES-2M": lambda: sample_res_2m(trivial_denoiser, x, sigmas_2m, disable=True),
+        "RES-2M cold": cold_res_2m,
+        "RES-2S": lambda: sample_res_2s(trivial_denoiser, x, sigmas_2s, disable=True),
+    }
+    for count in (nfe, nfe - 1):
+        for form, run in lower_bound_runs(count, x).items():
+            runs[f"bound {count} {form}"] = run
+    if k_sampling is not None:
+        k_sigmas = get_sigmas_karras(nfe, 0.002, 80.0, device=device).to(x.dtype)
+        runs["k-diffusion"] = lambda: k_sampling.sample_dpmpp_2m(
+            trivial_denoiser, x, k_sigmas, disable=True
+        )
+    diffusers_loop = diffusers_run(nfe, x)
+    if diffusers_loop is not None:
+        runs["diffusers"] = diffusers_loop
+    return runs
+
+
+def lower_bound(times: dict[str, float], count: int) -> tuple[str, float]:
+    """The fastest lower-bound form at NFE ``count``: its name and time."""
+    forms = {k: v for k, v in times.items() if k.startswith(f"bound {count} ")}
+    best = min(forms, key=forms.get)
+    return best.split(" ", 2)[2], forms[best]
+
+
+def ratio(times: dict[str, float], name: str, peer: str) -> str:
+    return f"{times[name] / times[peer]:.2f}" if peer in times else "n/a"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -148,42 +193,25 @@ def main() -> None:
 
     print(f"machine: {platform.processor() or platform.machine()}, {platform.platform()}, "
           f"device {device}, torch {torch.__version__}, {args.threads} thread(s), "
-          f"median of {args.repeats}")  # fmt: skip
+          f"best of {args.repeats} round-robin rounds")  # fmt: skip
     print()
-    print("| sampler | NFE | time (ms) | / lower bound | / k-diffusion dpmpp_2m | / diffusers |")
+    print("| run | NFE | time (ms) | / lower bound | / k-diffusion dpmpp_2m | / diffusers |")
     print("|---|---|---|---|---|---|")
     with torch.inference_mode():
-        for target in NFES:
-            for name, nfe, runner in (
-                ("res_torch RES-2M", target, "res_2m"),
-                ("res_torch RES-2S", target - 1, "res_2s"),
-            ):
-                sigmas = sigmas_for_nfe(nfe, runner, device=device)
-                sampler = sample_res_2m if runner == "res_2m" else sample_res_2s
-                ours = timed(lambda s=sigmas, f=sampler: f(trivial_denoiser, x, s, disable=True),
-                             args.repeats, device)  # fmt: skip
-                bounds = {k: timed(r, args.repeats, device)
-                          for k, r in lower_bound_runs(nfe, x).items()}  # fmt: skip
-                bound = min(bounds.values())
-                peers = {}
-                if k_sampling is not None:
-                    k_sigmas = get_sigmas_karras(nfe, 0.002, 80.0, device=device).to(x.dtype)
-                    peers["k"] = timed(lambda s=k_sigmas: k_sampling.sample_dpmpp_2m(
-                        trivial_denoiser, x, s, disable=True), args.repeats, device)  # fmt: skip
-                diffusers_loop = diffusers_run(nfe, x)
-                if diffusers_loop is not None:
-                    peers["d"] = timed(diffusers_loop, args.repeats, device)
-                k_ratio = f"{ours / peers['k']:.2f}" if "k" in peers else "n/a"
-                d_ratio = f"{ours / peers['d']:.2f}" if "d" in peers else "n/a"
-                print(f"| {name} | {nfe} | {ours:.1f} | {ours / bound:.2f} | {k_ratio} | "
-                      f"{d_ratio} |")  # fmt: skip
-                if runner == "res_2m":
-                    best = min(bounds, key=bounds.get)
-                    k_time = f"{peers['k']:.1f}" if "k" in peers else "n/a"
-                    d_time = f"{peers['d']:.1f}" if "d" in peers else "n/a"
-                    print(f"| lower bound ({best}) | {nfe} | {bound:.1f} | 1.00 | | |")
-                    print(f"| k-diffusion dpmpp_2m | {nfe} | {k_time} | | | |")
-                    print(f"| diffusers DPMSolverMultistep | {nfe} | {d_time} | | | |")
+        for nfe in NFES:
+            times = best_times(contenders(nfe, x, k_sampling), args.repeats, device)
+
+            for name, count in (("RES-2M", nfe), ("RES-2M cold", nfe), ("RES-2S", nfe - 1)):
+                bound = lower_bound(times, count)[1]
+                print(f"| res_torch {name} | {count} | {times[name]:.1f} | "
+                      f"{times[name] / bound:.2f} | {ratio(times, name, 'k-diffusion')} | "
+                      f"{ratio(times, name, 'diffusers')} |")  # fmt: skip
+            form, value = lower_bound(times, nfe)
+            print(f"| lower bound ({form}) | {nfe} | {value:.1f} | 1.00 | | |")
+            for peer in ("k-diffusion", "diffusers"):
+                if peer in times:
+                    print(f"| {peer} | {nfe} | {times[peer]:.1f} | "
+                          f"{times[peer] / value:.2f} | | |")  # fmt: skip
 
 
 if __name__ == "__main__":

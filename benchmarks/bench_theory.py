@@ -1,4 +1,6 @@
-"""Timings of res_theory (targets on 2 cores: order-4 generation + HO4 check < 10 s; order 5 < 60 s).
+"""Timings of res_theory.
+
+Targets on 2 cores: order-4 generation + HO4 check < 10 s; order-5 generation < 60 s.
 
 Run: ``.venv/bin/python benchmarks/bench_theory.py [--order5]``
 """
@@ -25,7 +27,10 @@ def main() -> None:
     report = check(library.get("hochbruck_ostermann4"), order=4)
     t2 = time.perf_counter()
     print(f"generate order-4 conditions ({len(conds)}): {t1 - t0:.3f} s")
-    print(f"check hochbruck_ostermann4 up to order 4 (stiff order {report.stiff_order}): {t2 - t1:.2f} s")
+    print(
+        f"check hochbruck_ostermann4 up to order 4 (stiff order {report.stiff_order}): "
+        f"{t2 - t1:.2f} s"
+    )
     print(f"total: {t2 - t0:.2f} s (target < 10 s)")
     if args.order5:
         t3 = time.perf_counter()
@@ -34,7 +39,10 @@ def main() -> None:
         report5 = check(library.get("hochbruck_ostermann4"), order=5)
         t5 = time.perf_counter()
         print(f"generate order-5 conditions ({len(conds5)}): {t4 - t3:.3f} s (target < 60 s)")
-        print(f"check hochbruck_ostermann4 up to order 5 (stiff order {report5.stiff_order}): {t5 - t4:.2f} s")
+        print(
+            f"check hochbruck_ostermann4 up to order 5 (stiff order {report5.stiff_order}): "
+            f"{t5 - t4:.2f} s"
+        )
 
 
 if __name__ == "__main__":

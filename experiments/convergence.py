@@ -43,7 +43,9 @@ from tqdm.auto import tqdm
 
 from experiments.erk_stepper import MatrixLinearPart, ScalarLinearPart, integrate_erk
 from experiments.problems import PROBLEMS, DiffusionProblem, Problem, get_problem
+from experiments.problems.base import Denoiser
 from experiments.slopes import DEFAULT_WINDOW, MIN_POINTS, SlopeFit, SlopeFitError, fit_slope
+from res_torch import sample
 from res_torch.tableau import available_tableaux, load_tableau
 
 __all__ = [
@@ -123,7 +125,7 @@ def error_floor(problem: Problem) -> float:
 class _CountingDenoiser:
     """Wraps a denoiser and counts its calls (one call = one NFE for the whole batch)."""
 
-    def __init__(self, denoiser) -> None:
+    def __init__(self, denoiser: Denoiser) -> None:
         self.denoiser, self.calls = denoiser, 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -142,8 +144,6 @@ def _solve(
     if isinstance(problem, DiffusionProblem):
         model = _CountingDenoiser(problem.denoiser)
         if integrator == "sampler":
-            from res_torch.samplers import sample
-
             x = sample(model, problem.x_start, problem.sigmas(n_steps), method=method, disable=True)
         else:
             lam0, lam1 = -math.log(problem.sigma_start), -math.log(problem.sigma_end)
@@ -383,13 +383,14 @@ def plot_problem(results: Sequence[ConvergenceResult], path: Path) -> None:
     kinds = {name: load_tableau(name).kind for name in {r.method for r in results}}
     panels = [k for k in ("singlestep", "multistep") if k in kinds.values()]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
-    colours = plt.get_cmap("tab10")
+    colours, markers = plt.get_cmap("tab20"), "osD^v<>"
     for ax, kind in zip(axes[0], panels, strict=True):
         chosen = [r for r in results if kinds[r.method] == kind]
         for index, r in enumerate(chosen):
             slope = "no fit" if r.fit is None else f"{r.fit.slope:.2f}"
             label = f"{r.method}: {slope} (pred. {r.prediction_used} {r.expected})"
-            ax.loglog(r.h, r.errors, "o-", color=colours(index % 10), label=label, ms=4)
+            style = dict(color=colours(index % 20), marker=markers[index % len(markers)], ms=4)
+            ax.loglog(r.h, r.errors, "-", label=label, **style)
         ax.axhline(results[0].floor, color="grey", ls=":", lw=1, label="error floor")
         ax.set_xlabel("step size h")
         ax.set_ylabel("max-norm error at final time")

@@ -1,12 +1,14 @@
 """Experiment 2 of the paper: sample quality against NFE.
 
 Quality is the Fréchet distance ``|mu_g - mu_r|^2 + tr(S_g + S_r - 2 (S_g S_r)^{1/2})`` between
-Gaussians fitted to features of generated and of held-out real samples (Heusel et al. 2017),
-in a fixed feature space per problem (:mod:`experiments.paper_problems`): the penultimate layer
-of the trained digits classifier for the digits problems ("Fréchet Digits Distance", not
-ImageNet FID), the feature space of :mod:`experiments.frechet` for the photo patches, raw
-coordinates for the Gaussian mixture. Each problem also gets a row ``method = "reference"``:
-the same noise through the converged ODE solver, the quality every sampler tends to as NFE grows.
+Gaussians fitted to features of generated samples and of the problem's data set (Heusel et al.
+2017; :func:`experiments.paper_problems.frechet_to_data`), in a fixed feature space per problem:
+the penultimate layer of the trained digits classifier for digits ("Fréchet Digits Distance",
+not ImageNet FID), the fixed random-conv features of :mod:`experiments.frechet` for the photo
+patches, raw coordinates for the Gaussian mixture. Each problem also gets a row
+``method = "reference"``: the same noise through the converged ODE solver, the value every
+sampler tends to as NFE grows (with few samples the Fréchet distance is biased upwards; the
+bias is the same for every method, which all start from the same noise).
 
 Run: ``python -m experiments.quality [--quick] [--device cuda] [--out DIR]``.
 """
@@ -36,26 +38,28 @@ NAME = "quality"
 
 @dataclass(frozen=True)
 class QualityConfig:
-    """Problems, methods, NFE budgets and the number of generated samples per point."""
+    """Problems with the number of samples generated per point, methods and NFE budgets.
 
-    problems: tuple[str, ...]
+    The converged-ODE baseline only needs to be accurate far below the Fréchet distances, hence
+    the looser reference tolerance and bound than in the defect experiment."""
+
+    problems: tuple[tuple[str, int], ...]
     methods: tuple[str, ...]
     nfes: tuple[int, ...]
-    samples: int
     seed: int = 1
-    reference_rtol: float = 1e-5
+    reference_rtol: float = 1e-4
+    reference_bound: float = 1e-2
 
     @classmethod
     def quick(cls) -> QualityConfig:
-        return cls(("digits",), DETERMINISTIC_METHODS, (5, 9, 15), samples=128)
+        return cls((("digits", 128),), DETERMINISTIC_METHODS, (5, 9, 15))
 
     @classmethod
     def full(cls) -> QualityConfig:
         return cls(
-            ("gmm", "digits", "patches32"),
+            (("gmm", 2000), ("digits", 512), ("patches32", 128)),
             DETERMINISTIC_METHODS,
-            (5, 7, 9, 12, 15, 20, 30, 50),
-            samples=1000,
+            (5, 9, 15, 25),
         )
 
 
@@ -64,12 +68,16 @@ def run_quality(config: QualityConfig, device: torch.device) -> list[dict[str, A
     for name in config.methods:
         get_method(name)
     rows: list[dict[str, Any]] = []
-    for problem_name in tqdm(config.problems, desc="quality vs NFE"):
+    for problem_name, samples in tqdm(config.problems, desc="quality vs NFE"):
         problem = get_problem(problem_name, device)
         reference = reference_batch(
-            problem, batch=config.samples, seed=config.seed, rtol=config.reference_rtol
+            problem,
+            batch=samples,
+            seed=config.seed,
+            rtol=config.reference_rtol,
+            bound=config.reference_bound,
         )
-        base = {"problem": problem_name, "kind": problem.kind, "samples": config.samples}
+        base = {"problem": problem_name, "kind": problem.kind, "samples": samples}
         rows.append(
             {
                 **base,

@@ -43,12 +43,11 @@ class ResidualsConfig:
     h_min: float
     h_max: float
     h_points: int
-    problems: tuple[str, ...]
+    problems: tuple[tuple[str, int], ...]
     nfes: tuple[int, ...]
     c2s: tuple[float, ...]
-    batch: int
     seed: int = 0
-    reference_rtol: float = 1e-6
+    reference_rtol: float = 1e-5
 
     @classmethod
     def quick(cls) -> ResidualsConfig:
@@ -58,11 +57,9 @@ class ResidualsConfig:
             1e-2,
             10.0,
             25,
-            ("gmm",),
+            (("gmm", 32),),
             (9,),
             (0.2, 0.5, 1.0),
-            batch=32,
-            reference_rtol=1e-5,
         )
 
     @classmethod
@@ -81,10 +78,9 @@ class ResidualsConfig:
             1e-3,
             20.0,
             60,
-            ("gmm", "digits", "patches32"),
+            (("gmm", 128), ("digits", 64)),
             (9, 15),
             (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
-            batch=128,
         )
 
 
@@ -123,13 +119,13 @@ def psi_residual_rows(
 def c2_sweep_rows(config: ResidualsConfig, device: torch.device) -> list[dict[str, Any]]:
     """Defect rows of ``res_2s`` and ``dpmpp_2s`` for every ``c2``, problem and NFE."""
     rows: list[dict[str, Any]] = []
-    grid = [(p, c2) for p in config.problems for c2 in config.c2s]
-    for problem, c2 in tqdm(grid, desc="defect vs c2"):
+    grid = [(p, b, c2) for p, b in config.problems for c2 in config.c2s]
+    for problem, batch, c2 in tqdm(grid, desc="defect vs c2"):
         rows += defect_rows(
             problem,
             ("dpmpp_2s", "res_2s"),
             config.nfes,
-            batch=config.batch,
+            batch=batch,
             seed=config.seed,
             device=device,
             reference_rtol=config.reference_rtol,

@@ -34,13 +34,12 @@ STOCHASTIC_METHODS = ("heun", "dpmpp_2s", "res_2s")
 
 @dataclass(frozen=True)
 class StochasticConfig:
-    """Problems, methods, NFE budgets and churn settings of the stochastic experiment."""
+    """Problems with sample counts, methods, NFE budgets and churn settings (EDM's)."""
 
-    problems: tuple[str, ...]
+    problems: tuple[tuple[str, int], ...]
     methods: tuple[str, ...]
     nfes: tuple[int, ...]
     churns: tuple[float, ...]
-    samples: int
     s_tmin: float = 0.05
     s_tmax: float = 50.0
     s_noise: float = 1.0
@@ -48,16 +47,15 @@ class StochasticConfig:
 
     @classmethod
     def quick(cls) -> StochasticConfig:
-        return cls(("digits",), STOCHASTIC_METHODS, (9, 15), (10.0,), samples=128)
+        return cls((("digits", 128),), STOCHASTIC_METHODS, (9, 15), (10.0,))
 
     @classmethod
     def full(cls) -> StochasticConfig:
         return cls(
-            ("digits", "patches32"),
+            (("digits", 256),),
             STOCHASTIC_METHODS,
-            (7, 9, 13, 17, 25, 35),
+            (7, 9, 13, 17, 25),
             (0.0, 10.0, 40.0),
-            samples=1000,
         )
 
 
@@ -66,13 +64,13 @@ def run_stochastic(config: StochasticConfig, device: torch.device) -> list[dict[
     for name in config.methods:
         get_method(name)
     rows: list[dict[str, Any]] = []
-    grid = [(p, c) for p in config.problems for c in config.churns]
-    for problem_name, churn in tqdm(grid, desc="stochastic sampling"):
+    grid = [(p, n, c) for p, n in config.problems for c in config.churns]
+    for problem_name, samples, churn in tqdm(grid, desc="stochastic sampling"):
         problem = get_problem(problem_name, device)
         generator = torch.Generator().manual_seed(config.seed)
-        noise = torch.randn(
-            (config.samples, *problem.shape), generator=generator, dtype=torch.float64
-        ).to(device=device, dtype=torch.float64)
+        noise = torch.randn((samples, *problem.shape), generator=generator, dtype=torch.float64).to(
+            device=device, dtype=torch.float64
+        )
         for name in config.methods:
             for nfe in attainable_budgets(name, config.nfes):
                 churn_noise = torch.Generator(device=device).manual_seed(config.seed + 1)
@@ -94,7 +92,7 @@ def run_stochastic(config: StochasticConfig, device: torch.device) -> list[dict[
                         "method": name,
                         "nfe": nfe,
                         "s_churn": churn,
-                        "samples": config.samples,
+                        "samples": samples,
                         "frechet": frechet_to_data(problem, out),
                     }
                 )

@@ -227,7 +227,7 @@ def plot_convergence(rows: Rows, path: Path) -> Path:
     errors = [r for r in rows if r["table"] == "errors"]
     slopes = {(r["problem"], r["method"]): r for r in rows if r["table"] == "slopes"}
     problems = _unique(r["problem"] for r in errors)
-    fig, axes = _panels(len(problems))
+    fig, axes = _panels(len(problems), width=6.0, height=5.0)
     colours = plt.get_cmap("tab20")
     for ax, problem in zip(axes, problems, strict=False):
         mine = [r for r in errors if r["problem"] == problem]
@@ -250,8 +250,9 @@ def plot_convergence(rows: Rows, path: Path) -> Path:
             yscale="log",
             xlabel="step size h",
             ylabel="error at final time",
-            title=problem,
+            title=f"{problem} (legend: measured order, expected)",
         )
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=5)
+        ax.legend(fontsize=5, loc="lower right", ncol=2)
     return _save(fig, path)

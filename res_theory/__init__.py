@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 from res_theory.check import OrderReport, check  # noqa: E402
 from res_theory.conditions import OrderCondition, order_conditions  # noqa: E402
 from res_theory.phi import paper_phi, phi, phi_mp  # noqa: E402
-from res_theory.tableau import Z, ExpTableau, Parameter, TableauError  # noqa: E402
+from res_theory.tableau import ExpTableau, Parameter, TableauError, Z  # noqa: E402
 
 __all__ = [
     "ExpTableau",

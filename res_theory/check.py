@@ -33,7 +33,7 @@ import sympy as sp
 
 from res_theory.conditions import OrderCondition, order_conditions, row_sum_residual
 from res_theory.phi import phi, phi_mp
-from res_theory.tableau import Z, ExpTableau
+from res_theory.tableau import ExpTableau, Z
 
 __all__ = ["ConditionResult", "OrderReport", "check", "taylor_coefficients", "vanishes_identically"]
 
@@ -44,7 +44,11 @@ h = sp.Symbol("h", positive=True)
 
 
 def vanishes_identically(
-    expr: sp.Expr, variables: tuple[sp.Symbol, ...], tableau: ExpTableau, samples: int = 3, seed: int = 0
+    expr: sp.Expr,
+    variables: tuple[sp.Symbol, ...],
+    tableau: ExpTableau,
+    samples: int = 3,
+    seed: int = 0,
 ) -> bool:
     """``expr ≡ 0`` in ``variables`` and the tableau's free parameters (random 60-digit points)."""
     expr = sp.sympify(expr)
@@ -75,7 +79,9 @@ def _sample_parameters(tableau: ExpTableau, rng: random.Random) -> dict[sp.Symbo
     return values
 
 
-def taylor_coefficients(expr: sp.Expr, variables: tuple[sp.Symbol, ...], degree: int) -> list[sp.Expr]:
+def taylor_coefficients(
+    expr: sp.Expr, variables: tuple[sp.Symbol, ...], degree: int
+) -> list[sp.Expr]:
     """Homogeneous parts ``[P_0, …, P_degree]`` of ``expr`` in ``variables`` (``z_k → t z_k``).
 
     ``phi_k(s z) = Σ_n (s z)^n/(n+k)!`` is expanded termwise; products are truncated.
@@ -191,25 +197,32 @@ class OrderReport:
             rows.append((str(r.order), r.name, r.status, r.scalar_status, lead))
         widths = [max(len(row[k]) for row in rows) for k in range(4)]
         lines = [
-            f"{self.name}: stiff order {self.stiff_order}, scalar (L=-1) order {self.scalar_order}, "
+            f"{self.name}: stiff order {self.stiff_order}, "
+            f"scalar (L=-1) order {self.scalar_order}, "
             f"classical order {self.classical_order} (checked up to order {self.max_order}; "
             f"row sums psi_1,i = 0: {'yes' if self.row_sums else 'NO'})"
         ]
         for k, row in enumerate(rows):
-            lines.append("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=False)) + "  " + row[4])
+            lines.append(
+                "  ".join(x.ljust(w) for x, w in zip(row, widths, strict=False)) + "  " + row[4]
+            )
             if k == 0:
                 lines.append("-" * (sum(widths) + 8 + len(row[4])))
         return "\n".join(lines)
 
 
-def _leading(expr: sp.Expr, variables: tuple[sp.Symbol, ...], degree: int) -> tuple[int | None, sp.Expr | None]:
+def _leading(
+    expr: sp.Expr, variables: tuple[sp.Symbol, ...], degree: int
+) -> tuple[int | None, sp.Expr | None]:
     for n, coeff in enumerate(taylor_coefficients(expr, variables, degree)):
         if not _is_zero(coeff):
             return n, sp.factor(coeff)
     return None, None
 
 
-def _status(cond: OrderCondition, tab: ExpTableau, case: str, residual: sp.Expr, lead: int | None) -> str:
+def _status(
+    cond: OrderCondition, tab: ExpTableau, case: str, residual: sp.Expr, lead: int | None
+) -> str:
     variables = cond.variables if case == "operator" else (Z,)
     if vanishes_identically(residual, variables, tab):
         return "identically"
@@ -235,7 +248,8 @@ def check(tableau: ExpTableau, order: int = 4) -> OrderReport:
         raise TypeError(f"check needs an ExpTableau, got {type(tableau).__name__}")
     conditions = order_conditions(order)
     row_sums = all(
-        vanishes_identically(row_sum_residual(tableau, i), (Z,), tableau) for i in range(tableau.stages)
+        vanishes_identically(row_sum_residual(tableau, i), (Z,), tableau)
+        for i in range(tableau.stages)
     )
     results = []
     for cond in conditions:
@@ -267,4 +281,6 @@ def check(tableau: ExpTableau, order: int = 4) -> OrderReport:
         if r.status != "identically"
     ]
     classical = min([order, *(x - 1 for x in reach)])
-    return OrderReport(tableau.name, order, row_sums, tuple(results), stiff, scalar_order, classical)
+    return OrderReport(
+        tableau.name, order, row_sums, tuple(results), stiff, scalar_order, classical
+    )

@@ -1,10 +1,10 @@
 """Command line interface ``res-theory`` (also ``python -m res_theory``).
 
-    res-theory conditions --order 4
-    res-theory check NAME [--c2 X] [--c3 Y] [--order 4] [--json]
-    res-theory derive --stages 3 --order 3 [--case scalar|operator]
-    res-theory export --all [--out DIR]   |   res-theory export NAME ... [--out DIR]
-    res-theory list
+res-theory conditions --order 4
+res-theory check NAME [--c2 X] [--c3 Y] [--order 4] [--json]
+res-theory derive --stages 3 --order 3 [--case scalar|operator]
+res-theory export --all [--out DIR]   |   res-theory export NAME ... [--out DIR]
+res-theory list
 """
 
 from __future__ import annotations

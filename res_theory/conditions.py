@@ -5,8 +5,10 @@ Ostermann, SIAM J. Numer. Anal. 52 (2014)). Insert the exact solution ``ū_i = u
 into the method. Taylor expanding ``f(t) = g(u(t), t)`` inside the variation-of-constants formula
 gives the *defects*::
 
-    δ_{n+1} = Σ_q h^q psi_q(Z) f^{(q-1)}(t_n),       psi_q(Z)     = phi_q(Z) - Σ_i b_i(Z) c_i^{q-1}/(q-1)!
-    Δ_{n,i} = Σ_q h^q psi_{q,i}(Z) f^{(q-1)}(t_n),   psi_{q,i}(Z) = c_i^q phi_q(c_i Z) - Σ_j a_ij(Z) c_j^{q-1}/(q-1)!
+    δ_{n+1} = Σ_q h^q psi_q(Z) f^{(q-1)}(t_n),
+    Δ_{n,i} = Σ_q h^q psi_{q,i}(Z) f^{(q-1)}(t_n),
+    psi_q(Z)     = phi_q(Z) - Σ_i b_i(Z) c_i^{q-1}/(q-1)!
+    psi_{q,i}(Z) = c_i^q phi_q(c_i Z) - Σ_j a_ij(Z) c_j^{q-1}/(q-1)!
 
 and the stage errors ``E_i = U_i - ū_i`` and the local error ``e_{n+1}`` satisfy::
 
@@ -21,7 +23,8 @@ Expanding ``g(ū_j + E, ·) - g(ū_j, ·) = Σ_{m≥1} (1/m!) ∂_u^m g [E, …,
 * a leaf ``ℓ_q`` is a defect term, ``|ℓ_q| = q`` (inside stages ``q ≥ 2``: the row-sum
   simplifying assumption ``psi_{1,i} = 0`` is assumed and checked separately);
 * a node ``[D^{m,r}; T_1..T_m]`` has ``|T| = 1 + r + Σ |T_k|`` and
-  ``Φ_i(T) = Σ_j a_ij c_j^r/r! Π_k Φ_j(T_k)`` (inside), ``Φ(T) = Σ_i b_i c_i^r/r! Π_k Φ_i(T_k)`` (root).
+  ``Φ_i(T) = Σ_j a_ij c_j^r/r! Π_k Φ_j(T_k)`` (inside),
+  ``Φ(T) = Σ_i b_i c_i^r/r! Π_k Φ_i(T_k)`` (root).
 
 The condition of tree ``T`` is ``Φ(T) = 0`` (constant factors and signs dropped); its *order* is
 ``|T|`` (the power of ``h`` in the local error). The operators do not commute with ``Z``, so each
@@ -44,7 +47,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from res_theory.phi import phi
-from res_theory.tableau import Z, ExpTableau
+from res_theory.tableau import ExpTableau, Z
 
 __all__ = ["Tree", "OrderCondition", "order_conditions", "row_sum_residual", "ConditionError"]
 
@@ -58,7 +61,7 @@ CASES = ("operator", "scalar")
 
 @dataclass(frozen=True, order=True)
 class Tree:
-    """A tree of the local-error expansion: a defect leaf ``ℓ_q`` or a node ``[D^{m,r}; children]``."""
+    """A tree of the local-error expansion: defect leaf ``ℓ_q`` or node ``[D^{m,r}; children]``."""
 
     q: int = 0
     r: int = 0
@@ -141,8 +144,10 @@ class OrderCondition:
     def variables(self) -> tuple[sp.Symbol, ...]:
         return tuple(sp.Symbol(f"z{k}") for k in range(1, self.tree.size + 1))
 
-    def residual(self, tableau: ExpTableau, case: str = "operator", weakened: bool = False) -> sp.Expr:
-        """The residual ``Φ(T)`` of ``tableau``: operator case in ``z1, z2, …``; scalar case in ``Z``.
+    def residual(
+        self, tableau: ExpTableau, case: str = "operator", weakened: bool = False
+    ) -> sp.Expr:
+        """The residual ``Φ(T)`` of ``tableau``: operator case in ``z1, z2, …``; scalar in ``Z``.
 
         ``weakened=True`` puts ``b_i(0)`` in place of ``b_i(Z)`` (root variable set to ``0``),
         the weakened form that suffices for the top order (Hochbruck–Ostermann 2005, Thm. 4.7).
@@ -182,7 +187,10 @@ def _residual(tree: Tree, tab: ExpTableau, variables: list[sp.Expr]) -> sp.Expr:
                 return sp.Integer(0)
             z, q = variables[at], t.q
             return c[i] ** q * phi(q, c[i] * z) - sum(
-                (tab.A[i][j].subs(Z, z) * c[j] ** (q - 1) / math.factorial(q - 1) for j in range(i)),
+                (
+                    tab.A[i][j].subs(Z, z) * c[j] ** (q - 1) / math.factorial(q - 1)
+                    for j in range(i)
+                ),
                 sp.Integer(0),
             )
         return node(t, at, [(j, tab.A[i][j]) for j in range(i)], inner)
@@ -215,7 +223,7 @@ def order_conditions(order: int, case: str = "operator") -> tuple[OrderCondition
 
 
 def row_sum_residual(tableau: ExpTableau, i: int) -> sp.Expr:
-    """``psi_{1,i}(Z) = c_i phi_1(c_i Z) - Σ_j a_ij(Z)`` (the simplifying assumption; 0 if multistep)."""
+    """``psi_{1,i}(Z) = c_i phi_1(c_i Z) - Σ_j a_ij(Z)`` (assumed; 0 if multistep)."""
     if tableau.kind == "multistep":
         return sp.Integer(0)
     return tableau.c[i] * phi(1, tableau.c[i] * Z) - sum(tableau.A[i][:i], sp.Integer(0))

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import sympy as sp
 
-from res_theory.phi import phi
 from res_theory.check import taylor_coefficients
-from res_theory.tableau import Z, ExpTableau, Parameter
+from res_theory.phi import phi
+from res_theory.tableau import ExpTableau, Parameter, Z, phi_terms
 
 __all__ = [
     "Derivation",
@@ -90,14 +91,22 @@ def res_3s_family() -> ExpTableau:
         ((0, 0, 0), (c2 * phi(1, c2 * Z), 0, 0), (a31, a32, 0)),
         b,
         parameters=(
-            Parameter("c2", sp.Rational(1, 2), 0, sp.Rational(2, 3), False, False,
-                      "second node; c2 = 2/3 is singular (b_3(0) = 0)"),
+            Parameter(
+                "c2",
+                sp.Rational(1, 2),
+                0,
+                sp.Rational(2, 3),
+                False,
+                False,
+                "second node; c2 = 2/3 is singular (b_3(0) = 0)",
+            ),
             Parameter("c3", 1, sp.Rational(2, 3), 1, False, True, "third node (> c2)"),
         ),
         source="this project: res_theory.derive.res_3s_family (Hochbruck-Ostermann 2005 "
         "conditions); compare the public 3-stage 'RES' (MATH.md end), which is a different method",
         derivation="psi_1..psi_3 = 0 identically (linear solve for b); condition 4 in weakened "
-        "form (linear in a_32); row sums",
+        "form (linear in a_32); row sums. derive(3, 3) finds the same family (scalar and "
+        "operator case): all four order-3 conditions identically has no solution",
     )
 
 
@@ -127,7 +136,8 @@ def derive(
 ) -> Derivation:
     """Solve the stiff conditions up to ``order`` for an explicit ``stages``-stage method.
 
-    Ansatz: ``b_i = Σ_{k≤order} β_ik phi_k(Z)``, ``a_ij = Σ_k (α_ijk phi_k(c_i Z) + α'_ijk phi_k(c_j Z))``
+    Ansatz: ``b_i = Σ_{k≤order} β_ik phi_k(Z)``,
+    ``a_ij = Σ_k (α_ijk phi_k(c_i Z) + α'_ijk phi_k(c_j Z))``
     for ``j ≥ 2`` and ``a_i1`` from the row sums ``psi_{1,i} = 0``. Conditions of order
     ``< order`` must hold identically (in ``case``: ``"scalar"`` identities in ``Z``, or
     ``"operator"`` identities in independent ``z_k``); those of order ``order`` identically if
@@ -166,75 +176,133 @@ def derive(
                     entry += sym * phi(k, nodes[m] * Z)
             A[i][j] = entry
         A[i][0] = nodes[i] * phi(1, nodes[i] * Z) - sum(A[i][1:i], sp.Integer(0))
-    unknowns = [x for row in beta for x in row] + alphas
-    ansatz = SimpleNamespace(stages=s, c=nodes, A=A, b=b, kind="singlestep")
+    betas = [x for row in beta for x in row]
     conditions = order_conditions(order)
     top = [c for c in conditions if c.order == order]
     degree = 2 * K + 2
 
-    def equations(cond, weakened: bool) -> list[sp.Expr]:
+    def equations(cond, tab: SimpleNamespace, weakened: bool) -> list[sp.Expr]:
         variables = cond.variables if case == "operator" else (Z,)
-        residual = cond.residual(ansatz, case, weakened=weakened)
+        residual = cond.residual(tab, case, weakened=weakened)
         out = []
         for coeff in taylor_coefficients(residual, variables, degree):
             if coeff != 0:
                 out.extend(sp.Poly(coeff, *variables).coeffs())
         return out
 
-    base = [e for c in conditions if c.order < order for e in equations(c, False)]
-    for n_weak in range(len(top) + 1):
-        for weak in itertools.combinations(top, n_weak):
-            eqs = base + [e for c in top for e in equations(c, c in weak)]
-            solution = _solve(eqs, unknowns)
-            if solution is None:
-                continue
-            free = tuple(u for u in unknowns if u not in solution)
-            subs = {**solution, **dict.fromkeys(free, 0)}
-            params = tuple(
-                Parameter(str(c), sp.Rational(i, s - 1), 0, 1, False, True, f"node c{i + 1}")
-                for i, c in enumerate(nodes)
-                if isinstance(c, sp.Symbol)
-            )
-            fix = lambda x: sp.expand(sp.sympify(x).subs(subs))  # noqa: E731
-            tableau = ExpTableau(
-                f"derived_{s}s{order}",
-                f"derived {s}-stage family, order {order} ({case} case)",
-                nodes,
-                tuple(tuple(fix(x) for x in row) for row in A),
-                tuple(fix(x) for x in b),
-                parameters=params,
-                source="res_theory.derive.derive",
-                derivation=f"stiff conditions up to order {order}, {case} case; weakened: "
-                + (", ".join(c.name for c in weak) or "none"),
-            )
-            report = check(tableau, order=order)
-            achieved = report.scalar_order if case == "scalar" else report.stiff_order
-            if achieved >= order:
-                return Derivation(tableau, free, tuple(c.name for c in weak))
+    rng = random.Random(7)
+    generic = {
+        c: sp.Rational(rng.randint(1, 10**6), 10**6 + 7) for c in nodes if isinstance(c, sp.Symbol)
+    }
+    ansatz = SimpleNamespace(stages=s, c=nodes, A=A, b=b, kind="singlestep")
+    # weaken inner (non-quadrature) conditions before the quadrature conditions psi_q
+    attempts = [
+        weak
+        for n_weak in range(len(top) + 1)
+        for weak in sorted(
+            itertools.combinations(top, n_weak), key=lambda w: sum(c.tree.is_leaf for c in w)
+        )
+    ]
+    for weak in attempts:
+        # stage 1: the quadrature conditions psi_q are linear in the b-coefficients alone
+        leaf_eqs = [
+            e for c in conditions if c.tree.is_leaf for e in equations(c, ansatz, c in weak)
+        ]
+        sol_b = _solve(leaf_eqs, betas, generic)
+        if sol_b is None:
+            continue
+        subs = {**sol_b, **{u: 0 for u in betas if u not in sol_b}}
+        # every inner condition has exactly one b factor (the root): clear its denominators
+        b_fixed = [_substitute(x, subs) for x in b]
+        denominator = sp.lcm([sp.denom(sp.together(t[0])) for x in b_fixed for t in phi_terms(x)])
+        stage2 = SimpleNamespace(
+            stages=s,
+            c=nodes,
+            A=A,
+            b=[sp.expand(sp.cancel(x * denominator)) for x in b_fixed],
+            kind="singlestep",
+        )
+        # stage 2: with b fixed, the remaining conditions constrain the a-coefficients
+        inner_eqs = [
+            e for c in conditions if not c.tree.is_leaf for e in equations(c, stage2, c in weak)
+        ]
+        sol_a = _solve(inner_eqs, alphas, generic)
+        if sol_a is None:
+            continue
+        subs.update(sol_a)
+        subs.update({u: 0 for u in alphas if u not in sol_a})
+        free = tuple(u for u in (*betas, *alphas) if u not in sol_b and u not in sol_a)
+        params = tuple(
+            Parameter(str(c), sp.Rational(i, s - 1), 0, 1, False, True, f"node c{i + 1}")
+            for i, c in enumerate(nodes)
+            if isinstance(c, sp.Symbol)
+        )
+        tableau = ExpTableau(
+            f"derived_{s}s{order}",
+            f"derived {s}-stage family, order {order} ({case} case)",
+            nodes,
+            tuple(tuple(_substitute(x, subs) for x in row) for row in A),
+            tuple(_substitute(x, subs) for x in b),
+            parameters=params,
+            source="res_theory.derive.derive",
+            derivation=f"stiff conditions up to order {order}, {case} case; weakened: "
+            + (", ".join(c.name for c in weak) or "none"),
+        )
+        report = check(tableau, order=order)
+        achieved = report.scalar_order if case == "scalar" else report.stiff_order
+        if achieved >= order:
+            return Derivation(tableau, free, tuple(c.name for c in weak))
     raise DerivationError(
         f"no {s}-stage method of stiff order {order} ({case} case) in the phi-combination ansatz"
     )
 
 
-def _solve(eqs: list[sp.Expr], unknowns: list[sp.Symbol]) -> dict[sp.Symbol, sp.Expr] | None:
-    """Solve polynomial equations linear-first; ``None`` if inconsistent."""
+def _substitute(x: sp.Expr, subs: dict) -> sp.Expr:
+    return sp.expand(sp.sympify(x).subs(subs))
+
+
+def _solve(
+    eqs: list[sp.Expr], unknowns: list[sp.Symbol], generic: dict[sp.Symbol, sp.Expr]
+) -> dict[sp.Symbol, sp.Expr] | None:
+    """Solve polynomial equations linear-first; ``None`` if inconsistent.
+
+    Each linear batch is first reduced at the *generic* numeric node values ``generic`` (exact
+    rationals): inconsistency is detected there, and only the independent equations (pivot rows)
+    are then solved symbolically with ``linsolve`` over the field of the nodes.
+    """
+    unknown_set = set(unknowns)
     solution: dict[sp.Symbol, sp.Expr] = {}
-    pending = [e for e in (sp.expand(x) for x in eqs) if e != 0]
+    pending = list(dict.fromkeys(e for e in eqs if e != 0))
     while pending:
-        linear = [e for e in pending if sp.Poly(e, *unknowns).total_degree() <= 1]
-        todo = linear or pending
-        syms = sorted(set().union(*(e.free_symbols for e in todo)) & set(unknowns), key=str)
-        if not syms:
+        polys = {e: sp.Poly(e, *unknowns) for e in pending}
+        pending = [e for e in pending if not polys[e].is_zero]
+        if any(polys[e].total_degree() == 0 for e in pending):
             return None  # a non-zero equation without unknowns
-        found = sp.solve(todo, syms, dict=True)
-        if not found:
-            return None
-        step = found[0]
-        solution = {k: sp.factor(v.subs(step)) for k, v in solution.items()}
-        solution.update({k: sp.factor(v) for k, v in step.items()})
-        pending = [e for e in (sp.expand(sp.together(x.subs(step))) for x in pending) if e != 0]
-        pending = [sp.numer(sp.together(e)) for e in pending]
-        pending = [e for e in (sp.expand(x) for x in pending) if e != 0]
-        if any(not (e.free_symbols & set(unknowns)) for e in pending):
-            return None
-    return solution
+        if not pending:
+            break
+        linear = [e for e in pending if polys[e].total_degree() == 1]
+        todo = linear or pending
+        syms = sorted(set().union(*(e.free_symbols for e in todo)) & unknown_set, key=str)
+        if linear:
+            m, rhs = sp.linear_eq_to_matrix([e.subs(generic) for e in todo], syms)
+            augmented = m.row_join(rhs)
+            if m.rank() != augmented.rank():
+                return None
+            rows = list(augmented.T.rref()[1])
+            todo = [todo[r] for r in rows]
+            found = sp.linsolve(todo, syms)
+            if not found:
+                return None
+            step = {k: v for k, v in zip(syms, next(iter(found)), strict=True) if k != v}
+        else:
+            found = sp.solve(todo, syms, dict=True)
+            if not found:
+                return None
+            step = found[0]
+        solution = {k: v.subs(step) for k, v in solution.items()}
+        solution.update(step)
+        rest = [e for e in pending if e not in linear] if linear else []
+        pending = [sp.numer(sp.together(e.subs(step))) for e in rest]
+        pending = [sp.expand(e) for e in pending]
+        # the linear batch was reduced to independent rows: its other rows hold generically
+    return {k: sp.factor(v) for k, v in solution.items()}

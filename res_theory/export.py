@@ -20,7 +20,7 @@ from res_theory.tableau import ExpTableau, phi_terms
 __all__ = ["tableau_document", "export", "export_all", "DEFAULT_OUT", "REPORT_ORDER"]
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "res_torch" / "tableaux"
-REPORT_ORDER = 4
+REPORT_ORDER = 5
 """The order up to which the exported ``order`` report checks the conditions."""
 
 
@@ -106,11 +106,15 @@ def export(tableau: ExpTableau, out: Path = DEFAULT_OUT) -> Path:
     return path
 
 
-def export_all(out: Path = DEFAULT_OUT, names: list[str] | None = None, progress: bool = True) -> list[Path]:
+def export_all(
+    out: Path = DEFAULT_OUT, names: list[str] | None = None, progress: bool = True
+) -> list[Path]:
     """Export every library tableau (or ``names``) to ``out``."""
     from tqdm.auto import tqdm
 
     from res_theory import library
 
     selected = names or library.names()
-    return [export(library.get(n), out) for n in tqdm(selected, desc="export", disable=not progress)]
+    return [
+        export(library.get(n), out) for n in tqdm(selected, desc="export", disable=not progress)
+    ]

@@ -13,7 +13,7 @@ import sympy as sp
 
 from res_theory.derive import derive_multistep, res_3s_family
 from res_theory.phi import phi
-from res_theory.tableau import Z, ExpTableau, Parameter, TableauError
+from res_theory.tableau import ExpTableau, Parameter, TableauError, Z
 
 __all__ = ["get", "names", "LIBRARY"]
 
@@ -31,7 +31,12 @@ def _c2_param(description: str) -> Parameter:
 
 def _history(name: str, default: int) -> Parameter:
     return Parameter(
-        name, default, None, 0, False, False,
+        name,
+        default,
+        None,
+        0,
+        False,
+        False,
         f"history node (t_(n-{-default}) - t_n)/h of the {-default}-th previous step",
         role="history_node",
     )
@@ -39,7 +44,11 @@ def _history(name: str, default: int) -> Parameter:
 
 def ddim() -> ExpTableau:
     return ExpTableau(
-        "ddim", "DDIM = exponential Euler", (0,), ((0,),), (p1,),
+        "ddim",
+        "DDIM = exponential Euler",
+        (0,),
+        ((0,),),
+        (p1,),
         source=f"{HO2005}, eq. (2.x) exponential Euler; Song et al. (DDIM) 2021; {ZSC} sect. 4",
         derivation="literature; also derive(stages=1, order=1)",
     )
@@ -47,8 +56,11 @@ def ddim() -> ExpTableau:
 
 def res_2s() -> ExpTableau:
     return ExpTableau(
-        "res_2s", "RES single-step, 2 stages",
-        (0, c2), ((0, 0), (c2 * phi(1, c2 * Z), 0)), (p1 - p2 / c2, p2 / c2),
+        "res_2s",
+        "RES single-step, 2 stages",
+        (0, c2),
+        ((0, 0), (c2 * phi(1, c2 * Z), 0)),
+        (p1 - p2 / c2, p2 / c2),
         parameters=(_c2_param("second node c2"),),
         source=f"{ZSC}, single-step RES (MATH.md sect. 4); {HO2005}, eq. (5.3)",
         derivation="derive(stages=2, order=2): unique solution of psi_1 = psi_2 = psi_{1,2} = 0",
@@ -57,8 +69,11 @@ def res_2s() -> ExpTableau:
 
 def dpmpp_2s() -> ExpTableau:
     return ExpTableau(
-        "dpmpp_2s", "DPM-Solver++(2S)",
-        (0, c2), ((0, 0), (c2 * phi(1, c2 * Z), 0)), (p1 - p1 / (2 * c2), p1 / (2 * c2)),
+        "dpmpp_2s",
+        "DPM-Solver++(2S)",
+        (0, c2),
+        ((0, 0), (c2 * phi(1, c2 * Z), 0)),
+        (p1 - p1 / (2 * c2), p1 / (2 * c2)),
         parameters=(_c2_param("second node c2 (r1 in DPM-Solver++)"),),
         source="Lu et al., DPM-Solver++ (arXiv 2211.01095), Alg. 1 (2S), data prediction",
         derivation="literature: b_2 = phi_1/(2 c2)",
@@ -67,8 +82,11 @@ def dpmpp_2s() -> ExpTableau:
 
 def etd2rk() -> ExpTableau:
     return ExpTableau(
-        "etd2rk", "ETD2RK (Cox & Matthews)",
-        (0, 1), ((0, 0), (p1, 0)), (p1 - p2, p2),
+        "etd2rk",
+        "ETD2RK (Cox & Matthews)",
+        (0, 1),
+        ((0, 0), (p1, 0)),
+        (p1 - p2, p2),
         source="Cox & Matthews, J. Comput. Phys. 176 (2002) 430-455, eq. (22); = res_2s at c2 = 1",
         derivation="literature",
     )
@@ -81,7 +99,8 @@ _C4 = (0, R(1, 2), R(1, 2), 1)
 
 def cox_matthews_etd3rk() -> ExpTableau:
     return ExpTableau(
-        "cox_matthews_etd3rk", "ETD3RK (Cox & Matthews)",
+        "cox_matthews_etd3rk",
+        "ETD3RK (Cox & Matthews)",
         (0, R(1, 2), 1),
         ((0, 0, 0), (h1 / 2, 0, 0), (-p1, 2 * p1, 0)),
         (p1 - 3 * p2 + 4 * p3, 4 * p2 - 8 * p3, -p2 + 4 * p3),
@@ -92,7 +111,9 @@ def cox_matthews_etd3rk() -> ExpTableau:
 
 def cox_matthews_etdrk4() -> ExpTableau:
     return ExpTableau(
-        "cox_matthews_etdrk4", "ETDRK4 (Cox & Matthews)", _C4,
+        "cox_matthews_etdrk4",
+        "ETDRK4 (Cox & Matthews)",
+        _C4,
         ((0, 0, 0, 0), (h1 / 2, 0, 0, 0), (0, h1 / 2, 0, 0), (p1 - h1, 0, h1, 0)),
         _B4,
         source="Cox & Matthews (2002), eq. (26)-(29); a_41 = phi_1(Z/2)(e^{Z/2}-1)/2 "
@@ -103,7 +124,9 @@ def cox_matthews_etdrk4() -> ExpTableau:
 
 def krogstad() -> ExpTableau:
     return ExpTableau(
-        "krogstad", "Krogstad's ETDRK4", _C4,
+        "krogstad",
+        "Krogstad's ETDRK4",
+        _C4,
         ((0, 0, 0, 0), (h1 / 2, 0, 0, 0), (h1 / 2 - h2, h2, 0, 0), (p1 - 2 * p2, 0, 2 * p2, 0)),
         _B4,
         source="Krogstad, J. Comput. Phys. 203 (2005) 72-88; " + HO2005 + ", sect. 5.2",
@@ -113,9 +136,15 @@ def krogstad() -> ExpTableau:
 
 def strehmel_weiner() -> ExpTableau:
     return ExpTableau(
-        "strehmel_weiner", "Strehmel-Weiner", _C4,
-        ((0, 0, 0, 0), (h1 / 2, 0, 0, 0), (h1 / 2 - h2 / 2, h2 / 2, 0, 0),
-         (p1 - 2 * p2, -2 * p2, 4 * p2, 0)),
+        "strehmel_weiner",
+        "Strehmel-Weiner",
+        _C4,
+        (
+            (0, 0, 0, 0),
+            (h1 / 2, 0, 0, 0),
+            (h1 / 2 - h2 / 2, h2 / 2, 0, 0),
+            (p1 - 2 * p2, -2 * p2, 4 * p2, 0),
+        ),
         _B4_SW,
         source="Strehmel & Weiner, Linear-implizite Runge-Kutta-Methoden (1992); " + HO2005,
         derivation="literature",
@@ -124,9 +153,15 @@ def strehmel_weiner() -> ExpTableau:
 
 def friedli() -> ExpTableau:
     return ExpTableau(
-        "friedli", "Friedli", _C4,
-        ((0, 0, 0, 0), (h1 / 2, 0, 0, 0), (h1 / 2 - h2 / 2, h2 / 2, 0, 0),
-         (p1 - 2 * p2, -R(26, 25) * p1 + R(2, 25) * p2, R(26, 25) * p1 + R(48, 25) * p2, 0)),
+        "friedli",
+        "Friedli",
+        _C4,
+        (
+            (0, 0, 0, 0),
+            (h1 / 2, 0, 0, 0),
+            (h1 / 2 - h2 / 2, h2 / 2, 0, 0),
+            (p1 - 2 * p2, -R(26, 25) * p1 + R(2, 25) * p2, R(26, 25) * p1 + R(48, 25) * p2, 0),
+        ),
         _B4_SW,
         source="Friedli, Lecture Notes in Math. 631 (1978); " + HO2005 + ", sect. 5.2",
         derivation="literature",
@@ -137,20 +172,79 @@ def hochbruck_ostermann4() -> ExpTableau:
     a52 = h2 / 2 - p3 + p2 / 4 - phi(3, Z / 2) / 2
     a54 = h2 / 4 - a52
     return ExpTableau(
-        "hochbruck_ostermann4", "Hochbruck-Ostermann 5-stage order 4",
+        "hochbruck_ostermann4",
+        "Hochbruck-Ostermann 5-stage order 4",
         (0, R(1, 2), R(1, 2), 1, R(1, 2)),
-        ((0,) * 5, (h1 / 2, 0, 0, 0, 0), (h1 / 2 - h2, h2, 0, 0, 0), (p1 - 2 * p2, p2, p2, 0, 0),
-         (h1 / 2 - 2 * a52 - a54, a52, a52, a54, 0)),
+        (
+            (0,) * 5,
+            (h1 / 2, 0, 0, 0, 0),
+            (h1 / 2 - h2, h2, 0, 0, 0),
+            (p1 - 2 * p2, p2, p2, 0, 0),
+            (h1 / 2 - 2 * a52 - a54, a52, a52, a54, 0),
+        ),
         (p1 - 3 * p2 + 4 * p3, 0, 0, -p2 + 4 * p3, 4 * p2 - 8 * p3),
         source=HO2005 + ", eq. (5.19)",
         derivation="literature",
     )
 
 
+def luan_ostermann5() -> ExpTableau:
+    """expRK5s8 of Luan & Ostermann (2014), as transcribed in Chebfun's ``spin`` (Montanelli).
+
+    ``pt(k, i) = c_i^k phi_k(c_i Z)``; ``a_i1`` from the row sums, ``b_1 = phi_1 - Σ_{i≥2} b_i``.
+    """
+    c = (0, R(1, 2), R(1, 2), R(1, 4), R(1, 2), R(1, 5), R(2, 3), 1)
+
+    def pt(k: int, i: int) -> sp.Expr:
+        return c[i - 1] ** k * phi(k, c[i - 1] * Z)
+
+    p4 = phi(4, Z)
+    a = {}
+    a[3, 2] = 2 * pt(2, 2)
+    a[4, 3] = 2 * pt(2, 4)
+    a[5, 3] = -2 * pt(2, 2) + 16 * pt(3, 2)
+    a[5, 4] = 8 * pt(2, 2) - 32 * pt(3, 2)
+    a[6, 4] = 8 * pt(2, 6) - 32 * pt(3, 6)
+    a[7, 4] = -R(125, 162) * a[6, 4]
+    a[6, 5] = -2 * pt(2, 6) + 16 * pt(3, 6)
+    a[7, 5] = R(125, 1944) * a[6, 4] - R(4, 3) * pt(2, 7) + R(40, 3) * pt(3, 7)
+    big = (
+        R(5, 32) * a[6, 4] - R(25, 28) * pt(2, 6) + R(81, 175) * pt(2, 7) - R(162, 25) * pt(3, 7)
+        + R(150, 7) * pt(4, 6) + R(972, 35) * pt(4, 7) + 6 * p4
+    )
+    a[8, 5] = -R(16, 3) * p2 + R(208, 3) * p3 - 40 * big
+    a[7, 6] = R(3125, 3888) * a[6, 4] + R(25, 3) * pt(2, 7) - R(100, 3) * pt(3, 7)
+    a[8, 6] = R(250, 21) * p2 - R(250, 3) * p3 + R(250, 7) * big
+    a[8, 7] = R(27, 14) * p2 - 27 * p3 + R(135, 7) * big
+    s = len(c)
+    A = [[sp.Integer(0)] * s for _ in range(s)]
+    for (i, j), value in a.items():
+        A[i - 1][j - 1] = sp.expand(value)
+    for i in range(1, s):
+        A[i][0] = sp.expand(pt(1, i + 1) - sum(A[i][1:i], sp.Integer(0)))
+    b = [sp.Integer(0)] * s
+    b[5] = R(125, 14) * p2 - R(625, 14) * p3 + R(1125, 14) * p4
+    b[6] = -R(27, 14) * p2 + R(162, 7) * p3 - R(405, 7) * p4
+    b[7] = R(1, 2) * p2 - R(13, 2) * p3 + R(45, 2) * p4
+    b[0] = sp.expand(p1 - sum(b[1:], sp.Integer(0)))
+    return ExpTableau(
+        "luan_ostermann5", "Luan-Ostermann expRK5s8", c, tuple(map(tuple, A)), tuple(b),
+        source="Luan & Ostermann, J. Comput. Appl. Math. 262 (2014) 361-372 (expRK5s8); "
+        "coefficients as in Chebfun spin (@expinteg/exprk5s8, H. Montanelli)",
+        derivation="literature; a_i1 and b_1 from the row sums / psi_1 = 0",
+    )
+
+
 def res_2m() -> ExpTableau:
     return ExpTableau(
-        "res_2m", "RES multistep, 2nd order", (0, c2), ((0, 0), (0, 0)), (p1 - p2 / c2, p2 / c2),
-        parameters=(_history("c2", -1),), kind="multistep", startup=("ddim",),
+        "res_2m",
+        "RES multistep, 2nd order",
+        (0, c2),
+        ((0, 0), (0, 0)),
+        (p1 - p2 / c2, p2 / c2),
+        parameters=(_history("c2", -1),),
+        kind="multistep",
+        startup=("ddim",),
         source=f"{ZSC}, multistep RES (MATH.md sect. 4), c2 = -h_prev/h",
         derivation="derive_multistep(2): psi_1 = psi_2 = 0 identically",
     )
@@ -159,8 +253,13 @@ def res_2m() -> ExpTableau:
 def res_3m() -> ExpTableau:
     b = derive_multistep((c2, c3))
     return ExpTableau(
-        "res_3m", "RES multistep, 3rd order", (0, c2, c3), ((0,) * 3,) * 3, b,
-        parameters=(_history("c2", -1), _history("c3", -2)), kind="multistep",
+        "res_3m",
+        "RES multistep, 3rd order",
+        (0, c2, c3),
+        ((0,) * 3,) * 3,
+        b,
+        parameters=(_history("c2", -1), _history("c3", -2)),
+        kind="multistep",
         startup=("ddim", "res_2m"),
         source=f"this project (res_theory.derive.derive_multistep), in the spirit of {ZSC}",
         derivation="derive_multistep(3): psi_1 = psi_2 = psi_3 = 0 identically (linear solve)",
@@ -170,16 +269,23 @@ def res_3m() -> ExpTableau:
 def dpmpp_2m() -> ExpTableau:
     r = -c2
     return ExpTableau(
-        "dpmpp_2m", "DPM-Solver++(2M)", (0, c2), ((0, 0), (0, 0)),
+        "dpmpp_2m",
+        "DPM-Solver++(2M)",
+        (0, c2),
+        ((0, 0), (0, 0)),
         (p1 * (1 + 1 / (2 * r)), -p1 / (2 * r)),
-        parameters=(_history("c2", -1),), kind="multistep", startup=("ddim",),
+        parameters=(_history("c2", -1),),
+        kind="multistep",
+        startup=("ddim",),
         source="Lu et al., DPM-Solver++ (arXiv 2211.01095), Alg. 2; r = h_prev/h = -c2",
         derivation="literature",
     )
 
 
 def dpmpp_3m() -> ExpTableau:
-    """DPM-Solver++(3M) as in the dpm-solver / diffusers code (``multistep_dpm_solver_third_update``).
+    """DPM-Solver++(3M) as in the dpm-solver / diffusers code.
+
+    (``multistep_dpm_solver_third_order_update``, ``algorithm_type="dpmsolver++"``.)
 
     With ``r0 = h_0/h = -c2``, ``r1 = h_1/h = c2 - c3`` and ``m_0, m_1, m_2`` the denoised outputs::
 
@@ -197,8 +303,13 @@ def dpmpp_3m() -> ExpTableau:
     update = sp.expand(p1 * m[0] + p2 * d1 + p3 * d2)
     b = tuple(sp.collect(update.coeff(mi), [p1, p2, p3], sp.factor) for mi in m)
     return ExpTableau(
-        "dpmpp_3m", "DPM-Solver++(3M)", (0, c2, c3), ((0,) * 3,) * 3, b,
-        parameters=(_history("c2", -1), _history("c3", -2)), kind="multistep",
+        "dpmpp_3m",
+        "DPM-Solver++(3M)",
+        (0, c2, c3),
+        ((0,) * 3,) * 3,
+        b,
+        parameters=(_history("c2", -1), _history("c3", -2)),
+        kind="multistep",
         startup=("ddim", "dpmpp_2m"),
         source="Lu et al., DPM-Solver++ (arXiv 2211.01095); dpm-solver / diffusers "
         "multistep_dpm_solver_third_order_update (dpmsolver++)",
@@ -213,9 +324,22 @@ def res_3s() -> ExpTableau:
 LIBRARY: dict[str, Callable[[], ExpTableau]] = {
     f.__name__: f
     for f in (
-        ddim, res_2s, dpmpp_2s, res_3s, etd2rk, cox_matthews_etd3rk, cox_matthews_etdrk4,
-        krogstad, strehmel_weiner, friedli, hochbruck_ostermann4,
-        res_2m, res_3m, dpmpp_2m, dpmpp_3m,
+        ddim,
+        res_2s,
+        dpmpp_2s,
+        res_3s,
+        etd2rk,
+        cox_matthews_etd3rk,
+        cox_matthews_etdrk4,
+        krogstad,
+        strehmel_weiner,
+        friedli,
+        hochbruck_ostermann4,
+        luan_ostermann5,
+        res_2m,
+        res_3m,
+        dpmpp_2m,
+        dpmpp_3m,
     )
 }
 

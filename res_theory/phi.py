@@ -36,7 +36,7 @@ def _check_index(k: object) -> int:
 
 
 class phi(sp.Function):  # noqa: N801  (mathematical name)
-    """Symbolic ``phi_k(z)`` (standard convention); ``phi(0, z)`` is ``exp(z)``, ``phi(k, 0) = 1/k!``.
+    """Symbolic ``phi_k(z)`` (standard); ``phi(0, z)`` is ``exp(z)``, ``phi(k, 0) = 1/k!``.
 
     Kept unevaluated otherwise, so tableau entries stay readable linear combinations.
     """
@@ -60,7 +60,7 @@ class phi(sp.Function):  # noqa: N801  (mathematical name)
 
 
 def paper_phi(k: int, h: sp.Expr) -> sp.Expr:
-    """The paper's ``φ_k(h) = phi_k(-h)``: ``φ_1(h) = (1 - e^{-h})/h``, ``φ_2(h) = (1 - φ_1(h))/h``."""
+    """The paper's ``φ_k(h) = phi_k(-h)``: ``φ_1(h) = (1 - e^{-h})/h``, ``φ_2 = (1 - φ_1)/h``."""
     return phi(_check_index(k), -h)
 
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Z", "Parameter", "ExpTableau", "TableauError", "phi_terms"]
 
 Z = sp.Symbol("Z")
-"""The symbol ``Z = hL`` in which every tableau entry is written (diffusion sampling: ``Z = -h``)."""
+"""The symbol ``Z = hL`` of every tableau entry (diffusion sampling: ``Z = -h``)."""
 
 
 class TableauError(ValueError):
@@ -65,7 +65,9 @@ class Parameter:
             if value is not None:
                 object.__setattr__(self, key, sp.nsimplify(value))
         if self.role not in ("free", "history_node"):
-            raise TableauError(f"parameter role must be 'free' or 'history_node', got {self.role!r}")
+            raise TableauError(
+                f"parameter role must be 'free' or 'history_node', got {self.role!r}"
+            )
         self.validate(self.default)
 
     @property
@@ -75,14 +77,22 @@ class Parameter:
     def validate(self, value: sp.Expr | float) -> sp.Expr:
         """Return ``value`` (as an exact SymPy number) or raise if it leaves the interval."""
         try:
-            v = sp.nsimplify(value, rational=True) if isinstance(value, float) else sp.sympify(value)
+            v = (
+                sp.nsimplify(value, rational=True)
+                if isinstance(value, float)
+                else sp.sympify(value)
+            )
         except (sp.SympifyError, TypeError) as exc:
             raise TableauError(f"parameter {self.name}: not a number: {value!r}") from exc
         if not v.is_real or not v.is_finite:
             raise TableauError(f"parameter {self.name} must be a finite real number, got {value!r}")
-        if self.lower is not None and (v < self.lower or (v == self.lower and not self.lower_inclusive)):
+        if self.lower is not None and (
+            v < self.lower or (v == self.lower and not self.lower_inclusive)
+        ):
             raise TableauError(f"parameter {self.name}={value} is outside {self.interval()}")
-        if self.upper is not None and (v > self.upper or (v == self.upper and not self.upper_inclusive)):
+        if self.upper is not None and (
+            v > self.upper or (v == self.upper and not self.upper_inclusive)
+        ):
             raise TableauError(f"parameter {self.name}={value} is outside {self.interval()}")
         return v
 
@@ -95,14 +105,18 @@ class Parameter:
 
     def sample(self, rng: random.Random) -> sp.Rational:
         """A random exact rational strictly inside the interval (unbounded sides: width 4)."""
-        lo = self.lower if self.lower is not None else (self.upper if self.upper is not None else 0) - 4
+        lo = (
+            self.lower
+            if self.lower is not None
+            else (self.upper if self.upper is not None else 0) - 4
+        )
         hi = self.upper if self.upper is not None else lo + 4
         u = sp.Rational(Fraction(rng.uniform(0.05, 0.95)).limit_denominator(997))
         return sp.nsimplify(lo + (hi - lo) * u)
 
 
 def phi_terms(entry: sp.Expr) -> list[tuple[sp.Expr, int, sp.Expr]]:
-    """Decompose ``entry`` into ``[(coefficient, k, scale), ...]`` with ``entry = Σ coeff phi_k(scale Z)``.
+    """Split ``entry`` into ``[(coefficient, k, scale), ...]``, ``entry = Σ coeff phi_k(scale Z)``.
 
     ``exp(s Z)`` counts as ``phi_0(s Z)``. Raises :class:`TableauError` if ``entry`` is not such a
     linear combination (e.g. a product of phi functions, or a bare power of ``Z``).
@@ -110,9 +124,7 @@ def phi_terms(entry: sp.Expr) -> list[tuple[sp.Expr, int, sp.Expr]]:
     expr = sp.expand(sp.sympify(entry))
     if expr == 0:
         return []
-    atoms = sorted(
-        (a for a in expr.atoms(phi, sp.exp) if a.has(Z)), key=sp.default_sort_key
-    )
+    atoms = sorted((a for a in expr.atoms(phi, sp.exp) if a.has(Z)), key=sp.default_sort_key)
     try:
         poly = sp.Poly(expr, *atoms) if atoms else None
     except sp.PolynomialError as exc:
@@ -126,7 +138,9 @@ def phi_terms(entry: sp.Expr) -> list[tuple[sp.Expr, int, sp.Expr]]:
             raise TableauError(f"entry {entry}: coefficient {coeff} of {atom} depends on Z")
         if coeff == 0:
             continue
-        k, arg = (0, atom.args[0]) if isinstance(atom, sp.exp) else (int(atom.args[0]), atom.args[1])
+        k, arg = (
+            (0, atom.args[0]) if isinstance(atom, sp.exp) else (int(atom.args[0]), atom.args[1])
+        )
         scale = sp.factor(arg / Z)
         if scale.has(Z):
             raise TableauError(f"entry {entry}: argument {arg} is not a multiple of Z")
@@ -218,14 +232,17 @@ class ExpTableau:
     def default_values(self) -> dict[sp.Symbol, sp.Expr]:
         return {p.symbol: p.default for p in self.parameters}
 
-    def parameter_values(self, values: Mapping[str, object] | None = None) -> dict[sp.Symbol, sp.Expr]:
+    def parameter_values(
+        self, values: Mapping[str, object] | None = None
+    ) -> dict[sp.Symbol, sp.Expr]:
         """Defaults replaced by ``values`` (by name), validated against the intervals."""
         known = {p.name: p for p in self.parameters}
         values = dict(values or {})
         unknown = set(values) - known.keys()
         if unknown:
             raise TableauError(
-                f"{self.name} has no parameter(s) {sorted(unknown)}; it has {sorted(known) or 'none'}"
+                f"{self.name} has no parameter(s) {sorted(unknown)}; "
+                f"it has {sorted(known) or 'none'}"
             )
         out = self.default_values()
         for name, value in values.items():
@@ -260,7 +277,9 @@ class ExpTableau:
         )
 
     # -- the h -> 0 limit ------------------------------------------------------------------------
-    def classical(self) -> tuple[tuple[sp.Expr, ...], tuple[tuple[sp.Expr, ...], ...], tuple[sp.Expr, ...]]:
+    def classical(
+        self,
+    ) -> tuple[tuple[sp.Expr, ...], tuple[tuple[sp.Expr, ...], ...], tuple[sp.Expr, ...]]:
         """The ``h → 0`` (``Z → 0``) limit ``(c, A(0), b(0))``: an ordinary Butcher tableau."""
         lim = lambda x: sp.nsimplify(sp.simplify(x.subs(Z, 0)))  # noqa: E731
         return (
@@ -285,7 +304,7 @@ class ExpTableau:
     order = stiff_order
 
     def scalar_order(self, max_order: int = 4) -> int:
-        """Order when ``L`` is a scalar (diffusion sampling ``L = -1``): conditions as identities in h."""
+        """Order when ``L`` is a scalar (diffusion ``L = -1``): conditions as identities in h."""
         return self.report(max_order).scalar_order
 
     def classical_order(self, max_order: int = 4) -> int:

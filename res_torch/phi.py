@@ -51,7 +51,7 @@ def series_terms(k: int) -> int:
     return n
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _series_coefficients(k: int, negative: bool) -> tuple[float, ...]:
     """Coefficients of the two series, lowest order first (see the module docstring)."""
     if negative:

@@ -25,6 +25,11 @@ Options shared by all samplers:
   always use the actual ``lambda`` of the stored evaluations. Euler and Heun (steps in
   ``sigma``) support only ``"ancestral"``.
 * ``generator`` (a ``torch.Generator``) or ``noise_sampler`` (``f(sigma, sigma_next)``): the noise.
+* Performance: the coefficient tables of a (method, parameters, sigmas, noise options)
+  combination are computed once in float64 and cached (``PLAN_CACHE_SIZE`` entries); the loop
+  has no host-device synchronisation. Without a callback the loop writes its iterates into
+  three work buffers allocated per call (safe also for models that return or modify their
+  input); with a callback every iterate is a new tensor, so references to it stay valid.
 * ``check_finite`` (default True): one check after the loop; raises
   :class:`~res_torch.steppers.NonFiniteSampleError` if the sample is NaN/inf.
 """
@@ -33,13 +38,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from res_torch.grid import StepGrid, make_grid
+from res_torch.grid import StepGrid, make_grid, validate_sigmas
 from res_torch.noise import NoiseSampler, resolve_noise_sampler
 from res_torch.steppers import (
     Denoiser,
@@ -90,31 +96,49 @@ def _tableau(tableau: str | Path | Tableau) -> Tableau:
     return cached_tableau(str(tableau))
 
 
-def _stochastic_setup(
-    x: torch.Tensor,
+PLAN_CACHE_SIZE = 32
+"""How many (method, parameters, sigmas, noise options) coefficient tables are kept."""
+_PLANS: OrderedDict[tuple, tuple[object, StepGrid, Any]] = OrderedDict()
+
+
+def _planned(
+    owner: object,
+    params: Mapping[str, float],
     sigmas: torch.Tensor | Sequence[float],
-    s_churn: float,
-    s_tmin: float,
-    s_tmax: float,
-    s_noise: float,
-    eta: float,
-    noise_type: str,
+    grid_options: Mapping[str, Any],
+    build: Callable[[StepGrid], Any],
+) -> tuple[StepGrid, Any]:
+    """The step grid and coefficient tables of a run, computed once (float64, on the host) and
+    kept in a small LRU cache, so repeated calls with the same schedule skip all set-up."""
+    values = validate_sigmas(sigmas)
+    numbers = []
+    for name, value in sorted(params.items()):
+        try:
+            numbers.append((name, float(value)))
+        except (TypeError, ValueError):
+            raise TypeError(f"parameter {name} must be a number, got {value!r}") from None
+    key = (id(owner), tuple(numbers), tuple(values.tolist()), tuple(sorted(grid_options.items())))
+    entry = _PLANS.get(key)
+    if entry is not None and entry[0] is owner:
+        _PLANS.move_to_end(key)
+        return entry[1], entry[2]
+    grid = make_grid(values, **grid_options)
+    coefficients = build(grid)
+    _PLANS[key] = (owner, grid, coefficients)
+    if len(_PLANS) > PLAN_CACHE_SIZE:
+        _PLANS.popitem(last=False)
+    return grid, coefficients
+
+
+def _noise_for(
+    x: torch.Tensor,
+    grid: StepGrid,
     generator: torch.Generator | None,
     noise_sampler: NoiseSampler | None,
-) -> tuple[StepGrid, NoiseSampler | None]:
-    grid = make_grid(
-        sigmas,
-        s_churn=s_churn,
-        s_tmin=s_tmin,
-        s_tmax=s_tmax,
-        s_noise=s_noise,
-        eta=eta,
-        noise_type=noise_type,
-    )
+) -> NoiseSampler | None:
     if not torch.is_tensor(x):
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
-    noise = resolve_noise_sampler(x, generator, noise_sampler) if grid.stochastic else None
-    return grid, noise
+    return resolve_noise_sampler(x, generator, noise_sampler) if grid.stochastic else None
 
 
 def _sigmas_tensor(sigmas: torch.Tensor | Sequence[float], x: torch.Tensor) -> torch.Tensor:
@@ -147,9 +171,18 @@ def sample_erk(
     their admissible intervals. See :mod:`res_torch.steppers` for the update formulas.
     """
     method = _tableau(tableau)
-    grid, noise = _stochastic_setup(
-        x, sigmas, s_churn, s_tmin, s_tmax, s_noise, eta, noise_type, generator, noise_sampler
-    )
+    grid_options = dict(
+        s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise, eta=eta,
+        noise_type=noise_type,
+    )  # fmt: skip
+    if method.is_multistep:
+        build = functools.partial(
+            multistep_coefficients, method, values=tableau_params, load=cached_tableau
+        )
+    else:
+        build = functools.partial(erk_coefficients, method, values=tableau_params)
+    grid, coefficients = _planned(method, tableau_params, sigmas, grid_options, build)
+    noise = _noise_for(x, grid, generator, noise_sampler)
     options = dict(
         extra_args=extra_args,
         callback=callback,
@@ -158,11 +191,8 @@ def sample_erk(
         check_finite=check_finite,
     )
     sigmas = _sigmas_tensor(sigmas, x)
-    if method.is_multistep:
-        coefficients = multistep_coefficients(method, grid, tableau_params, load=cached_tableau)
-        return run_multistep(model, x, sigmas, grid, coefficients, **options)
-    coefficients = erk_coefficients(method, grid, tableau_params)
-    return run_singlestep(model, x, sigmas, grid, coefficients, **options)
+    run = run_multistep if method.is_multistep else run_singlestep
+    return run(model, x, sigmas, grid, coefficients, **options)
 
 
 def _named(stem: str, doc: str, parameters: Sequence[str] = ()) -> Callable[..., torch.Tensor]:
@@ -306,15 +336,20 @@ def _sample_in_sigma(
             f"{'heun' if heun else 'euler'} steps in sigma and supports only "
             f"noise_type='ancestral', got {noise_type!r} (use ddim or a tableau for 'sde')"
         )
-    grid, noise = _stochastic_setup(
-        x, sigmas, s_churn, s_tmin, s_tmax, s_noise, eta, noise_type, generator, noise_sampler
-    )
+    grid_options = dict(
+        s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise, eta=eta,
+        noise_type=noise_type,
+    )  # fmt: skip
+    build = functools.partial(_sigma_space_coefficients, heun=heun)
+    owner = sample_heun if heun else sample_euler
+    grid, coefficients = _planned(owner, {}, sigmas, grid_options, build)
+    noise = _noise_for(x, grid, generator, noise_sampler)
     return run_singlestep(
         model,
         x,
         _sigmas_tensor(sigmas, x),
         grid,
-        _sigma_space_coefficients(grid, heun),
+        coefficients,
         extra_args=extra_args,
         callback=callback,
         disable=disable,

@@ -198,6 +198,66 @@ def _on_device(table: torch.Tensor, x: torch.Tensor) -> list:
     return split(moved)
 
 
+class _AffineRow:
+    """One row of a method over all steps: ``out = a_n x + sum_{j in columns} w_nj D_j``.
+
+    Where the weights of a step sum to ``1 - a_n`` (consistency: ``h sum_i b_i = 1 - e^{-h}``,
+    and likewise the row sums of ``A``) and there are at most two terms, the row is applied as
+    linear interpolations, ``lerp(D_1, x, a)`` or ``lerp(lerp(D_1, D_2, w_2/(1 - a)), x, a)``,
+    which read and write memory fewer times than ``a x`` followed by one ``addcmul_`` per term.
+    Otherwise (and for denoising steps) it is ``a x`` plus ``addcmul_``. Which form each step
+    uses is decided on the host before the loop.
+    """
+
+    def __init__(
+        self, decay: torch.Tensor, weights: torch.Tensor, columns: list[int], x: torch.Tensor
+    ) -> None:
+        self.columns = columns
+        used = weights[:, columns]
+        complement = 1 - decay
+        consistent = (used.sum(-1) - complement).abs() <= 1e-14
+        self.as_lerp = (consistent & (complement > 0)).tolist() if len(columns) in (1, 2) else []
+        last = used[:, -1] if columns else torch.zeros_like(decay)
+        ratio = last / complement.clamp_min(torch.finfo(torch.float64).tiny)
+        self.decay = _on_device(decay, x)
+        self.weights = _on_device(weights, x)
+        self.ratio = _on_device(ratio, x)
+
+    def __call__(
+        self, i: int, x: torch.Tensor, values: list[torch.Tensor], out: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The row at step ``i``, written into ``out`` (which aliases none of the inputs) or
+        into a new tensor when ``out`` is None."""
+        columns = self.columns
+        if self.as_lerp and self.as_lerp[i]:
+            if len(columns) == 1:
+                return torch.lerp(values[columns[0]], x, self.decay[i], out=out)
+            mixed = torch.lerp(values[columns[0]], values[columns[1]], self.ratio[i], out=out)
+            return mixed.lerp_(x, self.decay[i])
+        result = torch.mul(x, self.decay[i], out=out)
+        for j in columns:
+            result.addcmul_(self.weights[i][j], values[j])
+        return result
+
+
+class _Workspace:
+    """Three reusable buffers for the iterates and stage values, so the loop allocates nothing
+    itself (on the CPU every fresh 3 MB tensor costs page faults). Disabled (every result a new
+    tensor) when a callback may keep references to the iterates."""
+
+    def __init__(self, x: torch.Tensor, enabled: bool) -> None:
+        self.buffers = [torch.empty_like(x) for _ in range(3)] if enabled else []
+
+    def take(self, live: list[torch.Tensor]) -> torch.Tensor | None:
+        """A buffer sharing memory with none of ``live`` (model outputs may alias their input),
+        or None."""
+        taken = {t.untyped_storage().data_ptr() for t in live}
+        for buffer in self.buffers:
+            if buffer.untyped_storage().data_ptr() not in taken:
+                return buffer
+        return None
+
+
 def _check_inputs(model: Any, x: Any, extra_args: Any) -> dict:
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
@@ -211,7 +271,8 @@ def _check_inputs(model: Any, x: Any, extra_args: Any) -> dict:
 
 
 class _Evaluator:
-    """Calls ``model(x, sigma * ones(batch), **extra_args)`` and checks the output's shape."""
+    """Calls ``model(x, sigma * ones(batch), **extra_args)``, checks the output's shape and
+    brings it to the sample's dtype."""
 
     def __init__(self, model: Denoiser, x: torch.Tensor, extra_args: dict) -> None:
         self.model, self.extra_args = model, extra_args
@@ -222,11 +283,14 @@ class _Evaluator:
         if not torch.is_tensor(denoised) or denoised.shape != x.shape:
             shape = tuple(denoised.shape) if torch.is_tensor(denoised) else type(denoised).__name__
             raise ValueError(f"model returned {shape}, expected a tensor of shape {tuple(x.shape)}")
-        return denoised
+        return denoised.to(x.dtype)  # e.g. half-precision output under autocast
 
 
 def _finish(x: torch.Tensor, check_finite: bool) -> torch.Tensor:
-    if check_finite and not bool(torch.isfinite(x).all()):
+    """One check after the loop: NaN/inf anywhere makes the sum non-finite (summed in at least
+    float32, which cannot overflow for finite samples of any sensible size)."""
+    total = x.sum(dtype=_coefficient_dtype(x)) if check_finite else None
+    if total is not None and not bool(torch.isfinite(total)):
         raise NonFiniteSampleError(
             "the sample contains NaN/inf: the model returned non-finite values (or the step "
             "sizes are too large for the dtype); pass check_finite=False to return it anyway"
@@ -253,10 +317,21 @@ def run_singlestep(
     """
     evaluate = _Evaluator(model, x, _check_inputs(model, x, extra_args))
     s = coefficients.stages
-    decay = _on_device(coefficients.decay, x)
-    weights = _on_device(coefficients.weights, x)
-    stage_decay = _on_device(coefficients.stage_decay, x)
-    stage_weights = _on_device(coefficients.stage_weights, x)
+    stage_rows = [None] + [
+        _AffineRow(
+            coefficients.stage_decay[:, stage],
+            coefficients.stage_weights[:, stage],
+            [j for j in range(stage) if coefficients.stage_used[stage][j]],
+            x,
+        )
+        for stage in range(1, s)
+    ]
+    update = _AffineRow(
+        coefficients.decay,
+        coefficients.weights,
+        [j for j in range(s) if coefficients.weight_used[j]],
+        x,
+    )
     stage_sigma = _on_device(coefficients.stage_sigma, x)
     churn = _on_device(grid.churn_noise, x)
     step_noise = _on_device(grid.step_noise, x)
@@ -265,6 +340,7 @@ def run_singlestep(
     denoising = grid.denoising
     if (any(has_churn) or any(has_noise)) and noise_sampler is None:
         raise ValueError("a stochastic run needs a noise_sampler")
+    workspace = _Workspace(x, enabled=callback is None)
     for i in trange(grid.steps, disable=disable):
         if has_churn[i]:
             x = x + churn[i] * noise_sampler(sigmas[i], sigmas[i + 1])
@@ -278,15 +354,9 @@ def run_singlestep(
             x = denoised[0]
         else:
             for stage in range(1, s):
-                u = x * stage_decay[i][stage]
-                for j in range(stage):
-                    if coefficients.stage_used[stage][j]:
-                        u.addcmul_(stage_weights[i][stage][j], denoised[j])
+                u = stage_rows[stage](i, x, denoised, workspace.take([x, *denoised]))
                 denoised.append(evaluate(u, stage_sigma[i][stage]))
-            x = x * decay[i]
-            for stage in range(s):
-                if coefficients.weight_used[stage]:
-                    x.addcmul_(weights[i][stage], denoised[stage])
+            x = update(i, x, denoised, workspace.take([x, *denoised]))
         if has_noise[i]:
             x = x + step_noise[i] * noise_sampler(sigmas[i], sigmas[i + 1])
     return _finish(x, check_finite)
@@ -308,8 +378,10 @@ def run_multistep(
     """Run a multistep method (see :class:`MultistepCoefficients`) over ``grid``: one
     denoiser evaluation per step, at ``sigma_hat``."""
     evaluate = _Evaluator(model, x, _check_inputs(model, x, extra_args))
-    decay = _on_device(coefficients.decay, x)
-    weights = _on_device(coefficients.weights, x)
+    rows = {
+        used: _AffineRow(coefficients.decay, coefficients.weights, list(range(used)), x)
+        for used in set(coefficients.used)
+    }
     sigma_hat = _on_device(grid.sigma_hat, x)
     churn = _on_device(grid.churn_noise, x)
     step_noise = _on_device(grid.step_noise, x)
@@ -318,6 +390,7 @@ def run_multistep(
     denoising = grid.denoising
     if (any(has_churn) or any(has_noise)) and noise_sampler is None:
         raise ValueError("a stochastic run needs a noise_sampler")
+    workspace = _Workspace(x, enabled=callback is None)
     keep = max(coefficients.used) - 1
     history: list[torch.Tensor] = []
     for i in trange(grid.steps, disable=disable):
@@ -332,10 +405,8 @@ def run_multistep(
         if denoising[i]:
             x = denoised
         else:
-            x = x * decay[i]
-            x.addcmul_(weights[i][0], denoised)
-            for j in range(1, coefficients.used[i]):
-                x.addcmul_(weights[i][j], history[j - 1])
+            values = [denoised, *history]
+            x = rows[coefficients.used[i]](i, x, values, workspace.take([x, *values]))
         if keep:
             history = [denoised, *history[: keep - 1]]
         if has_noise[i]:

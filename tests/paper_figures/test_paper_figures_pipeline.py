@@ -45,27 +45,27 @@ def test_pipeline_on_tiny_exact_problem(tmp_path: Path) -> None:
     methods = ("ddim", "dpmpp_2s", "res_2s", "dpmpp_2m", "res_2m", "unipc")
     tiny = {
         "defect": replace(
-            DefectConfig.quick(), problems=("gmm",), methods=methods, nfes=(5, 9, 17), batch=8
+            DefectConfig.quick(), problems=(("gmm", 8),), methods=methods, nfes=(5, 9, 17)
         ),
         "quality": replace(
-            QualityConfig.quick(), problems=("gmm",), methods=methods, nfes=(5, 9), samples=64
+            QualityConfig.quick(), problems=(("gmm", 64),), methods=methods, nfes=(5, 9)
         ),
         "schedule_robustness": replace(
             ScheduleConfig.quick(),
-            problems=("gmm",),
+            problems=(("gmm", 8),),
             methods=methods,
             nfes=(9,),
             rhos=(1.0, 7.0, math.inf),
-            batch=8,
         ),
         "stochastic": replace(
             StochasticConfig.quick(),
-            problems=("gmm",),
+            problems=(("gmm", 64),),
             methods=("heun", "res_2s"),
             nfes=(9,),
-            samples=64,
         ),
-        "residuals": replace(ResidualsConfig.quick(), h_points=5, c2s=(0.5, 1.0), batch=8),
+        "residuals": replace(
+            ResidualsConfig.quick(), problems=(("gmm", 8),), h_points=5, c2s=(0.5, 1.0)
+        ),
     }
     run = dict(quick=True, device="cpu", force=False, command="CMD", only=list(tiny), configs=tiny)
     failures = pipeline.run_pipeline(tmp_path, **run)

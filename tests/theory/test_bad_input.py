@@ -8,7 +8,7 @@ import sympy as sp
 from res_theory import library
 from res_theory.check import check
 from res_theory.phi import phi
-from res_theory.tableau import Z, ExpTableau, Parameter, TableauError
+from res_theory.tableau import ExpTableau, Parameter, TableauError, Z
 
 c2 = sp.Symbol("c2")
 
@@ -67,6 +67,12 @@ def test_multistep_structure() -> None:
         ExpTableau("m", "m", (0, c2), ((0, 0), (0, 0)), (phi(1, Z), 0), (hist,), kind="multistep")
     with pytest.raises(TableauError, match="A = 0"):
         ExpTableau(
-            "m", "m", (0, c2), ((0, 0), (phi(1, Z), 0)), (phi(1, Z), 0), (hist,),
-            kind="multistep", startup=("ddim",),
+            "m",
+            "m",
+            (0, c2),
+            ((0, 0), (phi(1, Z), 0)),
+            (phi(1, Z), 0),
+            (hist,),
+            kind="multistep",
+            startup=("ddim",),
         )

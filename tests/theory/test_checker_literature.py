@@ -105,7 +105,12 @@ def test_report_prints_and_serialises() -> None:
     data = json.loads(report.to_json())
     assert data["stiff_order"] == 3
     assert len(data["conditions"]) == 8
-    assert {c["status"] for c in data["conditions"]} <= {"identically", "weakened", "classically", "fails"}
+    assert {c["status"] for c in data["conditions"]} <= {
+        "identically",
+        "weakened",
+        "classically",
+        "fails",
+    }
 
 
 @pytest.mark.parametrize("name", ["res_2s", "krogstad", "hochbruck_ostermann4", "res_3s"])
@@ -127,7 +132,9 @@ def test_perturbing_any_coefficient_is_detected(name: str) -> None:
         else:
             A = [list(r) for r in tab.A]
             A[i][j] += bump
-            new = tab.__class__(tab.name, tab.title, tab.c, tuple(map(tuple, A)), tab.b, tab.parameters)
+            new = tab.__class__(
+                tab.name, tab.title, tab.c, tuple(map(tuple, A)), tab.b, tab.parameters
+            )
         report = check(new, order=4)
         failing = [r for r in report.conditions if r.order <= base and r.status != "identically"]
         assert failing or not report.row_sums, (name, kind, i, j)

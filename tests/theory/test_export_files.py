@@ -58,9 +58,7 @@ def _classical_rk_order(c, A, b, max_order: int = 5) -> int:
     "name", [n for n in library.names() if library.get(n).kind == "singlestep"]
 )
 def test_classical_limit_order_agrees_with_nodepy(name: str) -> None:
-    sym = library.get(name).at(
-        **{p.name: p.default for p in library.get(name).parameters}
-    )
+    sym = library.get(name).at(**{p.name: p.default for p in library.get(name).parameters})
     c, A, b = sym.classical()
     assert all(sp.simplify(sum(row) - ci) == 0 for row, ci in zip(A, c, strict=True))
     assert _classical_rk_order(c, A, b) == library.get(name).classical_order(4)

@@ -16,7 +16,7 @@ import sympy as sp
 
 from res_theory.conditions import ConditionError, order_conditions
 from res_theory.phi import phi, phi_mp
-from res_theory.tableau import Z, ExpTableau
+from res_theory.tableau import ExpTableau, Z
 
 z1, z2, z3 = sp.symbols("z1 z2 z3")
 
@@ -40,11 +40,14 @@ def _table(t: ExpTableau) -> dict[str, sp.Expr]:
     s, c, A, b = t.stages, t.c, t.A, t.b
 
     def psi(j: int, z: sp.Expr) -> sp.Expr:
-        return phi(j, z) - sum(b[i].subs(Z, z) * c[i] ** (j - 1) / math.factorial(j - 1) for i in range(s))
+        return phi(j, z) - sum(
+            b[i].subs(Z, z) * c[i] ** (j - 1) / math.factorial(j - 1) for i in range(s)
+        )
 
     def psi_i(j: int, i: int, z: sp.Expr) -> sp.Expr:
         return c[i] ** j * phi(j, c[i] * z) - sum(
-            (A[i][k].subs(Z, z) * c[k] ** (j - 1) / math.factorial(j - 1) for k in range(i)), sp.Integer(0)
+            (A[i][k].subs(Z, z) * c[k] ** (j - 1) / math.factorial(j - 1) for k in range(i)),
+            sp.Integer(0),
         )
 
     B = lambda i: b[i].subs(Z, z1)  # noqa: E731
@@ -71,7 +74,7 @@ def _value(expr: sp.Expr, point: dict) -> mpmath.mpf:
 def test_counts_per_order() -> None:
     counts = [sum(1 for c in order_conditions(5) if c.order == p) for p in range(1, 6)]
     assert counts[:4] == [1, 1, 2, 4]  # Hochbruck & Ostermann (2005), Table 5.1
-    # Luan & Ostermann's 8 linear conditions of order 5, plus the bilinear sum_i b_i B(psi_2,i, psi_2,i)
+    # Luan & Ostermann's 8 linear order-5 conditions plus the bilinear sum_i b_i B(psi_2,i, psi_2,i)
     assert counts[4] == 9
     names = {c.name for c in order_conditions(5) if c.order == 5}
     assert "sum_i b_i B(psi_{2,i}, psi_{2,i})" in names
@@ -99,8 +102,13 @@ def test_generated_conditions_coincide_with_the_table(seed: int) -> None:
 
 def test_orders_match_table() -> None:
     expected = {
-        "psi_1": 1, "psi_2": 2, "psi_3": 3, "sum_i b_i J psi_{2,i}": 3, "psi_4": 4,
-        "sum_i b_i J psi_{3,i}": 4, "sum_i b_i J sum_j a_ij J psi_{2,j}": 4,
+        "psi_1": 1,
+        "psi_2": 2,
+        "psi_3": 3,
+        "sum_i b_i J psi_{2,i}": 3,
+        "psi_4": 4,
+        "sum_i b_i J psi_{3,i}": 4,
+        "sum_i b_i J sum_j a_ij J psi_{2,j}": 4,
         "sum_i b_i c_i K psi_{2,i}": 4,
     }
     assert {c.name: c.order for c in order_conditions(4)} == expected

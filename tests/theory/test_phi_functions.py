@@ -59,7 +59,10 @@ def test_paper_convention() -> None:
     h = sp.Symbol("h", positive=True)
     assert paper_phi(1, h) == phi(1, -h)
     assert sp.simplify(paper_phi(1, h).rewrite(sp.exp) - (1 - sp.exp(-h)) / h) == 0
-    assert sp.simplify(paper_phi(2, h).rewrite(sp.exp) - (1 - paper_phi(1, h).rewrite(sp.exp)) / h) == 0
+    assert (
+        sp.simplify(paper_phi(2, h).rewrite(sp.exp) - (1 - paper_phi(1, h).rewrite(sp.exp)) / h)
+        == 0
+    )
 
 
 def test_small_h_accuracy_at_50_digits() -> None:

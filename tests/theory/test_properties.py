@@ -41,8 +41,12 @@ def test_res_2s_conditions_vanish_at_50_digits(c2, h) -> None:
 
 @settings(max_examples=15, deadline=None)
 @given(
-    c2=st.fractions(min_value=0, max_value="2/3", max_denominator=500).filter(lambda x: 0 < x < sp.Rational(2, 3)),
-    c3=st.fractions(min_value="2/3", max_value=1, max_denominator=500).filter(lambda x: x > sp.Rational(2, 3)),
+    c2=st.fractions(min_value=0, max_value="2/3", max_denominator=500).filter(
+        lambda x: 0 < x < sp.Rational(2, 3)
+    ),
+    c3=st.fractions(min_value="2/3", max_value=1, max_denominator=500).filter(
+        lambda x: x > sp.Rational(2, 3)
+    ),
     h=hs,
 )
 def test_res_3s_family_conditions_at_50_digits(c2, c3, h) -> None:
@@ -59,7 +63,9 @@ def test_res_3s_family_conditions_at_50_digits(c2, c3, h) -> None:
 
 @settings(max_examples=15, deadline=None)
 @given(
-    r=st.lists(st.fractions(min_value="1/10", max_value=3, max_denominator=300), min_size=2, max_size=2),
+    r=st.lists(
+        st.fractions(min_value="1/10", max_value=3, max_denominator=300), min_size=2, max_size=2
+    ),
     h=hs,
 )
 def test_res_3m_conditions_for_random_history(r, h) -> None:

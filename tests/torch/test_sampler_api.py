@@ -259,3 +259,36 @@ def test_wrong_shapes_and_types_are_rejected(gaussian):
         sample(gaussian.denoiser, torch.ones(2, 3), sigmas, extra_args=[1], disable=True)
     with pytest.raises(TypeError, match="method"):
         sample(gaussian.denoiser, torch.ones(2, 3), sigmas, method=3)
+
+
+@pytest.mark.parametrize("method", ["res_2s", "res_3s", "res_2m", "res_3m", "heun"])
+@pytest.mark.parametrize(
+    "model",
+    [lambda x, s: x, lambda x, s: x.view_as(x), lambda x, s: x.mul_(0.5)],
+    ids=["identity", "view", "in-place"],
+)
+def test_reused_buffers_are_safe_with_models_that_alias_their_input(method, model):
+    # without a callback the loop reuses work buffers; with one every iterate is fresh
+    sigmas = get_sigmas_karras(6, 0.002, 80.0)
+    x = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    reused = sample(model, x.clone(), sigmas, method=method, disable=True)
+    fresh = sample(model, x.clone(), sigmas, method=method, disable=True, callback=lambda d: None)
+    assert torch.equal(reused, fresh)
+
+
+def test_the_input_sample_is_not_modified(gaussian):
+    x = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    before = x.clone()
+    sample(gaussian.denoiser, x, get_sigmas_karras(6, 0.002, 80.0), method="res_2m", disable=True)
+    assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("method", ["res_2s", "res_2m", "heun"])
+def test_model_output_in_another_dtype_is_cast_to_the_sample_dtype(gaussian, method):
+    # e.g. a network under autocast returns bfloat16 for a float32 sample
+    def autocast_like(x, sigma):
+        return gaussian.denoiser(x, sigma).to(torch.bfloat16)
+
+    x = 80 * torch.randn(2, 8, generator=torch.Generator().manual_seed(10))
+    out = sample(autocast_like, x, get_sigmas_karras(6, 0.002, 80.0), method=method, disable=True)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
