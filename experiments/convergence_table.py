@@ -31,7 +31,7 @@ class ConvergenceConfig:
 
     @classmethod
     def quick(cls) -> ConvergenceConfig:
-        return cls(quick=True, problems=("manufactured_sine", "gaussian_mixture"))
+        return cls(quick=True, problems=("manufactured_sine",))
 
     @classmethod
     def full(cls) -> ConvergenceConfig:

@@ -40,24 +40,25 @@ NAME = "quality"
 class QualityConfig:
     """Problems with the number of samples generated per point, methods and NFE budgets.
 
-    The converged-ODE baseline only needs to be accurate far below the Fréchet distances, hence
-    the looser reference tolerance and bound than in the defect experiment."""
+    ``reference_rtol = None`` leaves out the converged-ODE baseline row (on the trained networks
+    its DOP853 solve costs thousands of evaluations); it only needs to be accurate far below
+    the Fréchet distances, hence a looser tolerance and bound than in the defect experiment."""
 
     problems: tuple[tuple[str, int], ...]
     methods: tuple[str, ...]
     nfes: tuple[int, ...]
     seed: int = 1
-    reference_rtol: float = 1e-4
+    reference_rtol: float | None = None
     reference_bound: float = 1e-2
 
     @classmethod
     def quick(cls) -> QualityConfig:
-        return cls((("digits", 128),), DETERMINISTIC_METHODS, (5, 9, 15))
+        return cls((("digits", 128),), DETERMINISTIC_METHODS, (5, 9))
 
     @classmethod
     def full(cls) -> QualityConfig:
         return cls(
-            (("gmm", 2000), ("digits", 512), ("patches32", 128)),
+            (("gmm", 2000), ("digits", 512), ("patches32", 64)),
             DETERMINISTIC_METHODS,
             (5, 9, 15, 25),
         )
@@ -70,25 +71,23 @@ def run_quality(config: QualityConfig, device: torch.device) -> list[dict[str, A
     rows: list[dict[str, Any]] = []
     for problem_name, samples in tqdm(config.problems, desc="quality vs NFE"):
         problem = get_problem(problem_name, device)
-        reference = reference_batch(
-            problem,
-            batch=samples,
-            seed=config.seed,
-            rtol=config.reference_rtol,
-            bound=config.reference_bound,
-        )
         base = {"problem": problem_name, "kind": problem.kind, "samples": samples}
-        rows.append(
-            {
-                **base,
-                "method": "reference",
-                "nfe": 0,
-                "frechet": frechet_to_data(problem, reference.x),
-            }
-        )
+        generator = torch.Generator().manual_seed(config.seed)
+        noise = torch.randn((samples, *problem.shape), generator=generator, dtype=torch.float64)
+        noise = noise.to(problem.device)
+        if config.reference_rtol is not None:
+            reference = reference_batch(
+                problem,
+                batch=samples,
+                seed=config.seed,
+                rtol=config.reference_rtol,
+                bound=config.reference_bound,
+            )
+            frechet = frechet_to_data(problem, reference.x)
+            rows.append({**base, "method": "reference", "nfe": 0, "frechet": frechet})
         for name in config.methods:
             for nfe in attainable_budgets(name, config.nfes):
-                out = run_method(name, problem.denoiser, reference.noise, nfe)
+                out = run_method(name, problem.denoiser, noise, nfe)
                 rows.append(
                     {**base, "method": name, "nfe": nfe, "frechet": frechet_to_data(problem, out)}
                 )

@@ -47,7 +47,8 @@ class ResidualsConfig:
     nfes: tuple[int, ...]
     c2s: tuple[float, ...]
     seed: int = 0
-    reference_rtol: float = 1e-5
+    reference_rtol: float = 1e-6
+    reference_bound: float = 1e-3
 
     @classmethod
     def quick(cls) -> ResidualsConfig:
@@ -60,6 +61,7 @@ class ResidualsConfig:
             (("gmm", 32),),
             (9,),
             (0.2, 0.5, 1.0),
+            reference_rtol=1e-5,
         )
 
     @classmethod
@@ -78,8 +80,8 @@ class ResidualsConfig:
             1e-3,
             20.0,
             60,
-            (("gmm", 128), ("digits", 64)),
-            (9, 15),
+            (("gmm", 128), ("digits", 32)),
+            (9,),
             (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
         )
 
@@ -129,6 +131,7 @@ def c2_sweep_rows(config: ResidualsConfig, device: torch.device) -> list[dict[st
             seed=config.seed,
             device=device,
             reference_rtol=config.reference_rtol,
+            reference_bound=config.reference_bound,
             options={"c2": c2},
             extra_columns={"table": "c2_sweep", "c2": c2},
         )

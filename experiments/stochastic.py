@@ -47,7 +47,7 @@ class StochasticConfig:
 
     @classmethod
     def quick(cls) -> StochasticConfig:
-        return cls((("digits", 128),), STOCHASTIC_METHODS, (9, 15), (10.0,))
+        return cls((("digits", 128),), STOCHASTIC_METHODS, (9,), (10.0,))
 
     @classmethod
     def full(cls) -> StochasticConfig:

@@ -209,8 +209,13 @@ def luan_ostermann5() -> ExpTableau:
     a[6, 5] = -2 * pt(2, 6) + 16 * pt(3, 6)
     a[7, 5] = R(125, 1944) * a[6, 4] - R(4, 3) * pt(2, 7) + R(40, 3) * pt(3, 7)
     big = (
-        R(5, 32) * a[6, 4] - R(25, 28) * pt(2, 6) + R(81, 175) * pt(2, 7) - R(162, 25) * pt(3, 7)
-        + R(150, 7) * pt(4, 6) + R(972, 35) * pt(4, 7) + 6 * p4
+        R(5, 32) * a[6, 4]
+        - R(25, 28) * pt(2, 6)
+        + R(81, 175) * pt(2, 7)
+        - R(162, 25) * pt(3, 7)
+        + R(150, 7) * pt(4, 6)
+        + R(972, 35) * pt(4, 7)
+        + 6 * p4
     )
     a[8, 5] = -R(16, 3) * p2 + R(208, 3) * p3 - 40 * big
     a[7, 6] = R(3125, 3888) * a[6, 4] + R(25, 3) * pt(2, 7) - R(100, 3) * pt(3, 7)
@@ -228,7 +233,11 @@ def luan_ostermann5() -> ExpTableau:
     b[7] = R(1, 2) * p2 - R(13, 2) * p3 + R(45, 2) * p4
     b[0] = sp.expand(p1 - sum(b[1:], sp.Integer(0)))
     return ExpTableau(
-        "luan_ostermann5", "Luan-Ostermann expRK5s8", c, tuple(map(tuple, A)), tuple(b),
+        "luan_ostermann5",
+        "Luan-Ostermann expRK5s8",
+        c,
+        tuple(map(tuple, A)),
+        tuple(b),
         source="Luan & Ostermann, J. Comput. Appl. Math. 262 (2014) 361-372 (expRK5s8); "
         "coefficients as in Chebfun spin (@expinteg/exprk5s8, H. Montanelli)",
         derivation="literature; a_i1 and b_1 from the row sums / psi_1 = 0",

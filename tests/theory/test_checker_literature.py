@@ -30,6 +30,22 @@ LITERATURE = {
 }
 
 
+def test_luan_ostermann5_has_stiff_order_5() -> None:
+    """expRK5s8 (Luan & Ostermann 2014): every order-5 condition identically or weakened."""
+    report = library.get("luan_ostermann5").report(5)
+    assert (report.stiff_order, report.scalar_order, report.classical_order) == (5, 5, 5)
+    weakened = {r.name for r in report.conditions if r.status == "weakened"}
+    assert weakened == {
+        "psi_5",
+        "sum_i b_i J psi_{4,i}",
+        "sum_i b_i J sum_j a_ij J psi_{3,j}",
+    }
+
+
+def test_hochbruck_ostermann4_is_not_order_5() -> None:
+    assert library.get("hochbruck_ostermann4").report(5).stiff_order == 4
+
+
 @pytest.mark.parametrize(("name", "orders"), LITERATURE.items())
 def test_literature_orders(name: str, orders: tuple[int, int]) -> None:
     report = library.get(name).report(4)
@@ -58,6 +74,9 @@ def test_dpmpp_2s_psi_2_is_h_over_12() -> None:
     assert psi2.scalar_leading_degree == 1
     assert sp.simplify(psi2.scalar_leading_term - h / 12) == 0
     assert report.classical_order == 2
+    z1 = sp.Symbol("z1")
+    assert sp.simplify(library.get("dpmpp_2s").error_coefficient() + z1 / 12) == 0
+    assert library.get("res_2s").error_coefficient() is not None  # psi_3 is not identically 0
 
 
 def test_multistep_orders() -> None:
@@ -139,3 +158,40 @@ def test_perturbing_any_coefficient_is_detected(name: str) -> None:
         failing = [r for r in report.conditions if r.order <= base and r.status != "identically"]
         assert failing or not report.row_sums, (name, kind, i, j)
         assert report.stiff_order < base or not report.row_sums
+
+
+def test_dpmpp_3m_code_formula_has_local_error_h3() -> None:
+    """Independent of the library: the diffusers/dpm-solver 3M update (written with exp, as in the
+    code) applied to x' = -x + g(lambda), g = lambda^2/2 + lambda^3/6, with exact history, has
+    local error
+    ~ h^3 (ratio 8 when halving h), i.e. order 2, as the checker's psi_3 = phi_3/2 says; with the
+    D2 coefficient doubled (the positive control) it is ~ h^4."""
+    import mpmath
+
+    def g(lam):
+        return lam**2 / 2 + lam**3 / 6
+
+    def local_error(h, d2_factor):
+        lam0 = mpmath.mpf(0)
+        m0, m1, m2 = g(lam0), g(lam0 - h), g(lam0 - 2 * h)  # equal steps h0 = h1 = h
+        r0 = r1 = mpmath.mpf(1)
+        d1_0, d1_1 = (m0 - m1) / r0, (m1 - m2) / r1
+        d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
+        d2 = (d1_0 - d1_1) / (r0 + r1)
+        e = mpmath.exp(-h)
+        x0 = mpmath.mpf(1)
+        x1 = (
+            e * x0
+            - (e - 1) * m0
+            + ((e - 1) / h + 1) * d1
+            - d2_factor * ((e - 1 + h) / h**2 - mpmath.mpf(1) / 2) * d2
+        )
+        exact = e * x0 + mpmath.quad(lambda t: mpmath.exp(-(h - t)) * g(lam0 + t), [0, h])
+        return abs(x1 - exact)
+
+    with mpmath.workdps(40):
+        h = mpmath.mpf("0.02")
+        code = local_error(h, 1) / local_error(h / 2, 1)
+        doubled = local_error(h, 2) / local_error(h / 2, 2)
+    assert 7.5 < code < 8.5
+    assert 15 < doubled < 17

@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 from res_theory import library
-from res_theory.export import DEFAULT_OUT, dumps, tableau_document
+from res_theory.export import DEFAULT_OUT, REPORT_ORDER, dumps, tableau_document
 from res_torch.tableau import load_tableau
 
 
@@ -26,8 +26,8 @@ def test_file_loads_with_res_torch(name: str) -> None:
     tab = load_tableau(name)
     sym = library.get(name)
     assert tab.stages == sym.stages
-    assert tab.stiff_order == sym.stiff_order(4)
-    assert tab.classical_order == sym.classical_order(4)
+    assert tab.stiff_order == sym.stiff_order(REPORT_ORDER)
+    assert tab.classical_order == sym.classical_order(REPORT_ORDER)
     assert tab.is_multistep == (sym.kind == "multistep")
 
 
@@ -61,4 +61,4 @@ def test_classical_limit_order_agrees_with_nodepy(name: str) -> None:
     sym = library.get(name).at(**{p.name: p.default for p in library.get(name).parameters})
     c, A, b = sym.classical()
     assert all(sp.simplify(sum(row) - ci) == 0 for row, ci in zip(A, c, strict=True))
-    assert _classical_rk_order(c, A, b) == library.get(name).classical_order(4)
+    assert _classical_rk_order(c, A, b) == library.get(name).classical_order(REPORT_ORDER)

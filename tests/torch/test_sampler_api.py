@@ -292,3 +292,42 @@ def test_model_output_in_another_dtype_is_cast_to_the_sample_dtype(gaussian, met
     x = 80 * torch.randn(2, 8, generator=torch.Generator().manual_seed(10))
     out = sample(autocast_like, x, get_sigmas_karras(6, 0.002, 80.0), method=method, disable=True)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_cached_coefficients_are_reused_and_keyed_by_everything_that_matters(gaussian):
+    from res_torch.samplers import _PLANS
+
+    sigmas = get_sigmas_karras(6, 0.002, 80.0)
+    x = torch.ones(1, 2, dtype=torch.float64)
+    _PLANS.clear()
+    first = sample(gaussian.denoiser, x, sigmas, method="res_2s", c2=0.5, disable=True)
+    again = sample(gaussian.denoiser, x, sigmas.tolist(), method="res_2s", c2=0.5, disable=True)
+    assert len(_PLANS) == 1 and torch.equal(first, again)
+    other_c2 = sample(gaussian.denoiser, x, sigmas, method="res_2s", c2=1.0, disable=True)
+    other_sigmas = sample(gaussian.denoiser, x, sigmas * 1.01, method="res_2s", disable=True)
+    assert len(_PLANS) == 3
+    assert not torch.equal(first, other_c2) and not torch.equal(first, other_sigmas)
+
+
+@pytest.mark.parametrize(
+    "method", [m for m in available_tableaux() if not cached_tableau(m).is_multistep]
+)
+def test_stepper_coefficients_are_tableau_evaluate_numbers(method):
+    from res_torch.grid import make_grid
+    from res_torch.steppers import erk_coefficients
+
+    tableau = cached_tableau(method)
+    sigmas = torch.tensor([50.0, 7.0, 1.3, 0.2, 0.0], dtype=torch.float64)
+    grid = make_grid(sigmas)
+    coefficients = erk_coefficients(tableau, grid)
+    h = torch.log(sigmas[:3] / sigmas[1:4])
+    c, a, b = tableau.evaluate(h)
+    assert torch.equal(coefficients.weights[:3], h[:, None] * b)
+    assert torch.equal(coefficients.stage_weights[:3], h[:, None, None] * a)
+    assert torch.equal(coefficients.decay[:3], torch.exp(-h))
+    assert torch.allclose(
+        coefficients.stage_sigma[:3], sigmas[:3, None] * torch.exp(-c * h[:, None])
+    )
+    # the last step goes to sigma = 0: the denoiser output, one evaluation
+    assert grid.denoising == [False, False, False, True]
+    assert coefficients.weights[3].tolist() == [1.0] + [0.0] * (tableau.stages - 1)

@@ -36,7 +36,7 @@ def expected_order(method: str) -> int:
 
 def global_error(gaussian, method: str, steps: int) -> float:
     sigmas = get_sigmas_exponential(steps, SIGMA_MIN, SIGMA_MAX)[:-1]
-    x0 = torch.linspace(-30, 30, 7, dtype=torch.float64)[:, None]
+    x0 = torch.linspace(-3, 3, 7, dtype=torch.float64)[:, None]
     out = sample(gaussian.denoiser, x0, sigmas, method=method, disable=True)
     return (out - gaussian.exact(x0, SIGMA_MAX, SIGMA_MIN)).abs().max().item()
 
@@ -59,8 +59,10 @@ def test_named_sampler_converges_with_its_order(gaussian, method):
 
 @pytest.mark.parametrize("method", [m for m in available_tableaux() if m not in NAMED])
 def test_every_exported_tableau_reaches_its_classical_order(gaussian, method):
-    # at least the classical order (some methods superconverge on this problem)
-    assert observed_order(gaussian, method, [40, 80]) >= expected_order(method) - 0.2
+    # at least the classical order (some methods superconverge on this problem); order >= 5
+    # needs finer grids to leave the pre-asymptotic range (errors stay far above rounding)
+    steps = [40, 80] if expected_order(method) <= 4 else [80, 160]
+    assert observed_order(gaussian, method, steps) >= expected_order(method) - 0.2
 
 
 @pytest.mark.parametrize("c2", [0.3, 1.0])
