@@ -1,6 +1,7 @@
 """The RES diffusers schedulers: equal to res_torch's samplers in a real diffusers loop, exact on
 single-point data for every prediction type, and compatible with diffusers' configs."""
 
+import copy
 import importlib
 import math
 import sys
@@ -37,6 +38,12 @@ def unet():
     ).eval()
 
 
+@pytest.fixture(scope="module")
+def unet64(unet):
+    """The same network in float64, so that two implementations can be compared to 1e-10."""
+    return copy.deepcopy(unet).double()
+
+
 def _diffusers_loop(scheduler, unet, noise):
     """The standard diffusers denoising loop (as in DDPMPipeline / StableDiffusionPipeline)."""
     x = noise * scheduler.init_noise_sigma
@@ -51,11 +58,12 @@ def _diffusers_loop(scheduler, unet, noise):
     "scheduler_class, sampler",
     [(RESMultistepScheduler, "sample_res_2m"), (RESSinglestepScheduler, "sample_res_2s")],
 )
-def test_scheduler_in_a_diffusers_loop_equals_res_torch_sampler(unet, scheduler_class, sampler):
+def test_scheduler_in_a_diffusers_loop_equals_res_torch_sampler(unet64, scheduler_class, sampler):
+    unet = unet64
     ddpm = diffusers.DDPMScheduler()
     scheduler = scheduler_class.from_config(ddpm.config, use_karras_sigmas=True)
     scheduler.set_timesteps(6)
-    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     result = _diffusers_loop(scheduler, unet, noise)
 
     model = DiscreteEpsDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
@@ -64,7 +72,7 @@ def test_scheduler_in_a_diffusers_loop_equals_res_torch_sampler(unet, scheduler_
     with torch.no_grad():
         expected = getattr(res_torch, sampler)(model, x_ve, sigmas, disable=True)
     scale = expected.abs().max()
-    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=2e-6)
+    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=1e-10)
     assert scheduler.step_index == len(scheduler.timesteps)
 
 
@@ -79,14 +87,15 @@ def test_scheduler_in_a_diffusers_loop_equals_res_torch_sampler(unet, scheduler_
     ],
 )
 def test_any_tableau_with_v_prediction_equals_sample_erk(
-    unet, scheduler_class, tableau, parameters
+    unet64, scheduler_class, tableau, parameters
 ):
+    unet = unet64
     ddpm = diffusers.DDPMScheduler(prediction_type="v_prediction")
     scheduler = scheduler_class.from_config(
         ddpm.config, tableau=tableau, tableau_parameters=parameters
     )
     scheduler.set_timesteps(5)
-    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(8))
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     result = _diffusers_loop(scheduler, unet, noise)
 
     model = DiscreteVDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
@@ -96,15 +105,16 @@ def test_any_tableau_with_v_prediction_equals_sample_erk(
             model, x_ve, scheduler.sigmas, disable=True, tableau=tableau, **parameters
         )
     scale = expected.abs().max()
-    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=2e-6)
+    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("scheduler_class", SCHEDULERS)
-def test_flow_matching_loop_equals_sample_erk_on_the_flow_adapter(unet, scheduler_class):
+def test_flow_matching_loop_equals_sample_erk_on_the_flow_adapter(unet64, scheduler_class):
+    unet = unet64
     flow_match = diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True)
     scheduler = scheduler_class.from_config(flow_match.config)
     scheduler.set_timesteps(5, mu=0.5)
-    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(9))
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     result = _diffusers_loop(scheduler, unet, noise)
 
     model = FlowDenoiser(lambda x_t, t: unet(x_t, t).sample, timestep_scale=1000)
@@ -114,7 +124,7 @@ def test_flow_matching_loop_equals_sample_erk_on_the_flow_adapter(unet, schedule
             model, x_ve, scheduler.sigmas, disable=True, tableau=scheduler.tableau.name
         )
     scale = expected.abs().max()
-    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=2e-6)
+    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=1e-10)
 
 
 # ---------------------------------------------------------------- exact on single-point data
