@@ -48,7 +48,13 @@ class DefectConfig:
 
     @classmethod
     def quick(cls) -> DefectConfig:
-        return cls((("gmm", 32), ("digits", 32)), DETERMINISTIC_METHODS, (5, 9, 15, 25))
+        return cls(
+            (("gmm", 32), ("digits", 16)),
+            DETERMINISTIC_METHODS,
+            (5, 9, 15, 25),
+            reference_rtol=1e-5,
+            reference_bound=1e-2,
+        )
 
     @classmethod
     def full(cls) -> DefectConfig:

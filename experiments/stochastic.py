@@ -5,8 +5,8 @@ Each step first raises the noise level, ``sigma_hat = sigma_i (1 + gamma_i)`` wi
 adds fresh noise ``x_hat = x + sqrt(sigma_hat^2 - sigma_i^2) S_noise eps``, then takes one ODE
 step from ``sigma_hat`` to ``sigma_{i+1}`` (Karras et al. 2022, Alg. 2). The paper swaps EDM's
 Heun step for RES (Zhang, Song & Chen 2023, Sec. 4.3). A stochastic sampler has no
-same-noise ODE reference, so the metric is sample quality: the Fréchet distance to held-out
-data (:func:`experiments.paper_problems.frechet_to_data`) against NFE at fixed churn, every
+same-noise ODE reference, so the metric is sample quality: the Fréchet distance to the data
+set (:func:`experiments.paper_problems.frechet_to_data`) against NFE at fixed churn, every
 method getting the same initial noise and the same churn-noise generator seed.
 
 Run: ``python -m experiments.stochastic [--quick] [--device cuda] [--out DIR]``.

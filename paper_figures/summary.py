@@ -112,7 +112,7 @@ def results_markdown(
         lines += [_pair_sentence(defect_cmp, problem, r, d, "defect") for r, d in PAIRS]
         if any(c["problem"] == problem for c in quality_cmp):
             lines.append("")
-            lines.append("Sample quality (Fréchet distance to held-out data):")
+            lines.append("Sample quality (Fréchet distance to the data set, in fixed features):")
             lines += [_pair_sentence(quality_cmp, problem, r, d, "Fréchet") for r, d in PAIRS]
         lines.append("")
     if notes:

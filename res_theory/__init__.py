@@ -2,7 +2,11 @@
 
 Public API::
 
-    from res_theory import phi, order_conditions, check, derive, library, export_all
+    from res_theory import phi, paper_phi, phi_mp, order_conditions, check, ExpTableau, Z
+    from res_theory import library          # library.get("res_2s"), library.names()
+    from res_theory.derive import derive    # derive(3, 3) -> Derivation
+    from res_theory.export import export_all
+    from res_theory.load import load        # read a res-tableau JSON back
 """
 
 __version__ = "0.1.0"

@@ -28,7 +28,12 @@ def _conditions(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    tableau = library.get(args.name)
+    if args.name.endswith(".json"):
+        from res_theory.load import load
+
+        tableau = load(args.name)
+    else:
+        tableau = library.get(args.name)
     values = {k: v for k, v in (("c2", args.c2), ("c3", args.c3)) if v is not None}
     if values:
         tableau = tableau.at(**values)
@@ -64,8 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("conditions", help="list the stiff order conditions")
     p.add_argument("--order", type=int, default=4)
     p.set_defaults(run=_conditions)
-    p = sub.add_parser("check", help="check a named tableau against the conditions")
-    p.add_argument("name")
+    p = sub.add_parser(
+        "check", help="check a named tableau (or a .json file) against the conditions"
+    )
+    p.add_argument("name", help="library name or path to a res-tableau .json file")
     p.add_argument("--c2", type=str)
     p.add_argument("--c3", type=str)
     p.add_argument("--order", type=int, default=4)

@@ -161,7 +161,7 @@ def _in_training_range(sigma: float) -> bool:
     return abs(math.log(sigma) - P_MEAN) <= 3 * P_STD
 
 
-@pytest.mark.parametrize(("name", "count"), [("digits", 0), ("patches32", 256)])
+@pytest.mark.parametrize(("name", "count"), [("digits", 0), ("patches32", 128)])
 def test_bundled_denoiser_beats_trivial_estimators_on_held_out_data(name, count):
     """Held-out data, sigma on a log grid over [0.002, 80], one fixed noise draw per sigma.
 

@@ -8,8 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
-from experiments.experiment_runner import cached_rows, config_key, read_csv, write_csv
+from experiments.experiment_runner import (
+    cached_rows,
+    config_key,
+    read_csv,
+    resolve_device,
+    write_csv,
+)
 from paper_figures import plots
 from paper_figures.summary import compare_res_to_dpmpp, results_markdown
 
@@ -104,3 +111,23 @@ def test_plots_write_png_files(tmp_path: Path) -> None:
     ]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_request_without_cuda_is_refused() -> None:
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda")
+
+
+def test_experiment_command_line_writes_its_table(tmp_path: Path) -> None:
+    from experiments.residuals import main
+
+    main(["--quick", "--device", "cpu", "--out", str(tmp_path)])
+    rows = read_csv(tmp_path / "residuals.csv")
+    psi_2 = [r for r in rows if r["table"] == "psi" and r["condition"] == "psi_2"]
+    res = [abs(r["residual"]) for r in psi_2 if r["method"] == "res_2s"]
+    dpm = {r["h"]: r["residual"] for r in psi_2 if r["method"] == "dpmpp_2s"}
+    # RES: psi_2 = 0 identically; DPM-Solver++(2S): psi_2 = phi_2 - phi_1/2 = h/12 + O(h^2).
+    assert max(res) < 1e-14
+    assert dpm[min(dpm)] == pytest.approx(min(dpm) / 12, rel=0.01)
+    assert {r["method"] for r in rows if r["table"] == "c2_sweep"} == {"dpmpp_2s", "res_2s"}

@@ -76,3 +76,47 @@ def test_multistep_structure() -> None:
             kind="multistep",
             startup=("ddim",),
         )
+
+
+def test_load_round_trip_and_malformed_json(tmp_path) -> None:
+    import json
+
+    from res_theory.export import dumps, tableau_document
+    from res_theory.load import load
+
+    for name in ("res_2s", "krogstad", "res_3m"):
+        original = library.get(name)
+        path = tmp_path / f"{name}.json"
+        path.write_text(dumps(tableau_document(original)))
+        back = load(path)
+        assert back.kind == original.kind and back.startup == original.startup
+        assert [p.name for p in back.parameters] == [p.name for p in original.parameters]
+        for x, y in zip(
+            (*back.b, *(e for r in back.A for e in r)),
+            (*original.b, *(e for r in original.A for e in r)),
+            strict=True,
+        ):
+            assert sp.expand(x - y) == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(TableauError, match="not valid JSON"):
+        load(bad)
+    bad.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(TableauError, match="not a res-tableau"):
+        load(bad)
+    doc = tableau_document(library.get("res_2s"))
+    doc["b"][0][0]["coefficient"] = "__import__('os').getcwd()"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(TableauError, match="unsupported construct"):
+        load(bad)
+    doc = tableau_document(library.get("res_2s"))
+    doc["A"][1] = []
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(TableauError, match="strictly lower triangular"):
+        load(bad)
+    del doc["b"]
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(TableauError, match="missing key"):
+        load(bad)
+    with pytest.raises(TableauError, match="no tableau file"):
+        load(tmp_path / "absent.json")

@@ -80,3 +80,13 @@ def test_derive_3_stage_order_3_finds_res_3s() -> None:
         for j in range(i):
             assert sp.simplify(result.tableau.A[i][j] - ref.A[i][j]) == 0
     assert result.tableau.scalar_order(3) == 3
+
+
+def test_check_command_reads_json_files(tmp_path, capsys) -> None:
+    assert main(["export", "krogstad", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "krogstad.json")]) == 0
+    assert "stiff order 3" in capsys.readouterr().out
+    (tmp_path / "broken.json").write_text("[")
+    assert main(["check", str(tmp_path / "broken.json")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
