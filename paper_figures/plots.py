@@ -47,14 +47,17 @@ STYLE: dict[str, dict[str, Any]] = {
 CONDITION_LINES = {"psi_1": ":", "psi_2": "-", "psi_3": "--"}
 
 
+NFE_TICKS = (2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200)
+
+
 def _nfe_axis(ax, rows: Rows) -> None:
-    """Log NFE axis labelled with the budgets that were run."""
-    ticks = sorted({r["nfe"] for r in rows if r["nfe"] > 0})
+    """Log NFE axis with round tick labels spanning the budgets that were run."""
+    budgets = [r["nfe"] for r in rows if r["nfe"] > 0]
+    ticks = [t for t in NFE_TICKS if min(budgets) <= t <= max(budgets)] or sorted(set(budgets))
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([str(t) for t in ticks]))
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.tick_params(axis="x", labelsize=7)
 
 
 def _label(method: str) -> str:

@@ -61,6 +61,11 @@ def compare_res_to_dpmpp(rows: Rows, metric: str) -> list[dict[str, Any]]:
     return out
 
 
+def _percent(change: float) -> str:
+    """``+12.3%``, or ``n/a`` where the DPM-Solver++ value is 0 (no relative change)."""
+    return "n/a" if math.isnan(change) else f"{change:+.1f}%"
+
+
 def _pair_sentence(comparisons: Rows, problem: str, res: str, dpm: str, what: str) -> str:
     mine = [c for c in comparisons if c["problem"] == problem and c["res"] == res]
     if not mine:
@@ -73,11 +78,11 @@ def _pair_sentence(comparisons: Rows, problem: str, res: str, dpm: str, what: st
         verdict = "RES better" if c["change_pct"] < 0 else "RES not better"
         parts.append(
             f"at NFE {PAPER_NFE}: {what} {c['res_value']:.4g} vs {c['dpmpp_value']:.4g}, "
-            f"{c['change_pct']:+.1f}% ({verdict})"
+            f"{_percent(c['change_pct'])} ({verdict})"
         )
     else:
         parts.append(f"NFE {PAPER_NFE} not run for this pair")
-    changes = ", ".join(f"{c['nfe']}: {c['change_pct']:+.1f}%" for c in mine)
+    changes = ", ".join(f"{c['nfe']}: {_percent(c['change_pct'])}" for c in mine)
     parts.append(f"RES lower at {len(wins)} of {len(mine)} NFEs ({changes})")
     return f"- **{res} vs {dpm}**: " + "; ".join(parts) + "."
 

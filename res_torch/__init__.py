@@ -1,5 +1,12 @@
 """res_torch: exponential-integrator samplers for diffusion models, driven by res-tableau files."""
 
+from res_torch.adapters import (
+    DiscreteEpsDenoiser,
+    DiscreteSchedule,
+    DiscreteVDenoiser,
+    EDMDenoiser,
+    FlowDenoiser,
+)
 from res_torch.grid import SigmasError, StepGrid, make_grid
 from res_torch.nfe import NFEBudgetError, evaluations_per_step, nfe, sigmas_for_nfe
 from res_torch.noise import ancestral_step, churn_gamma, default_noise_sampler
@@ -32,6 +39,11 @@ from res_torch.steppers import NonFiniteSampleError
 from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
 
 __all__ = [
+    "DiscreteEpsDenoiser",
+    "DiscreteSchedule",
+    "DiscreteVDenoiser",
+    "EDMDenoiser",
+    "FlowDenoiser",
     "SAMPLERS",
     "NFEBudgetError",
     "NonFiniteSampleError",
