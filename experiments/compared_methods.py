@@ -78,7 +78,8 @@ def get_method(name: str) -> Method:
 
 
 def evaluations_per_step(name: str) -> int:
-    """Denoiser evaluations of one non-final step of method ``name`` (``res_torch.evaluations_per_step``)."""
+    """Denoiser evaluations of one non-final step of method ``name``
+    (``res_torch.evaluations_per_step``; UniPC: 1)."""
     from res_torch import evaluations_per_step as per_step
 
     get_method(name)
@@ -87,7 +88,7 @@ def evaluations_per_step(name: str) -> int:
 
 def attainable_nfe(name: str, nfe: int) -> int:
     """The largest budget ``<= nfe`` that method ``name`` spends exactly: ``s k + 1`` for ``s``
-    evaluations per step, ``k >= 1`` steps and the final denoising evaluation (``res_torch.evaluations_per_step``).
+    evaluations per step, ``k >= 1`` steps and the final denoising evaluation.
     Raises :class:`MethodError` when ``nfe < s + 1`` (not even one step fits)."""
     if not isinstance(nfe, int) or isinstance(nfe, bool):
         raise MethodError(f"nfe must be an integer, got {nfe!r}")
@@ -100,14 +101,15 @@ def attainable_nfe(name: str, nfe: int) -> int:
     return per_step * ((nfe - 1) // per_step) + 1
 
 
-def attainable_budgets(name: str, nfes: Sequence[int]) -> list[int]:
-    """The distinct budgets :func:`attainable_nfe` makes of ``nfes`` for method ``name``,
-    ascending; requested budgets too small for the method are left out."""
-    budgets = set()
-    for nfe in nfes:
+def attainable_budgets(name: str, nfes: Sequence[int]) -> dict[int, int]:
+    """``{spent: requested}``: the distinct budgets :func:`attainable_nfe` makes of ``nfes``
+    for method ``name`` (ascending), each with the smallest requested budget that gives it;
+    requested budgets too small for the method are left out."""
+    budgets: dict[int, int] = {}
+    for nfe in sorted(nfes):
         if nfe >= evaluations_per_step(name) + 1:
-            budgets.add(attainable_nfe(name, nfe))
-    return sorted(budgets)
+            budgets.setdefault(attainable_nfe(name, nfe), nfe)
+    return dict(sorted(budgets.items()))
 
 
 def build_sigmas(

@@ -94,7 +94,7 @@ def defect_rows(
     )
     rows = []
     for name in methods:
-        for nfe in attainable_budgets(name, nfes):
+        for nfe, requested in attainable_budgets(name, nfes).items():
             out = run_method(
                 name,
                 problem.denoiser,
@@ -110,6 +110,7 @@ def defect_rows(
                     "kind": problem.kind,
                     "method": name,
                     "nfe": nfe,
+                    "nfe_requested": requested,
                     "schedule": schedule,
                     "rho": rho,
                     **(extra_columns or {}),

@@ -131,8 +131,12 @@ def experiment_main(
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output directory")
     args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+    except (RuntimeError, ValueError) as err:
+        parser.error(str(err))
     config = config_class.quick() if args.quick else config_class.full()
-    rows = run(config, resolve_device(args.device))
+    rows = run(config, device)
     path = write_csv(rows, args.out / f"{name}.csv")
     print(f"wrote {len(rows)} rows to {path}")
     return path

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from experiments.experiment_runner import resolve_device
 from paper_figures.pipeline import EXPERIMENTS, run_pipeline
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "output"
@@ -23,7 +23,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "output"
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m paper_figures", description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="small configurations (about 3 minutes on 2 CPU cores)"
+        "--quick",
+        action="store_true",
+        help="small configurations (at most about 3 minutes on 2 CPU cores)",
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--out", type=Path, default=None, help="output directory")
@@ -36,21 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run only these experiments (figures of the others are skipped)",
     )
     args = parser.parse_args(argv)
+    try:
+        resolve_device(args.device)
+    except (RuntimeError, ValueError) as err:
+        parser.error(str(err))
     out = args.out or DEFAULT_OUT.with_name("output_quick" if args.quick else "output")
     command = "python -m paper_figures" + (" --quick" if args.quick else "")
-    try:
-        failures = run_pipeline(
-            out,
-            quick=args.quick,
-            device=args.device,
-            force=args.force,
-            command=command,
-            only=args.only,
-        )
-    except ValueError as err:
-        traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    failures = run_pipeline(
+        out, quick=args.quick, device=args.device, force=args.force, command=command, only=args.only
+    )
     for name, message in failures.items():
         print(f"experiment {name} FAILED: {message}", file=sys.stderr)
     print(f"results in {out}")

@@ -89,11 +89,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _line(ax, rows: Rows, x: str, y: str, method: str) -> None:
+def _line(ax, rows: Rows, x: str, y: str, method: str, suffix: str = "") -> None:
     points = sorted((r[x], r[y]) for r in rows if r["method"] == method and _finite_positive(r[y]))
     if points:
         xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, label=_label(method), **STYLE.get(method, {}))
+        ax.plot(xs, ys, label=_label(method) + suffix, **STYLE.get(method, {}))
 
 
 def plot_metric_vs_nfe(rows: Rows, metric: str, ylabel: str, path: Path) -> Path:
@@ -122,30 +122,33 @@ def plot_metric_vs_nfe(rows: Rows, metric: str, ylabel: str, path: Path) -> Path
 
 
 def plot_schedule_robustness(rows: Rows, path: Path) -> Path:
-    """One panel per (problem, NFE): defect against Karras ``rho`` (log axis; ``rho = 1`` is
-    uniform in sigma; the exponential schedule, ``rho = inf``, is drawn at the right edge)."""
-    keys = _unique((r["problem"], r["nfe"]) for r in rows)
+    """One panel per (problem, requested NFE): defect against Karras ``rho`` (log axis;
+    ``rho = 1`` is uniform in sigma; the exponential schedule, ``rho = inf``, is drawn at the
+    right edge). A method that spent a smaller budget (RES-3S: 7 for 9) says so in the legend."""
+    keys = _unique((r["problem"], r["nfe_requested"]) for r in rows)
     fig, axes = _panels(len(keys))
     finite = [r["rho_swept"] for r in rows if math.isfinite(r["rho_swept"])]
     at_inf = 2 * max(finite) if finite else 1.0
-    for ax, (problem, nfe) in zip(axes, keys, strict=False):
+    for ax, (problem, requested) in zip(axes, keys, strict=False):
         mine = [
             {**r, "rho_plot": r["rho_swept"] if math.isfinite(r["rho_swept"]) else at_inf}
             for r in rows
-            if r["problem"] == problem and r["nfe"] == nfe
+            if r["problem"] == problem and r["nfe_requested"] == requested
         ]
         for method in _unique(r["method"] for r in mine):
-            _line(ax, mine, "rho_plot", "defect", method)
+            spent = {r["nfe"] for r in mine if r["method"] == method}
+            label = f" (NFE {min(spent)})" if spent != {requested} else ""
+            _line(ax, mine, "rho_plot", "defect", method, label)
         ax.axvline(7.0, color="k", linewidth=0.6, alpha=0.5)
         ax.set(
             xscale="log",
             yscale="log",
             xlabel="Karras rho (right edge: exponential)",
             ylabel="defect (mean L2)",
-            title=f"{problem}, NFE {nfe}",
+            title=f"{problem}, NFE {requested}",
         )
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7)
+        ax.legend(fontsize=6)
     return _save(fig, path)
 
 

@@ -45,7 +45,7 @@ def test_nfe_too_small_for_method(name: str, smallest: int) -> None:
 def test_budgets_round_down_to_attainable() -> None:
     assert attainable_nfe("res_2s", 10) == 9
     assert attainable_nfe("res_3s", 9) == 7
-    assert attainable_budgets("res_3s", (3, 5, 9, 10, 12)) == [4, 7, 10]
+    assert attainable_budgets("res_3s", (12, 3, 5, 9, 10)) == {4: 5, 7: 9, 10: 10}
     with pytest.raises(MethodError, match="nearest budget below is 9"):
         build_sigmas("res_2s", 10)
 

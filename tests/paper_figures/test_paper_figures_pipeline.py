@@ -1,6 +1,6 @@
 """The figure pipeline end to end: ``python -m paper_figures --quick`` writes every figure, table
-and RESULTS.md (slow: the quick run takes about three minutes on 2 cores), and the same pipeline
-on tiny configurations of the exact Gaussian-mixture problem (fast)."""
+and RESULTS.md (0.5-1.5 minutes on 2 shared cores), and the same pipeline on tiny configurations
+of the exact Gaussian-mixture problem, run twice to check that the second run is all cache."""
 
 from __future__ import annotations
 
@@ -90,7 +90,6 @@ def test_pipeline_rejects_unknown_experiment(tmp_path: Path) -> None:
         )
 
 
-@pytest.mark.slow
 def test_quick_figure_run_writes_every_file(tmp_path: Path) -> None:
     result = subprocess.run(
         [

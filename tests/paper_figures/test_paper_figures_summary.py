@@ -88,7 +88,11 @@ def test_plots_write_png_files(tmp_path: Path) -> None:
     defect.append(
         {"problem": "digits", "kind": "trained", "method": "reference", "nfe": 0, "defect": 0.1}
     )
-    schedule = [{**r, "rho_swept": rho} for r in defect[:3] for rho in (1.0, 7.0, math.inf)]
+    schedule = [
+        {**r, "rho_swept": rho, "nfe_requested": 9}
+        for r in defect[:3]
+        for rho in (1.0, 7.0, math.inf)
+    ]
     stochastic = [{**r, "s_churn": 10.0, "frechet": r["defect"]} for r in defect[:3]]
     psi = [
         {
