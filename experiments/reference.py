@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from experiments.problems.base import Denoiser
+from res_torch.steppers import Denoiser
 
 __all__ = [
     "ReferenceError",

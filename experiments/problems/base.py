@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Denoiser", "DiffusionProblem", "ProblemError", "SemilinearProblem"]
+from res_torch.steppers import Denoiser
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["Denoiser", "DiffusionProblem", "ProblemError", "SemilinearProblem"]
 
 
 class ProblemError(ValueError):
