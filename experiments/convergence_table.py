@@ -1,6 +1,6 @@
 """Experiment 6: the convergence-slope results of :mod:`experiments.convergence`, as one table.
 
-Runs the convergence engineer's study (:func:`experiments.convergence.run_convergence`: every
+Runs the convergence study (:func:`experiments.convergence.run_convergence`: every
 shipped tableau on every test problem, error against uniform step size, least-squares order
 over the asymptotic range, compared with the classical/stiff order the theory predicts) and
 flattens its results into rows: ``table = "errors"`` rows ``{problem, method, n_steps, h,

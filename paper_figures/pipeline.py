@@ -118,7 +118,7 @@ def _draw_convergence(rows: Rows, out: Path, command: str) -> Figures:
     return [
         (
             "convergence.png",
-            "Convergence of the global error with step count on the convergence engineer's "
+            "Convergence of the global error with step count on the convergence test "
             "problems (experiments.convergence), observed orders in the table. Made by "
             f"`{command}`; table convergence.csv.",
         )
