@@ -40,6 +40,12 @@ REPRESENTATIVE = [
 # res_3m starts with one step of ddim (first order, local error O(h^2)), which limits the global
 # error of the third-order multistep formula to O(h^2) on non-stiff problems: measured 1.9-2.2.
 STARTUP_LIMITED = {"res_3m": "startup ddim (local error O(h^2)) limits the global order to 2"}
+# A fifth-order method reaches the references' accuracy floor (~1e-9, DOP853 at rtol 1e-10)
+# before the quick step range leaves three points to fit; its order is measured on the
+# manufactured problems, whose solutions are exact.
+BELOW_REFERENCE_FLOOR = {
+    "luan_ostermann5": "errors fall below the reference's accuracy floor within the quick steps"
+}
 
 
 @cache
@@ -107,7 +113,11 @@ def test_classical_order_on_exact_denoiser_problems(problem, method):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("problem", "method"),
-    _params(["gaussian_mixture", "digits"], sorted(set(METHODS) - set(REPRESENTATIVE))),
+    _params(
+        ["gaussian_mixture", "digits"],
+        sorted(set(METHODS) - set(REPRESENTATIVE)),
+        BELOW_REFERENCE_FLOOR,
+    ),
 )
 def test_classical_order_on_exact_denoiser_problems_all_methods(problem, method):
     _check(convergence_study(problem, method, quick=True))
