@@ -175,7 +175,7 @@ def plot_stochastic(rows: Rows, path: Path) -> Path:
 def plot_psi_residuals(rows: Rows, path: Path) -> Path:
     """``|psi_j(h)|`` against step size ``h``, one line per (method, c2, j); identically-zero
     residuals (below 1e-14 everywhere) are listed in the legend instead of drawn."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     zero = []
     for key in _unique((r["method"], r["c2"], r["condition"]) for r in rows):
         mine = sorted(
@@ -208,7 +208,7 @@ def plot_psi_residuals(rows: Rows, path: Path) -> Path:
         title="order-condition residuals",
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _save(fig, path)
 
 
