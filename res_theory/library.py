@@ -260,6 +260,9 @@ def res_2m() -> ExpTableau:
 
 
 def res_3m() -> ExpTableau:
+    """Third-order RES multistep. Start-up: one ``res_2s`` step (second order at its default
+    ``c2 = 1/2``, local error ``O(h^3)``), then one ``res_2m`` step, so the starting values do
+    not limit the global order 3 (a first-order ``ddim`` first step would cap it at 2)."""
     b = derive_multistep((c2, c3))
     return ExpTableau(
         "res_3m",
@@ -269,7 +272,7 @@ def res_3m() -> ExpTableau:
         b,
         parameters=(_history("c2", -1), _history("c3", -2)),
         kind="multistep",
-        startup=("ddim", "res_2m"),
+        startup=("res_2s", "res_2m"),
         source=f"this project (res_theory.derive.derive_multistep), in the spirit of {ZSC}",
         derivation="derive_multistep(3): psi_1 = psi_2 = psi_3 = 0 identically (linear solve)",
     )

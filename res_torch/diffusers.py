@@ -153,6 +153,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
     ]
     _default_tableau = ""
     _stage_sigmas: torch.Tensor  # VE noise level of every entry of ``timesteps`` (set by _plan)
+    _stages: list[tuple[int, int]]  # (step, stage) of every entry of ``timesteps`` (set by _plan)
 
     @register_to_config
     def __init__(
@@ -511,7 +512,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         self._step_index = matches[0]
 
     def _step_starts(self) -> list[int]:
-        return list(range(len(self._stage_sigmas)))
+        return [k for k, (_, i) in enumerate(self._stages) if i == 0]
 
     def _reset(self) -> None:
         """Forget the solver state (a new run starts at ``step_index``)."""
@@ -528,8 +529,13 @@ class RESMultistepScheduler(_RESScheduler):
     One network call per step. Step ``n`` uses the stored denoiser values of the previous steps
     as stages ``j >= 2`` with nodes ``c_j = (lambda_{n-j+1} - lambda_n)/h_n``
     (``docs/tableau_format.md``): ``x_{n+1} = e^{-h} x_n + h sum_j b_j(h; c) D_{n-j+1}``. The
-    first steps use the tableau's ``startup`` methods (one-stage or multistep tableaux).
-    ``tableau_parameters`` sets free (non-history) parameters.
+    first steps use the tableau's ``startup`` methods. A start-up step of an ``s``-stage
+    single-step method (``res_3m`` starts with ``res_2s``) makes ``s`` network calls, listed in
+    ``timesteps`` as :class:`RESSinglestepScheduler` does, and keeps its first stage value as the
+    history value of the step (as :func:`res_torch.steppers.run_multistep` does). Such a step
+    has its stages in ``timesteps`` only at its place in the start-up sequence, so a run that
+    starts mid-schedule (``set_begin_index``) with a method whose first start-up method has
+    several stages is refused. ``tableau_parameters`` sets free (non-history) parameters.
     """
 
     order = 1
@@ -543,27 +549,41 @@ class RESMultistepScheduler(_RESScheduler):
                 f"history nodes {sorted(given & history)} are set from the grid; "
                 "do not pass them in tableau_parameters"
             )
-        methods = [self.tableau] + [
+        if not self.tableau.is_multistep and self.tableau.stages != 1:
+            raise ValueError(
+                f"RESMultistepScheduler runs multistep or one-stage tableaux; "
+                f"{self.tableau.name!r} is a {self.tableau.stages}-stage single-step method "
+                "(use RESSinglestepScheduler)"
+            )
+        self._methods = [self.tableau] + [
             _load_related(name, self._tableau_folder) for name in self.tableau.startup
         ]
-        for method in methods:
-            if not method.is_multistep and method.stages != 1:
-                raise ValueError(
-                    f"RESMultistepScheduler runs multistep or one-stage tableaux; {method.name!r} "
-                    f"is a {method.stages}-stage single-step method (use RESSinglestepScheduler)"
-                )
-        self._methods = methods
 
     def _method_for_step(self, n: int) -> Tableau:
         startup = self._methods[1:]
         return startup[n] if n < len(startup) else self._methods[0]
 
     def _plan(self) -> None:
-        self._stage_sigmas = self.sigmas[:-1].clone()
+        sig = self.sigmas
+        stage_sigmas: list[float] = []
+        self._stages = []
+        self._singlestep: dict[int, dict[str, Any]] = {}  # steps of multi-stage start-up methods
+        for n in range(len(sig) - 1):
+            method = self._method_for_step(n)
+            if sig[n + 1] == 0 or method.is_multistep or method.stages == 1:
+                self._stages.append((n, 0))
+                stage_sigmas.append(float(sig[n]))
+                continue
+            self._singlestep[n] = _erk_step(method, sig[n], sig[n + 1], {})
+            self._stages += [(n, i) for i in range(method.stages)]
+            stage_sigmas += self._singlestep[n]["stage_sigmas"]
+        self._stage_sigmas = torch.tensor(stage_sigmas, dtype=torch.float64)
         self._reset()
 
     def _reset(self) -> None:
         self._history: list[torch.Tensor] = []
+        self._x_n: torch.Tensor | None = None
+        self._stage_values: list[torch.Tensor] = []
 
     def _weights(self, n: int, previous: int) -> tuple[float, list[float]]:
         """``(e^{-h}, h b)`` of step ``n`` with ``previous`` stored evaluations available.
@@ -582,13 +602,29 @@ class RESMultistepScheduler(_RESScheduler):
         return float(sig[n + 1] / sig[n]), (h * b[0]).tolist()
 
     def _advance(self, x: torch.Tensor, denoised: torch.Tensor) -> tuple[torch.Tensor, float]:
-        n = self._step_index
+        n, i = self._stages[self._step_index]
         sigma_next = float(self.sigmas[n + 1])
-        previous = len(self._history)
-        values = [denoised, *self._history]
-        self._history = values[: self.tableau.stages - 1]
+        values = [denoised, *self._history]  # this step's value and the previous steps'
+        previous = len(values) - 1
+        if i == 0:
+            self._history = values[: self.tableau.stages - 1]
+        if n in self._singlestep:
+            if i == 0:
+                self._x_n, self._stage_values = x, []
+            elif self._x_n is None or len(self._stage_values) != i:
+                raise ValueError("RESMultistepScheduler.step called out of stage order")
+            self._stage_values.append(denoised)
+            x_next, done = _erk_stage(self._singlestep[n], self._x_n, self._stage_values)
+            return x_next, sigma_next if done else float(self._stage_sigmas[self._step_index + 1])
         if sigma_next == 0:
             return denoised, 0.0
+        method = self._method_for_step(previous)
+        if not method.is_multistep and method.stages != 1:
+            raise ValueError(
+                f"a run of {self.tableau.name!r} cannot start at step {n}: its start-up method "
+                f"{method.name!r} has {method.stages} stages, which timesteps lists only at "
+                "step 0; start at the first timestep"
+            )
         decay, hb = self._weights(n, previous)
         x_next = decay * x
         for weight, d in zip(hb, values[: len(hb)], strict=True):
@@ -628,31 +664,15 @@ class RESSinglestepScheduler(_RESScheduler):
                 self._stages.append((n, 0))
                 stage_sigmas.append(float(sig[n]))
                 continue
-            h = torch.log(sig[n] / sig[n + 1]).reshape(1)
-            c, a, b = self.tableau.evaluate(h, values)
-            decay_c = torch.exp(-c[0] * h)
-            self._coefficients.append(
-                {
-                    "final": False,
-                    "decay": float(sig[n + 1] / sig[n]),
-                    "decay_c": decay_c.tolist(),
-                    "ha": (h * a[0]).tolist(),
-                    "hb": (h * b[0]).tolist(),
-                    "sigma_next": float(sig[n + 1]),
-                }
-            )
-            for i in range(self.tableau.stages):
-                self._stages.append((n, i))
-                stage_sigmas.append(float(sig[n] * decay_c[i]))
+            self._coefficients.append(_erk_step(self.tableau, sig[n], sig[n + 1], values))
+            self._stages += [(n, i) for i in range(self.tableau.stages)]
+            stage_sigmas += self._coefficients[-1]["stage_sigmas"]
         self._stage_sigmas = torch.tensor(stage_sigmas, dtype=torch.float64)
         self._reset()
 
     def _reset(self) -> None:
         self._x_n: torch.Tensor | None = None
         self._stage_values: list[torch.Tensor] = []
-
-    def _step_starts(self) -> list[int]:
-        return [k for k, (_, i) in enumerate(self._stages) if i == 0]
 
     def _advance(self, x: torch.Tensor, denoised: torch.Tensor) -> tuple[torch.Tensor, float]:
         n, i = self._stages[self._step_index]
@@ -664,16 +684,49 @@ class RESSinglestepScheduler(_RESScheduler):
         elif self._x_n is None or len(self._stage_values) != i:
             raise ValueError("RESSinglestepScheduler.step called out of stage order")
         self._stage_values.append(denoised)
-        x_n = self._x_n
-        if i + 1 < self.tableau.stages:
-            x_next = coefficients["decay_c"][i + 1] * x_n
-            for weight, d in zip(coefficients["ha"][i + 1], self._stage_values, strict=False):
-                x_next = x_next + weight * d
-            return x_next, float(self._stage_sigmas[self._step_index + 1])
-        x_next = coefficients["decay"] * x_n
-        for weight, d in zip(coefficients["hb"], self._stage_values, strict=True):
+        x_next, done = _erk_stage(coefficients, self._x_n, self._stage_values)
+        return x_next, coefficients["sigma_next"] if done else float(
+            self._stage_sigmas[self._step_index + 1]
+        )
+
+
+def _erk_step(
+    tableau: Tableau, sigma: torch.Tensor, sigma_next: torch.Tensor, values: dict[str, Any]
+) -> dict[str, Any]:
+    """Coefficients of one step of the single-step ``tableau`` from ``sigma`` to
+    ``sigma_next > 0``: ``h = log(sigma/sigma_next)``, ``decay = e^{-h}``, ``decay_c = e^{-c h}``,
+    ``ha = h A``, ``hb = h b`` and the stage noise levels ``sigma e^{-c h}``."""
+    h = torch.log(sigma / sigma_next).reshape(1)
+    c, a, b = tableau.evaluate(h, values)
+    decay_c = torch.exp(-c[0] * h)
+    return {
+        "final": False,
+        "decay": float(sigma_next / sigma),
+        "decay_c": decay_c.tolist(),
+        "ha": (h * a[0]).tolist(),
+        "hb": (h * b[0]).tolist(),
+        "sigma_next": float(sigma_next),
+        "stage_sigmas": (sigma * decay_c).tolist(),
+    }
+
+
+def _erk_stage(
+    coefficients: dict[str, Any], x_n: torch.Tensor, stage_values: list[torch.Tensor]
+) -> tuple[torch.Tensor, bool]:
+    """After the ``i``-th stage value (``len(stage_values) = i``) of a step of
+    :func:`_erk_step`: ``(U_{i+1}, False)``, ``U_{i+1} = e^{-c_{i+1} h} x_n + sum_j h a_{i+1,j}
+    D_j``, or after the last stage ``(x_{n+1}, True)``, ``x_{n+1} = e^{-h} x_n + sum_j h b_j D_j``.
+    """
+    i = len(stage_values)
+    if i < len(coefficients["hb"]):
+        x_next = coefficients["decay_c"][i] * x_n
+        for weight, d in zip(coefficients["ha"][i], stage_values, strict=False):
             x_next = x_next + weight * d
-        return x_next, coefficients["sigma_next"]
+        return x_next, False
+    x_next = coefficients["decay"] * x_n
+    for weight, d in zip(coefficients["hb"], stage_values, strict=True):
+        x_next = x_next + weight * d
+    return x_next, True
 
 
 def _names(tableau: Tableau) -> set[str]:

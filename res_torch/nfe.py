@@ -3,9 +3,14 @@
 Counting rule (the paper's, which counts the final denoising evaluation): a run over
 ``sigmas = (sigma_0, ..., sigma_N)`` has ``N`` steps; a step to ``sigma = 0`` costs 1 evaluation
 (the denoiser output is the result); every other step costs ``s`` evaluations for an ``s``-stage
-single-step method, 2 for Heun, 1 for Euler/DDIM and 1 for a multistep method (its start-up
-steps included). So ``nfe = s (N - 1) + 1`` for a schedule ending in 0, and ``s N`` otherwise.
-Example: RES-2S at NFE 9 takes 4 two-stage steps and the final denoising step (5 nonzero sigmas).
+single-step method, 2 for Heun, 1 for Euler/DDIM and 1 for a multistep method, except that the
+``k``-th step of a multistep method (``k < len(startup)``) costs what its start-up method costs
+(``s`` for an ``s``-stage single-step start-up method, 1 for a multistep one). So
+``nfe = sum_{k < N - 1} cost_k + 1`` for a schedule ending in 0 and ``sum_{k < N} cost_k``
+otherwise; for a method without multi-stage start-up, ``nfe = s (N - 1) + 1`` and ``s N``.
+Examples: RES-2S at NFE 9 takes 4 two-stage steps and the final denoising step (5 nonzero
+sigmas); RES-3M (start-up RES-2S, RES-2M) with ``N - 1 >= 1`` non-final steps costs
+``(N - 1) + 1 + 1`` (one extra evaluation for the RES-2S stage, 1 for the final step).
 """
 
 from __future__ import annotations
@@ -45,21 +50,37 @@ class NFEBudgetError(ValueError):
     """An NFE budget that the method cannot spend exactly."""
 
 
+def _tableau_of(method: str | Path | Tableau) -> Tableau:
+    if isinstance(method, Tableau):
+        return method
+    try:
+        return cached_tableau(str(method))
+    except TableauError as exc:
+        raise UnknownMethodError(
+            f"unknown method {method!r} (named samplers: {', '.join(SAMPLERS)}; {exc})"
+        ) from None
+
+
 def evaluations_per_step(method: str | Path | Tableau) -> int:
-    """Denoiser evaluations of one (non-final) step of ``method``: a named sampler, a tableau
-    name or path, or a :class:`Tableau` (stages for single-step, 1 for multistep)."""
+    """Denoiser evaluations of one (non-final) step of ``method`` itself: a named sampler, a
+    tableau name or path, or a :class:`Tableau` (stages for single-step, 1 for multistep). The
+    start-up steps of a multistep method cost what their start-up method costs (see
+    :func:`nfe`)."""
     if isinstance(method, str) and method in _IN_SIGMA:
         return _IN_SIGMA[method]
-    if isinstance(method, Tableau):
-        tableau = method
-    else:
-        try:
-            tableau = cached_tableau(str(method))
-        except TableauError as exc:
-            raise UnknownMethodError(
-                f"unknown method {method!r} (named samplers: {', '.join(SAMPLERS)}; {exc})"
-            ) from None
+    tableau = _tableau_of(method)
     return 1 if tableau.is_multistep else tableau.stages
+
+
+def _step_costs(method: str | Path | Tableau, steps: int) -> list[int]:
+    """Evaluations of the first ``steps`` non-final steps of ``method`` (start-up included)."""
+    per_step = evaluations_per_step(method)
+    if isinstance(method, str) and method in _IN_SIGMA:
+        return [per_step] * steps
+    startup = _tableau_of(method).startup
+    return [
+        evaluations_per_step(startup[k]) if k < len(startup) else per_step for k in range(steps)
+    ]
 
 
 def nfe(method: str | Path | Tableau, sigmas: torch.Tensor | Sequence[float]) -> int:
@@ -67,7 +88,7 @@ def nfe(method: str | Path | Tableau, sigmas: torch.Tensor | Sequence[float]) ->
     values = validate_sigmas(sigmas)
     steps = values.numel() - 1
     final = int(values[-1] == 0)
-    return evaluations_per_step(method) * (steps - final) + final
+    return sum(_step_costs(method, steps - final)) + final
 
 
 def sigmas_for_nfe(
@@ -83,22 +104,29 @@ def sigmas_for_nfe(
 ) -> torch.Tensor:
     """The ``schedule`` (ending in 0) on which ``method`` uses exactly ``nfe`` evaluations.
 
-    Solves ``nfe = s (n - 1) + 1`` for the number ``n`` of nonzero sigmas; raises
-    :class:`NFEBudgetError` when there is no integer solution (e.g. NFE 10 for a 2-stage
-    method). ``rho`` goes to schedules that have it (``karras``: default 7, ``polyexponential``:
-    default 1); ``schedule_options`` to the schedule function (e.g. ``beta_d`` for ``vp``).
+    Solves ``nfe = sum_{k < n - 1} cost_k + 1`` (module docstring; ``s (n - 1) + 1`` for an
+    ``s``-stage method) for the number ``n`` of nonzero sigmas; raises :class:`NFEBudgetError`
+    when there is no integer solution (e.g. NFE 10 for a 2-stage method, NFE 2 for RES-3M,
+    whose first step costs 2). ``rho`` goes to schedules that have it (``karras``: default 7,
+    ``polyexponential``: default 1); ``schedule_options`` to the schedule function (e.g.
+    ``beta_d`` for ``vp``).
     """
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
         raise NFEBudgetError(f"nfe must be an integer >= 1, got {nfe!r}")
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
-    per_step = evaluations_per_step(method)
-    steps, remainder = divmod(nfe - 1, per_step)
-    if remainder:
-        below, above = steps * per_step + 1, (steps + 1) * per_step + 1
+    costs = _step_costs(method, nfe)  # at least 1 evaluation per step: nfe steps suffice
+    steps, spent = 0, 0
+    while spent + costs[steps] <= nfe - 1:
+        spent += costs[steps]
+        steps += 1
+    if spent != nfe - 1:
+        below, above = spent + 1, spent + costs[steps] + 1
+        per_step = evaluations_per_step(method)
+        start = "" if set(costs) == {per_step} else f" (its first steps: {costs[: steps + 1]})"
         raise NFEBudgetError(
-            f"NFE {nfe} is not attainable with {method} ({per_step} evaluations per step + 1 "
-            f"for the final denoising step): the nearest budgets are {below} and {above}"
+            f"NFE {nfe} is not attainable with {method} ({per_step} evaluations per step{start} "
+            f"+ 1 for the final denoising step): the nearest budgets are {below} and {above}"
         )
     options = dict(schedule_options)
     if schedule != "vp":

@@ -239,7 +239,7 @@ sample_res_2m = _named(
     "``r = h_prev/h``; first step DDIM.",
 )
 sample_res_3m = _named(
-    "res_3m", "RES multistep, 3rd order (two history values); start-up DDIM, RES-2M."
+    "res_3m", "RES multistep, 3rd order (two history values); start-up RES-2S (c2 = 1/2), RES-2M."
 )
 sample_dpmpp_2m = _named(
     "dpmpp_2m",

@@ -11,7 +11,13 @@ with ``L = -1``)::
 A multistep method has one stage; its other "stages" are the denoiser values stored at the
 previous ``j - 1`` steps, at nodes ``c_j = (lambda_{n-j+1} - lambda_n) / h_n`` taken from the
 actual ``lambda`` of those evaluations (so variable step ratios are exact), and it begins with the
-tableau's ``startup`` methods. A step to ``sigma = 0`` returns the denoiser output (1 NFE).
+tableau's ``startup`` methods. A start-up method may be a multistep tableau or a single-step one
+with any number of stages; a single-step start-up step runs all its stages (as
+:func:`run_singlestep` would on that step) and stores its first stage value ``D(x_n, sigma_n)``
+(node ``lambda_n``) as the history value of the step. Starting values of local error
+``O(h^{p})`` keep the global order ``p`` of a ``p``-th order multistep method (e.g. RES-3M starts
+with a RES-2S step; Hairer, Nørsett & Wanner, *Solving ODEs I*, sect. III.2). A step to
+``sigma = 0`` returns the denoiser output (1 NFE).
 
 All coefficients of a run are computed once, in float64 on the host (:meth:`Tableau.evaluate`),
 and moved to the sample's device once; the loops contain no host-device synchronisation.
@@ -82,12 +88,17 @@ class MultistepCoefficients:
 
     where ``D_{n-j}`` is the denoiser value of step ``n - j`` (``D_n`` the current one) and
     ``used[n]`` the number of values the method of step ``n`` (start-up or main) needs.
+    A step whose method (``methods[n]``) is a key of ``singlestep`` is instead a step of that
+    multi-stage single-step start-up method, with the coefficients ``singlestep[methods[n]]``
+    (on the whole grid; its rows here are zero and ``used[n]`` is 1: the history value it
+    leaves is its first stage value ``D_n``).
     """
 
     decay: torch.Tensor
     weights: torch.Tensor
     used: tuple[int, ...]
     methods: tuple[str, ...]
+    singlestep: Mapping[str, SinglestepCoefficients]
 
 
 def erk_coefficients(
@@ -131,7 +142,9 @@ def multistep_coefficients(
 ) -> MultistepCoefficients:
     """Coefficients of a multistep tableau (with its start-up methods) on ``grid``.
 
-    The history nodes of step ``n`` are ``c_j = (lambda_{n-j+1} - lambda_n) / h_n`` with
+    Start-up methods are multistep tableaux or single-step ones; those with more than one stage
+    get :func:`erk_coefficients` on the whole grid (``MultistepCoefficients.singlestep``). The
+    history nodes of step ``n`` are ``c_j = (lambda_{n-j+1} - lambda_n) / h_n`` with
     ``lambda_m = -log sigma_hat_m`` the point of step ``m``'s denoiser evaluation and ``h_n`` the
     step in ``lambda`` (``grid.lambda_step``).
     """
@@ -145,16 +158,16 @@ def multistep_coefficients(
     methods = [load(tableau.startup[m]) if m < len(tableau.startup) else tableau for m in range(n)]
     for m, method in enumerate(methods):
         needs = method.stages if method.is_multistep else 1
-        if not method.is_multistep and method.stages != 1:
-            raise TableauError(
-                f"start-up method {method.name!r} of {tableau.name!r} has {method.stages} stages; "
-                "only one-stage or multistep start-up methods are supported"
-            )
         if needs > m + 1:
             raise TableauError(
                 f"{method.name!r} needs {needs - 1} previous values at step {m} of {tableau.name!r}"
             )
-    smax = max(method.stages for method in methods)
+    singlestep = {
+        method.name: erk_coefficients(method, grid)
+        for method in methods
+        if not method.is_multistep and method.stages > 1
+    }
+    smax = max(1 if method.name in singlestep else method.stages for method in methods)
     h = grid.h
     lam = grid.lambda_hat
     denoising = grid.denoising
@@ -162,7 +175,7 @@ def multistep_coefficients(
     weights = torch.zeros(n, smax, dtype=torch.float64)
     for name in dict.fromkeys(method.name for method in methods):
         steps = [m for m in range(n) if methods[m].name == name and not denoising[m]]
-        if not steps:
+        if not steps or name in singlestep:
             continue
         method = methods[steps[0]]
         index = torch.tensor(steps)
@@ -173,13 +186,16 @@ def multistep_coefficients(
         _, _, b = method.evaluate(hs, step_values)
         decay[index] = torch.exp(-hs)
         weights[index, : method.stages] = hs[:, None] * b
-    used = [1 if denoising[m] else methods[m].stages for m in range(n)]
+    used = [
+        1 if denoising[m] or methods[m].name in singlestep else methods[m].stages for m in range(n)
+    ]
     weights[torch.tensor(denoising, dtype=torch.bool), 0] = 1.0
     return MultistepCoefficients(
         decay=decay,
         weights=weights,
         used=tuple(used),
         methods=tuple(method.name for method in methods),
+        singlestep=singlestep,
     )
 
 
@@ -238,6 +254,50 @@ class _AffineRow:
         for j in columns:
             result.addcmul_(self.weights[i][j], values[j])
         return result
+
+
+class _SinglestepUpdate:
+    """The stages and update of a single-step method (:class:`SinglestepCoefficients`) at a
+    non-denoising step ``i``, given the first stage value ``D_1 = D(x_n, stage_sigma[i, 0])``::
+
+        U_i = stage_decay[i] x_n + sum_j stage_weights[i, j] D_j,   D_i = D(U_i, stage_sigma[i])
+        x_{n+1} = decay x_n + sum_i weights[i] D_i
+    """
+
+    def __init__(self, coefficients: SinglestepCoefficients, x: torch.Tensor) -> None:
+        s = coefficients.stages
+        self.stage_rows = [
+            _AffineRow(
+                coefficients.stage_decay[:, stage],
+                coefficients.stage_weights[:, stage],
+                [j for j in range(stage) if coefficients.stage_used[stage][j]],
+                x,
+            )
+            for stage in range(1, s)
+        ]
+        self.update = _AffineRow(
+            coefficients.decay,
+            coefficients.weights,
+            [j for j in range(s) if coefficients.weight_used[j]],
+            x,
+        )
+        self.stage_sigma = _on_device(coefficients.stage_sigma, x)
+
+    def __call__(
+        self,
+        i: int,
+        x: torch.Tensor,
+        first: torch.Tensor,
+        evaluate: _Evaluator,
+        workspace: _Workspace,
+        live: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """``x_{n+1}``; ``live`` are further tensors whose memory must not be overwritten."""
+        denoised = [first]
+        for stage, row in enumerate(self.stage_rows, start=1):
+            u = row(i, x, denoised, workspace.take([x, *denoised, *live]))
+            denoised.append(evaluate(u, self.stage_sigma[i][stage]))
+        return self.update(i, x, denoised, workspace.take([x, *denoised, *live]))
 
 
 class _Workspace:
@@ -316,23 +376,8 @@ def run_singlestep(
     ``sigmas`` is the caller's schedule tensor (passed through to ``callback``).
     """
     evaluate = _Evaluator(model, x, _check_inputs(model, x, extra_args))
-    s = coefficients.stages
-    stage_rows = [None] + [
-        _AffineRow(
-            coefficients.stage_decay[:, stage],
-            coefficients.stage_weights[:, stage],
-            [j for j in range(stage) if coefficients.stage_used[stage][j]],
-            x,
-        )
-        for stage in range(1, s)
-    ]
-    update = _AffineRow(
-        coefficients.decay,
-        coefficients.weights,
-        [j for j in range(s) if coefficients.weight_used[j]],
-        x,
-    )
-    stage_sigma = _on_device(coefficients.stage_sigma, x)
+    step = _SinglestepUpdate(coefficients, x)
+    stage_sigma = step.stage_sigma
     churn = _on_device(grid.churn_noise, x)
     step_noise = _on_device(grid.step_noise, x)
     has_churn = (grid.churn_noise > 0).tolist()
@@ -344,19 +389,13 @@ def run_singlestep(
     for i in trange(grid.steps, disable=disable):
         if has_churn[i]:
             x = x + churn[i] * noise_sampler(sigmas[i], sigmas[i + 1])
-        denoised = [evaluate(x, stage_sigma[i][0])]
+        denoised = evaluate(x, stage_sigma[i][0])
         if callback is not None:
             callback(
                 {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": stage_sigma[i][0],
-                 "denoised": denoised[0]}
+                 "denoised": denoised}
             )  # fmt: skip
-        if denoising[i]:
-            x = denoised[0]
-        else:
-            for stage in range(1, s):
-                u = stage_rows[stage](i, x, denoised, workspace.take([x, *denoised]))
-                denoised.append(evaluate(u, stage_sigma[i][stage]))
-            x = update(i, x, denoised, workspace.take([x, *denoised]))
+        x = denoised if denoising[i] else step(i, x, denoised, evaluate, workspace, [])
         if has_noise[i]:
             x = x + step_noise[i] * noise_sampler(sigmas[i], sigmas[i + 1])
     return _finish(x, check_finite)
@@ -376,12 +415,17 @@ def run_multistep(
     check_finite: bool = True,
 ) -> torch.Tensor:
     """Run a multistep method (see :class:`MultistepCoefficients`) over ``grid``: one
-    denoiser evaluation per step, at ``sigma_hat``."""
+    denoiser evaluation per step, at ``sigma_hat``, except for the steps of multi-stage
+    single-step start-up methods, which evaluate all their stages."""
     evaluate = _Evaluator(model, x, _check_inputs(model, x, extra_args))
     rows = {
         used: _AffineRow(coefficients.decay, coefficients.weights, list(range(used)), x)
         for used in set(coefficients.used)
     }
+    singlestep = {
+        name: _SinglestepUpdate(table, x) for name, table in coefficients.singlestep.items()
+    }
+    step_singlestep = [singlestep.get(name) for name in coefficients.methods]
     sigma_hat = _on_device(grid.sigma_hat, x)
     churn = _on_device(grid.churn_noise, x)
     step_noise = _on_device(grid.step_noise, x)
@@ -404,6 +448,8 @@ def run_multistep(
             )  # fmt: skip
         if denoising[i]:
             x = denoised
+        elif step_singlestep[i] is not None:
+            x = step_singlestep[i](i, x, denoised, evaluate, workspace, history)
         else:
             values = [denoised, *history]
             x = rows[coefficients.used[i]](i, x, values, workspace.take([x, *values]))

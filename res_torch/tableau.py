@@ -2,7 +2,7 @@
 
 A tableau describes, for ``u' = L u + g(u, t)`` and ``Z = h L`` (``docs/tableau_format.md``)::
 
-    U_i     = e^{c_i Z} u_n + h * sum_{j<i} a_ij(Z) g(U_j, t_n + c_i h)
+    U_i     = e^{c_i Z} u_n + h * sum_{j<i} a_ij(Z) g(U_j, t_n + c_j h)
     u_{n+1} = e^{Z}     u_n + h * sum_i    b_i(Z)  g(U_i, t_n + c_i h)
 
 with every ``a_ij``, ``b_i`` a sum of :class:`PhiTerm` ``coefficient * phi_k(scale * Z)``.
@@ -178,11 +178,14 @@ class Tableau:
             raise TableauError(f"h must be a 1-d tensor of step sizes, got shape {tuple(h.shape)}")
         scalars = {k: v for k, v in (values or {}).items() if not torch.is_tensor(v)}
         params: dict[str, Any] = dict(self.parameter_values(**scalars))
+        known = {p.name: p for p in self.parameters}
         for k, v in (values or {}).items():
             if torch.is_tensor(v):
-                known = {p.name: p for p in self.parameters}
                 if k not in known:
                     raise TableauError(f"tableau {self.name!r} has no parameter {k!r}")
+                if not v.is_meta:  # meta tensors (shape-only dry runs) carry no values
+                    for value in v.detach().to("cpu", torch.float64).flatten().tolist():
+                        known[k].check(value)
                 params[k] = v.to(dtype=torch.float64, device=h.device)
         n, s = h.shape[0], self.stages
 
@@ -193,7 +196,11 @@ class Tableau:
             return total
 
         c = torch.stack(
-            [torch.as_tensor(ci(params), dtype=torch.float64).expand(n) for ci in self.c], dim=-1
+            [
+                torch.as_tensor(ci(params), dtype=torch.float64, device=h.device).expand(n)
+                for ci in self.c
+            ],
+            dim=-1,
         )
         a = torch.zeros(n, s, s, dtype=torch.float64, device=h.device)
         for i, row in enumerate(self.a):
@@ -201,7 +208,7 @@ class Tableau:
                 if entry:
                     a[:, i, j] = evaluate_entry(entry)
         b = torch.stack([evaluate_entry(entry) for entry in self.b], dim=-1)
-        return c.to(h.device), a, b
+        return c, a, b
 
 
 def available_tableaux() -> list[str]:

@@ -379,3 +379,24 @@ def test_missing_diffusers_gives_a_helpful_import_error(monkeypatch):
     monkeypatch.delitem(sys.modules, "res_torch.diffusers")
     with pytest.raises(ImportError, match=r"pip install 'res\[diffusers\]'"):
         importlib.import_module("res_torch.diffusers")
+
+
+def test_res_3m_lists_the_res_2s_stages_of_its_first_step_and_follows_the_exact_path():
+    scheduler = RESMultistepScheduler(tableau="res_3m")
+    scheduler.set_timesteps(5)
+    stage_sigma = float(scheduler.sigmas[0] * (scheduler.sigmas[1] / scheduler.sigmas[0]) ** 0.5)
+    assert len(scheduler.timesteps) == 5 + 1  # res_2s (c2 = 1/2) at step 0: one more call
+    torch.testing.assert_close(
+        scheduler.timesteps[1], scheduler._timesteps_of(torch.tensor([stage_sigma]))[0]
+    )
+    _run_on_exact_path(scheduler, "epsilon")
+    assert scheduler.step_index == len(scheduler.timesteps)
+
+
+def test_res_3m_refuses_to_start_mid_schedule():
+    scheduler = RESMultistepScheduler(tableau="res_3m")
+    scheduler.set_timesteps(6)
+    scheduler.set_begin_index(2)  # step 1: its start-up method res_2s has no stages listed there
+    x = torch.randn(1, 3, generator=torch.Generator().manual_seed(4))
+    with pytest.raises(ValueError, match="cannot start at step 1"):
+        scheduler.step(torch.zeros_like(x), scheduler.timesteps[2], x)

@@ -71,3 +71,14 @@ def test_bad_budgets_and_methods_are_rejected():
         sigmas_for_nfe(5, "ddim", schedule="cosine")
     with pytest.raises(ValueError, match="has no rho"):
         sigmas_for_nfe(5, "ddim", schedule="uniform", rho=3.0)
+
+
+def test_res_3m_budgets_include_its_res_2s_start_up_stage():
+    # 1 step: the final denoising step; then 2 evaluations for the RES-2S step, 1 for each other
+    assert sigmas_for_nfe(1, "res_3m").numel() == 2
+    for budget in (3, 4, 9):
+        sigmas = sigmas_for_nfe(budget, "res_3m")
+        assert sigmas.numel() == budget  # budget - 1 nonzero sigmas + the final 0
+        assert nfe("res_3m", sigmas) == budget
+    with pytest.raises(NFEBudgetError, match="nearest budgets are 1 and 3"):
+        sigmas_for_nfe(2, "res_3m")

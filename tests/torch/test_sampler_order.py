@@ -3,7 +3,8 @@
 Expected global order: the tableau's classical order (file's ``order.classical_order``; Euler 1,
 Heun 2). A multistep method is limited by its start-up steps: one step of a method of order q
 leaves a local error O(h^{q+1}) that is not summed over steps, so the global order is
-``min(p, q_startup + 1)`` (e.g. RES-3M after a DDIM first step: 2). The multistep formula's own
+``min(p, q_startup + 1)`` (e.g. DPM-Solver++(3M) after a DDIM first step: 2; RES-3M after a
+RES-2S first step: 3). The multistep formula's own
 order is checked separately by its local error with exact history values.
 """
 
@@ -48,12 +49,15 @@ def observed_order(gaussian, method: str, steps: list[int]) -> float:
 
 NAMED = ["ddim", "euler", "heun", "res_2s", "dpmpp_2s", "res_3s", "res_2m", "dpmpp_2m"]
 NAMED += ["res_3m", "dpmpp_3m"]
+# RES-3M's error has a large h^4 term on this problem: its observed order falls to 3 from above
+# (4.0, 3.8, 3.6, 3.4, 3.2, 3.1 between 20 2^k and 20 2^(k+1) steps), so it needs finer grids
+STEPS = {"res_3m": [640, 1280]}
 
 
 @pytest.mark.parametrize("method", NAMED)
 def test_named_sampler_converges_with_its_order(gaussian, method):
     multistep = method not in ("euler", "heun") and cached_tableau(method).is_multistep
-    steps = [160, 320] if multistep else [40, 80]
+    steps = STEPS.get(method, [160, 320] if multistep else [40, 80])
     assert observed_order(gaussian, method, steps) == pytest.approx(expected_order(method), abs=0.2)
 
 

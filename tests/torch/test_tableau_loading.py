@@ -111,3 +111,12 @@ def test_expressions_are_sandboxed():
     for source in ["c2.real", "f(1)", "[1]", "'a'", "", "1 if c else 2"]:
         with pytest.raises(ExpressionError):
             Expression.parse(source)
+
+
+def test_tensor_parameters_are_range_checked_and_follow_the_device_of_h():
+    tableau = parse_tableau(_res_2s())
+    h = torch.tensor([0.5, 1.0], dtype=torch.float64)
+    with pytest.raises(TableauError, match="outside"):
+        tableau.evaluate(h, {"c2": torch.tensor([0.5, 0.0])})
+    c, a, b = tableau.evaluate(h.to("meta"), {"c2": torch.tensor([0.5, 0.25]).to("meta")})
+    assert c.device.type == a.device.type == b.device.type == "meta"
