@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,13 +111,6 @@ def alphas_cumprod_from_betas(
             "use 'linear', 'scaled_linear', 'squaredcos_cap_v2' or trained_betas"
         )
     return torch.cumprod(1 - betas, dim=0).to(torch.float64)
-
-
-def _load_related(name: str, near: Path | None) -> Tableau:
-    """Load tableau ``name``: from ``near``'s folder if such a file is there, else a shipped one."""
-    if near is not None and (near / f"{name}.json").is_file():
-        return load_tableau(near / f"{name}.json")
-    return load_tableau(name)
 
 
 def _spaced(v_max: float, v_min: float, n: int, config: Any) -> np.ndarray | None:
@@ -228,7 +220,6 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
 
         name = tableau or self._default_tableau
         self.tableau = load_tableau(name)
-        self._tableau_folder = Path(name).parent if name.endswith(".json") else None
         self._check_tableau()
         self.tableau.parameter_values(**self._free_parameters())
 
@@ -555,9 +546,7 @@ class RESMultistepScheduler(_RESScheduler):
                 f"{self.tableau.name!r} is a {self.tableau.stages}-stage single-step method "
                 "(use RESSinglestepScheduler)"
             )
-        self._methods = [self.tableau] + [
-            _load_related(name, self._tableau_folder) for name in self.tableau.startup
-        ]
+        self._methods = [self.tableau, *self.tableau.startup_tableaux()]
 
     def _method_for_step(self, n: int) -> Tableau:
         startup = self._methods[1:]

@@ -77,7 +77,7 @@ def _step_costs(method: str | Path | Tableau, steps: int) -> list[int]:
     per_step = evaluations_per_step(method)
     if isinstance(method, str) and method in _IN_SIGMA:
         return [per_step] * steps
-    startup = _tableau_of(method).startup
+    startup = _tableau_of(method).startup_tableaux(cached_tableau)
     return [
         evaluations_per_step(startup[k]) if k < len(startup) else per_step for k in range(steps)
     ]

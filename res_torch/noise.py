@@ -1,7 +1,10 @@
 """Noise for stochastic sampling: noise samplers, EDM churn and ancestral (eta) step sizes.
 
 A *noise sampler* is a callable ``noise_sampler(sigma, sigma_next) -> Tensor`` returning
-standard normal noise shaped like the sample (k-diffusion's convention). Samplers accept either
+standard normal noise shaped like the sample (k-diffusion's convention). Churn noise of step
+``i`` is drawn as ``noise_sampler(sigma_hat_i, sigma_i)`` and the step's ancestral/SDE noise as
+``noise_sampler(sigma_i, sigma_{i+1})``: disjoint intervals, so an interval-based sampler (a
+Brownian tree) gives independent draws. Samplers accept either
 one (``noise_sampler=``) or a ``torch.Generator`` (``generator=``); same generator seed, same
 samples, on any device (the noise is drawn on the generator's device and then moved).
 """

@@ -155,7 +155,8 @@ def multistep_coefficients(
             f"{sorted(fixed)} are history nodes of {tableau.name!r}; they are set from the grid"
         )
     n = grid.steps
-    methods = [load(tableau.startup[m]) if m < len(tableau.startup) else tableau for m in range(n)]
+    startup = tableau.startup_tableaux(load)
+    methods = [startup[m] if m < len(startup) else tableau for m in range(n)]
     for m, method in enumerate(methods):
         needs = method.stages if method.is_multistep else 1
         if needs > m + 1:
@@ -387,8 +388,8 @@ def run_singlestep(
         raise ValueError("a stochastic run needs a noise_sampler")
     workspace = _Workspace(x, enabled=callback is None)
     for i in trange(grid.steps, disable=disable):
-        if has_churn[i]:
-            x = x + churn[i] * noise_sampler(sigmas[i], sigmas[i + 1])
+        if has_churn[i]:  # churn raises the noise level from sigma_i to sigma_hat_i
+            x = x + churn[i] * noise_sampler(stage_sigma[i][0], sigmas[i])
         denoised = evaluate(x, stage_sigma[i][0])
         if callback is not None:
             callback(
@@ -438,8 +439,8 @@ def run_multistep(
     keep = max(coefficients.used) - 1
     history: list[torch.Tensor] = []
     for i in trange(grid.steps, disable=disable):
-        if has_churn[i]:
-            x = x + churn[i] * noise_sampler(sigmas[i], sigmas[i + 1])
+        if has_churn[i]:  # churn raises the noise level from sigma_i to sigma_hat_i
+            x = x + churn[i] * noise_sampler(sigma_hat[i], sigmas[i])
         denoised = evaluate(x, sigma_hat[i])
         if callback is not None:
             callback(

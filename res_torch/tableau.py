@@ -13,10 +13,11 @@ needs (``L = -1``); :meth:`Tableau.terms` gives the numeric terms for any other 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -113,6 +114,8 @@ class Tableau:
     stiff_order: int | None = None
     classical_order: int | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    folder: Path | None = None
+    """The folder of the file this tableau was read from (``None`` for a shipped one)."""
 
     @property
     def stages(self) -> int:
@@ -126,6 +129,17 @@ class Tableau:
     def history_parameters(self) -> tuple[str, ...]:
         """Names of the history nodes ``c_2, c_3, ...`` of a multistep method, in stage order."""
         return tuple(p.name for p in self.parameters if p.role == "history_node")
+
+    def startup_tableaux(self, load: Callable[[str], Tableau] | None = None) -> tuple[Tableau, ...]:
+        """The ``startup`` methods, each read from this tableau's folder if a file of that name
+        is there, else the shipped one (``load`` defaults to :func:`load_tableau`)."""
+        load = load or load_tableau
+        return tuple(
+            load(str(self.folder / f"{name}.json"))
+            if self.folder is not None and (self.folder / f"{name}.json").is_file()
+            else load(name)
+            for name in self.startup
+        )
 
     def parameter_values(self, **overrides: float) -> dict[str, float]:
         """The defaults, replaced by ``overrides``, each checked against its interval."""
@@ -235,7 +249,10 @@ def load_tableau(name_or_path: str | Path) -> Tableau:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TableauError(f"{name_or_path}: not valid JSON ({exc})") from None
-    return parse_tableau(data, origin=str(name_or_path))
+    tableau = parse_tableau(data, origin=str(name_or_path))
+    if path.suffix == ".json" or path.exists():
+        tableau = dataclasses.replace(tableau, folder=path.resolve().parent)
+    return tableau
 
 
 def parse_tableau(data: Any, origin: str = "<data>") -> Tableau:

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import res_torch
 from res_torch import (
     ancestral_step,
     churn_gamma,
@@ -239,3 +240,21 @@ def test_bad_noise_options_are_rejected(gaussian):
         sample(gaussian.denoiser, x, sigmas, s_churn=1.0, s_noise=-1.0)
     with pytest.raises(ValueError, match="eta"):
         sample(gaussian.denoiser, x, sigmas, eta=float("nan"))
+
+
+@pytest.mark.parametrize("method", ["res_2s", "res_2m", "heun"])
+def test_churn_and_step_noise_are_drawn_over_disjoint_intervals(method):
+    """An interval-keyed noise sampler (like a Brownian tree) must not see the same interval
+    twice in one step, or churn and ancestral noise would be the same draw."""
+    calls = []
+
+    def recording(sigma, sigma_next):
+        calls.append((round(float(sigma), 9), round(float(sigma_next), 9)))
+        return torch.randn(2, 3)
+
+    sigmas = res_torch.get_sigmas_karras(4, 0.1, 10.0, dtype=torch.float64)
+    res_torch.sample(
+        lambda x, s: 0.5 * x, torch.randn(2, 3, dtype=torch.float64) * 10, sigmas,
+        method=method, s_churn=1.0, eta=1.0, noise_sampler=recording, disable=True,
+    )  # fmt: skip
+    assert calls and len(set(calls)) == len(calls), calls

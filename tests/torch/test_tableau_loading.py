@@ -2,6 +2,7 @@
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +121,33 @@ def test_tensor_parameters_are_range_checked_and_follow_the_device_of_h():
         tableau.evaluate(h, {"c2": torch.tensor([0.5, 0.0])})
     c, a, b = tableau.evaluate(h.to("meta"), {"c2": torch.tensor([0.5, 0.25]).to("meta")})
     assert c.device.type == a.device.type == b.device.type == "meta"
+
+
+def test_startup_methods_resolve_next_to_the_file_for_samplers_and_nfe(tmp_path):
+    """A custom multistep tableau whose start-up method lives in the same folder."""
+    import shutil
+
+    import res_torch
+    from res_torch.tableau import available_tableaux
+
+    assert "res_2m" in available_tableaux()
+    source = load_tableau("res_2m")
+    assert source.folder is None
+    shipped = Path(res_torch.__file__).parent / "tableaux"
+    shutil.copy(shipped / "ddim.json", tmp_path / "ddim.json")
+    data = json.loads((shipped / "res_2m.json").read_text())
+    data["name"], data["startup"] = "my_2m", ["my_start"]
+    (tmp_path / "my_2m.json").write_text(json.dumps(data))
+    start = json.loads((shipped / "ddim.json").read_text())
+    start["name"] = "my_start"
+    (tmp_path / "my_start.json").write_text(json.dumps(start))
+
+    tableau = load_tableau(tmp_path / "my_2m.json")
+    assert [t.name for t in tableau.startup_tableaux()] == ["my_start"]
+    sigmas = res_torch.get_sigmas_karras(4, 0.1, 10.0)
+    assert res_torch.nfe(str(tmp_path / "my_2m.json"), sigmas) == 4
+    x = res_torch.sample_erk(
+        lambda x, s: 0.5 * x, torch.ones(1, 2), sigmas, tableau=str(tmp_path / "my_2m.json"),
+        disable=True,
+    )  # fmt: skip
+    assert torch.isfinite(x).all()
