@@ -26,7 +26,6 @@ __all__ = [
     "attainable_budgets",
     "attainable_nfe",
     "build_sigmas",
-    "evaluations_per_step",
     "get_method",
     "run_method",
 ]
@@ -77,28 +76,31 @@ def get_method(name: str) -> Method:
         raise MethodError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
 
 
-def evaluations_per_step(name: str) -> int:
-    """Denoiser evaluations of one non-final step of method ``name``
-    (``res_torch.evaluations_per_step``; UniPC: 1)."""
-    from res_torch import evaluations_per_step as per_step
-
-    get_method(name)
-    return per_step(_GRID_OF.get(name, name))
-
-
 def attainable_nfe(name: str, nfe: int) -> int:
-    """The largest budget ``<= nfe`` that method ``name`` spends exactly: ``s k + 1`` for ``s``
-    evaluations per step, ``k >= 1`` steps and the final denoising evaluation.
-    Raises :class:`MethodError` when ``nfe < s + 1`` (not even one step fits)."""
+    """The largest budget ``<= nfe`` that method ``name`` spends exactly with at least one step
+    before the final denoising evaluation (``res_torch.sigmas_for_nfe`` knows every method's
+    per-step and start-up costs: ``s k + 1`` for ``s`` evaluations per step and ``k`` steps).
+    Raises :class:`MethodError` when not even one step fits."""
+    from res_torch import NFEBudgetError, sigmas_for_nfe
+
     if not isinstance(nfe, int) or isinstance(nfe, bool):
         raise MethodError(f"nfe must be an integer, got {nfe!r}")
-    per_step = evaluations_per_step(name)
-    if nfe < per_step + 1:
-        raise MethodError(
-            f"NFE {nfe} is too small for {name}: one step costs {per_step} evaluations and the "
-            f"final denoising step 1, so it needs at least {per_step + 1}"
-        )
-    return per_step * ((nfe - 1) // per_step) + 1
+    get_method(name)
+
+    def fits(budget: int) -> bool:
+        try:
+            return len(sigmas_for_nfe(budget, _GRID_OF.get(name, name))) >= 3
+        except NFEBudgetError:
+            return False
+
+    for budget in range(nfe, 1, -1):
+        if fits(budget):
+            return budget
+    smallest = next(b for b in range(max(nfe, 2), nfe + 64) if fits(b))
+    raise MethodError(
+        f"NFE {nfe} is too small for {name}: one step and the final denoising step need at "
+        f"least {smallest}"
+    )
 
 
 def attainable_budgets(name: str, nfes: Sequence[int]) -> dict[int, int]:
@@ -107,8 +109,10 @@ def attainable_budgets(name: str, nfes: Sequence[int]) -> dict[int, int]:
     requested budgets too small for the method are left out."""
     budgets: dict[int, int] = {}
     for nfe in sorted(nfes):
-        if nfe >= evaluations_per_step(name) + 1:
+        try:
             budgets.setdefault(attainable_nfe(name, nfe), nfe)
+        except MethodError:
+            continue
     return dict(sorted(budgets.items()))
 
 

@@ -12,10 +12,13 @@ Run alone: ``python -m experiments.convergence [--quick]`` (the runner's own com
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from experiments.experiment_runner import experiment_main
 
 __all__ = ["ConvergenceConfig", "run_convergence_table"]
 
@@ -60,3 +63,13 @@ def run_convergence_table(config: ConvergenceConfig, device: torch.device) -> li
             )
     rows += [{"table": "slopes", **r.summary()} for r in results]
     return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    experiment_main(
+        "convergence_table", ConvergenceConfig, run_convergence_table, argv, description=__doc__
+    )
+
+
+if __name__ == "__main__":
+    main()
