@@ -6,7 +6,7 @@ counts ``N`` (uniform in ``lambda = -log sigma`` for diffusion ODEs, in ``t`` fo
 the order is the least-squares slope of ``log error`` on ``log h`` over the asymptotic range
 (:func:`experiments.slopes.fit_slope`: finest ``window`` points above the error floor).
 
-Which prediction applies (``/work/shared/MATH.md`` §3, Hochbruck & Ostermann 2005):
+Which prediction applies (``docs/MATH.md`` §3, Hochbruck & Ostermann 2005):
 
 * diffusion ODEs (``L = -1``, bounded): every method converges with its **classical** order as
   ``h -> 0``; the measured slope must equal it within ``tolerance``;

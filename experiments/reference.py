@@ -1,6 +1,6 @@
 """High-accuracy reference solutions of the probability-flow ODE, checked for convergence.
 
-The ODE is integrated in ``lambda = -log sigma`` (``/work/shared/MATH.md`` §1),
+The ODE is integrated in ``lambda = -log sigma`` (``docs/MATH.md`` §1),
 
     dx/dlambda = -x + D(x, e^{-lambda}),   lambda from -log sigma_start to -log sigma_end,
 

@@ -5,7 +5,7 @@
 variance-exploding form of ``docs/MATH.md`` §1, in ``lambda = -log sigma`` with step
 ``h = log(sigma_n / sigma_{n+1})``::
 
-    U_i     = e^{-c_i h} x_n + h sum_{j<i} a_ij(h) D(U_j, sigma_n e^{-c_i h})
+    U_i     = e^{-c_i h} x_n + h sum_{j<i} a_ij(h) D(U_j, sigma_n e^{-c_j h})
     x_{n+1} = e^{-h}     x_n + h sum_i    b_i(h)  D(U_i, sigma_n e^{-c_i h})
 
 with ``c, a, b`` from :meth:`res_torch.tableau.Tableau.evaluate` (no coefficient is typed here).

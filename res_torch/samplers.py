@@ -17,7 +17,9 @@ Options shared by all samplers:
 * ``eta`` with ``noise_type``: per-step noise (:mod:`res_torch.grid` has the formulas).
   ``"ancestral"`` (default): k-diffusion's ``get_ancestral_step`` semantics, the ODE step goes to
   ``sigma_down`` and noise ``s_noise sigma_up`` is added. ``"sde"``: the exact SDE-DPM-Solver++
-  form (k-diffusion's ``dpmpp_2m_sde``/``dpmpp_3m_sde`` for those tableaux), which any tableau
+  form (equal to k-diffusion's ``dpmpp_2m_sde`` for ``dpmpp_2m``; for ``dpmpp_3m`` equal to
+  its ``dpmpp_3m_sde`` except at the second step, where this start-up is DPM-Solver++(2M) as in
+  diffusers), which any tableau
   gets by evaluating its coefficients at ``(1 + eta) h``. Prefer ``"sde"`` for multistep
   methods: with ``"ancestral"`` their stored denoiser values come from before the injected
   noise, which biases the result at coarse steps (measured on Gaussian data N(0.3, 0.7^2) with

@@ -3,7 +3,7 @@
 * :class:`DiffusionProblem` -- a diffusion probability-flow ODE in the variance-exploding form,
   given by its denoiser ``D(x, sigma)`` (k-diffusion convention ``model(x, sigma_batch)``). With
   ``lambda = -log sigma`` it is the semilinear ODE with *scalar* linear part ``L = -1``
-  (``/work/shared/MATH.md`` §1)::
+  (``docs/MATH.md`` §1)::
 
       dx/dlambda = -x + D(x, e^{-lambda}),
 

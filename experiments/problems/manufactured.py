@@ -8,7 +8,7 @@ solution ``x*(lambda)`` and a smooth nonlinearity ``N(x)``, and set
 
 so that ``x*`` solves ``dx/dlambda = -x + g(x, lambda)`` exactly, while ``g`` depends on ``x``
 through ``N`` (Jacobian ``N'(x)``, which is what stages of a Runge–Kutta method probe). As a
-diffusion ODE (``/work/shared/MATH.md`` §1) this is ``sigma = e^{-lambda}``,
+diffusion ODE (``docs/MATH.md`` §1) this is ``sigma = e^{-lambda}``,
 ``D(x, sigma) = g(x, -log sigma)``: the scalar linear part ``L = -1`` of diffusion sampling.
 
 The three problems, each over ``lambda in [0, 3]`` (``sigma`` from 1 to ``e^{-3}``), a batch of
