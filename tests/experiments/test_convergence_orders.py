@@ -41,11 +41,6 @@ REPRESENTATIVE = [
 # (second order, local error O(h^3)), enough for its global order 3 (with a ddim first step,
 # local error O(h^2), it measured 1.9-2.2); dpmpp_3m starts with ddim, but its own formula is
 # second order (classical order 2), which the ddim step does not limit.
-# res_3m approaches order 3 from above on the logistic problem (a large h^4 term): local slopes
-# 3.40, 3.45, 3.34, 3.22, 3.13 between 8, 16, ..., 256 steps, so the 4-point fit over the quick
-# steps (8-128: 3.34) is just outside the criterion; it is checked on the problem's full step
-# range (4-256: 3.23) instead.
-FULL_STEP_RANGE = {("manufactured_logistic", "res_3m")}
 # A fifth-order method reaches the references' accuracy floor (~1e-9, DOP853 at rtol 1e-10)
 # before the quick step range leaves three points to fit; its order is measured on the
 # manufactured problems, whose solutions are exact.
@@ -88,10 +83,7 @@ def _check(result) -> None:
 
 @pytest.mark.parametrize(("problem", "method"), _params(MANUFACTURED, METHODS))
 def test_classical_order_on_manufactured_problems(problem, method):
-    if (problem, method) in FULL_STEP_RANGE:
-        _check(convergence_study(problem, method))
-    else:
-        _check(_results(problem, tuple(METHODS))[method])
+    _check(_results(problem, tuple(METHODS))[method])
 
 
 @pytest.mark.parametrize(("problem", "method"), _params(["hochbruck_ostermann"], METHODS))
