@@ -83,6 +83,11 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
         return [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
+def cached_table(name: str, config: Any, cache_dir: Path) -> Path:
+    """Where :func:`cached_rows` keeps experiment ``name``'s table for ``config``."""
+    return Path(cache_dir) / f"{name}-{config_key(name, config)}.csv"
+
+
 def cached_rows(
     name: str,
     config: C,
@@ -95,8 +100,7 @@ def cached_rows(
 
     Returns ``(rows, was_cached)``. The configuration is saved beside the table as JSON.
     """
-    key = config_key(name, config)
-    table = Path(cache_dir) / f"{name}-{key}.csv"
+    table = cached_table(name, config, cache_dir)
     if table.exists() and not force:
         return read_csv(table), True
     rows = compute(config)

@@ -81,6 +81,9 @@ def test_pipeline_on_tiny_exact_problem(tmp_path: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()}
     assert pipeline.run_pipeline(tmp_path, **run) == {}
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()} == before
+    # Re-running one experiment keeps the others' (cached) results in RESULTS.md.
+    assert pipeline.run_pipeline(tmp_path, **{**run, "only": ["residuals"]}) == {}
+    assert (tmp_path / "RESULTS.md").read_text() == results
 
 
 def test_pipeline_rejects_unknown_experiment(tmp_path: Path) -> None:
