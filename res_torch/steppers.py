@@ -359,6 +359,35 @@ def _finish(x: torch.Tensor, check_finite: bool) -> torch.Tensor:
     return x
 
 
+class _GridNoise:
+    """The churn and per-step noise of a run (:class:`StepGrid`), scales on the device once.
+
+    Churn (EDM Algorithm 2) raises the noise level from ``sigma_i`` to ``sigma_hat_i`` and draws
+    ``noise_sampler(sigma_hat_i, sigma_i)``; the step's ancestral/SDE noise draws
+    ``noise_sampler(sigma_i, sigma_{i+1})``: disjoint intervals, so a Brownian-tree sampler gives
+    independent draws.
+    """
+
+    def __init__(self, grid: StepGrid, x: torch.Tensor, sampler: NoiseSampler | None) -> None:
+        self.churn_scale = _on_device(grid.churn_noise, x)
+        self.step_scale = _on_device(grid.step_noise, x)
+        self.has_churn = (grid.churn_noise > 0).tolist()
+        self.has_step_noise = (grid.step_noise > 0).tolist()
+        if (any(self.has_churn) or any(self.has_step_noise)) and sampler is None:
+            raise ValueError("a stochastic run needs a noise_sampler")
+        self.sampler = sampler
+
+    def churn(self, i: int, x: torch.Tensor, sigma: Any, sigma_hat: Any) -> torch.Tensor:
+        if not self.has_churn[i]:
+            return x
+        return x + self.churn_scale[i] * self.sampler(sigma_hat, sigma)
+
+    def step(self, i: int, x: torch.Tensor, sigma: Any, sigma_next: Any) -> torch.Tensor:
+        if not self.has_step_noise[i]:
+            return x
+        return x + self.step_scale[i] * self.sampler(sigma, sigma_next)
+
+
 def run_singlestep(
     model: Denoiser,
     x: torch.Tensor,
@@ -379,17 +408,11 @@ def run_singlestep(
     evaluate = _Evaluator(model, x, _check_inputs(model, x, extra_args))
     step = _SinglestepUpdate(coefficients, x)
     stage_sigma = step.stage_sigma
-    churn = _on_device(grid.churn_noise, x)
-    step_noise = _on_device(grid.step_noise, x)
-    has_churn = (grid.churn_noise > 0).tolist()
-    has_noise = (grid.step_noise > 0).tolist()
+    noise = _GridNoise(grid, x, noise_sampler)
     denoising = grid.denoising
-    if (any(has_churn) or any(has_noise)) and noise_sampler is None:
-        raise ValueError("a stochastic run needs a noise_sampler")
     workspace = _Workspace(x, enabled=callback is None)
     for i in trange(grid.steps, disable=disable):
-        if has_churn[i]:  # churn raises the noise level from sigma_i to sigma_hat_i
-            x = x + churn[i] * noise_sampler(stage_sigma[i][0], sigmas[i])
+        x = noise.churn(i, x, sigmas[i], stage_sigma[i][0])
         denoised = evaluate(x, stage_sigma[i][0])
         if callback is not None:
             callback(
@@ -397,8 +420,7 @@ def run_singlestep(
                  "denoised": denoised}
             )  # fmt: skip
         x = denoised if denoising[i] else step(i, x, denoised, evaluate, workspace, [])
-        if has_noise[i]:
-            x = x + step_noise[i] * noise_sampler(sigmas[i], sigmas[i + 1])
+        x = noise.step(i, x, sigmas[i], sigmas[i + 1])
     return _finish(x, check_finite)
 
 
@@ -428,19 +450,13 @@ def run_multistep(
     }
     step_singlestep = [singlestep.get(name) for name in coefficients.methods]
     sigma_hat = _on_device(grid.sigma_hat, x)
-    churn = _on_device(grid.churn_noise, x)
-    step_noise = _on_device(grid.step_noise, x)
-    has_churn = (grid.churn_noise > 0).tolist()
-    has_noise = (grid.step_noise > 0).tolist()
+    noise = _GridNoise(grid, x, noise_sampler)
     denoising = grid.denoising
-    if (any(has_churn) or any(has_noise)) and noise_sampler is None:
-        raise ValueError("a stochastic run needs a noise_sampler")
     workspace = _Workspace(x, enabled=callback is None)
     keep = max(coefficients.used) - 1
     history: list[torch.Tensor] = []
     for i in trange(grid.steps, disable=disable):
-        if has_churn[i]:  # churn raises the noise level from sigma_i to sigma_hat_i
-            x = x + churn[i] * noise_sampler(sigma_hat[i], sigmas[i])
+        x = noise.churn(i, x, sigmas[i], sigma_hat[i])
         denoised = evaluate(x, sigma_hat[i])
         if callback is not None:
             callback(
@@ -456,6 +472,5 @@ def run_multistep(
             x = rows[coefficients.used[i]](i, x, values, workspace.take([x, *values]))
         if keep:
             history = [denoised, *history[: keep - 1]]
-        if has_noise[i]:
-            x = x + step_noise[i] * noise_sampler(sigmas[i], sigmas[i + 1])
+        x = noise.step(i, x, sigmas[i], sigmas[i + 1])
     return _finish(x, check_finite)
