@@ -96,10 +96,10 @@ def attainable_nfe(name: str, nfe: int) -> int:
     for budget in range(nfe, 1, -1):
         if fits(budget):
             return budget
-    smallest = next(b for b in range(max(nfe, 2), nfe + 64) if fits(b))
+    smallest = next((b for b in range(max(nfe, 2), nfe + 64) if fits(b)), None)
+    needed = f"at least {smallest}" if smallest is not None else f"more than {nfe + 63}"
     raise MethodError(
-        f"NFE {nfe} is too small for {name}: one step and the final denoising step need at "
-        f"least {smallest}"
+        f"NFE {nfe} is too small for {name}: one step and the final denoising step need {needed}"
     )
 
 

@@ -234,7 +234,9 @@ def available_tableaux() -> list[str]:
 def load_tableau(name_or_path: str | Path) -> Tableau:
     """Load a shipped tableau by name (``"res_2s"``) or any ``res-tableau`` file by path."""
     path = Path(name_or_path)
+    folder = None
     if path.suffix == ".json" or path.exists():
+        folder = path.resolve().parent
         if not path.is_file():
             raise TableauError(f"no tableau file at {path}")
         text = path.read_text()
@@ -249,10 +251,7 @@ def load_tableau(name_or_path: str | Path) -> Tableau:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TableauError(f"{name_or_path}: not valid JSON ({exc})") from None
-    tableau = parse_tableau(data, origin=str(name_or_path))
-    if path.suffix == ".json" or path.exists():
-        tableau = dataclasses.replace(tableau, folder=path.resolve().parent)
-    return tableau
+    return dataclasses.replace(parse_tableau(data, origin=str(name_or_path)), folder=folder)
 
 
 def parse_tableau(data: Any, origin: str = "<data>") -> Tableau:
