@@ -9,9 +9,12 @@ single-step method spends ``2N + 1`` evaluations, so RES-2S runs at NFE 9, 19, 4
   imports stubbed: ``pip install --no-deps k-diffusion``);
 * diffusers' ``DPMSolverMultistepScheduler`` loop (``prediction_type="sample"``, Karras sigmas);
 * the lower bound: per evaluation the model call and one update ``x = a x + b D`` with
-  precomputed coefficients (the fastest of three eager forms).
+  precomputed coefficients (the fastest of four eager forms, among them one ``lerp_`` that
+  overwrites ``x`` in place).
 
-Prints a markdown table of best-of-N wall times and ratios to the lower bound at the same NFE.
+Prints a markdown table of best-of-N wall times and ratios to the lower bound at the same NFE,
+for that batch and for a 1 x 3 x 8 x 8 one (kernels of about a microsecond: the host-bound regime
+of a GPU run, where Python and kernel launches are the cost).
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_samplers.py [--threads 1]
 [--device cpu] [--repeats 7]``.
 """
@@ -19,19 +22,22 @@ Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_samplers.py [--thread
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import platform
 import sys
 import time
 import types
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from res_torch import get_sigmas_karras, sample_res_2m, sample_res_2s, sigmas_for_nfe
-from res_torch.samplers import _PLANS
+from res_torch.samplers import clear_plan_cache
 
 SHAPE = (64, 3, 64, 64)
+SMALL_SHAPE = (1, 3, 8, 8)  # kernels take ~1 us: the host-bound regime of a GPU run
 NFES = (10, 20, 50)
 
 
@@ -98,7 +104,19 @@ def lower_bound_runs(nfe: int, x: torch.Tensor) -> dict[str, Callable[[], torch.
             y = torch.lerp(d, y, a_dev[i])
         return y
 
-    return {"mul+addcmul_": mul_addcmul, "add(alpha)": mul_add_alpha, "lerp": lerp}
+    def lerp_in_place() -> torch.Tensor:  # the first update makes y, the others overwrite it
+        y = torch.lerp(x, trivial_denoiser(x, sigmas[0]), b_dev[0])
+        for i in range(1, nfe):
+            d = trivial_denoiser(y, sigmas[i])
+            y.lerp_(d, b_dev[i])
+        return y
+
+    return {
+        "mul+addcmul_": mul_addcmul,
+        "add(alpha)": mul_add_alpha,
+        "lerp": lerp,
+        "lerp_ in place": lerp_in_place,
+    }
 
 
 def diffusers_run(nfe: int, x: torch.Tensor) -> Callable[[], torch.Tensor] | None:
@@ -123,20 +141,26 @@ def diffusers_run(nfe: int, x: torch.Tensor) -> Callable[[], torch.Tensor] | Non
 def best_times(
     runs: dict[str, Callable[[], torch.Tensor]], repeats: int, device: torch.device
 ) -> dict[str, float]:
-    """Best wall time (ms) of each run over ``repeats`` round-robin rounds, after one warm-up
-    round. Round-robin spreads the machine's load changes over all contenders; the minimum is
-    what ``timeit`` recommends, as noise on a shared machine only ever adds time."""
+    """Best wall time (ms) of each run over ``repeats`` round-robin rounds. Round-robin spreads
+    the machine's load changes over all contenders; the minimum is what ``timeit`` recommends,
+    as noise on a shared machine only ever adds time. In each round a run is first called once
+    untimed (so no run pays for the caches another one left cold), and, as in ``timeit``, the
+    garbage collector is off while it is timed."""
     best = dict.fromkeys(runs, float("inf"))
-    for attempt in range(repeats + 1):
+    for _ in range(repeats):
         for name, run in runs.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
             run()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            if attempt:
+            gc.disable()
+            try:
+                start = time.perf_counter()
+                run()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 best[name] = min(best[name], 1e3 * (time.perf_counter() - start))
+            finally:
+                gc.enable()
     return best
 
 
@@ -146,13 +170,8 @@ def contenders(nfe: int, x: torch.Tensor, k_sampling: types.ModuleType | None) -
     sigmas_2m = sigmas_for_nfe(nfe, "res_2m", device=device)
     sigmas_2s = sigmas_for_nfe(nfe - 1, "res_2s", device=device)
 
-    def cold_res_2m() -> torch.Tensor:
-        _PLANS.clear()  # recompute the coefficient tables, as on a first call
-        return sample_res_2m(trivial_denoiser, x, sigmas_2m, disable=True)
-
     runs = {
         "RES-2M": lambda: sample_res_2m(trivial_denoiser, x, sigmas_2m, disable=True),
-        "RES-2M cold": cold_res_2m,
         "RES-2S": lambda: sample_res_2s(trivial_denoiser, x, sigmas_2s, disable=True),
     }
     for count in (nfe, nfe - 1):
@@ -169,6 +188,18 @@ def contenders(nfe: int, x: torch.Tensor, k_sampling: types.ModuleType | None) -
     return runs
 
 
+def cold_runs(nfe: int, x: torch.Tensor) -> dict:
+    """RES-2M as on a first call: every coefficient table computed again. Timed on its own, as
+    clearing the caches would make the other runs cold too."""
+    sigmas_2m = sigmas_for_nfe(nfe, "res_2m", device=x.device)
+
+    def cold_res_2m() -> torch.Tensor:
+        clear_plan_cache()
+        return sample_res_2m(trivial_denoiser, x, sigmas_2m, disable=True)
+
+    return {"RES-2M cold": cold_res_2m}
+
+
 def lower_bound(times: dict[str, float], count: int) -> tuple[str, float]:
     """The fastest lower-bound form at NFE ``count``: its name and time."""
     forms = {k: v for k, v in times.items() if k.startswith(f"bound {count} ")}
@@ -180,38 +211,50 @@ def ratio(times: dict[str, float], name: str, peer: str) -> str:
     return f"{times[name] / times[peer]:.2f}" if peer in times else "n/a"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def table(shape: tuple[int, ...], args: argparse.Namespace, k_sampling: Any) -> None:
+    """Print the markdown table of one sample shape."""
     device = torch.device(args.device)
-    x = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0)).to(device)
-    k_sampling = load_k_diffusion_sampling()
-
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.platform()}, "
-          f"device {device}, torch {torch.__version__}, {args.threads} thread(s), "
-          f"best of {args.repeats} round-robin rounds")  # fmt: skip
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    print(f"batch {'x'.join(map(str, shape))}:")
     print()
     print("| run | NFE | time (ms) | / lower bound | / k-diffusion dpmpp_2m | / diffusers |")
     print("|---|---|---|---|---|---|")
     with torch.inference_mode():
         for nfe in NFES:
             times = best_times(contenders(nfe, x, k_sampling), args.repeats, device)
+            times |= best_times(cold_runs(nfe, x), args.repeats, device)
 
             for name, count in (("RES-2M", nfe), ("RES-2M cold", nfe), ("RES-2S", nfe - 1)):
                 bound = lower_bound(times, count)[1]
-                print(f"| res_torch {name} | {count} | {times[name]:.1f} | "
+                print(f"| res_torch {name} | {count} | {times[name]:.2f} | "
                       f"{times[name] / bound:.2f} | {ratio(times, name, 'k-diffusion')} | "
                       f"{ratio(times, name, 'diffusers')} |")  # fmt: skip
             form, value = lower_bound(times, nfe)
-            print(f"| lower bound ({form}) | {nfe} | {value:.1f} | 1.00 | | |")
+            print(f"| lower bound ({form}) | {nfe} | {value:.2f} | 1.00 | | |")
             for peer in ("k-diffusion", "diffusers"):
                 if peer in times:
-                    print(f"| {peer} | {nfe} | {times[peer]:.1f} | "
+                    print(f"| {peer} | {nfe} | {times[peer]:.2f} | "
                           f"{times[peer] / value:.2f} | | |")  # fmt: skip
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument(
+        "--no-small", action="store_true", help=f"skip the host-bound {SMALL_SHAPE} table"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    k_sampling = load_k_diffusion_sampling()
+    print(f"machine: {platform.processor() or platform.machine()}, {platform.platform()}, "
+          f"device {args.device}, torch {torch.__version__}, {args.threads} thread(s), "
+          f"best of {args.repeats} round-robin rounds")  # fmt: skip
+    print()
+    for shape in (SHAPE,) if args.no_small else (SHAPE, SMALL_SHAPE):
+        table(shape, args, k_sampling)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,13 @@ Options shared by all samplers:
   ``sigma``) support only ``"ancestral"``.
 * ``generator`` (a ``torch.Generator``) or ``noise_sampler`` (``f(sigma, sigma_next)``): the noise.
 * Performance: the coefficient tables of a (method, parameters, sigmas, noise options)
-  combination are computed once in float64 and cached (``PLAN_CACHE_SIZE`` entries); the loop
-  has no host-device synchronisation. Without a callback the loop writes its iterates into
-  three work buffers allocated per call (safe also for models that return or modify their
-  input); with a callback every iterate is a new tensor, so references to it stay valid.
+  combination are computed once in float64 and cached (``PLAN_CACHE_SIZE`` entries), and so
+  are their copies on the device (per device, dtype and batch size; ``clear_plan_cache()``
+  forgets both); the loop has no host-device synchronisation. Each update ``a x + sum_j w_j
+  D_j`` is a chain of ``lerp`` kernels (:func:`res_torch.steppers.lerp_chain`) that, from the
+  second step on, overwrites the iterate in place: one kernel per term and no allocation. A
+  new tensor is written instead for the caller's input, with a callback (so references to
+  iterates stay valid), under autograd, and when the model returns or modifies its input.
 * ``check_finite`` (default True): one check after the loop; raises
   :class:`~res_torch.steppers.NonFiniteSampleError` if the sample is NaN/inf.
 """
@@ -54,6 +57,7 @@ from res_torch.noise import NoiseSampler, resolve_noise_sampler
 from res_torch.steppers import (
     Denoiser,
     SinglestepCoefficients,
+    clear_device_tables,
     erk_coefficients,
     multistep_coefficients,
     run_multistep,
@@ -65,6 +69,7 @@ __all__ = [
     "SAMPLERS",
     "UnknownMethodError",
     "cached_tableau",
+    "clear_plan_cache",
     "sample",
     "sample_ddim",
     "sample_dpmpp_2m",
@@ -135,6 +140,14 @@ def _planned(
         if len(_PLANS) > PLAN_CACHE_SIZE:
             _PLANS.popitem(last=False)
     return grid, coefficients
+
+
+def clear_plan_cache() -> None:
+    """Forget all cached coefficient tables, on the host and on devices (the next call of each
+    sampler computes them again, as a first call does)."""
+    with _PLANS_LOCK:
+        _PLANS.clear()
+    clear_device_tables()
 
 
 def _noise_for(

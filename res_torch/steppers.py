@@ -25,7 +25,10 @@ and moved to the sample's device once; the loops contain no host-device synchron
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +44,9 @@ __all__ = [
     "MultistepCoefficients",
     "NonFiniteSampleError",
     "SinglestepCoefficients",
+    "clear_device_tables",
     "erk_coefficients",
+    "lerp_chain",
     "multistep_coefficients",
     "run_multistep",
     "run_singlestep",
@@ -205,56 +210,133 @@ def _coefficient_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
+def _split(table: torch.Tensor, leaf_ndim: int = 0) -> list:
+    """``table`` as nested lists of its ``leaf_ndim``-dimensional sub-tensors (views)."""
+    rows = table.unbind(0)
+    return list(rows) if table.ndim == leaf_ndim + 1 else [_split(r, leaf_ndim) for r in rows]
+
+
 def _on_device(table: torch.Tensor, x: torch.Tensor) -> list:
     """``table`` moved to ``x``'s device once, as nested lists of 0-d tensors (views)."""
-    moved = table.to(device=x.device, dtype=_coefficient_dtype(x))
+    return _split(table.to(device=x.device, dtype=_coefficient_dtype(x)))
 
-    def split(t: torch.Tensor) -> list:
-        return list(t.unbind(0)) if t.ndim == 1 else [split(row) for row in t.unbind(0)]
 
-    return split(moved)
+LERP_AMPLIFICATION_LIMIT = 4.0
+"""Largest rounding-error amplification accepted for a lerp chain (:func:`lerp_chain`)."""
+
+
+def lerp_chain(
+    decay: float, weights: Sequence[float], limit: float = LERP_AMPLIFICATION_LIMIT
+) -> tuple[list[int], list[float]] | None:
+    """Write ``a x + sum_j w_j D_j`` as successive linear interpolations, or None.
+
+    For consistent weights, ``sum_j w_j = 1 - a`` (``h sum_i b_i = 1 - e^{-h}``, and likewise the
+    row sums of ``A``), the chain ``y_0 = x``, ``y_k = lerp(y_{k-1}, D_{j_k}, t_k) = (1 - t_k)
+    y_{k-1} + t_k D_{j_k}`` ends in ``y_K = a x + sum_j w_j D_j`` for ``t_k = w_{j_k} / R_k``,
+    ``R_k = 1 - sum_{l > k} w_{j_l}`` (so ``R_K = 1``, ``R_0 = a``). Every link reads two tensors
+    and writes one in place: ``K`` passes over memory where ``a x`` plus one ``addcmul`` per term
+    takes ``K + 1``. A link ``k >= 2`` multiplies the rounding error already in ``y_{k-1}`` by
+    ``(1 + |t_k|) |R_k / R_{k-1}|``, unbounded as ``t_k -> 1``; of the given and the reversed
+    order of the terms, the one with the smaller largest factor is returned as ``(order, t)``
+    if that factor is at most ``limit``; None otherwise (or for inconsistent weights).
+    """
+    total = sum(weights)
+    if not weights or abs(total - (1 - decay)) > 1e-14 * max(1.0, *map(abs, weights)):
+        return None
+    best: tuple[float, list[int], list[float]] | None = None
+    for order in (list(range(len(weights))), list(reversed(range(len(weights))))):
+        rest, links, factor = 1.0, [], 1.0
+        for k in reversed(range(len(order))):
+            if rest == 0.0:
+                break
+            t = weights[order[k]] / rest
+            links.append(t)
+            previous = rest - weights[order[k]]
+            if k > 0:
+                factor = max(factor, (1 + abs(t)) * abs(rest) / max(abs(previous), 1e-300))
+            rest = previous
+        else:
+            if math.isfinite(factor) and (best is None or factor < best[0]):
+                best = (factor, order, links[::-1])
+    if best is None or best[0] > limit:
+        return None
+    return best[1], best[2]
 
 
 class _AffineRow:
-    """One row of a method over all steps: ``out = a_n x + sum_{j in columns} w_nj D_j``.
+    """One row of a method over all steps, on the sample's device:
+    ``out = a_n x + sum_{j in columns} w_nj D_j``.
 
-    Where the weights of a step sum to ``1 - a_n`` (consistency: ``h sum_i b_i = 1 - e^{-h}``,
-    and likewise the row sums of ``A``) and there are at most two terms, the row is applied as
-    linear interpolations, ``lerp(D_1, x, a)`` or ``lerp(lerp(D_1, D_2, w_2/(1 - a)), x, a)``,
-    which read and write memory fewer times than ``a x`` followed by one ``addcmul_`` per term.
-    Otherwise (and for denoising steps) it is ``a x`` plus ``addcmul_``. Which form each step
-    uses is decided on the host before the loop.
+    Each step is applied either as a lerp chain (:func:`lerp_chain`, ``K`` kernels for ``K``
+    terms) or directly as ``a x`` followed by one ``addcmul_`` per term; which, and all the
+    chain coefficients, is decided in float64 on the host before the loop. ``in_place=True``
+    lets the row overwrite ``x`` (the caller owns it and no term aliases it); otherwise the
+    first kernel writes a new tensor.
     """
 
     def __init__(
         self, decay: torch.Tensor, weights: torch.Tensor, columns: list[int], x: torch.Tensor
     ) -> None:
-        self.columns = columns
-        used = weights[:, columns]
-        complement = 1 - decay
-        consistent = (used.sum(-1) - complement).abs() <= 1e-14
-        self.as_lerp = (consistent & (complement > 0)).tolist() if len(columns) in (1, 2) else []
-        last = used[:, -1] if columns else torch.zeros_like(decay)
-        ratio = last / complement.clamp_min(torch.finfo(torch.float64).tiny)
-        self.decay = _on_device(decay, x)
-        self.weights = _on_device(weights, x)
-        self.ratio = _on_device(ratio, x)
+        chains = [
+            lerp_chain(a, w)
+            for a, w in zip(decay.tolist(), weights[:, columns].tolist(), strict=True)
+        ]
+        links = torch.zeros(len(chains), max(len(columns), 1), dtype=torch.float64)
+        for n, chain in enumerate(chains):
+            if chain is not None:
+                links[n, : len(chain[1])] = torch.tensor(chain[1], dtype=torch.float64)
+        links_on_device = _on_device(links, x)
+        decay_on_device = _on_device(decay, x)
+        weights_on_device = _on_device(weights, x)
+        self.plans: list[tuple[torch.Tensor | None, list[tuple[int, torch.Tensor]]]] = []
+        for n, chain in enumerate(chains):
+            if chain is None:
+                terms = [(j, weights_on_device[n][j]) for j in columns]
+                self.plans.append((decay_on_device[n], terms))
+            else:
+                terms = [(columns[j], links_on_device[n][k]) for k, j in enumerate(chain[0])]
+                self.plans.append((None, terms))
 
     def __call__(
-        self, i: int, x: torch.Tensor, values: list[torch.Tensor], out: torch.Tensor | None
+        self, i: int, x: torch.Tensor, values: list[torch.Tensor], in_place: bool
     ) -> torch.Tensor:
-        """The row at step ``i``, written into ``out`` (which aliases none of the inputs) or
-        into a new tensor when ``out`` is None."""
-        columns = self.columns
-        if self.as_lerp and self.as_lerp[i]:
-            if len(columns) == 1:
-                return torch.lerp(values[columns[0]], x, self.decay[i], out=out)
-            mixed = torch.lerp(values[columns[0]], values[columns[1]], self.ratio[i], out=out)
-            return mixed.lerp_(x, self.decay[i])
-        result = torch.mul(x, self.decay[i], out=out)
-        for j in columns:
-            result.addcmul_(self.weights[i][j], values[j])
-        return result
+        """The row at step ``i`` (in ``x`` itself when ``in_place``)."""
+        decay, terms = self.plans[i]
+        if decay is None:  # lerp chain
+            (j, t), *rest = terms
+            out = x.lerp_(values[j], t) if in_place else torch.lerp(x, values[j], t)
+            for j, t in rest:
+                out.lerp_(values[j], t)
+            return out
+        out = x.mul_(decay) if in_place else torch.mul(x, decay)
+        for j, weight in terms:
+            out.addcmul_(weight, values[j])
+        return out
+
+
+def _sigma_vectors(sigma: torch.Tensor, x: torch.Tensor) -> list:
+    """The float64 noise levels ``sigma`` (any shape) as nested lists of ``(batch,)`` tensors on
+    ``x``'s device in ``x``'s dtype: the model's ``sigma * x.new_ones(batch)``, made once."""
+    table = sigma.to(device=x.device, dtype=x.dtype)[..., None]
+    return _split(table.expand(*sigma.shape, x.shape[0]).contiguous(), leaf_ndim=1)
+
+
+class _Evaluator:
+    """Calls ``model(x, sigma_vector, **extra_args)``, checks the output's shape and brings it
+    to the sample's dtype."""
+
+    def __init__(self, model: Denoiser, x: torch.Tensor, extra_args: dict) -> None:
+        self.model, self.extra_args = model, extra_args
+        self.shape, self.dtype = x.shape, x.dtype
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        denoised = self.model(x, sigma, **self.extra_args)
+        if not torch.is_tensor(denoised) or denoised.shape != self.shape:
+            shape = tuple(denoised.shape) if torch.is_tensor(denoised) else type(denoised).__name__
+            raise ValueError(f"model returned {shape}, expected a tensor of shape {self.shape}")
+        if denoised.dtype != self.dtype:  # e.g. half-precision output under autocast
+            denoised = denoised.to(self.dtype)
+        return denoised
 
 
 class _SinglestepUpdate:
@@ -282,69 +364,176 @@ class _SinglestepUpdate:
             [j for j in range(s) if coefficients.weight_used[j]],
             x,
         )
-        self.stage_sigma = _on_device(coefficients.stage_sigma, x)
+        self.stage_sigma = _sigma_vectors(coefficients.stage_sigma, x)
 
     def __call__(
-        self,
-        i: int,
-        x: torch.Tensor,
-        first: torch.Tensor,
-        evaluate: _Evaluator,
-        workspace: _Workspace,
-        live: list[torch.Tensor],
+        self, i: int, x: torch.Tensor, first: torch.Tensor, evaluate: _Evaluator, in_place: bool
     ) -> torch.Tensor:
-        """``x_{n+1}``; ``live`` are further tensors whose memory must not be overwritten."""
+        """``x_{n+1}`` (in ``x`` itself when ``in_place``; the stages never overwrite ``x``)."""
         denoised = [first]
         for stage, row in enumerate(self.stage_rows, start=1):
-            u = row(i, x, denoised, workspace.take([x, *denoised, *live]))
+            u = row(i, x, denoised, in_place=False)
             denoised.append(evaluate(u, self.stage_sigma[i][stage]))
-        return self.update(i, x, denoised, workspace.take([x, *denoised, *live]))
+        return self.update(i, x, denoised, in_place)
 
 
-class _Workspace:
-    """Three reusable buffers for the iterates and stage values, so the loop allocates nothing
-    itself (on the CPU every fresh 3 MB tensor costs page faults). Disabled (every result a new
-    tensor) when a callback may keep references to the iterates."""
+class _GridNoise:
+    """The churn and per-step noise of a run (:class:`StepGrid`), scales on the device.
 
-    def __init__(self, x: torch.Tensor, enabled: bool) -> None:
-        self.buffers = [torch.empty_like(x) for _ in range(3)] if enabled else []
+    Churn (EDM Algorithm 2) raises the noise level from ``sigma_i`` to ``sigma_hat_i`` and draws
+    ``noise_sampler(sigma_hat_i, sigma_i)``; the step's ancestral/SDE noise draws
+    ``noise_sampler(sigma_i, sigma_{i+1})``: disjoint intervals, so a Brownian-tree sampler gives
+    independent draws. Both return ``x`` itself when the step has no noise, a new tensor
+    otherwise.
+    """
 
-    def take(self, live: list[torch.Tensor]) -> torch.Tensor | None:
-        """A buffer sharing memory with none of ``live`` (model outputs may alias their input),
-        or None."""
-        taken = {t.untyped_storage().data_ptr() for t in live}
-        for buffer in self.buffers:
-            if buffer.untyped_storage().data_ptr() not in taken:
-                return buffer
-        return None
+    def __init__(self, grid: StepGrid, x: torch.Tensor) -> None:
+        self.churn_scale = _on_device(grid.churn_noise, x)
+        self.step_scale = _on_device(grid.step_noise, x)
+        self.has_churn = (grid.churn_noise > 0).tolist()
+        self.has_step_noise = (grid.step_noise > 0).tolist()
+        self.stochastic = any(self.has_churn) or any(self.has_step_noise)
+
+    def churn(
+        self, i: int, x: torch.Tensor, sigmas: torch.Tensor, sigma_hat: list, sampler: Any
+    ) -> torch.Tensor:
+        if not self.has_churn[i]:
+            return x
+        return x + self.churn_scale[i] * sampler(sigma_hat[i], sigmas[i])
+
+    def step(
+        self, i: int, x: torch.Tensor, sigmas: torch.Tensor, sampler: NoiseSampler | None
+    ) -> torch.Tensor:
+        if not self.has_step_noise[i]:
+            return x
+        return x + self.step_scale[i] * sampler(sigmas[i], sigmas[i + 1])
 
 
-def _check_inputs(model: Any, x: Any, extra_args: Any) -> dict:
+@dataclass(frozen=True)
+class _SinglestepTables:
+    """Everything a single-step run needs on the device, built before the loop."""
+
+    step: _SinglestepUpdate
+    sigma_hat: list[torch.Tensor]
+    noise: _GridNoise
+
+    @classmethod
+    def build(cls, grid: StepGrid, coefficients: SinglestepCoefficients, x: torch.Tensor):
+        return cls(
+            _SinglestepUpdate(coefficients, x),
+            _on_device(coefficients.stage_sigma[:, 0], x),
+            _GridNoise(grid, x),
+        )
+
+
+@dataclass(frozen=True)
+class _MultistepTables:
+    """Everything a multistep run needs on the device, built before the loop."""
+
+    rows: list[_AffineRow]
+    singlestep: list[_SinglestepUpdate | None]
+    sigma_hat: list[torch.Tensor]
+    sigma_in: list[torch.Tensor]
+    noise: _GridNoise
+
+    @classmethod
+    def build(cls, grid: StepGrid, coefficients: MultistepCoefficients, x: torch.Tensor):
+        rows = {
+            used: _AffineRow(coefficients.decay, coefficients.weights, list(range(used)), x)
+            for used in set(coefficients.used)
+        }
+        singlestep = {
+            name: _SinglestepUpdate(table, x) for name, table in coefficients.singlestep.items()
+        }
+        return cls(
+            [rows[used] for used in coefficients.used],
+            [singlestep.get(name) for name in coefficients.methods],
+            _on_device(grid.sigma_hat, x),
+            _sigma_vectors(grid.sigma_hat, x),
+            _GridNoise(grid, x),
+        )
+
+
+TABLE_CACHE_SIZE = 32
+"""How many device tables (per coefficient set, device, dtype and batch size) are kept."""
+_TABLES: OrderedDict[tuple, tuple[object, object, Any]] = OrderedDict()
+_TABLES_LOCK = threading.Lock()
+
+
+def _device_tables(grid: StepGrid, coefficients: Any, x: torch.Tensor, build: Callable) -> Any:
+    """``build(grid, coefficients, x)``, kept in a small LRU cache: a repeated call with the
+    same (cached) coefficients on the same device, dtype and batch size moves nothing to the
+    device and decides nothing on the host."""
+    key = (id(grid), id(coefficients), x.device, x.dtype, x.shape[0])
+    with _TABLES_LOCK:
+        entry = _TABLES.get(key)
+        if entry is not None and entry[0] is grid and entry[1] is coefficients:
+            _TABLES.move_to_end(key)
+            return entry[2]
+    tables = build(grid, coefficients, x)
+    with _TABLES_LOCK:
+        _TABLES[key] = (grid, coefficients, tables)
+        if len(_TABLES) > TABLE_CACHE_SIZE:
+            _TABLES.popitem(last=False)
+    return tables
+
+
+def clear_device_tables() -> None:
+    """Forget the cached device tables (e.g. to time a first call)."""
+    with _TABLES_LOCK:
+        _TABLES.clear()
+
+
+class _Ownership:
+    """Whether the loop may overwrite its iterate ``x`` in place.
+
+    Never the caller's input; never with a callback (it may keep references to ``x``); never
+    when autograd records the model (it may have saved ``x`` for its backward pass); never when
+    the denoiser output shares memory with ``x`` (a model that returns or modifies its input).
+    Otherwise every iterate after the first is a tensor the loop made, and the updates write
+    into it instead of allocating (on the CPU a fresh tensor also costs page faults and cache
+    misses; in the host-bound regime each allocation costs more than the kernel itself).
+    """
+
+    def __init__(self, callback: Any) -> None:
+        self.allowed = callback is None
+        self.grad = torch.is_grad_enabled()
+        self.owned = False
+
+    def may_overwrite(self, x: torch.Tensor, denoised: torch.Tensor) -> bool:
+        return (
+            self.owned
+            and not (self.grad and (x.requires_grad or denoised.requires_grad))
+            and x.untyped_storage().data_ptr() != denoised.untyped_storage().data_ptr()
+        )
+
+    def made(self, fresh: bool) -> None:
+        """The new iterate is one the loop made (``fresh``) or a tensor it must not write."""
+        self.owned = self.allowed and fresh
+
+
+def _check_inputs(
+    model: Any, extra_args: Any, noise: _GridNoise, sampler: NoiseSampler | None
+) -> dict:
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
+    if extra_args is not None and not isinstance(extra_args, Mapping):
+        raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
+    if noise.stochastic and sampler is None:
+        raise ValueError("a stochastic run needs a noise_sampler")
+    return dict(extra_args or {})
+
+
+def _check_sample(x: Any) -> None:
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
     if x.ndim < 1:
         raise ValueError("x must have a batch dimension (ndim >= 1)")
-    if extra_args is not None and not isinstance(extra_args, Mapping):
-        raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
-    return dict(extra_args or {})
 
 
-class _Evaluator:
-    """Calls ``model(x, sigma * ones(batch), **extra_args)``, checks the output's shape and
-    brings it to the sample's dtype."""
-
-    def __init__(self, model: Denoiser, x: torch.Tensor, extra_args: dict) -> None:
-        self.model, self.extra_args = model, extra_args
-        self.s_in = x.new_ones([x.shape[0]])
-
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        denoised = self.model(x, sigma * self.s_in, **self.extra_args)
-        if not torch.is_tensor(denoised) or denoised.shape != x.shape:
-            shape = tuple(denoised.shape) if torch.is_tensor(denoised) else type(denoised).__name__
-            raise ValueError(f"model returned {shape}, expected a tensor of shape {tuple(x.shape)}")
-        return denoised.to(x.dtype)  # e.g. half-precision output under autocast
+def _progress(steps: int, disable: bool | None) -> Iterable[int]:
+    """The step indices, with a tqdm bar unless ``disable`` is True (``None``: tqdm decides)."""
+    return range(steps) if disable is True else trange(steps, disable=disable)
 
 
 def _finish(x: torch.Tensor, check_finite: bool) -> torch.Tensor:
@@ -357,35 +546,6 @@ def _finish(x: torch.Tensor, check_finite: bool) -> torch.Tensor:
             "sizes are too large for the dtype); pass check_finite=False to return it anyway"
         )
     return x
-
-
-class _GridNoise:
-    """The churn and per-step noise of a run (:class:`StepGrid`), scales on the device once.
-
-    Churn (EDM Algorithm 2) raises the noise level from ``sigma_i`` to ``sigma_hat_i`` and draws
-    ``noise_sampler(sigma_hat_i, sigma_i)``; the step's ancestral/SDE noise draws
-    ``noise_sampler(sigma_i, sigma_{i+1})``: disjoint intervals, so a Brownian-tree sampler gives
-    independent draws.
-    """
-
-    def __init__(self, grid: StepGrid, x: torch.Tensor, sampler: NoiseSampler | None) -> None:
-        self.churn_scale = _on_device(grid.churn_noise, x)
-        self.step_scale = _on_device(grid.step_noise, x)
-        self.has_churn = (grid.churn_noise > 0).tolist()
-        self.has_step_noise = (grid.step_noise > 0).tolist()
-        if (any(self.has_churn) or any(self.has_step_noise)) and sampler is None:
-            raise ValueError("a stochastic run needs a noise_sampler")
-        self.sampler = sampler
-
-    def churn(self, i: int, x: torch.Tensor, sigma: Any, sigma_hat: Any) -> torch.Tensor:
-        if not self.has_churn[i]:
-            return x
-        return x + self.churn_scale[i] * self.sampler(sigma_hat, sigma)
-
-    def step(self, i: int, x: torch.Tensor, sigma: Any, sigma_next: Any) -> torch.Tensor:
-        if not self.has_step_noise[i]:
-            return x
-        return x + self.step_scale[i] * self.sampler(sigma, sigma_next)
 
 
 def run_singlestep(
@@ -405,22 +565,33 @@ def run_singlestep(
 
     ``sigmas`` is the caller's schedule tensor (passed through to ``callback``).
     """
-    evaluate = _Evaluator(model, x, _check_inputs(model, x, extra_args))
-    step = _SinglestepUpdate(coefficients, x)
-    stage_sigma = step.stage_sigma
-    noise = _GridNoise(grid, x, noise_sampler)
+    _check_sample(x)
+    tables = _device_tables(grid, coefficients, x, _SinglestepTables.build)
+    step, sigma_hat, noise = tables.step, tables.sigma_hat, tables.noise
+    evaluate = _Evaluator(model, x, _check_inputs(model, extra_args, noise, noise_sampler))
     denoising = grid.denoising
-    workspace = _Workspace(x, enabled=callback is None)
-    for i in trange(grid.steps, disable=disable):
-        x = noise.churn(i, x, sigmas[i], stage_sigma[i][0])
-        denoised = evaluate(x, stage_sigma[i][0])
+    ownership = _Ownership(callback)
+    for i in _progress(grid.steps, disable):
+        churned = noise.churn(i, x, sigmas, sigma_hat, noise_sampler)
+        if churned is not x:
+            x = churned
+            ownership.made(fresh=True)
+        denoised = evaluate(x, step.stage_sigma[i][0])
         if callback is not None:
             callback(
-                {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": stage_sigma[i][0],
+                {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat[i],
                  "denoised": denoised}
             )  # fmt: skip
-        x = denoised if denoising[i] else step(i, x, denoised, evaluate, workspace, [])
-        x = noise.step(i, x, sigmas[i], sigmas[i + 1])
+        if denoising[i]:
+            x = denoised
+            ownership.made(fresh=False)
+        else:
+            x = step(i, x, denoised, evaluate, ownership.may_overwrite(x, denoised))
+            ownership.made(fresh=True)
+        noisy = noise.step(i, x, sigmas, noise_sampler)
+        if noisy is not x:
+            x = noisy
+            ownership.made(fresh=True)
     return _finish(x, check_finite)
 
 
@@ -440,24 +611,20 @@ def run_multistep(
     """Run a multistep method (see :class:`MultistepCoefficients`) over ``grid``: one
     denoiser evaluation per step, at ``sigma_hat``, except for the steps of multi-stage
     single-step start-up methods, which evaluate all their stages."""
-    evaluate = _Evaluator(model, x, _check_inputs(model, x, extra_args))
-    rows = {
-        used: _AffineRow(coefficients.decay, coefficients.weights, list(range(used)), x)
-        for used in set(coefficients.used)
-    }
-    singlestep = {
-        name: _SinglestepUpdate(table, x) for name, table in coefficients.singlestep.items()
-    }
-    step_singlestep = [singlestep.get(name) for name in coefficients.methods]
-    sigma_hat = _on_device(grid.sigma_hat, x)
-    noise = _GridNoise(grid, x, noise_sampler)
+    _check_sample(x)
+    tables = _device_tables(grid, coefficients, x, _MultistepTables.build)
+    sigma_hat, sigma_in, noise = tables.sigma_hat, tables.sigma_in, tables.noise
+    evaluate = _Evaluator(model, x, _check_inputs(model, extra_args, noise, noise_sampler))
     denoising = grid.denoising
-    workspace = _Workspace(x, enabled=callback is None)
+    ownership = _Ownership(callback)
     keep = max(coefficients.used) - 1
     history: list[torch.Tensor] = []
-    for i in trange(grid.steps, disable=disable):
-        x = noise.churn(i, x, sigmas[i], sigma_hat[i])
-        denoised = evaluate(x, sigma_hat[i])
+    for i in _progress(grid.steps, disable):
+        churned = noise.churn(i, x, sigmas, sigma_hat, noise_sampler)
+        if churned is not x:
+            x = churned
+            ownership.made(fresh=True)
+        denoised = evaluate(x, sigma_in[i])
         if callback is not None:
             callback(
                 {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat[i],
@@ -465,12 +632,19 @@ def run_multistep(
             )  # fmt: skip
         if denoising[i]:
             x = denoised
-        elif step_singlestep[i] is not None:
-            x = step_singlestep[i](i, x, denoised, evaluate, workspace, history)
+            ownership.made(fresh=False)
         else:
-            values = [denoised, *history]
-            x = rows[coefficients.used[i]](i, x, values, workspace.take([x, *values]))
+            in_place = ownership.may_overwrite(x, denoised)
+            singlestep = tables.singlestep[i]
+            if singlestep is not None:
+                x = singlestep(i, x, denoised, evaluate, in_place)
+            else:
+                x = tables.rows[i](i, x, [denoised, *history], in_place)
+            ownership.made(fresh=True)
         if keep:
             history = [denoised, *history[: keep - 1]]
-        x = noise.step(i, x, sigmas[i], sigmas[i + 1])
+        noisy = noise.step(i, x, sigmas, noise_sampler)
+        if noisy is not x:
+            x = noisy
+            ownership.made(fresh=True)
     return _finish(x, check_finite)

@@ -268,7 +268,7 @@ def test_wrong_shapes_and_types_are_rejected(gaussian):
     ids=["identity", "view", "in-place"],
 )
 def test_reused_buffers_are_safe_with_models_that_alias_their_input(method, model):
-    # without a callback the loop reuses work buffers; with one every iterate is fresh
+    # without a callback the loop overwrites its iterates in place; with one each is fresh
     sigmas = get_sigmas_karras(6, 0.002, 80.0)
     x = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
     reused = sample(model, x.clone(), sigmas, method=method, disable=True)
