@@ -49,11 +49,19 @@ def edm_preconditioning(
     return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), total.rsqrt(), sigma.log() / 4
 
 
+def _on_host(values: torch.Tensor) -> bool:
+    """Whether checking ``values`` is free: a CPU tensor. Reading a GPU tensor's values would
+    synchronise the host with the device at every model call, so there the checks are left to
+    the samplers, which validate the whole schedule once, on the host, before their loop."""
+    return values.device.type == "cpu"
+
+
 def _sigma_like(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
     """``sigma`` as a tensor broadcastable against ``x`` (scalar or one value per batch item).
 
-    Raises ``ValueError`` for a shape other than ``()``, ``(1,)`` or ``(batch,)`` and for a
-    noise level that is not strictly positive and finite.
+    Raises ``ValueError`` for a shape other than ``()``, ``(1,)`` or ``(batch,)`` and, where
+    that costs no device synchronisation (:func:`_on_host`), for a noise level that is not
+    strictly positive and finite.
     """
     if not torch.is_tensor(x):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -70,7 +78,7 @@ def _sigma_like(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
             f"sigma must be a scalar or have shape (batch,) = ({x.shape[0]},), "
             f"got shape {tuple(sigma.shape)}"
         )
-    if not bool(torch.all((sigma > 0) & torch.isfinite(sigma))):
+    if _on_host(sigma) and not bool(torch.all((sigma > 0) & torch.isfinite(sigma))):
         raise ValueError(f"sigma must be positive and finite, got {sigma.tolist()}")
     return sigma.reshape(-1, *([1] * (x.ndim - 1))).expand(x.shape[0], *([1] * (x.ndim - 1)))
 
@@ -143,9 +151,10 @@ class DiscreteSchedule(nn.Module):
         return self.sigmas.shape[0]
 
     def sigma_to_t(self, sigma: torch.Tensor, quantize: bool | None = None) -> torch.Tensor:
-        """Timestep(s) of noise level(s) ``sigma > 0``, in ``sigma``'s dtype (float64 inside)."""
+        """Timestep(s) of noise level(s) ``sigma > 0``, in ``sigma``'s dtype (float64 inside;
+        ``sigma`` is checked where that is free, :func:`_on_host`)."""
         sigma = torch.as_tensor(sigma)
-        if not bool(torch.all(sigma > 0)):
+        if _on_host(sigma) and not bool(torch.all(sigma > 0)):
             raise ValueError(f"sigma must be positive, got {sigma.tolist()}")
         dtype = sigma.dtype if sigma.is_floating_point() else torch.float64
         log_sigmas = self.log_sigmas.to(torch.float64)

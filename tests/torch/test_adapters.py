@@ -263,3 +263,24 @@ def test_bad_conversion_arguments_are_rejected():
         EDMDenoiser(lambda x, c: x, sigma_data=0.0)
     with pytest.raises(ValueError, match="timestep_scale"):
         FlowDenoiser(lambda x, t: x, timestep_scale=-1.0)
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_adapters_in_a_sampler_loop_need_no_host_device_synchronisation(quantize):
+    # on the meta device every read of a tensor's values fails, as a sync would cost on a GPU
+    from res_torch import get_sigmas_karras, sample
+
+    def net(x, t):
+        return 0.1 * x
+
+    adapters = [
+        EDMDenoiser(net),
+        DiscreteEpsDenoiser(net, _alphas_cumprod(), quantize=quantize).to("meta"),
+        DiscreteVDenoiser(net, _alphas_cumprod(), quantize=quantize).to("meta"),
+        FlowDenoiser(net, timestep_scale=1000.0),
+    ]
+    x = torch.empty(2, 4, device="meta")
+    for model in adapters:
+        out = sample(model, x, get_sigmas_karras(5, 0.03, 14.0), method="res_2m", disable=True,
+                     check_finite=False)  # fmt: skip
+        assert out.device.type == "meta" and out.shape == x.shape
