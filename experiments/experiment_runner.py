@@ -4,6 +4,8 @@ An experiment is a frozen dataclass of settings (with ``quick()`` and ``full()``
 function ``run(config, device) -> list[dict]`` returning the rows of its table. Tables are CSV;
 :func:`cached_rows` stores them under ``cache/<name>-<key>.csv`` where ``key`` hashes the
 configuration, so a repeated figure run recomputes only what changed (``force`` recomputes).
+Beside each table it records the :func:`code_fingerprint` that computed it, and a table read
+back from the cache under other code raises a :class:`StaleCacheWarning`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -21,8 +25,11 @@ import torch
 
 __all__ = [
     "ExperimentConfig",
+    "StaleCacheWarning",
     "cached_rows",
+    "code_fingerprint",
     "config_key",
+    "fingerprint",
     "experiment_main",
     "read_csv",
     "resolve_device",
@@ -41,6 +48,35 @@ class ExperimentConfig(Protocol):
 
 
 C = TypeVar("C")
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+class StaleCacheWarning(UserWarning):
+    """A cached table was computed by other code than the one running now."""
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """:func:`fingerprint` of this repository, computed once per process."""
+    return fingerprint(REPOSITORY)
+
+
+def fingerprint(root: Path) -> str:
+    """A short hash of everything a table depends on besides its configuration: the Python
+    files of ``res_theory``, ``res_torch`` and ``experiments`` under ``root``, the shipped
+    tableaux and the model checkpoints (not results, figures or other data)."""
+    files = [
+        *(p for package in ("res_theory", "res_torch", "experiments")
+          for p in (root / package).rglob("*.py")),
+        *(root / "res_torch" / "tableaux").glob("*.json"),
+        *(root / "experiments" / "checkpoints").glob("*.pt"),
+    ]  # fmt: skip
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def config_key(name: str, config: Any) -> str:
@@ -98,17 +134,32 @@ def cached_rows(
 ) -> tuple[list[dict[str, Any]], bool]:
     """``compute(config)``'s rows, from ``cache_dir/<name>-<key>.csv`` when present.
 
-    Returns ``(rows, was_cached)``. The configuration is saved beside the table as JSON.
+    Returns ``(rows, was_cached)``. The configuration and the :func:`code_fingerprint` are
+    saved beside the table as JSON; a cached table from other code is returned with a
+    :class:`StaleCacheWarning` (``force=True`` recomputes it).
     """
     table = cached_table(name, config, cache_dir)
     if table.exists() and not force:
+        _warn_if_stale(name, table)
         return read_csv(table), True
     rows = compute(config)
     write_csv(rows, table)
-    table.with_suffix(".json").write_text(
-        json.dumps({"name": name, "config": dataclasses.asdict(config)}, indent=2, sort_keys=True)
-    )
+    record = {"name": name, "config": dataclasses.asdict(config), "code": code_fingerprint()}
+    table.with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return rows, False
+
+
+def _warn_if_stale(name: str, table: Path) -> None:
+    record = table.with_suffix(".json")
+    computed_by = json.loads(record.read_text()).get("code") if record.exists() else None
+    if computed_by != code_fingerprint():
+        warnings.warn(
+            f"{name}: the cached table {table} was computed by other code (fingerprint "
+            f"{computed_by or 'not recorded'}, now {code_fingerprint()}); rerun with --force "
+            "to recompute it",
+            StaleCacheWarning,
+            stacklevel=3,
+        )
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -20,7 +20,9 @@ with a RES-2S step; Hairer, Nørsett & Wanner, *Solving ODEs I*, sect. III.2). A
 ``sigma = 0`` returns the denoiser output (1 NFE).
 
 All coefficients of a run are computed once, in float64 on the host (:meth:`Tableau.evaluate`),
-and moved to the sample's device once; the loops contain no host-device synchronisation.
+and moved to the sample's device once (and cached there, :func:`clear_device_tables`); the
+loops contain no host-device synchronisation. Each update is a chain of in-place ``lerp_``
+kernels (:func:`lerp_chain`) where the loop owns the iterate (:class:`_Ownership`).
 """
 
 from __future__ import annotations

@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
+from experiments import experiment_runner
 from experiments.experiment_runner import (
+    StaleCacheWarning,
     cached_rows,
     config_key,
+    fingerprint,
     read_csv,
     resolve_device,
     write_csv,
@@ -74,6 +78,49 @@ def test_csv_round_trip_and_cache(tmp_path: Path) -> None:
     assert cached_rows("x", Config(1), compute, tmp_path, force=True)[1] is False
     assert calls == [1, 2, 1]
     assert config_key("x", Config(1)) != config_key("y", Config(1))
+
+
+def test_a_table_cached_by_other_code_is_flagged(tmp_path: Path, monkeypatch) -> None:
+    @dataclass(frozen=True)
+    class Config:
+        n: int
+
+    def compute(config: Config) -> list[dict]:
+        return [{"n": config.n}]
+
+    cached_rows("x", Config(1), compute, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cached_rows("x", Config(1), compute, tmp_path)[1] is True  # same code: silent
+    monkeypatch.setattr(experiment_runner, "code_fingerprint", lambda: "0123456789ab")
+    with pytest.warns(StaleCacheWarning, match="computed by other code"):
+        assert cached_rows("x", Config(1), compute, tmp_path) == ([{"n": 1}], True)
+    assert cached_rows("x", Config(1), compute, tmp_path, force=True)[1] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cached_rows("x", Config(1), compute, tmp_path)  # recomputed: the record is current
+
+
+def test_the_fingerprint_follows_code_tableaux_and_checkpoints_only(tmp_path: Path) -> None:
+    files = {
+        "res_torch/steppers.py": b"x = 1",
+        "res_torch/tableaux/res_2m.json": b"{}",
+        "experiments/checkpoints/edm.pt": b"weights",
+        "res_theory/phi.py": b"y = 2",
+    }
+    for name, content in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    before = fingerprint(tmp_path)
+    (tmp_path / "experiments" / "results.csv").write_text("a,b")  # data: not code
+    assert fingerprint(tmp_path) == before
+    for name in files:
+        original = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(original + b" ")
+        assert fingerprint(tmp_path) != before, name
+        (tmp_path / name).write_bytes(original)
+    assert fingerprint(tmp_path) == before
+    assert experiment_runner.code_fingerprint() == fingerprint(experiment_runner.REPOSITORY)
 
 
 def test_write_csv_refuses_empty_table(tmp_path: Path) -> None:
