@@ -265,6 +265,10 @@ def lerp_chain(
     return best[1], best[2]
 
 
+_Term = tuple[int, torch.Tensor]
+"""A term ``(j, coefficient)`` of an affine row: the value ``D_j`` and its weight or link."""
+
+
 class _AffineRow:
     """One row of a method over all steps, on the sample's device:
     ``out = a_n x + sum_{j in columns} w_nj D_j``.
@@ -290,28 +294,29 @@ class _AffineRow:
         links_on_device = _on_device(links, x)
         decay_on_device = _on_device(decay, x)
         weights_on_device = _on_device(weights, x)
-        self.plans: list[tuple[torch.Tensor | None, list[tuple[int, torch.Tensor]]]] = []
+        # per step: (None, first link, other links) or (decay, None, terms)
+        self.plans: list[tuple[torch.Tensor | None, _Term | None, list[_Term]]] = []
         for n, chain in enumerate(chains):
             if chain is None:
                 terms = [(j, weights_on_device[n][j]) for j in columns]
-                self.plans.append((decay_on_device[n], terms))
+                self.plans.append((decay_on_device[n], None, terms))
             else:
-                terms = [(columns[j], links_on_device[n][k]) for k, j in enumerate(chain[0])]
-                self.plans.append((None, terms))
+                links = [(columns[j], links_on_device[n][k]) for k, j in enumerate(chain[0])]
+                self.plans.append((None, links[0], links[1:]))
 
     def __call__(
         self, i: int, x: torch.Tensor, values: list[torch.Tensor], in_place: bool
     ) -> torch.Tensor:
         """The row at step ``i`` (in ``x`` itself when ``in_place``)."""
-        decay, terms = self.plans[i]
-        if decay is None:  # lerp chain
-            (j, t), *rest = terms
+        decay, first, rest = self.plans[i]
+        if first is not None:  # lerp chain
+            j, t = first
             out = x.lerp_(values[j], t) if in_place else torch.lerp(x, values[j], t)
             for j, t in rest:
                 out.lerp_(values[j], t)
             return out
         out = x.mul_(decay) if in_place else torch.mul(x, decay)
-        for j, weight in terms:
+        for j, weight in rest:
             out.addcmul_(weight, values[j])
         return out
 
@@ -385,8 +390,7 @@ class _GridNoise:
     Churn (EDM Algorithm 2) raises the noise level from ``sigma_i`` to ``sigma_hat_i`` and draws
     ``noise_sampler(sigma_hat_i, sigma_i)``; the step's ancestral/SDE noise draws
     ``noise_sampler(sigma_i, sigma_{i+1})``: disjoint intervals, so a Brownian-tree sampler gives
-    independent draws. Both return ``x`` itself when the step has no noise, a new tensor
-    otherwise.
+    independent draws. Both return a new tensor.
     """
 
     def __init__(self, grid: StepGrid, x: torch.Tensor) -> None:
@@ -399,15 +403,11 @@ class _GridNoise:
     def churn(
         self, i: int, x: torch.Tensor, sigmas: torch.Tensor, sigma_hat: list, sampler: Any
     ) -> torch.Tensor:
-        if not self.has_churn[i]:
-            return x
+        """``x`` raised from ``sigma_i`` to ``sigma_hat_i`` (a step with ``has_churn[i]``)."""
         return x + self.churn_scale[i] * sampler(sigma_hat[i], sigmas[i])
 
-    def step(
-        self, i: int, x: torch.Tensor, sigmas: torch.Tensor, sampler: NoiseSampler | None
-    ) -> torch.Tensor:
-        if not self.has_step_noise[i]:
-            return x
+    def step(self, i: int, x: torch.Tensor, sigmas: torch.Tensor, sampler: Any) -> torch.Tensor:
+        """The noise after step ``i`` (a step with ``has_step_noise[i]``)."""
         return x + self.step_scale[i] * sampler(sigmas[i], sigmas[i + 1])
 
 
@@ -574,9 +574,8 @@ def run_singlestep(
     denoising = grid.denoising
     ownership = _Ownership(callback)
     for i in _progress(grid.steps, disable):
-        churned = noise.churn(i, x, sigmas, sigma_hat, noise_sampler)
-        if churned is not x:
-            x = churned
+        if noise.has_churn[i]:
+            x = noise.churn(i, x, sigmas, sigma_hat, noise_sampler)
             ownership.made(fresh=True)
         denoised = evaluate(x, step.stage_sigma[i][0])
         if callback is not None:
@@ -590,9 +589,8 @@ def run_singlestep(
         else:
             x = step(i, x, denoised, evaluate, ownership.may_overwrite(x, denoised))
             ownership.made(fresh=True)
-        noisy = noise.step(i, x, sigmas, noise_sampler)
-        if noisy is not x:
-            x = noisy
+        if noise.has_step_noise[i]:
+            x = noise.step(i, x, sigmas, noise_sampler)
             ownership.made(fresh=True)
     return _finish(x, check_finite)
 
@@ -622,9 +620,8 @@ def run_multistep(
     keep = max(coefficients.used) - 1
     history: list[torch.Tensor] = []
     for i in _progress(grid.steps, disable):
-        churned = noise.churn(i, x, sigmas, sigma_hat, noise_sampler)
-        if churned is not x:
-            x = churned
+        if noise.has_churn[i]:
+            x = noise.churn(i, x, sigmas, sigma_hat, noise_sampler)
             ownership.made(fresh=True)
         denoised = evaluate(x, sigma_in[i])
         if callback is not None:
@@ -645,8 +642,7 @@ def run_multistep(
             ownership.made(fresh=True)
         if keep:
             history = [denoised, *history[: keep - 1]]
-        noisy = noise.step(i, x, sigmas, noise_sampler)
-        if noisy is not x:
-            x = noisy
+        if noise.has_step_noise[i]:
+            x = noise.step(i, x, sigmas, noise_sampler)
             ownership.made(fresh=True)
     return _finish(x, check_finite)
