@@ -2,7 +2,7 @@
 
 res-theory conditions --order 4
 res-theory check NAME [--c2 X] [--c3 Y] [--order 4] [--json]
-res-theory derive --stages 3 --order 3 [--case scalar|operator]
+res-theory derive --stages 3 --order 3 [--case scalar|operator] [--nodes 1/2 1]
 res-theory export --all [--out DIR]   |   res-theory export NAME ... [--out DIR]
 res-theory list
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import sympy as sp
 
 from res_theory import library
 from res_theory.check import check
@@ -42,9 +44,15 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _derive(args: argparse.Namespace) -> None:
-    from res_theory.derive import derive
+    from res_theory.derive import DerivationError, derive
 
-    print(derive(args.stages, args.order, case=args.case))
+    nodes = None
+    if args.nodes is not None:
+        try:
+            nodes = tuple(sp.Rational(node) for node in args.nodes)
+        except (TypeError, ValueError):
+            raise DerivationError(f"nodes must be rationals like 1/2, got {args.nodes}") from None
+    print(derive(args.stages, args.order, nodes=nodes, case=args.case))
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -82,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", type=int, required=True)
     p.add_argument("--order", type=int, required=True)
     p.add_argument("--case", choices=["scalar", "operator"], default="scalar")
+    p.add_argument(
+        "--nodes",
+        nargs="+",
+        metavar="C",
+        help="numeric nodes c2 .. c_s (rationals, e.g. 1/2 1/2 1 1/2); symbolic if omitted "
+        "(exact but slow from 4 stages on)",
+    )
     p.set_defaults(run=_derive)
     p = sub.add_parser("export", help="write res-tableau JSON files")
     p.add_argument("names", nargs="*")

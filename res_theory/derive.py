@@ -15,8 +15,11 @@ import math
 import random
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import sympy as sp
+from sympy.polys.domains import QQ
+from sympy.polys.matrices import DomainMatrix
 
 from res_theory.check import taylor_coefficients
 from res_theory.phi import phi
@@ -138,7 +141,9 @@ def derive(
 
     Ansatz: ``b_i = Σ_{k≤order} β_ik phi_k(Z)``,
     ``a_ij = Σ_k (α_ijk phi_k(c_i Z) + α'_ijk phi_k(c_j Z))``
-    for ``j ≥ 2`` and ``a_i1`` from the row sums ``psi_{1,i} = 0``. Conditions of order
+    for ``j ≥ 2`` and ``a_i1`` from the row sums ``psi_{1,i} = 0``; if that has no solution,
+    again with ``phi_k(c_m Z)`` of every stage ``m ≤ i`` in ``a_ij`` (:func:`_stage_ansatz`:
+    Hochbruck–Ostermann's 5-stage method needs it). Conditions of order
     ``< order`` must hold identically (in ``case``: ``"scalar"`` identities in ``Z``, or
     ``"operator"`` identities in independent ``z_k``); those of order ``order`` identically if
     possible, otherwise as few as possible in weakened form (``b_i(0)``), which still gives
@@ -147,7 +152,6 @@ def derive(
     then re-checked with :func:`res_theory.check.check`. Coefficients the conditions leave free
     are set to 0 and listed. Raises :class:`DerivationError` if no member of the ansatz exists.
     """
-    from res_theory.check import check
     from res_theory.conditions import CASES, order_conditions
 
     if not isinstance(stages, int) or stages < 1:
@@ -164,74 +168,135 @@ def derive(
     s, K = stages, order
     beta = [[sp.Symbol(f"beta_{i + 1}_{k}") for k in range(1, K + 1)] for i in range(s)]
     b = [sum(beta[i][k - 1] * phi(k, Z) for k in range(1, K + 1)) for i in range(s)]
-    A: list[list[sp.Expr]] = [[sp.Integer(0)] * s for _ in range(s)]
-    alphas: list[sp.Symbol] = []
-    for i in range(1, s):
-        for j in range(1, i):
-            entry = sp.Integer(0)
-            for m in sorted({i, j}):
-                for k in range(1, K + 1):
-                    sym = sp.Symbol(f"alpha_{i + 1}{j + 1}_{m + 1}_{k}")
-                    alphas.append(sym)
-                    entry += sym * phi(k, nodes[m] * Z)
-            A[i][j] = entry
-        A[i][0] = nodes[i] * phi(1, nodes[i] * Z) - sum(A[i][1:i], sp.Integer(0))
     betas = [x for row in beta for x in row]
     conditions = order_conditions(order)
     top = [c for c in conditions if c.order == order]
-    degree = 2 * K + 2
-
-    def equations(cond, tab: SimpleNamespace, weakened: bool) -> list[sp.Expr]:
-        variables = cond.variables if case == "operator" else (Z,)
-        residual = cond.residual(tab, case, weakened=weakened)
-        out = []
-        for coeff in taylor_coefficients(residual, variables, degree):
-            if coeff != 0:
-                out.extend(sp.Poly(coeff, *variables).coeffs())
-        return out
-
-    rng = random.Random(7)
-    generic = {
-        c: sp.Rational(rng.randint(1, 10**6), 10**6 + 7) for c in nodes if isinstance(c, sp.Symbol)
-    }
-    ansatz = SimpleNamespace(stages=s, c=nodes, A=A, b=b, kind="singlestep")
     # weaken inner (non-quadrature) conditions before the quadrature conditions psi_q
-    attempts = [
+    weak_sets = [
         weak
         for n_weak in range(len(top) + 1)
         for weak in sorted(
             itertools.combinations(top, n_weak), key=lambda w: sum(c.tree.is_leaf for c in w)
         )
     ]
-    for weak in attempts:
-        # stage 1: the quadrature conditions psi_q are linear in the b-coefficients alone
-        leaf_eqs = [
-            e for c in conditions if c.tree.is_leaf for e in equations(c, ansatz, c in weak)
-        ]
-        sol_b = _solve(leaf_eqs, betas, generic)
-        if sol_b is None:
+    # with three stages or fewer the wide stage ansatz is the narrow one
+    ansatze = [_stage_ansatz(s, K, nodes, wide) for wide in ((False, True) if s > 3 else (False,))]
+    rng = random.Random(7)
+    generic = {
+        c: sp.Rational(rng.randint(1, 10**6), 10**6 + 7) for c in nodes if isinstance(c, sp.Symbol)
+    }
+    problem = _Problem(s, K, nodes, case, conditions, generic)
+    for weak in weak_sets:
+        weights = problem.weights(b, betas, weak)
+        if weights is None:
             continue
-        subs = {**sol_b, **{u: 0 for u in betas if u not in sol_b}}
+        for A, alphas in ansatze:
+            found = problem.stages(weights, A, alphas, weak)
+            if found is not None:
+                return found
+    raise DerivationError(
+        f"no {s}-stage method of stiff order {order} ({case} case) in the phi-combination ansatz"
+    )
+
+
+def _stage_ansatz(
+    s: int, K: int, nodes: tuple[sp.Expr, ...], wide: bool
+) -> tuple[list[list[sp.Expr]], list[sp.Symbol]]:
+    """``A`` with unknown coefficients: ``a_ij = Σ_m Σ_k α_ijmk phi_k(c_m Z)`` for ``j ≥ 2`` over
+    the arguments of stages ``m ∈ {i, j}`` (``wide``: every stage ``m ≤ i``, as
+    Hochbruck–Ostermann's ``a_52`` needs ``phi_k(c_4 Z)``; one term per distinct node value),
+    ``a_i1`` from the row sums."""
+    A: list[list[sp.Expr]] = [[sp.Integer(0)] * s for _ in range(s)]
+    alphas: list[sp.Symbol] = []
+    for i in range(1, s):
+        candidates = range(1, i + 1) if wide else (i,)
+        for j in range(1, i):
+            stages = {nodes[m]: m for m in sorted({*candidates, j}, reverse=True)}
+            entry = sp.Integer(0)
+            for m in sorted(stages.values()):
+                for k in range(1, K + 1):
+                    sym = sp.Symbol(f"alpha_{i + 1}{j + 1}_{m + 1}_{k}")
+                    alphas.append(sym)
+                    entry += sym * phi(k, nodes[m] * Z)
+            A[i][j] = entry
+        A[i][0] = nodes[i] * phi(1, nodes[i] * Z) - sum(A[i][1:i], sp.Integer(0))
+    return A, alphas
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """The conditions of one :func:`derive` call, imposed in two stages: the quadrature
+    conditions ``psi_q`` for the weights ``b`` (:meth:`weights`), then, with ``b`` fixed, the
+    inner conditions for the stage coefficients (:meth:`stages`)."""
+
+    s: int
+    K: int
+    nodes: tuple[sp.Expr, ...]
+    case: str
+    conditions: list
+    generic: dict[sp.Symbol, sp.Expr]
+
+    def equations(self, cond: Any, tab: SimpleNamespace, weakened: bool) -> list[sp.Expr]:
+        """The Taylor coefficients of ``cond``'s residual on ``tab``, split by monomials."""
+        variables = cond.variables if self.case == "operator" else (Z,)
+        residual = cond.residual(tab, self.case, weakened=weakened)
+        out = []
+        for coeff in taylor_coefficients(residual, variables, 2 * self.K + 2):
+            if coeff != 0:
+                out.extend(sp.Poly(coeff, *variables).coeffs())
+        return out
+
+    def weights(
+        self, b: list[sp.Expr], betas: list[sp.Symbol], weak: tuple
+    ) -> tuple[dict, list[sp.Expr], tuple[sp.Symbol, ...]] | None:
+        """``(substitution, b, free)`` solving the quadrature conditions (``weak`` ones
+        weakened), the ``free`` coefficients set to 0, or None."""
+        tab = SimpleNamespace(stages=self.s, c=self.nodes, A=None, b=b, kind="singlestep")
+        leaf_eqs = [
+            e for c in self.conditions if c.tree.is_leaf for e in self.equations(c, tab, c in weak)
+        ]
+        # pivot on the last stages' coefficients: the free ones (set to 0) are then early
+        # stages', whose few a_ij could not meet the inner conditions (HO4: b_2 = b_3 = 0)
+        solution = _solve(leaf_eqs, betas[::-1], self.generic)
+        if solution is None:
+            return None
+        subs = _with_free_set_to_zero(solution, betas)
+        free = tuple(u for u in betas if u not in solution)
+        return subs, [_substitute(x, subs) for x in b], free
+
+    def stages(
+        self,
+        weights: tuple[dict, list[sp.Expr], tuple[sp.Symbol, ...]],
+        A: list[list[sp.Expr]],
+        alphas: list[sp.Symbol],
+        weak: tuple,
+    ) -> Derivation | None:
+        """The method with these weights and stage coefficients ``A`` solving the inner
+        conditions, if :func:`res_theory.check.check` confirms its order; else None."""
+        from res_theory.check import check
+
+        subs, b_fixed, free_weights = weights
+        s, order, nodes = self.s, self.K, self.nodes
         # every inner condition has exactly one b factor (the root): clear its denominators
-        b_fixed = [_substitute(x, subs) for x in b]
         denominator = sp.lcm([sp.denom(sp.together(t[0])) for x in b_fixed for t in phi_terms(x)])
-        stage2 = SimpleNamespace(
+        tab = SimpleNamespace(
             stages=s,
             c=nodes,
             A=A,
             b=[sp.expand(sp.cancel(x * denominator)) for x in b_fixed],
             kind="singlestep",
         )
-        # stage 2: with b fixed, the remaining conditions constrain the a-coefficients
         inner_eqs = [
-            e for c in conditions if not c.tree.is_leaf for e in equations(c, stage2, c in weak)
+            e
+            for c in self.conditions
+            if not c.tree.is_leaf
+            for e in self.equations(c, tab, c in weak)
         ]
-        sol_a = _solve(inner_eqs, alphas, generic)
-        if sol_a is None:
-            continue
-        subs.update(sol_a)
-        subs.update({u: 0 for u in alphas if u not in sol_a})
-        free = tuple(u for u in (*betas, *alphas) if u not in sol_b and u not in sol_a)
+        solution = _solve(inner_eqs, alphas, self.generic)
+        if solution is None:
+            return None
+        subs = {**subs, **_with_free_set_to_zero(solution, alphas)}
+        free = (*free_weights, *(u for u in alphas if u not in solution))
         params = tuple(
             Parameter(str(c), sp.Rational(i, s - 1), 0, 1, False, True, f"node c{i + 1}")
             for i, c in enumerate(nodes)
@@ -239,22 +304,29 @@ def derive(
         )
         tableau = ExpTableau(
             f"derived_{s}s{order}",
-            f"derived {s}-stage family, order {order} ({case} case)",
+            f"derived {s}-stage family, order {order} ({self.case} case)",
             nodes,
             tuple(tuple(_substitute(x, subs) for x in row) for row in A),
-            tuple(_substitute(x, subs) for x in b),
+            tuple(b_fixed),
             parameters=params,
             source="res_theory.derive.derive",
-            derivation=f"stiff conditions up to order {order}, {case} case; weakened: "
+            derivation=f"stiff conditions up to order {order}, {self.case} case; weakened: "
             + (", ".join(c.name for c in weak) or "none"),
         )
         report = check(tableau, order=order)
-        achieved = report.scalar_order if case == "scalar" else report.stiff_order
+        achieved = report.scalar_order if self.case == "scalar" else report.stiff_order
         if achieved >= order:
             return Derivation(tableau, free, tuple(c.name for c in weak))
-    raise DerivationError(
-        f"no {s}-stage method of stiff order {order} ({case} case) in the phi-combination ansatz"
-    )
+        return None
+
+
+def _with_free_set_to_zero(
+    solution: dict[sp.Symbol, sp.Expr], unknowns: list[sp.Symbol]
+) -> dict[sp.Symbol, sp.Expr]:
+    """``solution`` completed by the unknowns it leaves free, set to 0 (also inside the solved
+    values, which may be written in terms of them)."""
+    free = {u: sp.Integer(0) for u in unknowns if u not in solution}
+    return {**{k: sp.expand(v.subs(free)) for k, v in solution.items()}, **free}
 
 
 def _substitute(x: sp.Expr, subs: dict) -> sp.Expr:
@@ -264,13 +336,13 @@ def _substitute(x: sp.Expr, subs: dict) -> sp.Expr:
 def _solve(
     eqs: list[sp.Expr], unknowns: list[sp.Symbol], generic: dict[sp.Symbol, sp.Expr]
 ) -> dict[sp.Symbol, sp.Expr] | None:
-    """Solve polynomial equations linear-first; ``None`` if inconsistent.
+    """Solve polynomial equations linear-first, pivoting in the order of ``unknowns``;
+    ``None`` if inconsistent.
 
     Each linear batch is first reduced at the *generic* numeric node values ``generic`` (exact
     rationals): inconsistency is detected there, and only the independent equations (pivot rows)
     are then solved symbolically with ``linsolve`` over the field of the nodes.
     """
-    unknown_set = set(unknowns)
     solution: dict[sp.Symbol, sp.Expr] = {}
     pending = list(dict.fromkeys(e for e in eqs if e != 0))
     while pending:
@@ -282,13 +354,13 @@ def _solve(
             break
         linear = [e for e in pending if polys[e].total_degree() == 1]
         todo = linear or pending
-        syms = sorted(set().union(*(e.free_symbols for e in todo)) & unknown_set, key=str)
+        present = set().union(*(e.free_symbols for e in todo))
+        syms = [u for u in unknowns if u in present]  # pivots in the order of ``unknowns``
         if linear:
             m, rhs = sp.linear_eq_to_matrix([e.subs(generic) for e in todo], syms)
-            augmented = m.row_join(rhs)
-            if m.rank() != augmented.rank():
+            rows = _independent_rows(m.row_join(rhs))
+            if len(rows) != len(_independent_rows(m)):
                 return None
-            rows = list(augmented.T.rref()[1])
             todo = [todo[r] for r in rows]
             found = sp.linsolve(todo, syms)
             if not found:
@@ -306,3 +378,12 @@ def _solve(
         pending = [sp.expand(e) for e in pending]
         # the linear batch was reduced to independent rows: its other rows hold generically
     return {k: sp.factor(v) for k, v in solution.items()}
+
+
+def _independent_rows(matrix: sp.Matrix) -> list[int]:
+    """Indices of a maximal set of linearly independent rows of a rational matrix (exact
+    fraction-field elimination with SymPy's ``DomainMatrix`` over ``QQ``: orders of magnitude
+    faster than ``Matrix.rank`` on the few-hundred-row systems of 5-stage methods)."""
+    if matrix.rows == 0 or matrix.cols == 0:
+        return []
+    return list(DomainMatrix.from_Matrix(matrix).convert_to(QQ).transpose().rref()[1])

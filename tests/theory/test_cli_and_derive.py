@@ -28,6 +28,17 @@ def test_check_command(capsys) -> None:
     assert json.loads(capsys.readouterr().out)["stiff_order"] == 1
 
 
+def test_derive_command_with_numeric_nodes(capsys) -> None:
+    # RES-3S at c2 = 1/2, c3 = 1: b_2 = 4 phi_2 - 8 phi_3, b_3 = 4 phi_3 - phi_2 (res_3s_family)
+    assert main(["derive", "--stages", "3", "--order", "3", "--nodes", "1/2", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "b2 = 4*phi(2, Z) - 8*phi(3, Z)" in out and "b3 = -phi(2, Z) + 4*phi(3, Z)" in out
+    assert main(["derive", "--stages", "3", "--order", "3", "--nodes", "1/2", "x"]) == 2
+    assert "rationals" in capsys.readouterr().err
+    assert main(["derive", "--stages", "3", "--order", "3", "--nodes", "1/2"]) == 2
+    assert "nodes" in capsys.readouterr().err
+
+
 def test_cli_errors(capsys) -> None:
     assert main(["check", "no_such_method"]) == 2
     assert "unknown tableau" in capsys.readouterr().err
