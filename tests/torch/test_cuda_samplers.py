@@ -50,3 +50,24 @@ def test_cuda_phi_matches_cpu():
     z = torch.linspace(-1000, 700, 10001, dtype=torch.float64)
     for k in range(6):
         assert torch.allclose(phi(k, z.cuda()).cpu(), phi(k, z), rtol=4e-16, atol=0)
+
+
+@pytest.mark.parametrize("method", ["res_2s", "res_2m", "res_3m", "heun"])
+def test_cuda_loop_never_synchronises(gaussian, method):
+    # CUDA's sync debug mode turns every host-device synchronisation into an error; the first
+    # call moves the coefficient tables to the device (a host-to-device copy), the second
+    # finds them cached, so it must run without any synchronisation at all
+    from res_torch.adapters import EDMDenoiser
+
+    model = EDMDenoiser(lambda x_in, c_noise: 0.1 * x_in)
+    sigmas = get_sigmas_karras(10, 0.002, 80.0)
+    x = 80 * torch.randn(4, 3, 8, 8, device="cuda")
+    options = dict(method=method, disable=True, check_finite=False)
+    sample(model, x, sigmas, **options)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = sample(model, x, sigmas, **options)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.device.type == "cuda"
