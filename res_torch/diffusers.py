@@ -11,6 +11,14 @@ variance-exploding form of ``docs/MATH.md`` §1, in ``lambda = -log sigma`` with
 with ``c, a, b`` from :meth:`res_torch.tableau.Tableau.evaluate` (no coefficient is typed here).
 The last step to ``sigma = 0`` is the denoiser output ``x = D(x, sigma_{N-1})``.
 
+With ``eta > 0`` (config) the schedulers sample the reverse SDE instead, as ``res_torch``'s samplers
+do with ``noise_type="sde"`` (:mod:`res_torch.grid`; SDE-DPM-Solver++, Lu et al. 2022): the
+coefficients are evaluated at ``h = (1 + eta) log(sigma_n / sigma_{n+1})``, the stages stay at
+``sigma_n e^{-c_i log(sigma_n / sigma_{n+1})}``, and each step except the last adds noise of
+standard deviation ``s_noise sigma_{n+1} sqrt(1 - e^{-2 eta log(sigma_n / sigma_{n+1})})``, drawn
+from the ``generator`` passed to :meth:`step` (``eta = 1`` is diffusers'
+``algorithm_type="sde-dpmsolver++"`` for ``dpmpp_2m``).
+
 The ``sample`` a pipeline hands to :meth:`step` lives in the model's own scale, as in diffusers'
 ``DPMSolverMultistepScheduler`` and ``FlowMatchEulerDiscreteScheduler`` (``init_noise_sigma = 1``,
 :meth:`scale_model_input` is the identity):
@@ -180,6 +188,8 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         max_shift: float | None = 1.15,
         base_image_seq_len: int = 256,
         max_image_seq_len: int = 4096,
+        eta: float = 0.0,
+        s_noise: float = 1.0,
     ) -> None:
         if prediction_type not in _VP_PREDICTIONS + _FLOW_PREDICTIONS:
             raise ValueError(
@@ -208,6 +218,9 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(
                 f"time_shift_type must be 'exponential' or 'linear', got {time_shift_type!r}"
             )
+        for name, value in (("eta", eta), ("s_noise", s_noise)):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
         if invert_sigmas:
             raise ValueError("invert_sigmas=True (Mochi) is not supported by the RES schedulers")
         if rescale_betas_zero_snr:
@@ -337,8 +350,8 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
     ) -> RESSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
         """Consume one network evaluation; return the input of the next one.
 
-        ``generator`` is accepted for pipeline compatibility and unused (the solver is
-        deterministic). With ``return_dict=False`` returns ``(prev_sample, pred_original_sample)``.
+        ``generator`` draws the noise of a stochastic run (config ``eta > 0``); it is unused
+        otherwise. With ``return_dict=False`` returns ``(prev_sample, pred_original_sample)``.
         """
         if self.num_inference_steps is None:
             raise ValueError("call set_timesteps before step")
@@ -349,7 +362,11 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError("all steps are done; call set_timesteps to sample again")
         sigma = float(self._stage_sigmas[self._step_index])
         denoised = self._denoised(model_output, sample, sigma)
-        x_next, sigma_next = self._advance(sample / self._scale(sigma), denoised)
+        x_next, sigma_next, noise = self._advance(sample / self._scale(sigma), denoised)
+        if noise > 0:  # the SDE noise after a completed step (drawn as res_torch's samplers do)
+            device = generator.device if generator is not None else x_next.device
+            draw = torch.randn(x_next.shape, generator=generator, device=device, dtype=x_next.dtype)
+            x_next = x_next + noise * draw.to(x_next.device)
         self._step_index += 1
         prev = (x_next * self._scale(sigma_next)).to(sample.dtype)
         if not return_dict:
@@ -509,9 +526,20 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """Forget the solver state (a new run starts at ``step_index``)."""
         raise NotImplementedError
 
-    def _advance(self, x: torch.Tensor, denoised: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """Take the VE state and this call's ``D``; return the next VE state and its sigma."""
+    def _advance(
+        self, x: torch.Tensor, denoised: torch.Tensor
+    ) -> tuple[torch.Tensor, float, float]:
+        """Take the VE state and this call's ``D``; return the next VE state, its sigma and the
+        standard deviation of the SDE noise to add to it (0 within a step and for the ODE)."""
         raise NotImplementedError
+
+    def _step_noise(self, sigma: torch.Tensor, sigma_next: torch.Tensor) -> float:
+        """``s_noise sigma_next sqrt(1 - e^{-2 eta log(sigma / sigma_next)})`` (0 for the ODE and
+        the final step)."""
+        if self.config.eta == 0 or sigma_next == 0:
+            return 0.0
+        spread = -torch.expm1(-2 * self.config.eta * torch.log(sigma / sigma_next))
+        return float(self.config.s_noise * sigma_next * spread.sqrt())
 
 
 class RESMultistepScheduler(_RESScheduler):
@@ -563,7 +591,9 @@ class RESMultistepScheduler(_RESScheduler):
                 self._stages.append((n, 0))
                 stage_sigmas.append(float(sig[n]))
                 continue
-            self._singlestep[n] = _erk_step(method, sig[n], sig[n + 1], {})
+            self._singlestep[n] = _erk_step(
+                method, sig[n], sig[n + 1], {}, self.config.eta, self.config.s_noise
+            )
             self._stages += [(n, i) for i in range(method.stages)]
             stage_sigmas += self._singlestep[n]["stage_sigmas"]
         self._stage_sigmas = torch.tensor(stage_sigmas, dtype=torch.float64)
@@ -581,16 +611,19 @@ class RESMultistepScheduler(_RESScheduler):
         """
         sig = self.sigmas
         method = self._method_for_step(previous)
-        h = torch.log(sig[n] / sig[n + 1]).reshape(1)
+        step = torch.log(sig[n] / sig[n + 1]).reshape(1)  # in lambda
+        h = (1 + self.config.eta) * step  # the coefficients' step (SDE: module docstring)
         values: dict[str, Any] = {
             k: v for k, v in self._free_parameters().items() if k in _names(method)
         }
         for j, name in enumerate(method.history_parameters, start=1):
-            values[name] = torch.log(sig[n] / sig[n - j]).reshape(1) / h
+            values[name] = torch.log(sig[n] / sig[n - j]).reshape(1) / step
         _, _, b = method.evaluate(h, values)
-        return float(sig[n + 1] / sig[n]), (h * b[0]).tolist()
+        return float(torch.exp(-h)), (h * b[0]).tolist()
 
-    def _advance(self, x: torch.Tensor, denoised: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def _advance(
+        self, x: torch.Tensor, denoised: torch.Tensor
+    ) -> tuple[torch.Tensor, float, float]:
         n, i = self._stages[self._step_index]
         sigma_next = float(self.sigmas[n + 1])
         values = [denoised, *self._history]  # this step's value and the previous steps'
@@ -603,10 +636,13 @@ class RESMultistepScheduler(_RESScheduler):
             elif self._x_n is None or len(self._stage_values) != i:
                 raise ValueError("RESMultistepScheduler.step called out of stage order")
             self._stage_values.append(denoised)
-            x_next, done = _erk_stage(self._singlestep[n], self._x_n, self._stage_values)
-            return x_next, sigma_next if done else float(self._stage_sigmas[self._step_index + 1])
+            coefficients = self._singlestep[n]
+            x_next, done = _erk_stage(coefficients, self._x_n, self._stage_values)
+            if done:
+                return x_next, sigma_next, coefficients["noise"]
+            return x_next, float(self._stage_sigmas[self._step_index + 1]), 0.0
         if sigma_next == 0:
-            return denoised, 0.0
+            return denoised, 0.0, 0.0
         method = self._method_for_step(previous)
         if not method.is_multistep and method.stages != 1:
             raise ValueError(
@@ -618,7 +654,7 @@ class RESMultistepScheduler(_RESScheduler):
         x_next = decay * x
         for weight, d in zip(hb, values[: len(hb)], strict=True):
             x_next = x_next + weight * d
-        return x_next, sigma_next
+        return x_next, sigma_next, self._step_noise(self.sigmas[n], self.sigmas[n + 1])
 
 
 class RESSinglestepScheduler(_RESScheduler):
@@ -653,7 +689,11 @@ class RESSinglestepScheduler(_RESScheduler):
                 self._stages.append((n, 0))
                 stage_sigmas.append(float(sig[n]))
                 continue
-            self._coefficients.append(_erk_step(self.tableau, sig[n], sig[n + 1], values))
+            self._coefficients.append(
+                _erk_step(
+                    self.tableau, sig[n], sig[n + 1], values, self.config.eta, self.config.s_noise
+                )
+            )
             self._stages += [(n, i) for i in range(self.tableau.stages)]
             stage_sigmas += self._coefficients[-1]["stage_sigmas"]
         self._stage_sigmas = torch.tensor(stage_sigmas, dtype=torch.float64)
@@ -663,39 +703,51 @@ class RESSinglestepScheduler(_RESScheduler):
         self._x_n: torch.Tensor | None = None
         self._stage_values: list[torch.Tensor] = []
 
-    def _advance(self, x: torch.Tensor, denoised: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def _advance(
+        self, x: torch.Tensor, denoised: torch.Tensor
+    ) -> tuple[torch.Tensor, float, float]:
         n, i = self._stages[self._step_index]
         coefficients = self._coefficients[n]
         if coefficients["final"]:
-            return denoised, 0.0
+            return denoised, 0.0, 0.0
         if i == 0:
             self._x_n, self._stage_values = x, []
         elif self._x_n is None or len(self._stage_values) != i:
             raise ValueError("RESSinglestepScheduler.step called out of stage order")
         self._stage_values.append(denoised)
         x_next, done = _erk_stage(coefficients, self._x_n, self._stage_values)
-        return x_next, coefficients["sigma_next"] if done else float(
-            self._stage_sigmas[self._step_index + 1]
-        )
+        if done:
+            return x_next, coefficients["sigma_next"], coefficients["noise"]
+        return x_next, float(self._stage_sigmas[self._step_index + 1]), 0.0
 
 
 def _erk_step(
-    tableau: Tableau, sigma: torch.Tensor, sigma_next: torch.Tensor, values: dict[str, Any]
+    tableau: Tableau,
+    sigma: torch.Tensor,
+    sigma_next: torch.Tensor,
+    values: dict[str, Any],
+    eta: float = 0.0,
+    s_noise: float = 1.0,
 ) -> dict[str, Any]:
     """Coefficients of one step of the single-step ``tableau`` from ``sigma`` to
-    ``sigma_next > 0``: ``h = log(sigma/sigma_next)``, ``decay = e^{-h}``, ``decay_c = e^{-c h}``,
-    ``ha = h A``, ``hb = h b`` and the stage noise levels ``sigma e^{-c h}``."""
-    h = torch.log(sigma / sigma_next).reshape(1)
+    ``sigma_next > 0``: with ``step = log(sigma/sigma_next)`` and the coefficients' step
+    ``h = (1 + eta) step`` (``eta = 0``: the ODE), ``decay = e^{-h}``, ``decay_c = e^{-c h}``,
+    ``ha = h A``, ``hb = h b``, the stage noise levels ``sigma e^{-c step}`` and the standard
+    deviation ``noise`` of the SDE noise added after the step (module docstring)."""
+    step = torch.log(sigma / sigma_next).reshape(1)
+    h = (1 + eta) * step
     c, a, b = tableau.evaluate(h, values)
     decay_c = torch.exp(-c[0] * h)
+    spread = -torch.expm1(-2 * eta * step)
     return {
         "final": False,
-        "decay": float(sigma_next / sigma),
+        "decay": float(torch.exp(-h)),
         "decay_c": decay_c.tolist(),
         "ha": (h * a[0]).tolist(),
         "hb": (h * b[0]).tolist(),
         "sigma_next": float(sigma_next),
-        "stage_sigmas": (sigma * decay_c).tolist(),
+        "stage_sigmas": (sigma * torch.exp(-c[0] * step)).tolist(),
+        "noise": float(s_noise * sigma_next * spread.sqrt()),
     }
 
 

@@ -77,6 +77,48 @@ def test_scheduler_in_a_diffusers_loop_equals_res_torch_sampler(unet64, schedule
 
 
 @pytest.mark.parametrize(
+    "scheduler_class, tableau",
+    [
+        (RESMultistepScheduler, "res_2m"),
+        (RESMultistepScheduler, "res_3m"),
+        (RESSinglestepScheduler, "res_2s"),
+        (RESSinglestepScheduler, "res_3s"),
+    ],
+)
+def test_sde_scheduler_equals_res_torch_sde_sampler_with_the_same_noise(
+    unet64, scheduler_class, tableau
+):
+    unet = unet64
+    ddpm = diffusers.DDPMScheduler()
+    scheduler = scheduler_class.from_config(
+        ddpm.config, tableau=tableau, use_karras_sigmas=True, eta=0.7, s_noise=0.9
+    )
+    scheduler.set_timesteps(6)
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    generator = torch.Generator().manual_seed(5)
+    x = noise
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            model_output = unet(scheduler.scale_model_input(x, t), t).sample
+            x = scheduler.step(model_output, t, x, generator=generator).prev_sample
+
+    model = DiscreteEpsDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
+    x_ve = noise * math.sqrt(1 + float(scheduler.sigmas[0]) ** 2)
+    with torch.no_grad():
+        expected = res_torch.sample_erk(
+            model, x_ve, scheduler.sigmas, disable=True, tableau=tableau, eta=0.7, s_noise=0.9,
+            noise_type="sde", generator=torch.Generator().manual_seed(5),
+        )  # fmt: skip
+    deterministic = scheduler_class.from_config(
+        ddpm.config, tableau=tableau, use_karras_sigmas=True
+    )
+    deterministic.set_timesteps(6)
+    scale = expected.abs().max()
+    torch.testing.assert_close(x / scale, expected / scale, rtol=0, atol=1e-10)
+    assert (x - _diffusers_loop(deterministic, unet, noise)).abs().max() > 1e-2 * scale
+
+
+@pytest.mark.parametrize(
     "scheduler_class, tableau, parameters",
     [
         (RESMultistepScheduler, "res_3m", {}),
@@ -348,6 +390,10 @@ def test_bad_configurations_are_rejected():
         RESMultistepScheduler(rescale_betas_zero_snr=True)
     with pytest.raises(ValueError, match="beta_schedule"):
         RESMultistepScheduler(beta_schedule="quadratic")
+    with pytest.raises(ValueError, match="eta"):
+        RESSinglestepScheduler(eta=-0.5)
+    with pytest.raises(ValueError, match="s_noise"):
+        RESMultistepScheduler(s_noise=float("nan"))
 
 
 def test_bad_calls_are_rejected():
