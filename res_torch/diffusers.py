@@ -16,8 +16,8 @@ do with ``noise_type="sde"`` (:mod:`res_torch.grid`; SDE-DPM-Solver++, Lu et al.
 coefficients are evaluated at ``h = (1 + eta) log(sigma_n / sigma_{n+1})``, the stages stay at
 ``sigma_n e^{-c_i log(sigma_n / sigma_{n+1})}``, and each step except the last adds noise of
 standard deviation ``s_noise sigma_{n+1} sqrt(1 - e^{-2 eta log(sigma_n / sigma_{n+1})})``, drawn
-from the ``generator`` passed to :meth:`step` (``eta = 1`` is diffusers'
-``algorithm_type="sde-dpmsolver++"`` for ``dpmpp_2m``).
+from the ``generator`` passed to :meth:`step` (for ``dpmpp_2m``: k-diffusion's
+``sample_dpmpp_2m_sde``, midpoint form).
 
 The ``sample`` a pipeline hands to :meth:`step` lives in the model's own scale, as in diffusers'
 ``DPMSolverMultistepScheduler`` and ``FlowMatchEulerDiscreteScheduler`` (``init_noise_sigma = 1``,
