@@ -301,8 +301,8 @@ class _AffineRow:
                 terms = [(j, weights_on_device[n][j]) for j in columns]
                 self.plans.append((decay_on_device[n], None, terms))
             else:
-                links = [(columns[j], links_on_device[n][k]) for k, j in enumerate(chain[0])]
-                self.plans.append((None, links[0], links[1:]))
+                chained = [(columns[j], links_on_device[n][k]) for k, j in enumerate(chain[0])]
+                self.plans.append((None, chained[0], chained[1:]))
 
     def __call__(
         self, i: int, x: torch.Tensor, values: list[torch.Tensor], in_place: bool
@@ -398,7 +398,6 @@ class _GridNoise:
         self.step_scale = _on_device(grid.step_noise, x)
         self.has_churn = (grid.churn_noise > 0).tolist()
         self.has_step_noise = (grid.step_noise > 0).tolist()
-        self.stochastic = any(self.has_churn) or any(self.has_step_noise)
 
     def churn(
         self, i: int, x: torch.Tensor, sigmas: torch.Tensor, sigma_hat: list, sampler: Any
@@ -423,7 +422,7 @@ class _SinglestepTables:
     def build(cls, grid: StepGrid, coefficients: SinglestepCoefficients, x: torch.Tensor):
         return cls(
             _SinglestepUpdate(coefficients, x),
-            _on_device(coefficients.stage_sigma[:, 0], x),
+            _on_device(grid.sigma_hat, x),
             _GridNoise(grid, x),
         )
 
@@ -515,22 +514,19 @@ class _Ownership:
 
 
 def _check_inputs(
-    model: Any, extra_args: Any, noise: _GridNoise, sampler: NoiseSampler | None
+    model: Any, x: Any, extra_args: Any, grid: StepGrid, sampler: NoiseSampler | None
 ) -> dict:
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
-    if extra_args is not None and not isinstance(extra_args, Mapping):
-        raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
-    if noise.stochastic and sampler is None:
-        raise ValueError("a stochastic run needs a noise_sampler")
-    return dict(extra_args or {})
-
-
-def _check_sample(x: Any) -> None:
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
     if x.ndim < 1:
         raise ValueError("x must have a batch dimension (ndim >= 1)")
+    if extra_args is not None and not isinstance(extra_args, Mapping):
+        raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
+    if grid.stochastic and sampler is None:
+        raise ValueError("a stochastic run needs a noise_sampler")
+    return dict(extra_args or {})
 
 
 def _progress(steps: int, disable: bool | None) -> Iterable[int]:
@@ -567,10 +563,10 @@ def run_singlestep(
 
     ``sigmas`` is the caller's schedule tensor (passed through to ``callback``).
     """
-    _check_sample(x)
+    extra_args = _check_inputs(model, x, extra_args, grid, noise_sampler)
     tables = _device_tables(grid, coefficients, x, _SinglestepTables.build)
     step, sigma_hat, noise = tables.step, tables.sigma_hat, tables.noise
-    evaluate = _Evaluator(model, x, _check_inputs(model, extra_args, noise, noise_sampler))
+    evaluate = _Evaluator(model, x, extra_args)
     denoising = grid.denoising
     ownership = _Ownership(callback)
     for i in _progress(grid.steps, disable):
@@ -611,10 +607,10 @@ def run_multistep(
     """Run a multistep method (see :class:`MultistepCoefficients`) over ``grid``: one
     denoiser evaluation per step, at ``sigma_hat``, except for the steps of multi-stage
     single-step start-up methods, which evaluate all their stages."""
-    _check_sample(x)
+    extra_args = _check_inputs(model, x, extra_args, grid, noise_sampler)
     tables = _device_tables(grid, coefficients, x, _MultistepTables.build)
     sigma_hat, sigma_in, noise = tables.sigma_hat, tables.sigma_in, tables.noise
-    evaluate = _Evaluator(model, x, _check_inputs(model, extra_args, noise, noise_sampler))
+    evaluate = _Evaluator(model, x, extra_args)
     denoising = grid.denoising
     ownership = _Ownership(callback)
     keep = max(coefficients.used) - 1
