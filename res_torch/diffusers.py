@@ -64,6 +64,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from res_torch.adapters import DiscreteSchedule
+from res_torch.noise import default_noise_sampler, sde_step_noise
 from res_torch.tableau import Tableau, load_tableau
 
 __all__ = [
@@ -363,10 +364,8 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         sigma = float(self._stage_sigmas[self._step_index])
         denoised = self._denoised(model_output, sample, sigma)
         x_next, sigma_next, noise = self._advance(sample / self._scale(sigma), denoised)
-        if noise > 0:  # the SDE noise after a completed step (drawn as res_torch's samplers do)
-            device = generator.device if generator is not None else x_next.device
-            draw = torch.randn(x_next.shape, generator=generator, device=device, dtype=x_next.dtype)
-            x_next = x_next + noise * draw.to(x_next.device)
+        if noise > 0:  # the SDE noise after a completed step, drawn as res_torch's samplers do
+            x_next = x_next + noise * default_noise_sampler(x_next, generator)(sigma, sigma_next)
         self._step_index += 1
         prev = (x_next * self._scale(sigma_next)).to(sample.dtype)
         if not return_dict:
@@ -533,14 +532,6 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         standard deviation of the SDE noise to add to it (0 within a step and for the ODE)."""
         raise NotImplementedError
 
-    def _step_noise(self, sigma: torch.Tensor, sigma_next: torch.Tensor) -> float:
-        """``s_noise sigma_next sqrt(1 - e^{-2 eta log(sigma / sigma_next)})`` (0 for the ODE and
-        the final step)."""
-        if self.config.eta == 0 or sigma_next == 0:
-            return 0.0
-        spread = -torch.expm1(-2 * self.config.eta * torch.log(sigma / sigma_next))
-        return float(self.config.s_noise * sigma_next * spread.sqrt())
-
 
 class RESMultistepScheduler(_RESScheduler):
     """Exponential multistep RES (``res_2m``, ``res_3m``, ``dpmpp_2m``, ... tableaux).
@@ -654,7 +645,11 @@ class RESMultistepScheduler(_RESScheduler):
         x_next = decay * x
         for weight, d in zip(hb, values[: len(hb)], strict=True):
             x_next = x_next + weight * d
-        return x_next, sigma_next, self._step_noise(self.sigmas[n], self.sigmas[n + 1])
+        sig, config = self.sigmas, self.config
+        noise = sde_step_noise(
+            torch.log(sig[n] / sig[n + 1]), sig[n + 1], config.eta, config.s_noise
+        )
+        return x_next, sigma_next, float(noise)
 
 
 class RESSinglestepScheduler(_RESScheduler):
@@ -738,7 +733,6 @@ def _erk_step(
     h = (1 + eta) * step
     c, a, b = tableau.evaluate(h, values)
     decay_c = torch.exp(-c[0] * h)
-    spread = -torch.expm1(-2 * eta * step)
     return {
         "final": False,
         "decay": float(torch.exp(-h)),
@@ -747,7 +741,7 @@ def _erk_step(
         "hb": (h * b[0]).tolist(),
         "sigma_next": float(sigma_next),
         "stage_sigmas": (sigma * torch.exp(-c[0] * step)).tolist(),
-        "noise": float(s_noise * sigma_next * spread.sqrt()),
+        "noise": float(sde_step_noise(step, sigma_next, eta, s_noise)),
     }
 
 

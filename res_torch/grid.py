@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from res_torch.noise import ancestral_step, churn_gamma
+from res_torch.noise import ancestral_step, churn_gamma, sde_step_noise
 
 __all__ = ["NOISE_TYPES", "SigmasError", "StepGrid", "make_grid", "validate_sigmas"]
 
@@ -134,9 +134,7 @@ def make_grid(
     lambda_step = torch.log(sigma_hat) - torch.log(sigma_to)
     if noise_type == "sde":
         h = (1 + eta) * lambda_step
-        finite = torch.isfinite(lambda_step)
-        spread = torch.where(finite, -torch.expm1(-2 * eta * lambda_step), torch.zeros_like(h))
-        step_noise = s_noise * sigma_next * spread.sqrt()
+        step_noise = sde_step_noise(lambda_step, sigma_next, eta, s_noise)
     else:
         h = lambda_step
         step_noise = s_noise * sigma_up

@@ -22,6 +22,7 @@ __all__ = [
     "churn_gamma",
     "default_noise_sampler",
     "resolve_noise_sampler",
+    "sde_step_noise",
 ]
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -75,6 +76,20 @@ def churn_gamma(
     gamma = min(s_churn / current.numel(), math.sqrt(2) - 1)
     inside = (current >= s_tmin) & (current <= s_tmax)
     return torch.where(inside, torch.full_like(current, gamma), torch.zeros_like(current))
+
+
+def sde_step_noise(
+    lambda_step: torch.Tensor, sigma_next: torch.Tensor, eta: float, s_noise: float = 1.0
+) -> torch.Tensor:
+    """Standard deviation of the noise after an SDE-DPM-Solver++ step (Lu et al. 2022, eq. (9);
+    :mod:`res_torch.grid`): ``s_noise sigma_next sqrt(1 - e^{-2 eta lambda_step})`` for the step
+    of length ``lambda_step = log(sigma / sigma_next)`` in ``lambda``; 0 for a step to
+    ``sigma_next = 0`` (``lambda_step = inf``) and for ``eta = 0``."""
+    finite = torch.isfinite(lambda_step)
+    spread = torch.where(
+        finite, -torch.expm1(-2 * eta * lambda_step), torch.zeros_like(lambda_step)
+    )
+    return s_noise * sigma_next * spread.sqrt()
 
 
 def ancestral_step(
