@@ -7,6 +7,7 @@ from res_torch.adapters import (
     EDMDenoiser,
     FlowDenoiser,
 )
+from res_torch.errors import ResError
 from res_torch.grid import SigmasError, StepGrid, make_grid
 from res_torch.nfe import NFEBudgetError, evaluations_per_step, nfe, sigmas_for_nfe
 from res_torch.noise import ancestral_step, churn_gamma, default_noise_sampler
@@ -47,6 +48,7 @@ __all__ = [
     "SAMPLERS",
     "NFEBudgetError",
     "NonFiniteSampleError",
+    "ResError",
     "ScheduleError",
     "SigmasError",
     "StepGrid",

@@ -21,11 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from res_torch.errors import ExpressionError
+
 __all__ = ["Expression", "ExpressionError"]
 
-
-class ExpressionError(ValueError):
-    """An expression string is not in the res-tableau grammar or names an unknown parameter."""
 
 
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {

@@ -32,15 +32,13 @@ from dataclasses import dataclass
 
 import torch
 
+from res_torch.errors import SigmasError
 from res_torch.noise import ancestral_step, churn_gamma, sde_step_noise
 
 __all__ = ["NOISE_TYPES", "SigmasError", "StepGrid", "make_grid", "validate_sigmas"]
 
 NOISE_TYPES = ("ancestral", "sde")
 
-
-class SigmasError(ValueError):
-    """The noise levels are not a valid sampling schedule."""
 
 
 def validate_sigmas(sigmas: torch.Tensor | Sequence[float]) -> torch.Tensor:

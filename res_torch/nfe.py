@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from res_torch.errors import NFEBudgetError
 from res_torch.grid import validate_sigmas
 from res_torch.samplers import SAMPLERS, UnknownMethodError, cached_tableau
 from res_torch.schedules import (
@@ -45,9 +46,6 @@ SCHEDULES: dict[str, Callable[..., torch.Tensor]] = {
 
 _IN_SIGMA = {"euler": 1, "heun": 2}
 
-
-class NFEBudgetError(ValueError):
-    """An NFE budget that the method cannot spend exactly."""
 
 
 def _tableau_of(method: str | Path | Tableau) -> Tableau:

@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 
+from res_torch.errors import UnknownMethodError
 from res_torch.grid import StepGrid, make_grid, validate_sigmas
 from res_torch.noise import NoiseSampler, resolve_noise_sampler
 from res_torch.steppers import (
@@ -86,9 +87,6 @@ __all__ = [
 
 Callback = Callable[[dict], Any]
 
-
-class UnknownMethodError(ValueError):
-    """A method name that is neither a named sampler nor a shipped tableau."""
 
 
 @functools.lru_cache(maxsize=64)

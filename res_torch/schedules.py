@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from res_torch.errors import ScheduleError
+
 __all__ = [
     "ScheduleError",
     "get_sigmas_exponential",
@@ -19,9 +21,6 @@ __all__ = [
     "get_sigmas_vp",
 ]
 
-
-class ScheduleError(ValueError):
-    """Invalid schedule parameters."""
 
 
 def _check_n(n: int) -> None:

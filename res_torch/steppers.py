@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from tqdm.auto import trange
 
+from res_torch.errors import NonFiniteSampleError
 from res_torch.grid import StepGrid
 from res_torch.noise import NoiseSampler
 from res_torch.tableau import Tableau, TableauError, load_tableau
@@ -56,9 +57,6 @@ __all__ = [
 
 Denoiser = Callable[..., torch.Tensor]
 
-
-class NonFiniteSampleError(ValueError):
-    """The sample became NaN or infinite (usually: the model returned NaN/inf)."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from res_torch.errors import TableauError
 from res_torch.expression import Expression, ExpressionError
 from res_torch.phi import phi
 
@@ -42,9 +43,6 @@ FORMAT = "res-tableau"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^[a-z0-9_]+$")
 
-
-class TableauError(ValueError):
-    """A tableau file is malformed, inconsistent, or asked for with invalid parameters."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,51 @@
+"""The error classes of ``res_torch``: every bad input raises a :class:`ResError`.
+
+Each class names what was wrong; all derive from :class:`ResError` (itself a ``ValueError``), so
+``except res_torch.ResError`` catches every input error the library raises, and nothing else.
+Messages are short: what is wrong and, where it helps, what is accepted.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ExpressionError",
+    "NFEBudgetError",
+    "NonFiniteSampleError",
+    "ResError",
+    "ScheduleError",
+    "SigmasError",
+    "TableauError",
+    "UnknownMethodError",
+]
+
+
+class ResError(ValueError):
+    """Base class of every input error raised by ``res_torch``."""
+
+
+class SigmasError(ResError):
+    """The noise levels are not a valid sampling schedule."""
+
+
+class ScheduleError(ResError):
+    """Invalid schedule parameters."""
+
+
+class NFEBudgetError(ResError):
+    """An NFE budget that the method cannot spend exactly."""
+
+
+class TableauError(ResError):
+    """A tableau file is malformed, inconsistent, or asked for with invalid parameters."""
+
+
+class ExpressionError(TableauError):
+    """An expression string is not in the res-tableau grammar or names an unknown parameter."""
+
+
+class UnknownMethodError(ResError):
+    """A method name that is neither a named sampler nor a shipped tableau."""
+
+
+class NonFiniteSampleError(ResError):
+    """The sample became NaN or infinite (usually: the model returned NaN/inf)."""
