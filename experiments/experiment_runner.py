@@ -178,10 +178,14 @@ def experiment_main(
     run: Callable[[Any, torch.device], list[dict[str, Any]]],
     argv: Sequence[str] | None = None,
     description: str | None = None,
+    module: str | None = None,
 ) -> Path:
-    """Command line ``python -m experiments.<name> [--quick] [--device D] [--out DIR]``:
-    runs the quick or full configuration and writes ``DIR/<name>.csv``."""
-    parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=description)
+    """Command line ``python -m MODULE [--quick] [--device D] [--out DIR]`` of the experiment
+    module ``module`` (for the usage line): runs the quick or full configuration and writes
+    ``DIR/<name>.csv``."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}" if module else None, description=description
+    )
     parser.add_argument("--quick", action="store_true", help="small, fast configuration")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output directory")

@@ -16,8 +16,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from experiments.convergence_table import ConvergenceConfig, run_convergence_table
-from experiments.defect import DefectConfig, run_defect
+from experiments.convergence.table import ConvergenceConfig, run_convergence_table
+from experiments.diffusion.defect import DefectConfig, run_defect
+from experiments.diffusion.quality import QualityConfig, run_quality
+from experiments.diffusion.residuals import ResidualsConfig, run_residuals
+from experiments.diffusion.schedule_robustness import ScheduleConfig, run_schedule_robustness
+from experiments.diffusion.stochastic import StochasticConfig, run_stochastic
 from experiments.experiment_runner import (
     cached_rows,
     cached_table,
@@ -25,10 +29,6 @@ from experiments.experiment_runner import (
     resolve_device,
     write_csv,
 )
-from experiments.quality import QualityConfig, run_quality
-from experiments.residuals import ResidualsConfig, run_residuals
-from experiments.schedule_robustness import ScheduleConfig, run_schedule_robustness
-from experiments.stochastic import StochasticConfig, run_stochastic
 from paper_figures import plots
 from paper_figures.summary import compare_res_to_dpmpp, results_markdown
 
@@ -125,7 +125,7 @@ def _draw_convergence(rows: Rows, out: Path, command: str) -> Figures:
         (
             "convergence.png",
             "Convergence of the global error with step count on the convergence test "
-            "problems (experiments.convergence), observed orders in the table. Made by "
+            "problems (experiments.convergence.study), observed orders in the table. Made by "
             f"`{command}`; table convergence.csv.",
         )
     ]

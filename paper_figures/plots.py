@@ -19,7 +19,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments.compared_methods import METHODS  # noqa: E402
+from experiments.diffusion.methods import METHODS  # noqa: E402
 
 __all__ = [
     "plot_c2_sweep",
@@ -229,7 +229,7 @@ def plot_c2_sweep(rows: Rows, path: Path) -> Path:
 def plot_convergence(rows: Rows, path: Path) -> Path:
     """One log-log panel per problem: error against step size ``h`` for every method
     (``table == "errors"`` rows), labelled with the measured and the expected order
-    (``table == "slopes"`` rows of :mod:`experiments.convergence_table`)."""
+    (``table == "slopes"`` rows of :mod:`experiments.convergence.table`)."""
     errors = [r for r in rows if r["table"] == "errors"]
     slopes = {(r["problem"], r["method"]): r for r in rows if r["table"] == "slopes"}
     problems = _unique(r["problem"] for r in errors)

@@ -12,7 +12,8 @@
   ``dx/dlambda = -x + g(x, lambda)`` is one, with ``D(x, sigma) = g(x, -log sigma)``, so the
   library's samplers (``res_torch.sample``) integrate all of them.
 * :class:`SemilinearProblem` -- ``u'(t) = L u + g(u, t)`` with a *matrix* linear part ``L`` (a
-  discretised PDE), integrated by :mod:`experiments.erk_stepper` with matrix phi functions.
+  discretised PDE), integrated by :mod:`experiments.convergence.erk_stepper` with matrix phi
+  functions.
 
 Each problem knows its solution at the final time: exact where one is manufactured, otherwise a
 converged high-accuracy reference (:mod:`experiments.reference`).

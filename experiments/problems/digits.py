@@ -100,7 +100,7 @@ def digits_problem(
         return converged_reference(denoiser, x_start, sigma_start, sigma_end)
 
     return DiffusionProblem(
-        name="digits",
+        name="digits_exact_ode",
         description=(
             "probability-flow ODE of the empirical optimal denoiser of sklearn digits "
             f"(1437 training images), sigma {sigma_start:g} -> {sigma_end:g}"

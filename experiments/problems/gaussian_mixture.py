@@ -155,7 +155,7 @@ def gaussian_mixture_problem(
         return converged_reference(mixture.denoiser, x_start, sigma_start, sigma_end)
 
     return DiffusionProblem(
-        name="gaussian_mixture",
+        name="gmm_ode",
         description=(
             f"probability-flow ODE of a {components}-component Gaussian mixture in R^{dim}, "
             f"exact denoiser, sigma {sigma_start:g} -> {sigma_end:g}"

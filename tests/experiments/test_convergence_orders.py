@@ -1,6 +1,7 @@
 """Measured convergence orders agree with the orders res_theory predicts (quick settings).
 
-Criterion (``experiments.convergence``): on diffusion ODEs (scalar ``L = -1``) the slope over the
+Criterion (``experiments.convergence.study``): on diffusion ODEs (scalar ``L = -1``) the slope
+over the
 finest four step sizes is within 0.3 of the *classical* order; on the stiff parabolic PDE it is at
 least the *stiff* order minus 0.3. 0.3 allows for the relative size O(h) of the next error term
 in a 4-point least-squares fit over a factor 8 in h.
@@ -14,7 +15,7 @@ from functools import cache
 import pytest
 import torch
 
-from experiments.convergence import (
+from experiments.convergence.study import (
     ConvergenceError,
     convergence_study,
     main,
@@ -105,7 +106,7 @@ def test_order_reduction_of_cox_matthews_and_none_for_hochbruck_ostermann():
 
 
 @pytest.mark.parametrize(
-    ("problem", "method"), _params(["gaussian_mixture", "digits"], REPRESENTATIVE)
+    ("problem", "method"), _params(["gmm_ode", "digits_exact_ode"], REPRESENTATIVE)
 )
 def test_classical_order_on_exact_denoiser_problems(problem, method):
     _check(_results(problem, tuple(REPRESENTATIVE))[method])
@@ -115,7 +116,7 @@ def test_classical_order_on_exact_denoiser_problems(problem, method):
 @pytest.mark.parametrize(
     ("problem", "method"),
     _params(
-        ["gaussian_mixture", "digits"],
+        ["gmm_ode", "digits_exact_ode"],
         sorted(set(METHODS) - set(REPRESENTATIVE)),
         BELOW_REFERENCE_FLOOR,
     ),
@@ -132,8 +133,10 @@ def test_predicted_orders_come_from_the_tableau_files():
 
 
 def test_bad_requests_raise_clear_errors():
-    with pytest.raises(ConvergenceError, match="unknown problem"):
+    with pytest.raises(ConvergenceError, match="unknown convergence problem"):
         run_convergence(["nope"], ["ddim"], out=None)
+    with pytest.raises(ConvergenceError, match="unknown convergence problem.*gmm"):
+        run_convergence(["gmm"], ["ddim"], out=None)  # a sampling problem of the registry
     with pytest.raises(ConvergenceError, match="unknown method"):
         run_convergence(["manufactured_sine"], ["nope"], out=None)
     with pytest.raises(ConvergenceError, match="at least 3 distinct step counts"):

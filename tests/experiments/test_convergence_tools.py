@@ -6,16 +6,16 @@ import math
 import pytest
 import torch
 
-from experiments.erk_stepper import (
+from experiments.convergence.erk_stepper import (
     MatrixLinearPart,
     ScalarLinearPart,
     StepperError,
     integrate_erk,
 )
-from experiments.matrix_phi import MatrixPhiCache, MatrixPhiError, matrix_phi_functions
+from experiments.convergence.matrix_phi import MatrixPhiCache, MatrixPhiError, matrix_phi_functions
+from experiments.convergence.slopes import SlopeFitError, fit_slope, local_slopes
 from experiments.problems import get_problem
 from experiments.problems.parabolic import laplacian_dirichlet
-from experiments.slopes import SlopeFitError, fit_slope, local_slopes
 from res_torch import phi
 from res_torch.samplers import sample
 from res_torch.tableau import available_tableaux

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.compared_methods import (
+from experiments.diffusion.defect import defect_rows
+from experiments.diffusion.methods import (
     METHODS,
     MethodError,
     attainable_budgets,
@@ -16,8 +17,8 @@ from experiments.compared_methods import (
     get_method,
     run_method,
 )
-from experiments.defect import defect_rows
-from experiments.paper_problems import ProblemError, get_problem, reference_batch
+from experiments.diffusion.scoring import reference_batch
+from experiments.problems import ProblemError, get_problem
 
 
 def test_unknown_method_is_named_in_error() -> None:

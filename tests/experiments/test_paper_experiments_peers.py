@@ -1,4 +1,5 @@
-"""diffusers' UniPC driven on an EDM denoiser (experiments.peers) converges to the exact ODE
+"""diffusers' UniPC driven on an EDM denoiser (experiments.diffusion.peers) converges to the
+exact ODE
 solution of a Gaussian data distribution, whose probability-flow ODE is solvable in closed form."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import math
 import pytest
 import torch
 
-from experiments.peers import PeerSamplerError, sample_unipc
+from experiments.diffusion.peers import PeerSamplerError, sample_unipc
 
 MU, S = 0.3, 0.5
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0

@@ -7,11 +7,14 @@ import pytest
 import torch
 
 from experiments.problems import (
+    CONVERGENCE_PROBLEMS,
     PROBLEMS,
+    SAMPLING_PROBLEMS,
     DiffusionProblem,
     EmpiricalDenoiser,
     GaussianMixture,
     ProblemError,
+    SamplingProblem,
     SemilinearProblem,
     get_problem,
     hochbruck_ostermann_problem,
@@ -162,19 +165,32 @@ def test_empirical_denoiser_stays_finite_at_tiny_sigma():
 
 
 def test_problem_registry_and_unknown_names():
-    assert set(PROBLEMS) >= {"hochbruck_ostermann", "gaussian_mixture", "digits"}
+    assert set(PROBLEMS) == set(CONVERGENCE_PROBLEMS) | set(SAMPLING_PROBLEMS)
+    assert not set(CONVERGENCE_PROBLEMS) & set(SAMPLING_PROBLEMS)
+    assert set(CONVERGENCE_PROBLEMS) >= {"hochbruck_ostermann", "gmm_ode", "digits_exact_ode"}
     assert isinstance(get_problem("manufactured_sine"), DiffusionProblem)
     assert isinstance(get_problem("hochbruck_ostermann"), SemilinearProblem)
+    assert isinstance(get_problem("gmm"), SamplingProblem)
+    assert [get_problem(name).name for name in CONVERGENCE_PROBLEMS] == list(CONVERGENCE_PROBLEMS)
     with pytest.raises(ProblemError, match="unknown problem 'nope'"):
         get_problem("nope")
+    with pytest.raises(ProblemError, match="runs on the CPU"):
+        get_problem("manufactured_sine", device="meta")
     with pytest.raises(ProblemError, match="unknown manufactured"):
         manufactured_problem("nope")
     with pytest.raises(ProblemError, match="at least 100"):
         hochbruck_ostermann_problem(50)
 
 
+def test_gmm_ode_is_the_flow_of_the_gmm_sampling_problem():
+    ode, sampling = get_problem("gmm_ode"), get_problem("gmm")
+    x = torch.randn(3, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    sigma = torch.full((3,), 0.7, dtype=torch.float64)
+    torch.testing.assert_close(ode.denoiser(x, sigma), sampling.denoiser(x, sigma))
+
+
 def test_diffusion_problem_grid_is_uniform_in_lambda():
-    problem = get_problem("gaussian_mixture")
+    problem = get_problem("gmm_ode")
     sigmas = problem.sigmas(16)
     steps = torch.diff(-torch.log(sigmas))
     torch.testing.assert_close(steps, torch.full_like(steps, problem.lambda_span / 16))

@@ -32,7 +32,7 @@ def test_linear_ode_reference_is_exact():
     torch.testing.assert_close(solved, x * 0.01, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["gaussian_mixture", "digits"])
+@pytest.mark.parametrize("name", ["gmm_ode", "digits_exact_ode"])
 def test_exact_denoiser_references_are_converged(name):
     problem = get_problem(name)
     solution = problem.solution()

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments.defect import DefectConfig
-from experiments.quality import QualityConfig
-from experiments.residuals import ResidualsConfig
-from experiments.schedule_robustness import ScheduleConfig
-from experiments.stochastic import StochasticConfig
+from experiments.diffusion.defect import DefectConfig
+from experiments.diffusion.quality import QualityConfig
+from experiments.diffusion.residuals import ResidualsConfig
+from experiments.diffusion.schedule_robustness import ScheduleConfig
+from experiments.diffusion.stochastic import StochasticConfig
 from paper_figures import pipeline
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -171,7 +171,7 @@ def test_cuda_request_without_cuda_is_refused() -> None:
 
 
 def test_experiment_command_line_writes_its_table(tmp_path: Path) -> None:
-    from experiments.residuals import main
+    from experiments.diffusion.residuals import main
 
     main(["--quick", "--device", "cpu", "--out", str(tmp_path)])
     rows = read_csv(tmp_path / "residuals.csv")

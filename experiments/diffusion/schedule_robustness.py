@@ -1,13 +1,14 @@
 """Experiment 3 of the paper: robustness of the samplers to the time schedule.
 
-The defect of :mod:`experiments.defect` at fixed NFE budgets, on grids that depart from EDM's
+The defect of :mod:`experiments.diffusion.defect` at fixed NFE budgets, on grids that depart
+from EDM's
 ``rho = 7`` schedule ``sigma_i = (sigma_max^{1/rho} + i/(N-1)(sigma_min^{1/rho} -
 sigma_max^{1/rho}))^rho``: a sweep of ``rho`` (``rho = 1`` is uniform in sigma, the paper's
 "suboptimal" schedule) and the exponential schedule (uniform in ``lambda = -log sigma``, the
 ``rho -> infinity`` limit; reported with ``rho = inf``). The paper reports that RES degrades
 less than DPM-Solver++ when the schedule is poor (Zhang, Song & Chen 2023, Sec. 5).
 
-Run: ``python -m experiments.schedule_robustness [--quick] [--device cuda] [--out DIR]``.
+Run: ``python -m experiments.diffusion.schedule_robustness [--quick] [--device cuda] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from experiments.defect import defect_rows
+from experiments.diffusion.defect import defect_rows
 from experiments.experiment_runner import experiment_main
 
 __all__ = ["ScheduleConfig", "main", "run_schedule_robustness"]
@@ -80,7 +81,14 @@ def run_schedule_robustness(config: ScheduleConfig, device: torch.device) -> lis
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    experiment_main(NAME, ScheduleConfig, run_schedule_robustness, argv, description=__doc__)
+    experiment_main(
+        NAME,
+        ScheduleConfig,
+        run_schedule_robustness,
+        argv,
+        description=__doc__,
+        module=__spec__.name,
+    )
 
 
 if __name__ == "__main__":

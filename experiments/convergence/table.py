@@ -1,13 +1,15 @@
-"""Experiment 6: the convergence-slope results of :mod:`experiments.convergence`, as one table.
+"""Experiment 6: the convergence slopes of :mod:`experiments.convergence.study` as one table.
 
-Runs the convergence study (:func:`experiments.convergence.run_convergence`: every
+Runs the convergence study (:func:`experiments.convergence.study.run_convergence`: every
 shipped tableau on every test problem, error against uniform step size, least-squares order
 over the asymptotic range, compared with the classical/stiff order the theory predicts) and
 flattens its results into rows: ``table = "errors"`` rows ``{problem, method, n_steps, h,
 evaluations, error}`` and ``table = "slopes"`` rows (one per problem and method, the runner's
 own summary). This module adds no numerics of its own.
 
-Run alone: ``python -m experiments.convergence [--quick]`` (the runner's own command line).
+Run alone: ``python -m experiments.convergence.table [--quick]`` (this table, as the figure run
+computes it) or ``python -m experiments.convergence [--quick]`` (the study's own full sweep,
+tables and plots).
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ class ConvergenceConfig:
 
 
 def run_convergence_table(config: ConvergenceConfig, device: torch.device) -> list[dict[str, Any]]:
-    """Error rows and slope rows of :func:`experiments.convergence.run_convergence` (the study
+    """Error rows and slope rows of :func:`experiments.convergence.study.run_convergence` (the study
     runs on the CPU in float64 whatever ``device`` is: it is cheap and needs no accelerator)."""
-    from experiments.convergence import run_convergence
+    from experiments.convergence.study import run_convergence
 
     results = run_convergence(config.problems, None, config.quick, out=None)
     rows: list[dict[str, Any]] = []
@@ -67,7 +69,12 @@ def run_convergence_table(config: ConvergenceConfig, device: torch.device) -> li
 
 def main(argv: Sequence[str] | None = None) -> None:
     experiment_main(
-        "convergence_table", ConvergenceConfig, run_convergence_table, argv, description=__doc__
+        "convergence_table",
+        ConvergenceConfig,
+        run_convergence_table,
+        argv,
+        description=__doc__,
+        module=__spec__.name,
     )
 
 

@@ -8,10 +8,10 @@ counts studied here ``S_churn / N`` reaches the cap ``sqrt(2) - 1`` already for 
 around ``0.4 N``, so the churn values swept are small. The paper swaps EDM's
 Heun step for RES (Zhang, Song & Chen 2023, Sec. 4.3). A stochastic sampler has no
 same-noise ODE reference, so the metric is sample quality: the Fréchet distance to the data
-set (:func:`experiments.paper_problems.frechet_to_data`) against NFE at fixed churn, every
+set (:func:`experiments.problems.sampling.frechet_to_data`) against NFE at fixed churn, every
 method getting the same initial noise and the same churn-noise generator seed.
 
-Run: ``python -m experiments.stochastic [--quick] [--device cuda] [--out DIR]``.
+Run: ``python -m experiments.diffusion.stochastic [--quick] [--device cuda] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from experiments.compared_methods import attainable_budgets, get_method, run_method
+from experiments.diffusion.methods import attainable_budgets, get_method, run_method
+from experiments.diffusion.scoring import frechet_to_data
 from experiments.experiment_runner import experiment_main
-from experiments.paper_problems import frechet_to_data, get_problem
+from experiments.problems import get_problem
 
 __all__ = ["StochasticConfig", "main", "run_stochastic"]
 
@@ -102,7 +103,9 @@ def run_stochastic(config: StochasticConfig, device: torch.device) -> list[dict[
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    experiment_main(NAME, StochasticConfig, run_stochastic, argv, description=__doc__)
+    experiment_main(
+        NAME, StochasticConfig, run_stochastic, argv, description=__doc__, module=__spec__.name
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ is the sum of ``coefficient * phi_k(scale * Z)`` over the tableau's terms
 ``g`` of the ``(j-1)``-th previous step (nodes ``c_j = 1 - j`` on a uniform grid, the history
 parameters' defaults) and the first steps use the tableau's ``startup`` methods.
 
-``L`` is a :class:`MatrixLinearPart` (matrix phi functions, :mod:`experiments.matrix_phi`) or a
+``L`` is a :class:`MatrixLinearPart` (matrix phi functions,
+:mod:`experiments.convergence.matrix_phi`) or a
 :class:`ScalarLinearPart` (``L = -1`` of diffusion sampling, scalar ``res_torch.phi``); the
 diffusion samplers of ``res_torch`` cover the scalar case, this stepper exists for matrix ``L``
 and as an independent cross-check of those samplers.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from experiments.matrix_phi import MatrixPhiCache
+from experiments.convergence.matrix_phi import MatrixPhiCache
 from res_torch.phi import phi as scalar_phi
 from res_torch.tableau import Tableau, load_tableau
 

@@ -5,9 +5,9 @@ The defect of a sampler on a problem is the mean over a batch of the L2 distance
 probability-flow ODE from the same noise (Zhang, Song & Chen 2023, Sec. 5 "numerical defects"):
 both go from ``sigma_max = 80`` to ``sigma_min = 0.002`` and then take the final denoising step
 ``x = D(x, sigma_min)``. The reference is ``experiments.reference``'s DOP853 solver in
-``lambda = -log sigma``, whose convergence is asserted (:mod:`experiments.paper_problems`).
+``lambda = -log sigma``, whose convergence is asserted (:mod:`experiments.problems.sampling`).
 
-Run: ``python -m experiments.defect [--quick] [--device cuda] [--out DIR]``.
+Run: ``python -m experiments.diffusion.defect [--quick] [--device cuda] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from experiments.compared_methods import (
+from experiments.diffusion.methods import (
     DETERMINISTIC_METHODS,
     attainable_budgets,
     get_method,
     run_method,
 )
+from experiments.diffusion.scoring import mean_l2, reference_batch
 from experiments.experiment_runner import experiment_main
-from experiments.paper_problems import get_problem, mean_l2, reference_batch
+from experiments.problems import get_problem
 
 __all__ = ["DefectConfig", "defect_rows", "main", "run_defect"]
 
@@ -83,7 +84,7 @@ def defect_rows(
     """Defect rows ``{problem, method, nfe, defect, ...}`` of ``methods x nfes`` on one problem.
 
     Each requested budget is rounded down to one the method spends exactly
-    (:func:`experiments.compared_methods.attainable_budgets`); budgets too small are skipped.
+    (:func:`experiments.diffusion.methods.attainable_budgets`); budgets too small are skipped.
     ``options`` go to every sampler (e.g. ``c2``); ``extra_columns`` are copied into each row.
     """
     for name in methods:
@@ -141,7 +142,7 @@ def run_defect(config: DefectConfig, device: torch.device) -> list[dict[str, Any
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    experiment_main(NAME, DefectConfig, run_defect, argv, description=__doc__)
+    experiment_main(NAME, DefectConfig, run_defect, argv, description=__doc__, module=__spec__.name)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ numbers the samplers use. RES enforces ``psi_1 = psi_2 = 0`` identically in ``h`
 (2S) has ``b_2 = phi_1(h)/(2 c2)``, so ``psi_2 = phi_2 - phi_1/2 = h/12 + O(h^2)`` (paper sign)
 whatever ``c2`` is. For a multistep tableau the history node is set to its equal-step value.
 
-The second table is the defect (:mod:`experiments.defect`) of the 2-stage single-step methods
+The second table is the defect (:mod:`experiments.diffusion.defect`) of the 2-stage single-step
+methods
 as a function of ``c2`` at fixed NFE.
 
-Run: ``python -m experiments.residuals [--quick] [--device cuda] [--out DIR]`` (writes
+Run: ``python -m experiments.diffusion.residuals [--quick] [--device cuda] [--out DIR]`` (writes
 ``residuals.csv`` with both tables stacked; ``table`` says which).
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from experiments.defect import defect_rows
+from experiments.diffusion.defect import defect_rows
 from experiments.experiment_runner import experiment_main
 
 __all__ = ["ResidualsConfig", "c2_sweep_rows", "main", "psi_residual_rows", "run_residuals"]
@@ -147,7 +148,9 @@ def run_residuals(config: ResidualsConfig, device: torch.device) -> list[dict[st
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    experiment_main(NAME, ResidualsConfig, run_residuals, argv, description=__doc__)
+    experiment_main(
+        NAME, ResidualsConfig, run_residuals, argv, description=__doc__, module=__spec__.name
+    )
 
 
 if __name__ == "__main__":

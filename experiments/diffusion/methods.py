@@ -7,7 +7,8 @@ builds for a budget of network evaluations (NFE, the final denoising evaluation
 exactly (NFE 10 for a 2-stage method) is rounded down by :func:`attainable_nfe`; the tables
 record the budget actually spent. The res_torch methods are named by
 their tableau/sampler names; ``"unipc"`` is diffusers' UniPC driven by
-:func:`experiments.peers.sample_unipc` on the grid of a one-evaluation-per-step method, so it
+:func:`experiments.diffusion.peers.sample_unipc` on the grid of a one-evaluation-per-step
+method, so it
 spends exactly ``nfe`` evaluations too.
 """
 
@@ -181,7 +182,7 @@ def run_method(
     ).to(noise.dtype)
     x = noise * sigmas[0]
     if name == "unipc":
-        from experiments.peers import sample_unipc
+        from experiments.diffusion.peers import sample_unipc
 
         if options:
             raise MethodError(f"unipc takes no options, got {sorted(options)}")

@@ -2,7 +2,7 @@
 
 Quality is the Fréchet distance ``|mu_g - mu_r|^2 + tr(S_g + S_r - 2 (S_g S_r)^{1/2})`` between
 Gaussians fitted to features of generated samples and of the problem's data set (Heusel et al.
-2017; :func:`experiments.paper_problems.frechet_to_data`), in a fixed feature space per problem:
+2017; :func:`experiments.problems.sampling.frechet_to_data`), in a fixed feature space per problem:
 the penultimate layer of the trained digits classifier for digits ("Fréchet Digits Distance",
 not ImageNet FID), the fixed random-conv features of :mod:`experiments.frechet` for the photo
 patches, raw coordinates for the Gaussian mixture. Each problem also gets a row
@@ -10,7 +10,7 @@ patches, raw coordinates for the Gaussian mixture. Each problem also gets a row
 sampler tends to as NFE grows (with few samples the Fréchet distance is biased upwards; the
 bias is the same for every method, which all start from the same noise).
 
-Run: ``python -m experiments.quality [--quick] [--device cuda] [--out DIR]``.
+Run: ``python -m experiments.diffusion.quality [--quick] [--device cuda] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from experiments.compared_methods import (
+from experiments.diffusion.methods import (
     DETERMINISTIC_METHODS,
     attainable_budgets,
     get_method,
     run_method,
 )
+from experiments.diffusion.scoring import frechet_to_data, reference_batch
 from experiments.experiment_runner import experiment_main
-from experiments.paper_problems import frechet_to_data, get_problem, reference_batch
+from experiments.problems import get_problem
 
 __all__ = ["QualityConfig", "main", "run_quality"]
 
@@ -95,7 +96,9 @@ def run_quality(config: QualityConfig, device: torch.device) -> list[dict[str, A
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    experiment_main(NAME, QualityConfig, run_quality, argv, description=__doc__)
+    experiment_main(
+        NAME, QualityConfig, run_quality, argv, description=__doc__, module=__spec__.name
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Empirical convergence orders of every tableau on every test problem, against the theory.
 
-For each problem (:mod:`experiments.problems`) and method (a shipped ``res-tableau``), the error
+For each convergence problem (:mod:`experiments.problems`) and method (a shipped
+``res-tableau``), the error
 ``||x_N - x(T)||_max`` (max norm over batch and components) is measured for uniform step
 counts ``N`` (uniform in ``lambda = -log sigma`` for diffusion ODEs, in ``t`` for the PDE) and
 the order is the least-squares slope of ``log error`` on ``log h`` over the asymptotic range
-(:func:`experiments.slopes.fit_slope`: finest ``window`` points above the error floor).
+(:func:`experiments.convergence.slopes.fit_slope`: finest ``window`` points above the error floor).
 
 Which prediction applies (``docs/MATH.md`` §3, Hochbruck & Ostermann 2005):
 
@@ -18,7 +19,8 @@ Which prediction applies (``docs/MATH.md`` §3, Hochbruck & Ostermann 2005):
 The ``tolerance`` (default 0.3) allows for the ``O(h)`` relative size of the next error term in
 a 4-point fit over a factor 8 in ``h``. Diffusion ODEs are integrated by the library's samplers
 (``res_torch.sample``) or, with ``integrator="stepper"``, by the independent
-:func:`experiments.erk_stepper.integrate_erk`; the PDE always by the latter (matrix phi functions).
+:func:`experiments.convergence.erk_stepper.integrate_erk`; the PDE always by the latter
+(matrix phi functions).
 
 Command line (writes ``errors.csv``, ``slopes.csv``, ``slopes.json`` and one ``PROBLEM.png`` per
 problem to ``--out``)::
@@ -41,10 +43,22 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from experiments.erk_stepper import MatrixLinearPart, ScalarLinearPart, integrate_erk
-from experiments.problems import PROBLEMS, DiffusionProblem, Problem, get_problem
+from experiments.convergence.erk_stepper import MatrixLinearPart, ScalarLinearPart, integrate_erk
+from experiments.convergence.slopes import (
+    DEFAULT_WINDOW,
+    MIN_POINTS,
+    SlopeFit,
+    SlopeFitError,
+    fit_slope,
+)
+from experiments.problems import (
+    CONVERGENCE_PROBLEMS,
+    ConvergenceProblem,
+    DiffusionProblem,
+    SamplingProblem,
+    get_problem,
+)
 from experiments.problems.base import Denoiser
-from experiments.slopes import DEFAULT_WINDOW, MIN_POINTS, SlopeFit, SlopeFitError, fit_slope
 from res_torch import sample
 from res_torch.tableau import available_tableaux, load_tableau
 
@@ -113,7 +127,7 @@ def _check_steps(steps: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(steps)))
 
 
-def error_floor(problem: Problem) -> float:
+def error_floor(problem: ConvergenceProblem) -> float:
     """Errors at or below this are not trusted: 10x the reference's error estimate, or
     ``1000 eps max(1, ||x(T)||_max)`` round-off, whichever is larger."""
     solution = problem.solution()
@@ -134,7 +148,7 @@ class _CountingDenoiser:
 
 
 def _solve(
-    problem: Problem,
+    problem: ConvergenceProblem,
     method: str,
     n_steps: int,
     integrator: str,
@@ -169,7 +183,7 @@ def _solve(
 
 
 def measure_errors(
-    problem: Problem,
+    problem: ConvergenceProblem,
     method: str,
     steps: Sequence[int],
     integrator: str = "sampler",
@@ -251,8 +265,20 @@ class ConvergenceResult:
         }
 
 
+def _convergence_problem(name: str) -> ConvergenceProblem:
+    """The convergence problem ``name`` of :mod:`experiments.problems`."""
+    if name not in CONVERGENCE_PROBLEMS:
+        raise ConvergenceError(
+            f"unknown convergence problem {name!r}; available: {', '.join(CONVERGENCE_PROBLEMS)}"
+        )
+    problem = get_problem(name)
+    if isinstance(problem, SamplingProblem):  # the registry's kinds are disjoint
+        raise ConvergenceError(f"{name!r} is a sampling problem")
+    return problem
+
+
 def convergence_study(
-    problem: Problem | str,
+    problem: ConvergenceProblem | str,
     method: str,
     steps: Sequence[int] | None = None,
     quick: bool = False,
@@ -268,7 +294,7 @@ def convergence_study(
     replaced by a number.
     """
     if isinstance(problem, str):
-        problem = get_problem(problem)
+        problem = _convergence_problem(problem)
     steps = _check_steps(
         steps if steps is not None else (problem.quick_steps if quick else problem.steps)
     )
@@ -314,18 +340,21 @@ def run_convergence(
 ) -> list[ConvergenceResult]:
     """Every method on every problem (defaults: all of both); writes tables and plots to ``out``
     unless it is None."""
-    problems = list(PROBLEMS) if problems is None else list(problems)
+    problems = list(CONVERGENCE_PROBLEMS) if problems is None else list(problems)
     methods = available_tableaux() if methods is None else list(methods)
-    unknown = [p for p in problems if p not in PROBLEMS]
+    unknown = [p for p in problems if p not in CONVERGENCE_PROBLEMS]
     if unknown:
-        raise ConvergenceError(f"unknown problem(s) {unknown}; available: {', '.join(PROBLEMS)}")
+        raise ConvergenceError(
+            f"unknown convergence problem(s) {unknown}; "
+            f"available: {', '.join(CONVERGENCE_PROBLEMS)}"
+        )
     _check_methods(methods)
     if not methods:
         raise ConvergenceError("no methods to run (no tableaux are shipped in res_torch/tableaux)")
     results = []
     bar = tqdm(total=len(problems) * len(methods), desc="convergence", disable=not progress)
     for name in problems:
-        problem = get_problem(name)
+        problem = _convergence_problem(name)
         linear = None if isinstance(problem, DiffusionProblem) else MatrixLinearPart(problem.linear)
         for method in methods:
             bar.set_postfix_str(f"{name} / {method}")
@@ -408,7 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer step counts (CI)")
     parser.add_argument("--out", type=Path, default=Path("results/convergence"))
-    parser.add_argument("--problems", nargs="+", help=f"default: all of {', '.join(PROBLEMS)}")
+    parser.add_argument(
+        "--problems", nargs="+", help=f"default: all of {', '.join(CONVERGENCE_PROBLEMS)}"
+    )
     parser.add_argument("--methods", nargs="+", help="tableau names; default: all shipped")
     parser.add_argument("--integrator", choices=INTEGRATORS, default="sampler")
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
