@@ -204,7 +204,6 @@ def test_sample_erk_accepts_a_tableau_object_and_parameters(gaussian):
         torch.tensor([float("inf"), 1.0]),
         torch.tensor([2.0, 0.0, 0.0]),
         torch.tensor([2.0, -1.0]),
-        torch.tensor([2.0]),
         torch.ones(2, 2),
     ],
 )
@@ -313,21 +312,25 @@ def test_cached_coefficients_are_reused_and_keyed_by_everything_that_matters(gau
     "method", [m for m in available_tableaux() if not cached_tableau(m).is_multistep]
 )
 def test_stepper_coefficients_are_tableau_evaluate_numbers(method):
+    from res_torch.coefficients import coefficients
     from res_torch.grid import make_grid
-    from res_torch.steppers import erk_coefficients
 
     tableau = cached_tableau(method)
     sigmas = torch.tensor([50.0, 7.0, 1.3, 0.2, 0.0], dtype=torch.float64)
     grid = make_grid(sigmas)
-    coefficients = erk_coefficients(tableau, grid)
+    steps = coefficients(tableau, grid).steps
     h = torch.log(sigmas[:3] / sigmas[1:4])
     c, a, b = tableau.evaluate(h)
-    assert torch.equal(coefficients.weights[:3], h[:, None] * b)
-    assert torch.equal(coefficients.stage_weights[:3], h[:, None, None] * a)
-    assert torch.equal(coefficients.decay[:3], torch.exp(-h))
-    assert torch.allclose(
-        coefficients.stage_sigma[:3], sigmas[:3, None] * torch.exp(-c * h[:, None])
-    )
+    s = tableau.stages
+    assert [list(step.weights) for step in steps[:3]] == (h[:, None] * b).tolist()
+    stage_decay = torch.exp(-c * h[:, None])[:, 1:].tolist()
+    assert [list(step.stage_decay) for step in steps[:3]] == stage_decay
+    for n in range(3):
+        ha = (h[n] * a[n]).tolist()
+        assert [list(row) for row in steps[n].stage_weights] == [ha[i][:i] for i in range(1, s)]
+    assert [step.decay for step in steps[:3]] == torch.exp(-h).tolist()
+    stage_sigmas = torch.tensor([step.sigmas for step in steps[:3]], dtype=torch.float64)
+    assert torch.allclose(stage_sigmas, sigmas[:3, None] * torch.exp(-c * h[:, None]))
     # the last step goes to sigma = 0: the denoiser output, one evaluation
     assert grid.denoising == [False, False, False, True]
-    assert coefficients.weights[3].tolist() == [1.0] + [0.0] * (tableau.stages - 1)
+    assert steps[3].denoising and steps[3].stages == 1
