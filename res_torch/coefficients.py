@@ -263,7 +263,10 @@ def adams_weights(name: str, nodes: Sequence[float], sigma_to: float) -> list[fl
     with ``nodes = (sigma_n, sigma_{n-1}, ...)`` the noise levels of the ``k`` stored ``eps``:
 
     * ``ipndm``: ``w_j = (sigma_to - sigma_n) AB_k[j]``, the fixed equal-step coefficients;
-    * ``ipndm_v``: ``w_j = int_{sigma_n}^{sigma_to} ell_j(sigma) dsigma`` (variable-step AB);
+    * ``ipndm_v``: ``w_j = int_{sigma_n}^{sigma_to} ell_j(sigma) dsigma`` (variable-step AB;
+      equal to ComfyUI's ``ipndm_v`` at order 2; at order 3 its ``temp`` as written there,
+      ``(1 - a b)/2``, is the exact weight only on equal steps, the exact one is ``(1 - a) b/2``;
+      order 4 is the exact integral, not checked against ComfyUI's expression);
     * ``deis``: ``w_j = int_{sigma_n}^{sigma_to} ell_j(log sigma) dsigma`` (DEIS "log-rho").
     """
     if name == "ipndm":

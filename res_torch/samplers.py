@@ -57,7 +57,7 @@ from typing import Any
 import torch
 
 from res_torch.coefficients import Coefficients, coefficients
-from res_torch.errors import UnknownMethodError
+from res_torch.errors import NoiseError, UnknownMethodError
 from res_torch.grid import StepGrid, make_grid, validate_sigmas
 from res_torch.methods import Method, cached_tableau, method_of
 from res_torch.noise import NoiseOptions, NoiseSampler
@@ -163,7 +163,7 @@ def sample_method(
     ):
         return x  # no step (k-diffusion and ComfyUI do the same)
     if noise.noise_type not in described.noise_types:
-        raise ValueError(
+        raise NoiseError(
             f"{described.name} steps in {described.variable} and supports only noise_type "
             f"{' or '.join(map(repr, described.noise_types))}, got {noise.noise_type!r} "
             "(use ddim or a tableau for 'sde')"
