@@ -8,8 +8,11 @@ variance-exploding form of ``docs/MATH.md`` §1, in ``lambda = -log sigma`` with
     U_i     = e^{-c_i h} x_n + h sum_{j<i} a_ij(h) D(U_j, sigma_n e^{-c_j h})
     x_{n+1} = e^{-h}     x_n + h sum_i    b_i(h)  D(U_i, sigma_n e^{-c_i h})
 
-with ``c, a, b`` from :meth:`res_torch.tableau.Tableau.evaluate` (no coefficient is typed here).
-The last step to ``sigma = 0`` is the denoiser output ``x = D(x, sigma_{N-1})``.
+read from the shared tables of :mod:`res_torch.coefficients` (the ones the samplers run; no
+coefficient is evaluated here) and applied with :func:`res_torch.reference.stage_input` and
+:func:`res_torch.reference.step_output`. Any method of :data:`res_torch.METHODS` runs the same
+way (``ipndm``, ``ipndm_v``, ``deis`` in their ``eps`` form). The last step to ``sigma = 0`` is
+the denoiser output ``x = D(x, sigma_{N-1})``.
 
 With ``eta > 0`` (config) the schedulers sample the reverse SDE instead, as ``res_torch``'s samplers
 do with ``noise_type="sde"`` (:mod:`res_torch.grid`; SDE-DPM-Solver++, Lu et al. 2022): the

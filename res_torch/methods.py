@@ -8,7 +8,7 @@ for exponential integrators, ``"sigma"`` for Euler/Heun/Adams methods), the stor
 (``"denoised"`` ``D`` or ``"noise"`` ``eps = (x - D)/sigma``), the order and the noise types it
 supports. :data:`METHODS` lists the named ones; :func:`method_of` also describes any tableau.
 
->>> METHODS["res_3m"].startup, METHODS["res_3m"].stages, METHODS["res_3m"].step_costs(4)
+>>> method_of("res_3m").startup, method_of("res_3m").stages, method_of("res_3m").step_costs(4)
 (('res_2s', 'res_2m'), 1, [2, 1, 1, 1])
 >>> METHODS["ipndm"].prediction, METHODS["ipndm"].variable, METHODS["ipndm"].history
 ('noise', 'sigma', 3)
