@@ -196,3 +196,38 @@ def test_bad_input_is_rejected(gaussian, method):
         sample(gaussian.denoiser, x, sigmas, method=method, c2=0.5)
     with pytest.raises(ResError, match="ancestral"):
         sample(gaussian.denoiser, x, sigmas, method=method, eta=1.0, noise_type="sde")
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_deis_equals_diffusers_deis_multistep_scheduler_on_its_sigmas(order):
+    """diffusers' ``DEISMultistepScheduler`` (log-rho, ``lower_order_final=False``) on an eps
+    network, and ``sample_deis`` on the scheduler's own VE sigmas (which end at the smallest
+    training noise level, not 0) with the same network wrapped by ``DiscreteEpsDenoiser``: equal
+    to ~1e-7 relative, the rounding of the float32 sigma table diffusers computes its
+    coefficients from; the next lower order differs by > 1e-4, so the check discriminates."""
+    diffusers = pytest.importorskip("diffusers")
+    from res_torch.adapters import DiscreteEpsDenoiser
+
+    scheduler = diffusers.DEISMultistepScheduler(solver_order=order, lower_order_final=False)
+    scheduler.set_timesteps(8)
+
+    def net(x, t):
+        return 0.5 * torch.tanh(x) + 0.1 * x
+
+    noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = noise.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(net(x, t), t, x).prev_sample
+    sigmas = scheduler.sigmas.double()
+    model = DiscreteEpsDenoiser(net, scheduler.alphas_cumprod)
+    x_ve = noise * math.sqrt(1 + sigmas[0].item() ** 2)
+    scale = math.sqrt(1 + sigmas[-1].item() ** 2)
+
+    def ours(max_order):
+        return sample_deis(model, x_ve, sigmas, disable=True, max_order=max_order) / scale
+
+    expected = ours(order)
+    size = expected.abs().max()
+    assert (x - expected).abs().max() <= 1e-6 * size
+    if order > 1:
+        assert (ours(order - 1) - expected).abs().max() > 1e-4 * size
