@@ -57,7 +57,6 @@ import torch
 
 try:
     from diffusers.configuration_utils import ConfigMixin, register_to_config
-    from diffusers.schedulers.scheduling_ddpm import betas_for_alpha_bar
     from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
     from diffusers.utils import BaseOutput
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides diffusers
@@ -72,6 +71,12 @@ from res_torch.grid import StepGrid, make_grid
 from res_torch.methods import method_of
 from res_torch.noise import default_noise_sampler
 from res_torch.reference import prediction, stage_input, step_output
+from res_torch.schedules import (
+    alphas_cumprod_from_betas,
+    get_sigmas_beta,
+    get_sigmas_exponential,
+    get_sigmas_karras,
+)
 
 __all__ = [
     "RESMultistepScheduler",
@@ -93,62 +98,22 @@ class RESSchedulerOutput(BaseOutput):
     pred_original_sample: torch.Tensor
 
 
-def alphas_cumprod_from_betas(
-    num_train_timesteps: int = 1000,
-    beta_start: float = 0.0001,
-    beta_end: float = 0.02,
-    beta_schedule: str = "linear",
-    trained_betas: Any = None,
-) -> torch.Tensor:
-    """``abar_t = prod_{s<=t} (1 - beta_s)`` for diffusers' beta schedules (float64 tensor).
-
-    Computed in float32 exactly as diffusers does (models were trained with those values), then
-    widened to float64.
-
-    ``linear``: ``beta`` linear from ``beta_start`` to ``beta_end``; ``scaled_linear``: ``sqrt
-    beta`` linear (latent diffusion); ``squaredcos_cap_v2``: the cosine schedule of Nichol &
-    Dhariwal 2021 (diffusers' ``betas_for_alpha_bar``); ``trained_betas`` overrides all.
-    """
-    if trained_betas is not None:
-        betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float32)
-    elif beta_schedule == "linear":
-        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
-    elif beta_schedule == "scaled_linear":
-        betas = (
-            torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32)
-            ** 2
-        )
-    elif beta_schedule == "squaredcos_cap_v2":
-        betas = betas_for_alpha_bar(num_train_timesteps).to(torch.float32)
-    else:
-        raise ValueError(
-            f"unknown beta_schedule {beta_schedule!r}; "
-            "use 'linear', 'scaled_linear', 'squaredcos_cap_v2' or trained_betas"
-        )
-    return torch.cumprod(1 - betas, dim=0).to(torch.float64)
-
-
 def _spaced(v_max: float, v_min: float, n: int, config: Any) -> np.ndarray | None:
-    """``n`` decreasing noise levels spaced as diffusers does, or ``None`` for no respacing.
-
-    Karras et al. 2022 (eq. 5): ``(v_max^{1/rho} + i/(n-1) (v_min^{1/rho} - v_max^{1/rho}))^rho``;
-    exponential (``use_exponential_sigmas``, ``use_lu_lambdas``): uniform in ``log v``; beta
-    (Lee et al. 2024): ``v_min + (v_max - v_min) F^{-1}_{Beta(0.6, 0.6)}(1 - i/(n-1))``.
-    ``config.sigma_min``/``sigma_max`` override the given ends.
-    """
+    """``n`` decreasing noise levels spaced as diffusers does (the schedules of
+    :mod:`res_torch.schedules`: Karras ``rho``, exponential for ``use_exponential_sigmas`` and
+    ``use_lu_lambdas``, beta), or ``None`` for no respacing. ``config.sigma_min``/``sigma_max``
+    override the given ends."""
     v_min = v_min if config.sigma_min is None else float(config.sigma_min)
     v_max = v_max if config.sigma_max is None else float(config.sigma_max)
-    ramp = np.linspace(0, 1, n)
     if config.use_karras_sigmas:
-        rho = float(config.rho)
-        return (v_max ** (1 / rho) + ramp * (v_min ** (1 / rho) - v_max ** (1 / rho))) ** rho
-    if config.use_exponential_sigmas or config.use_lu_lambdas:
-        return np.exp(np.linspace(math.log(v_max), math.log(v_min), n))
-    if config.use_beta_sigmas:
-        import scipy.stats
-
-        return v_min + scipy.stats.beta.ppf(1 - ramp, 0.6, 0.6) * (v_max - v_min)
-    return None
+        spaced = get_sigmas_karras(n, v_min, v_max, rho=float(config.rho))
+    elif config.use_exponential_sigmas or config.use_lu_lambdas:
+        spaced = get_sigmas_exponential(n, v_min, v_max)
+    elif config.use_beta_sigmas:
+        spaced = get_sigmas_beta(n, v_min, v_max)
+    else:
+        return None
+    return spaced[:-1].numpy()
 
 
 class _RESScheduler(SchedulerMixin, ConfigMixin):

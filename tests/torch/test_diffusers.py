@@ -504,3 +504,15 @@ def test_sigma_multistep_methods_run_in_the_scheduler_as_in_the_sampler(unet64, 
     torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="SDE"):
         RESMultistepScheduler(tableau=method, eta=0.5)
+
+
+@pytest.mark.parametrize("beta_schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+def test_alphas_cumprod_from_betas_equals_diffusers_and_lives_in_schedules(beta_schedule):
+    from res_torch import schedules
+
+    assert alphas_cumprod_from_betas is schedules.alphas_cumprod_from_betas
+    ddpm = diffusers.DDPMScheduler(beta_schedule=beta_schedule)
+    ours = alphas_cumprod_from_betas(beta_schedule=beta_schedule)
+    assert torch.equal(ours.to(torch.float32), ddpm.alphas_cumprod)
+    with pytest.raises(res_torch.ResError, match="beta_schedule"):
+        alphas_cumprod_from_betas(beta_schedule="quadratic")
