@@ -65,7 +65,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "(install it with: pip install 'res[diffusers]'); the rest of res_torch works without it"
     ) from exc
 
-from res_torch.adapters import DiscreteSchedule
+from res_torch.adapters import DiscreteSchedule, denoised_from_output
 from res_torch.coefficients import Coefficients, coefficients
 from res_torch.grid import StepGrid, make_grid
 from res_torch.methods import method_of
@@ -401,8 +401,9 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         if self._step_index >= len(self._stage_sigmas):
             raise ValueError("all steps are done; call set_timesteps to sample again")
         sigma = float(self._stage_sigmas[self._step_index])
-        denoised = self._denoised(model_output, sample, sigma)
-        x_next, sigma_next, noise = self._advance(sample / self._scale(sigma), denoised)
+        x = sample / self._scale(sigma)
+        denoised = self._denoised(model_output, x, sigma)
+        x_next, sigma_next, noise = self._advance(x, denoised)
         if noise > 0:  # the SDE noise after a completed step, drawn as res_torch's samplers do
             x_next = x_next + noise * default_noise_sampler(x_next, generator)(sigma, sigma_next)
         self._step_index += 1
@@ -531,20 +532,11 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """Model scale of the VE state: ``1/sqrt(1 + sigma^2)`` (DDPM), ``1/(1 + sigma)`` (flow)."""
         return 1 / (1 + sigma) if self.is_flow else 1 / math.sqrt(1 + sigma**2)
 
-    def _denoised(
-        self, model_output: torch.Tensor, sample: torch.Tensor, sigma: float
-    ) -> torch.Tensor:
-        """``D`` from the network output at VE level ``sigma`` (``sample`` in model scale)."""
-        kind = self.config.prediction_type
-        if kind == "sample":
-            return model_output
-        if self.is_flow:
-            t = sigma / (1 + sigma)
-            return sample - t * model_output
-        alpha = 1 / math.sqrt(1 + sigma**2)
-        if kind == "epsilon":
-            return (sample - sigma * alpha * model_output) / alpha
-        return alpha * sample - sigma * alpha * model_output  # v_prediction
+    def _denoised(self, model_output: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """``D`` from the network output at the VE state ``x`` and level ``sigma``
+        (:func:`res_torch.adapters.denoised_from_output`)."""
+        kind = "flow_prediction" if self.is_flow else self.config.prediction_type
+        return denoised_from_output(kind, model_output, x, sigma)
 
     def _init_step_index(self, timestep: float | torch.Tensor) -> None:
         if self._begin_index is not None:
