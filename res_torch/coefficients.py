@@ -9,12 +9,18 @@ is: ``D`` or ``eps = (x - D)/sigma``; :class:`StepCoefficients` holds the number
     x_{n+1} = decay x_n + sum_{i<=s} weights[i-1] Y_i + sum_{j=1}^{k-1} weights[s+j-1] Y_{n-j}
 
 where ``Y_{n-j}`` is the first-stage value of step ``n - j`` (the history of a multistep
-method) and a *denoising* step (to ``sigma = 0``) returns ``D(x_n, sigma_hat_n)``. Single-step
+method) and a *denoising* step (to ``sigma = 0``) returns ``D(x_n, sigma_hat_n)``. A step with
+a ``corrector`` (UniC-style, no extra evaluation) takes that result as the predictor
+``x^p``, evaluates ``Y_new = Y(x^p, sigma_hat_{n+1})`` and returns
+``x_{n+1} = decay x_n + sum_j corrector[j] (V_j, then Y_new)``; ``Y_new`` (and its ``D``) is
+also the next step's first value, which is not evaluated again. Correctors are allowed only
+where no noise is added between the two evaluations (no step noise at ``n``, no churn at
+``n + 1``). Single-step
 exponential Runge–Kutta steps have ``s`` stages and no history, multistep steps one stage and
 ``k - 1`` history values; which ``k`` a step uses (start-up, warm start) is decided here, per
 step, from the grid. The fast loop (:func:`res_torch.steppers.run`), the reference loop
 (:mod:`res_torch.reference`) and the diffusers schedulers all read these tables; nothing else
-evaluates a coefficient. Families (see :data:`res_torch.methods.FAMILIES`):
+evaluates a coefficient. Families (:data:`BUILDERS`):
 
 * ``erk`` (Hochbruck & Ostermann 2010, eq. 2.20, ``L = -1``): ``decay = e^{-h}``,
   ``weights = h b(h)``, ``stage_decay = e^{-c h}``, ``stage_weights = h A(h)``, stages at
@@ -32,17 +38,19 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from res_torch.errors import TableauError
+from res_torch.errors import TableauError, UnknownMethodError
 from res_torch.grid import StepGrid
 from res_torch.methods import Method, cached_tableau, method_of
 from res_torch.tableau import Tableau
 
 __all__ = [
+    "BUILDERS",
+    "Builder",
     "Coefficients",
     "StepCoefficients",
     "adams_weights",
@@ -65,6 +73,8 @@ class StepCoefficients:
     stage_decay: tuple[float, ...] = ()
     stage_weights: tuple[tuple[float, ...], ...] = ()
     denoising: bool = False
+    corrector: tuple[float, ...] = ()
+    """Corrector weights over the stage values, history values and ``Y_new`` (empty: none)."""
 
     @property
     def stages(self) -> int:
@@ -72,8 +82,9 @@ class StepCoefficients:
 
     @property
     def history(self) -> int:
-        """How many previous steps' values the update reads."""
-        return len(self.weights) - len(self.sigmas)
+        """How many previous steps' values the update (or corrector) reads."""
+        corrector = len(self.corrector) - 1 if self.corrector else 0
+        return max(len(self.weights), corrector) - len(self.sigmas)
 
 
 @dataclass(frozen=True)
@@ -298,6 +309,61 @@ def _check_order(method: Method, params: Mapping[str, float]) -> int:
     return order
 
 
+Builder = Callable[[Method, StepGrid, dict, bool], tuple[list[StepCoefficients], list[str]]]
+"""``(method, grid, params, one_evaluation_startup) -> (one StepCoefficients per step, the name of
+the method each step runs)``."""
+
+
+def _erk_builder(method: Method, grid: StepGrid, params: dict, _: bool):
+    return erk_steps(method.tableau, grid, params), [method.name] * grid.steps
+
+
+def _multistep_builder(method: Method, grid: StepGrid, params: dict, one_evaluation: bool):
+    return _multistep(method.tableau, grid, params, one_evaluation)
+
+
+def _sigma_rk_builder(method: Method, grid: StepGrid, params: dict, _: bool):
+    if params:
+        raise TableauError(f"{method.name} has no parameters, got {sorted(params)}")
+    heun = method.stages == 2
+    steps = [
+        _denoising(s) if d else sigma_rk_step(s, t, heun)
+        for s, t, d in zip(
+            grid.sigma_hat.tolist(), grid.sigma_to.tolist(), grid.denoising, strict=True
+        )
+    ]
+    return steps, [method.name] * grid.steps
+
+
+def _adams_builder(method: Method, grid: StepGrid, params: dict, _: bool):
+    return _adams(method, grid, _check_order(method, params)), [method.name] * grid.steps
+
+
+BUILDERS: dict[str, Builder] = {
+    "erk": _erk_builder,
+    "multistep": _multistep_builder,
+    "sigma_rk": _sigma_rk_builder,
+    "adams": _adams_builder,
+}
+"""The coefficient builder of each method family (``Method.family``): ``erk`` single-step
+exponential Runge–Kutta tableaux, ``multistep`` exponential multistep tableaux with start-up
+methods, ``sigma_rk`` Euler/Heun in ``sigma``, ``adams`` linear multistep on ``eps`` in
+``sigma`` (iPNDM, iPNDM-v, DEIS) with warm start ``k_n = min(n + 1, k)``. A new family adds
+its builder here (or registers it at run time)."""
+
+
+def _check_correctors(steps: Sequence[StepCoefficients], grid: StepGrid) -> None:
+    step_noise, churn = grid.step_noise.tolist(), grid.churn_noise.tolist()
+    for n, step in enumerate(steps):
+        if not step.corrector:
+            continue
+        if n + 1 >= len(steps) or step.denoising or step_noise[n] > 0 or churn[n + 1] > 0:
+            raise TableauError(
+                f"step {n} has a corrector but its predicted point is not the next step's "
+                "first evaluation (last step, or noise added in between)"
+            )
+
+
 def coefficients(
     method: str | Tableau | Method,
     grid: StepGrid,
@@ -318,23 +384,12 @@ def coefficients(
     (('ddim', 'res_2m'), [0, 0], True)
     """
     described = method_of(method)
-    params = dict(params or {})
-    if described.family == "erk":
-        steps, names = erk_steps(described.tableau, grid, params), [described.name] * grid.steps
-    elif described.family == "multistep":
-        steps, names = _multistep(described.tableau, grid, params, one_evaluation_startup)
-    elif described.family == "sigma_rk":
-        if params:
-            raise TableauError(f"{described.name} has no parameters, got {sorted(params)}")
-        heun = described.stages == 2
-        steps = [
-            _denoising(s) if d else sigma_rk_step(s, t, heun)
-            for s, t, d in zip(
-                grid.sigma_hat.tolist(), grid.sigma_to.tolist(), grid.denoising, strict=True
-            )
-        ]
-        names = [described.name] * grid.steps
-    else:
-        steps = _adams(described, grid, _check_order(described, params))
-        names = [described.name] * grid.steps
+    if described.family not in BUILDERS:
+        raise UnknownMethodError(
+            f"no coefficient builder for family {described.family!r} of {described.name!r}; "
+            f"known: {', '.join(BUILDERS)}"
+        )
+    build = BUILDERS[described.family]
+    steps, names = build(described, grid, dict(params or {}), one_evaluation_startup)
+    _check_correctors(steps, grid)
     return Coefficients(described.prediction, tuple(steps), tuple(names))

@@ -70,7 +70,7 @@ from res_torch.coefficients import Coefficients, coefficients
 from res_torch.grid import StepGrid, make_grid
 from res_torch.methods import method_of
 from res_torch.noise import default_noise_sampler
-from res_torch.reference import prediction, stage_input, step_output
+from res_torch.reference import corrected_output, prediction, stage_input, step_output
 from res_torch.schedules import (
     alphas_cumprod_from_betas,
     get_sigmas_beta,
@@ -281,6 +281,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         self._history: list[torch.Tensor] = []
         self._x_n: torch.Tensor | None = None
         self._values: list[torch.Tensor] = []
+        self._corrector: tuple | None = None  # (step, x_n, values) of a step awaiting its D
 
     def _advance(
         self, x: torch.Tensor, denoised: torch.Tensor
@@ -291,16 +292,23 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         n, i = self._stages[self._step_index]
         start, grid, table = self._run
         step = table.steps[n - start]
+        value = prediction(table.prediction, x, denoised, step.sigmas[i])
+        if i == 0 and self._corrector is not None:  # the previous step's corrector, from this D
+            previous, x_previous, inputs = self._corrector
+            self._corrector = None
+            x = corrected_output(previous, x_previous, inputs, value)
         if step.denoising:
             return denoised, 0.0, 0.0
         if i == 0:
             self._x_n, self._values = x, []
         elif self._x_n is None or len(self._values) != i:
             raise ValueError(f"{type(self).__name__}.step called out of stage order")
-        self._values.append(prediction(table.prediction, x, denoised, step.sigmas[i]))
+        self._values.append(value)
         if i + 1 < step.stages:
             return stage_input(step, i + 1, self._x_n, self._values), step.sigmas[i + 1], 0.0
         x_next = step_output(step, self._x_n, self._values + self._history)
+        if step.corrector:  # hand back the predictor; the next call's D corrects this step
+            self._corrector = (step, self._x_n, self._values + self._history)
         self._history = [self._values[0], *self._history][: table.history]
         return x_next, float(grid.sigma_next[n - start]), float(grid.step_noise[n - start])
 

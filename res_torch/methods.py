@@ -1,8 +1,8 @@
 """What a sampling method *is*: one frozen :class:`Method` descriptor per method.
 
-A descriptor names the method's *family* (which coefficient builder of
-:mod:`res_torch.coefficients` turns it into tables), its tableau if it has one, and answers the
-questions the rest of the package asks: evaluations per step and of the start-up steps
+A descriptor names the method's *family* (its coefficient builder,
+:data:`res_torch.coefficients.BUILDERS`, turns it into tables), its tableau if it has one, and
+answers the questions the rest of the package asks: evaluations per step and of the start-up steps
 (:meth:`Method.step_costs`, read by :mod:`res_torch.nfe`), the stepping variable (``"lambda"``
 for exponential integrators, ``"sigma"`` for Euler/Heun/Adams methods), the stored prediction
 (``"denoised"`` ``D`` or ``"noise"`` ``eps = (x - D)/sigma``), the order and the noise types it
@@ -25,12 +25,7 @@ from pathlib import Path
 from res_torch.errors import UnknownMethodError
 from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
 
-__all__ = ["FAMILIES", "METHODS", "Method", "cached_tableau", "method_of"]
-
-FAMILIES = ("erk", "multistep", "sigma_rk", "adams")
-"""``erk``: single-step exponential Runge–Kutta tableau; ``multistep``: exponential multistep
-tableau with start-up methods; ``sigma_rk``: Euler/Heun in ``sigma``; ``adams``: linear
-multistep on ``eps`` in ``sigma`` (iPNDM, iPNDM-v, DEIS) with warm start ``k_n = min(n+1, k)``."""
+__all__ = ["METHODS", "Method", "cached_tableau", "method_of"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -61,10 +56,6 @@ class Method:
     prediction: str = "denoised"
     tableau: Tableau | None = field(default=None, repr=False, compare=False)
     noise_types: tuple[str, ...] = ("ancestral", "sde")
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise UnknownMethodError(f"unknown family {self.family!r}; known: {FAMILIES}")
 
     @property
     def is_multistep(self) -> bool:
@@ -128,4 +119,6 @@ def method_of(method: str | Path | Tableau | Method) -> Method:
         return _from_tableau(method)
     if not isinstance(method, str | Path):
         raise TypeError(f"method must be a name, a path or a Tableau, got {method!r}")
+    if method in METHODS:  # looked up each time: a family added at run time is found
+        return METHODS[method]
     return _described(str(method))

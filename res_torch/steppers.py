@@ -166,12 +166,15 @@ class _StepPlan:
             for i in range(step.stages - 1)
         ]
         self.update = None if step.denoising else _row(numbers, step.decay, step.weights)
+        self.corrector = _row(numbers, step.decay, step.corrector) if step.corrector else None
+        self.corrector_values = len(step.corrector) - 1
 
     def resolve(self, scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> None:
         self.sigma_vector = [vectors[k] for k in self.sigma]
         self.sigma = [scalars[k] for k in self.sigma]
         self.stage_rows = [_resolve(row, scalars) for row in self.stage_rows]
         self.update = None if self.update is None else _resolve(self.update, scalars)
+        self.corrector = None if self.corrector is None else _resolve(self.corrector, scalars)
 
 
 class _Tables:
@@ -351,12 +354,16 @@ def run(
     ownership = _Ownership(callback)
     keep = table.history
     history: list[torch.Tensor] = []
+    pending: tuple[torch.Tensor, torch.Tensor] | None = None  # (D, Y) at a corrected point
     for i in _progress(grid.steps, disable):
         step = tables.steps[i]
         if noise.has_churn[i]:
             x = noise.churn(i, x, sigmas, sigma_hat, noise_sampler)
             ownership.made(fresh=True)
-        denoised = evaluate(x, step.sigma_vector[0])
+        if pending is None:
+            denoised, first = evaluate(x, step.sigma_vector[0]), None
+        else:
+            (denoised, first), pending = pending, None
         if callback is not None:
             callback(
                 {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat[i],
@@ -366,13 +373,21 @@ def run(
             x = denoised
             ownership.made(fresh=False)
         else:
-            values = [_predict(kind, x, denoised, step.sigma[0])]
+            values = [_predict(kind, x, denoised, step.sigma[0]) if first is None else first]
             for stage, row in enumerate(step.stage_rows, start=1):
                 u = _apply(row, x, values, in_place=False)
                 stage_denoised = evaluate(u, step.sigma_vector[stage])
                 values.append(_predict(kind, u, stage_denoised, step.sigma[stage]))
             in_place = ownership.may_overwrite(x, denoised)
-            x = _apply(step.update, x, values + history, in_place)
+            if step.corrector is None:
+                x = _apply(step.update, x, values + history, in_place)
+            else:  # predictor, one evaluation there (reused by the next step), corrector
+                predicted = _apply(step.update, x, values + history, in_place=False)
+                following = tables.steps[i + 1]
+                new = evaluate(predicted, following.sigma_vector[0])
+                pending = (new, _predict(kind, predicted, new, following.sigma[0]))
+                used = (values + history)[: step.corrector_values]
+                x = _apply(step.corrector, x, [*used, pending[1]], in_place)
             ownership.made(fresh=True)
             if keep:
                 history = [values[0], *history[: keep - 1]]
