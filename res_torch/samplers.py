@@ -59,7 +59,7 @@ import torch
 from res_torch.coefficients import Coefficients, coefficients
 from res_torch.errors import NoiseError, UnknownMethodError
 from res_torch.grid import StepGrid, make_grid, validate_sigmas
-from res_torch.methods import Method, cached_tableau, method_of
+from res_torch.methods import METHODS, Method, cached_tableau, method_of
 from res_torch.noise import NoiseOptions, NoiseSampler
 from res_torch.steppers import Denoiser, clear_device_tables, run
 from res_torch.tableau import Tableau, available_tableaux
@@ -349,7 +349,8 @@ def sample(
     method: str = "res_2s",
     **options: Any,
 ) -> torch.Tensor:
-    """Dispatch to ``sample_<method>`` (``SAMPLERS``) or, for any other shipped tableau name
+    """Dispatch to ``sample_<method>`` (``SAMPLERS``), to :func:`sample_method` for another
+    descriptor of :data:`res_torch.methods.METHODS`, or, for any other shipped tableau name
     (``krogstad``, ``hochbruck_ostermann4``, ...), to :func:`sample_erk`. ``method`` is
     keyword-only (k-diffusion's positional order: ``model, x, sigmas, extra_args, callback,
     disable``)."""
@@ -359,9 +360,11 @@ def sample(
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     if method in SAMPLERS:
         return SAMPLERS[method](model, x, sigmas, extra_args, callback, disable, **options)
+    if method in METHODS:  # a descriptor without a named sampler (e.g. registered at run time)
+        return _sampler(method, model, x, sigmas, extra_args, callback, disable, **options)
     if method in available_tableaux():
         return sample_erk(
             model, x, sigmas, extra_args, callback, disable, tableau=method, **options
         )
-    known = sorted(set(SAMPLERS) | set(available_tableaux()))
+    known = sorted(set(SAMPLERS) | set(METHODS) | set(available_tableaux()))
     raise UnknownMethodError(f"unknown sampling method {method!r}; known: {', '.join(known)}")

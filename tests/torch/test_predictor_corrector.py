@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from res_torch import METHODS, Method, get_sigmas_karras, nfe
+from res_torch import METHODS, Method, get_sigmas_karras, nfe, sample
 from res_torch.coefficients import BUILDERS, StepCoefficients, adams_weights, coefficients
 from res_torch.errors import TableauError
 from res_torch.grid import StepGrid, make_grid
@@ -71,6 +71,11 @@ def test_fast_loop_equals_the_reference_loop_with_a_corrector(pec, options, coun
     model = counting(nonlinear_denoiser)
     noise = NoiseOptions(**options, generator=torch.Generator().manual_seed(1))
     fast = sample_method(pec, model, x, sigmas, disable=True, noise=noise)
+    by_name = sample(
+        nonlinear_denoiser, x, sigmas, method="ab2_am2", disable=True,
+        generator=torch.Generator().manual_seed(1), **options,
+    )  # fmt: skip
+    assert torch.equal(by_name, fast)
     assert model.calls == nfe(pec, sigmas) == 9  # one evaluation per step: the corrector reuses it
     grid = make_grid(sigmas, **options)
     table = coefficients(pec, grid)
