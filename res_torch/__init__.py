@@ -7,22 +7,28 @@ from res_torch.adapters import (
     EDMDenoiser,
     FlowDenoiser,
 )
+from res_torch.coefficients import Coefficients, StepCoefficients, coefficients
 from res_torch.errors import ResError
 from res_torch.grid import SigmasError, StepGrid, make_grid
+from res_torch.methods import METHODS, Method, method_of
 from res_torch.nfe import NFEBudgetError, evaluations_per_step, nfe, sigmas_for_nfe
-from res_torch.noise import ancestral_step, churn_gamma, default_noise_sampler
+from res_torch.noise import NoiseOptions, ancestral_step, churn_gamma, default_noise_sampler
 from res_torch.phi import phi
 from res_torch.samplers import (
     SAMPLERS,
     UnknownMethodError,
     sample,
     sample_ddim,
+    sample_deis,
     sample_dpmpp_2m,
     sample_dpmpp_2s,
     sample_dpmpp_3m,
     sample_erk,
     sample_euler,
     sample_heun,
+    sample_ipndm,
+    sample_ipndm_v,
+    sample_method,
     sample_res_2m,
     sample_res_2s,
     sample_res_3m,
@@ -40,6 +46,17 @@ from res_torch.steppers import NonFiniteSampleError
 from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
 
 __all__ = [
+    "METHODS",
+    "Coefficients",
+    "Method",
+    "NoiseOptions",
+    "StepCoefficients",
+    "coefficients",
+    "method_of",
+    "sample_deis",
+    "sample_ipndm",
+    "sample_ipndm_v",
+    "sample_method",
     "DiscreteEpsDenoiser",
     "DiscreteSchedule",
     "DiscreteVDenoiser",

@@ -30,10 +30,41 @@ __all__ = [
     "DiscreteVDenoiser",
     "EDMDenoiser",
     "FlowDenoiser",
+    "PREDICTION_TYPES",
+    "denoised_from_output",
     "edm_preconditioning",
 ]
 
 Network = Callable[..., torch.Tensor]
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow_prediction")
+
+
+def denoised_from_output(
+    prediction_type: str, output: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor | float
+) -> torch.Tensor:
+    """``D(x, sigma)`` from a network's ``output`` at the VE state ``x`` (``docs/MATH.md`` §1):
+
+    * ``"epsilon"`` (DDPM eps): ``D = x - sigma eps``;
+    * ``"v_prediction"`` (Salimans & Ho 2022): with ``alpha = 1/sqrt(1 + sigma^2)``,
+      ``D = alpha (alpha x) - sigma alpha v``;
+    * ``"sample"``: ``D = output``;
+    * ``"flow_prediction"`` (velocity ``v = eps - x_0``): ``t = sigma/(1 + sigma)``,
+      ``D = (1 - t) x - t v``.
+
+    ``sigma`` broadcasts against ``x`` (a float or a tensor shaped ``(batch, 1, ...)``).
+    """
+    if prediction_type == "epsilon":
+        return x - sigma * output
+    if prediction_type == "v_prediction":
+        alpha = (1 + sigma**2) ** -0.5 if not torch.is_tensor(sigma) else (1 + sigma**2).rsqrt()
+        return alpha * (x * alpha) - sigma * alpha * output
+    if prediction_type == "sample":
+        return output
+    if prediction_type == "flow_prediction":
+        t = sigma / (1 + sigma)
+        return x * (1 - t) - t * output
+    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
 
 
 def edm_preconditioning(
@@ -210,7 +241,7 @@ class DiscreteEpsDenoiser(DiscreteSchedule):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s, x_vp, t = self._network_inputs(x, sigma)
-        return x - s * self.net(x_vp, t, **kwargs)
+        return denoised_from_output("epsilon", self.net(x_vp, t, **kwargs), x, s)
 
 
 class DiscreteVDenoiser(DiscreteSchedule):
@@ -227,8 +258,7 @@ class DiscreteVDenoiser(DiscreteSchedule):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s, x_vp, t = self._network_inputs(x, sigma)
-        alpha = (1 + s**2).rsqrt()
-        return alpha * x_vp - s * alpha * self.net(x_vp, t, **kwargs)
+        return denoised_from_output("v_prediction", self.net(x_vp, t, **kwargs), x, s)
 
 
 class FlowDenoiser(nn.Module):
@@ -267,5 +297,5 @@ class FlowDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s = _sigma_like(x, sigma).to(x.dtype)
         t = s / (1 + s)
-        x_t = x * (1 - t)
-        return x_t - t * self.net(x_t, t.flatten() * self.timestep_scale, **kwargs)
+        velocity = self.net(x * (1 - t), t.flatten() * self.timestep_scale, **kwargs)
+        return denoised_from_output("flow_prediction", velocity, x, s)

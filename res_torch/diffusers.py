@@ -8,8 +8,11 @@ variance-exploding form of ``docs/MATH.md`` §1, in ``lambda = -log sigma`` with
     U_i     = e^{-c_i h} x_n + h sum_{j<i} a_ij(h) D(U_j, sigma_n e^{-c_j h})
     x_{n+1} = e^{-h}     x_n + h sum_i    b_i(h)  D(U_i, sigma_n e^{-c_i h})
 
-with ``c, a, b`` from :meth:`res_torch.tableau.Tableau.evaluate` (no coefficient is typed here).
-The last step to ``sigma = 0`` is the denoiser output ``x = D(x, sigma_{N-1})``.
+read from the shared tables of :mod:`res_torch.coefficients` (the ones the samplers run; no
+coefficient is evaluated here) and applied with :func:`res_torch.reference.stage_input` and
+:func:`res_torch.reference.step_output`. Any method of :data:`res_torch.METHODS` runs the same
+way (``ipndm``, ``ipndm_v``, ``deis`` in their ``eps`` form). The last step to ``sigma = 0`` is
+the denoiser output ``x = D(x, sigma_{N-1})``.
 
 With ``eta > 0`` (config) the schedulers sample the reverse SDE instead, as ``res_torch``'s samplers
 do with ``noise_type="sde"`` (:mod:`res_torch.grid`; SDE-DPM-Solver++, Lu et al. 2022): the
@@ -54,7 +57,6 @@ import torch
 
 try:
     from diffusers.configuration_utils import ConfigMixin, register_to_config
-    from diffusers.schedulers.scheduling_ddpm import betas_for_alpha_bar
     from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
     from diffusers.utils import BaseOutput
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides diffusers
@@ -63,9 +65,18 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         "(install it with: pip install 'res[diffusers]'); the rest of res_torch works without it"
     ) from exc
 
-from res_torch.adapters import DiscreteSchedule
-from res_torch.noise import default_noise_sampler, sde_step_noise
-from res_torch.tableau import Tableau, load_tableau
+from res_torch.adapters import DiscreteSchedule, denoised_from_output
+from res_torch.coefficients import Coefficients, coefficients
+from res_torch.grid import StepGrid, make_grid
+from res_torch.methods import method_of
+from res_torch.noise import default_noise_sampler
+from res_torch.reference import corrected_output, prediction, stage_input, step_output
+from res_torch.schedules import (
+    alphas_cumprod_from_betas,
+    get_sigmas_beta,
+    get_sigmas_exponential,
+    get_sigmas_karras,
+)
 
 __all__ = [
     "RESMultistepScheduler",
@@ -87,62 +98,22 @@ class RESSchedulerOutput(BaseOutput):
     pred_original_sample: torch.Tensor
 
 
-def alphas_cumprod_from_betas(
-    num_train_timesteps: int = 1000,
-    beta_start: float = 0.0001,
-    beta_end: float = 0.02,
-    beta_schedule: str = "linear",
-    trained_betas: Any = None,
-) -> torch.Tensor:
-    """``abar_t = prod_{s<=t} (1 - beta_s)`` for diffusers' beta schedules (float64 tensor).
-
-    Computed in float32 exactly as diffusers does (models were trained with those values), then
-    widened to float64.
-
-    ``linear``: ``beta`` linear from ``beta_start`` to ``beta_end``; ``scaled_linear``: ``sqrt
-    beta`` linear (latent diffusion); ``squaredcos_cap_v2``: the cosine schedule of Nichol &
-    Dhariwal 2021 (diffusers' ``betas_for_alpha_bar``); ``trained_betas`` overrides all.
-    """
-    if trained_betas is not None:
-        betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float32)
-    elif beta_schedule == "linear":
-        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
-    elif beta_schedule == "scaled_linear":
-        betas = (
-            torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32)
-            ** 2
-        )
-    elif beta_schedule == "squaredcos_cap_v2":
-        betas = betas_for_alpha_bar(num_train_timesteps).to(torch.float32)
-    else:
-        raise ValueError(
-            f"unknown beta_schedule {beta_schedule!r}; "
-            "use 'linear', 'scaled_linear', 'squaredcos_cap_v2' or trained_betas"
-        )
-    return torch.cumprod(1 - betas, dim=0).to(torch.float64)
-
-
 def _spaced(v_max: float, v_min: float, n: int, config: Any) -> np.ndarray | None:
-    """``n`` decreasing noise levels spaced as diffusers does, or ``None`` for no respacing.
-
-    Karras et al. 2022 (eq. 5): ``(v_max^{1/rho} + i/(n-1) (v_min^{1/rho} - v_max^{1/rho}))^rho``;
-    exponential (``use_exponential_sigmas``, ``use_lu_lambdas``): uniform in ``log v``; beta
-    (Lee et al. 2024): ``v_min + (v_max - v_min) F^{-1}_{Beta(0.6, 0.6)}(1 - i/(n-1))``.
-    ``config.sigma_min``/``sigma_max`` override the given ends.
-    """
+    """``n`` decreasing noise levels spaced as diffusers does (the schedules of
+    :mod:`res_torch.schedules`: Karras ``rho``, exponential for ``use_exponential_sigmas`` and
+    ``use_lu_lambdas``, beta), or ``None`` for no respacing. ``config.sigma_min``/``sigma_max``
+    override the given ends."""
     v_min = v_min if config.sigma_min is None else float(config.sigma_min)
     v_max = v_max if config.sigma_max is None else float(config.sigma_max)
-    ramp = np.linspace(0, 1, n)
     if config.use_karras_sigmas:
-        rho = float(config.rho)
-        return (v_max ** (1 / rho) + ramp * (v_min ** (1 / rho) - v_max ** (1 / rho))) ** rho
-    if config.use_exponential_sigmas or config.use_lu_lambdas:
-        return np.exp(np.linspace(math.log(v_max), math.log(v_min), n))
-    if config.use_beta_sigmas:
-        import scipy.stats
-
-        return v_min + scipy.stats.beta.ppf(1 - ramp, 0.6, 0.6) * (v_max - v_min)
-    return None
+        spaced = get_sigmas_karras(n, v_min, v_max, rho=float(config.rho))
+    elif config.use_exponential_sigmas or config.use_lu_lambdas:
+        spaced = get_sigmas_exponential(n, v_min, v_max)
+    elif config.use_beta_sigmas:
+        spaced = get_sigmas_beta(n, v_min, v_max)
+    else:
+        return None
+    return spaced[:-1].numpy()
 
 
 class _RESScheduler(SchedulerMixin, ConfigMixin):
@@ -232,10 +203,12 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         if shift != 1.0 and flow_shift != 1.0 and shift != flow_shift:
             raise ValueError(f"shift={shift} and flow_shift={flow_shift} disagree; set only one")
 
-        name = tableau or self._default_tableau
-        self.tableau = load_tableau(name)
-        self._check_tableau()
-        self.tableau.parameter_values(**self._free_parameters())
+        self.method = method_of(tableau or self._default_tableau)
+        self.tableau = self.method.tableau
+        self._check_method()
+        if eta > 0 and "sde" not in self.method.noise_types:
+            raise ValueError(f"{self.method.name} steps in sigma and has no SDE form (eta > 0)")
+        coefficients(self.method, make_grid([2.0, 1.0, 0.5, 0.0]), self._free_parameters())
 
         if self.is_flow:
             self.schedule: DiscreteSchedule | None = None
@@ -253,16 +226,91 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         self._step_index: int | None = None
         self._begin_index: int | None = None
 
-    # ----------------------------------------------------------------- subclass interface
-    def _check_tableau(self) -> None:
-        raise NotImplementedError
-
-    def _plan(self) -> None:
-        """Precompute stage noise levels, timesteps and coefficients for ``self.sigmas``."""
+    # ----------------------------------------------------------------- solver state
+    def _check_method(self) -> None:
         raise NotImplementedError
 
     def _free_parameters(self) -> dict[str, float]:
         return dict(self.config.tableau_parameters or {})
+
+    def _tables(self, start: int) -> tuple[StepGrid, Coefficients]:
+        """The shared tables (:mod:`res_torch.coefficients`) of the run over ``sigmas[start:]``
+        (with ``eta > 0``: the SDE form, ``noise_type="sde"``). A run that starts mid-schedule
+        cannot add network calls to ``timesteps``, so its multi-stage start-up methods are
+        replaced by DDIM (``one_evaluation_startup``)."""
+        config = self.config
+        grid = make_grid(
+            self.sigmas[start:], eta=config.eta, s_noise=config.s_noise, noise_type="sde"
+        )
+        table = coefficients(
+            self.method, grid, self._free_parameters(), one_evaluation_startup=start > 0
+        )
+        return grid, table
+
+    def _plan(self) -> None:
+        """Lay out ``timesteps``: every evaluation of every step of the run from step 0."""
+        grid, table = self._tables(0)
+        self._stages = [(n, i) for n, step in enumerate(table.steps) for i in range(step.stages)]
+        self._stage_sigmas = torch.tensor(
+            [sigma for step in table.steps for sigma in step.sigmas], dtype=torch.float64
+        )
+        self._run = (0, grid, table)
+        self._reset()
+
+    def _start(self, index: int) -> None:
+        """Start a run at ``timesteps[index]``, the first evaluation of a step."""
+        n, i = self._stages[index]
+        if i != 0:
+            raise ValueError(f"timesteps[{index}] is stage {i + 1} of step {n}, not a step start")
+        self._step_index = index
+        if n == 0:
+            self._run = (0, *self._tables(0))
+        else:
+            grid, table = self._tables(n)
+            listed = [m for m, _ in self._stages if m >= n]
+            if [m for k, step in enumerate(table.steps) for m in [n + k] * step.stages] != listed:
+                raise ValueError(
+                    f"a run of {self.method.name!r} cannot start at step {n}: its evaluations "
+                    "there differ from those listed in timesteps"
+                )
+            self._run = (n, grid, table)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget the solver state (a new run starts at ``step_index``)."""
+        self._history: list[torch.Tensor] = []
+        self._x_n: torch.Tensor | None = None
+        self._values: list[torch.Tensor] = []
+        self._corrector: tuple | None = None  # (step, x_n, values) of a step awaiting its D
+
+    def _advance(
+        self, x: torch.Tensor, denoised: torch.Tensor
+    ) -> tuple[torch.Tensor, float, float]:
+        """Take the VE state and this call's ``D``; return the next VE state, its sigma and the
+        standard deviation of the SDE noise to add to it (0 within a step and for the ODE), by
+        the reference loop's arithmetic (:mod:`res_torch.reference`)."""
+        n, i = self._stages[self._step_index]
+        start, grid, table = self._run
+        step = table.steps[n - start]
+        value = prediction(table.prediction, x, denoised, step.sigmas[i])
+        if i == 0 and self._corrector is not None:  # the previous step's corrector, from this D
+            previous, x_previous, inputs = self._corrector
+            self._corrector = None
+            x = corrected_output(previous, x_previous, inputs, value)
+        if step.denoising:
+            return denoised, 0.0, 0.0
+        if i == 0:
+            self._x_n, self._values = x, []
+        elif self._x_n is None or len(self._values) != i:
+            raise ValueError(f"{type(self).__name__}.step called out of stage order")
+        self._values.append(value)
+        if i + 1 < step.stages:
+            return stage_input(step, i + 1, self._x_n, self._values), step.sigmas[i + 1], 0.0
+        x_next = step_output(step, self._x_n, self._values + self._history)
+        if step.corrector:  # hand back the predictor; the next call's D corrects this step
+            self._corrector = (step, self._x_n, self._values + self._history)
+        self._history = [self._values[0], *self._history][: table.history]
+        return x_next, float(grid.sigma_next[n - start]), float(grid.step_noise[n - start])
 
     # ----------------------------------------------------------------- diffusers API
     @property
@@ -358,12 +406,12 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError("call set_timesteps before step")
         if self._step_index is None:
             self._init_step_index(timestep)
-            self._reset()
         if self._step_index >= len(self._stage_sigmas):
             raise ValueError("all steps are done; call set_timesteps to sample again")
         sigma = float(self._stage_sigmas[self._step_index])
-        denoised = self._denoised(model_output, sample, sigma)
-        x_next, sigma_next, noise = self._advance(sample / self._scale(sigma), denoised)
+        x = sample / self._scale(sigma)
+        denoised = self._denoised(model_output, x, sigma)
+        x_next, sigma_next, noise = self._advance(x, denoised)
         if noise > 0:  # the SDE noise after a completed step, drawn as res_torch's samplers do
             x_next = x_next + noise * default_noise_sampler(x_next, generator)(sigma, sigma_next)
         self._step_index += 1
@@ -492,164 +540,48 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """Model scale of the VE state: ``1/sqrt(1 + sigma^2)`` (DDPM), ``1/(1 + sigma)`` (flow)."""
         return 1 / (1 + sigma) if self.is_flow else 1 / math.sqrt(1 + sigma**2)
 
-    def _denoised(
-        self, model_output: torch.Tensor, sample: torch.Tensor, sigma: float
-    ) -> torch.Tensor:
-        """``D`` from the network output at VE level ``sigma`` (``sample`` in model scale)."""
-        kind = self.config.prediction_type
-        if kind == "sample":
-            return model_output
-        if self.is_flow:
-            t = sigma / (1 + sigma)
-            return sample - t * model_output
-        alpha = 1 / math.sqrt(1 + sigma**2)
-        if kind == "epsilon":
-            return (sample - sigma * alpha * model_output) / alpha
-        return alpha * sample - sigma * alpha * model_output  # v_prediction
+    def _denoised(self, model_output: torch.Tensor, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """``D`` from the network output at the VE state ``x`` and level ``sigma``
+        (:func:`res_torch.adapters.denoised_from_output`)."""
+        kind = "flow_prediction" if self.is_flow else self.config.prediction_type
+        return denoised_from_output(kind, model_output, x, sigma)
 
     def _init_step_index(self, timestep: float | torch.Tensor) -> None:
         if self._begin_index is not None:
-            self._step_index = self._begin_index
+            self._start(self._begin_index)
             return
-        starts = self._step_starts()
         t = float(torch.as_tensor(timestep).flatten()[0])
+        starts = [k for k, (_, i) in enumerate(self._stages) if i == 0]
         matches = [k for k in starts if math.isclose(float(self.timesteps[k]), t, abs_tol=1e-4)]
         if not matches:
             raise ValueError(f"timestep {t} is not the start of a step of this schedule")
-        self._step_index = matches[0]
-
-    def _step_starts(self) -> list[int]:
-        return [k for k, (_, i) in enumerate(self._stages) if i == 0]
-
-    def _reset(self) -> None:
-        """Forget the solver state (a new run starts at ``step_index``)."""
-        raise NotImplementedError
-
-    def _advance(
-        self, x: torch.Tensor, denoised: torch.Tensor
-    ) -> tuple[torch.Tensor, float, float]:
-        """Take the VE state and this call's ``D``; return the next VE state, its sigma and the
-        standard deviation of the SDE noise to add to it (0 within a step and for the ODE)."""
-        raise NotImplementedError
+        self._start(matches[0])
 
 
 class RESMultistepScheduler(_RESScheduler):
-    """Exponential multistep RES (``res_2m``, ``res_3m``, ``dpmpp_2m``, ... tableaux).
+    """Multistep RES (``res_2m``, ``res_3m``, ``dpmpp_2m``, ... tableaux; also ``ipndm``,
+    ``ipndm_v``, ``deis``): one network call per step.
 
-    One network call per step. Step ``n`` uses the stored denoiser values of the previous steps
-    as stages ``j >= 2`` with nodes ``c_j = (lambda_{n-j+1} - lambda_n)/h_n``
-    (``docs/tableau_format.md``): ``x_{n+1} = e^{-h} x_n + h sum_j b_j(h; c) D_{n-j+1}``. The
-    first steps use the tableau's ``startup`` methods. A start-up step of an ``s``-stage
-    single-step method (``res_3m`` starts with ``res_2s``) makes ``s`` network calls, listed in
-    ``timesteps`` as :class:`RESSinglestepScheduler` does, and keeps its first stage value as the
-    history value of the step (as :func:`res_torch.steppers.run_multistep` does). Such a step
-    has its stages in ``timesteps`` only at its place in the start-up sequence, so a run that
-    starts mid-schedule (``set_begin_index``) with a method whose first start-up method has
-    several stages is refused. ``tableau_parameters`` sets free (non-history) parameters.
+    Step ``n`` uses the stored values of the previous steps (:mod:`res_torch.coefficients`);
+    the first steps use the method's start-up. A start-up step of an ``s``-stage single-step
+    method (``res_3m`` starts with ``res_2s``) makes ``s`` network calls, listed in
+    ``timesteps`` as :class:`RESSinglestepScheduler` does, and keeps its first stage value as
+    the history value of the step. A run that starts mid-schedule (``set_begin_index``, img2img)
+    restarts the history there with DDIM in place of multi-stage start-up methods (no network
+    call can be added), so ``res_3m`` starts with DDIM, RES-2M there. ``tableau_parameters``
+    sets free (non-history) parameters.
     """
 
     order = 1
     _default_tableau = "res_2m"
 
-    def _check_tableau(self) -> None:
-        history = set(self.tableau.history_parameters)
-        given = set(self._free_parameters())
-        if given & history:
+    def _check_method(self) -> None:
+        if self.method.stages != 1:
             raise ValueError(
-                f"history nodes {sorted(given & history)} are set from the grid; "
-                "do not pass them in tableau_parameters"
-            )
-        if not self.tableau.is_multistep and self.tableau.stages != 1:
-            raise ValueError(
-                f"RESMultistepScheduler runs multistep or one-stage tableaux; "
-                f"{self.tableau.name!r} is a {self.tableau.stages}-stage single-step method "
+                f"RESMultistepScheduler runs multistep or one-stage methods; "
+                f"{self.method.name!r} is a {self.method.stages}-stage single-step method "
                 "(use RESSinglestepScheduler)"
             )
-        self._methods = [self.tableau, *self.tableau.startup_tableaux()]
-
-    def _method_for_step(self, n: int) -> Tableau:
-        startup = self._methods[1:]
-        return startup[n] if n < len(startup) else self._methods[0]
-
-    def _plan(self) -> None:
-        sig = self.sigmas
-        stage_sigmas: list[float] = []
-        self._stages = []
-        self._singlestep: dict[int, dict[str, Any]] = {}  # steps of multi-stage start-up methods
-        for n in range(len(sig) - 1):
-            method = self._method_for_step(n)
-            if sig[n + 1] == 0 or method.is_multistep or method.stages == 1:
-                self._stages.append((n, 0))
-                stage_sigmas.append(float(sig[n]))
-                continue
-            self._singlestep[n] = _erk_step(
-                method, sig[n], sig[n + 1], {}, self.config.eta, self.config.s_noise
-            )
-            self._stages += [(n, i) for i in range(method.stages)]
-            stage_sigmas += self._singlestep[n]["stage_sigmas"]
-        self._stage_sigmas = torch.tensor(stage_sigmas, dtype=torch.float64)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._history: list[torch.Tensor] = []
-        self._x_n: torch.Tensor | None = None
-        self._stage_values: list[torch.Tensor] = []
-
-    def _weights(self, n: int, previous: int) -> tuple[float, list[float]]:
-        """``(e^{-h}, h b)`` of step ``n`` with ``previous`` stored evaluations available.
-
-        The method is ``startup[previous]`` while the history is short, else the tableau.
-        """
-        sig = self.sigmas
-        method = self._method_for_step(previous)
-        step = torch.log(sig[n] / sig[n + 1]).reshape(1)  # in lambda
-        h = (1 + self.config.eta) * step  # the coefficients' step (SDE: module docstring)
-        values: dict[str, Any] = {
-            k: v for k, v in self._free_parameters().items() if k in _names(method)
-        }
-        for j, name in enumerate(method.history_parameters, start=1):
-            values[name] = torch.log(sig[n] / sig[n - j]).reshape(1) / step
-        _, _, b = method.evaluate(h, values)
-        return float(torch.exp(-h)), (h * b[0]).tolist()
-
-    def _advance(
-        self, x: torch.Tensor, denoised: torch.Tensor
-    ) -> tuple[torch.Tensor, float, float]:
-        n, i = self._stages[self._step_index]
-        sigma_next = float(self.sigmas[n + 1])
-        values = [denoised, *self._history]  # this step's value and the previous steps'
-        previous = len(values) - 1
-        if i == 0:
-            self._history = values[: self.tableau.stages - 1]
-        if n in self._singlestep:
-            if i == 0:
-                self._x_n, self._stage_values = x, []
-            elif self._x_n is None or len(self._stage_values) != i:
-                raise ValueError("RESMultistepScheduler.step called out of stage order")
-            self._stage_values.append(denoised)
-            coefficients = self._singlestep[n]
-            x_next, done = _erk_stage(coefficients, self._x_n, self._stage_values)
-            if done:
-                return x_next, sigma_next, coefficients["noise"]
-            return x_next, float(self._stage_sigmas[self._step_index + 1]), 0.0
-        if sigma_next == 0:
-            return denoised, 0.0, 0.0
-        method = self._method_for_step(previous)
-        if not method.is_multistep and method.stages != 1:
-            raise ValueError(
-                f"a run of {self.tableau.name!r} cannot start at step {n}: its start-up method "
-                f"{method.name!r} has {method.stages} stages, which timesteps lists only at "
-                "step 0; start at the first timestep"
-            )
-        decay, hb = self._weights(n, previous)
-        x_next = decay * x
-        for weight, d in zip(hb, values[: len(hb)], strict=True):
-            x_next = x_next + weight * d
-        sig, config = self.sigmas, self.config
-        noise = sde_step_noise(
-            torch.log(sig[n] / sig[n + 1]), sig[n + 1], config.eta, config.s_noise
-        )
-        return x_next, sigma_next, float(noise)
 
 
 class RESSinglestepScheduler(_RESScheduler):
@@ -664,105 +596,10 @@ class RESSinglestepScheduler(_RESScheduler):
 
     _default_tableau = "res_2s"
 
-    def _check_tableau(self) -> None:
-        if self.tableau.is_multistep:
+    def _check_method(self) -> None:
+        if self.method.is_multistep:
             raise ValueError(
-                f"RESSinglestepScheduler runs single-step tableaux; {self.tableau.name!r} is "
+                f"RESSinglestepScheduler runs single-step tableaux; {self.method.name!r} is "
                 "multistep (use RESMultistepScheduler)"
             )
-        self.order = self.tableau.stages
-
-    def _plan(self) -> None:
-        sig = self.sigmas
-        values = self.tableau.parameter_values(**self._free_parameters())
-        stage_sigmas: list[float] = []
-        self._stages: list[tuple[int, int]] = []
-        self._coefficients: list[dict[str, Any]] = []
-        for n in range(len(sig) - 1):
-            if sig[n + 1] == 0:
-                self._coefficients.append({"final": True})
-                self._stages.append((n, 0))
-                stage_sigmas.append(float(sig[n]))
-                continue
-            self._coefficients.append(
-                _erk_step(
-                    self.tableau, sig[n], sig[n + 1], values, self.config.eta, self.config.s_noise
-                )
-            )
-            self._stages += [(n, i) for i in range(self.tableau.stages)]
-            stage_sigmas += self._coefficients[-1]["stage_sigmas"]
-        self._stage_sigmas = torch.tensor(stage_sigmas, dtype=torch.float64)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._x_n: torch.Tensor | None = None
-        self._stage_values: list[torch.Tensor] = []
-
-    def _advance(
-        self, x: torch.Tensor, denoised: torch.Tensor
-    ) -> tuple[torch.Tensor, float, float]:
-        n, i = self._stages[self._step_index]
-        coefficients = self._coefficients[n]
-        if coefficients["final"]:
-            return denoised, 0.0, 0.0
-        if i == 0:
-            self._x_n, self._stage_values = x, []
-        elif self._x_n is None or len(self._stage_values) != i:
-            raise ValueError("RESSinglestepScheduler.step called out of stage order")
-        self._stage_values.append(denoised)
-        x_next, done = _erk_stage(coefficients, self._x_n, self._stage_values)
-        if done:
-            return x_next, coefficients["sigma_next"], coefficients["noise"]
-        return x_next, float(self._stage_sigmas[self._step_index + 1]), 0.0
-
-
-def _erk_step(
-    tableau: Tableau,
-    sigma: torch.Tensor,
-    sigma_next: torch.Tensor,
-    values: dict[str, Any],
-    eta: float = 0.0,
-    s_noise: float = 1.0,
-) -> dict[str, Any]:
-    """Coefficients of one step of the single-step ``tableau`` from ``sigma`` to
-    ``sigma_next > 0``: with ``step = log(sigma/sigma_next)`` and the coefficients' step
-    ``h = (1 + eta) step`` (``eta = 0``: the ODE), ``decay = e^{-h}``, ``decay_c = e^{-c h}``,
-    ``ha = h A``, ``hb = h b``, the stage noise levels ``sigma e^{-c step}`` and the standard
-    deviation ``noise`` of the SDE noise added after the step (module docstring)."""
-    step = torch.log(sigma / sigma_next).reshape(1)
-    h = (1 + eta) * step
-    c, a, b = tableau.evaluate(h, values)
-    decay_c = torch.exp(-c[0] * h)
-    return {
-        "final": False,
-        "decay": float(torch.exp(-h)),
-        "decay_c": decay_c.tolist(),
-        "ha": (h * a[0]).tolist(),
-        "hb": (h * b[0]).tolist(),
-        "sigma_next": float(sigma_next),
-        "stage_sigmas": (sigma * torch.exp(-c[0] * step)).tolist(),
-        "noise": float(sde_step_noise(step, sigma_next, eta, s_noise)),
-    }
-
-
-def _erk_stage(
-    coefficients: dict[str, Any], x_n: torch.Tensor, stage_values: list[torch.Tensor]
-) -> tuple[torch.Tensor, bool]:
-    """After the ``i``-th stage value (``len(stage_values) = i``) of a step of
-    :func:`_erk_step`: ``(U_{i+1}, False)``, ``U_{i+1} = e^{-c_{i+1} h} x_n + sum_j h a_{i+1,j}
-    D_j``, or after the last stage ``(x_{n+1}, True)``, ``x_{n+1} = e^{-h} x_n + sum_j h b_j D_j``.
-    """
-    i = len(stage_values)
-    if i < len(coefficients["hb"]):
-        x_next = coefficients["decay_c"][i] * x_n
-        for weight, d in zip(coefficients["ha"][i], stage_values, strict=False):
-            x_next = x_next + weight * d
-        return x_next, False
-    x_next = coefficients["decay"] * x_n
-    for weight, d in zip(coefficients["hb"], stage_values, strict=True):
-        x_next = x_next + weight * d
-    return x_next, True
-
-
-def _names(tableau: Tableau) -> set[str]:
-    return {p.name for p in tableau.parameters}
+        self.order = self.method.stages

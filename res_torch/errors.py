@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ExpressionError",
     "NFEBudgetError",
+    "NoiseError",
     "NonFiniteSampleError",
     "ResError",
     "ScheduleError",
@@ -29,6 +30,10 @@ class SigmasError(ResError):
 
 class ScheduleError(ResError):
     """Invalid schedule parameters."""
+
+
+class NoiseError(ResError):
+    """Stochastic-sampling options a method cannot run (e.g. an SDE form it does not have)."""
 
 
 class NFEBudgetError(ResError):

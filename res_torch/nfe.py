@@ -23,7 +23,7 @@ import torch
 
 from res_torch.errors import NFEBudgetError
 from res_torch.grid import validate_sigmas
-from res_torch.samplers import SAMPLERS, UnknownMethodError, cached_tableau
+from res_torch.methods import Method, method_of
 from res_torch.schedules import (
     get_sigmas_exponential,
     get_sigmas_karras,
@@ -31,7 +31,7 @@ from res_torch.schedules import (
     get_sigmas_uniform,
     get_sigmas_vp,
 )
-from res_torch.tableau import Tableau, TableauError
+from res_torch.tableau import Tableau
 
 __all__ = ["NFEBudgetError", "SCHEDULES", "evaluations_per_step", "nfe", "sigmas_for_nfe"]
 
@@ -44,45 +44,36 @@ SCHEDULES: dict[str, Callable[..., torch.Tensor]] = {
 }
 """Schedules by name; all but ``vp`` take ``sigma_min`` and ``sigma_max``."""
 
-_IN_SIGMA = {"euler": 1, "heun": 2}
+
+def evaluations_per_step(method: str | Path | Tableau | Method) -> int:
+    """Denoiser evaluations of one (non-final) step of ``method`` itself (its descriptor's
+    ``stages``: a named method, a tableau name or path, a :class:`Tableau` or a descriptor).
+    The start-up steps of a multistep method cost what their start-up method costs (see
+    :func:`nfe`).
+
+    >>> evaluations_per_step("res_2s"), evaluations_per_step("heun"), evaluations_per_step("ipndm")
+    (2, 2, 1)
+    """
+    return method_of(method).stages
 
 
-
-def _tableau_of(method: str | Path | Tableau) -> Tableau:
-    if isinstance(method, Tableau):
-        return method
-    try:
-        return cached_tableau(str(method))
-    except TableauError as exc:
-        raise UnknownMethodError(
-            f"unknown method {method!r} (named samplers: {', '.join(SAMPLERS)}; {exc})"
-        ) from None
-
-
-def evaluations_per_step(method: str | Path | Tableau) -> int:
-    """Denoiser evaluations of one (non-final) step of ``method`` itself: a named sampler, a
-    tableau name or path, or a :class:`Tableau` (stages for single-step, 1 for multistep). The
-    start-up steps of a multistep method cost what their start-up method costs (see
-    :func:`nfe`)."""
-    if isinstance(method, str) and method in _IN_SIGMA:
-        return _IN_SIGMA[method]
-    tableau = _tableau_of(method)
-    return 1 if tableau.is_multistep else tableau.stages
-
-
-def _step_costs(method: str | Path | Tableau, steps: int) -> list[int]:
+def _step_costs(method: str | Path | Tableau | Method, steps: int) -> list[int]:
     """Evaluations of the first ``steps`` non-final steps of ``method`` (start-up included)."""
-    per_step = evaluations_per_step(method)
-    if isinstance(method, str) and method in _IN_SIGMA:
-        return [per_step] * steps
-    startup = _tableau_of(method).startup_tableaux(cached_tableau)
-    return [
-        evaluations_per_step(startup[k]) if k < len(startup) else per_step for k in range(steps)
-    ]
+    return method_of(method).step_costs(steps)
 
 
-def nfe(method: str | Path | Tableau, sigmas: torch.Tensor | Sequence[float]) -> int:
-    """Number of denoiser evaluations of ``method`` over ``sigmas`` (rule: module docstring)."""
+def nfe(method: str | Path | Tableau | Method, sigmas: torch.Tensor | Sequence[float]) -> int:
+    """Number of denoiser evaluations of ``method`` over ``sigmas`` (rule: module docstring).
+
+    >>> nfe("res_2s", [80.0, 10.0, 1.0, 0.0]), nfe("res_3m", [80.0, 10.0, 1.0, 0.0])
+    (5, 4)
+    >>> nfe("res_2m", [1.0])
+    0
+    """
+    if (torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() == 1) or (
+        isinstance(sigmas, Sequence) and len(sigmas) == 1
+    ):
+        return 0  # no step: the samplers return x unchanged
     values = validate_sigmas(sigmas)
     steps = values.numel() - 1
     final = int(values[-1] == 0)
@@ -91,7 +82,7 @@ def nfe(method: str | Path | Tableau, sigmas: torch.Tensor | Sequence[float]) ->
 
 def sigmas_for_nfe(
     nfe: int,
-    method: str | Path | Tableau,
+    method: str | Path | Tableau | Method,
     schedule: str = "karras",
     sigma_min: float = 0.002,
     sigma_max: float = 80.0,

@@ -12,11 +12,14 @@ samples, on any device (the noise is drawn on the generator's device and then mo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 __all__ = [
+    "NoiseOptions",
     "NoiseSampler",
     "ancestral_step",
     "churn_gamma",
@@ -108,3 +111,41 @@ def ancestral_step(
     sigma_up = torch.minimum(sigma_to, eta * variance.clamp_min(0).sqrt())
     sigma_down = (sigma_to**2 - sigma_up**2).clamp_min(0).sqrt()
     return sigma_down, sigma_up
+
+
+@dataclass(frozen=True)
+class NoiseOptions:
+    """The stochastic options of a run, passed through as one object.
+
+    ``s_churn, s_tmin, s_tmax, s_noise``: EDM churn (:func:`churn_gamma`); ``eta`` with
+    ``noise_type`` (``"ancestral"`` or ``"sde"``): per-step noise (:mod:`res_torch.grid`);
+    ``generator`` or ``noise_sampler``: where the noise comes from (:meth:`sampler`).
+    """
+
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
+    eta: float = 0.0
+    noise_type: str = "ancestral"
+    generator: torch.Generator | None = None
+    noise_sampler: NoiseSampler | None = None
+
+    def grid_options(self) -> dict[str, Any]:
+        """The keywords of :func:`res_torch.grid.make_grid` (hashable values)."""
+        return dict(
+            s_churn=self.s_churn, s_tmin=self.s_tmin, s_tmax=self.s_tmax,
+            s_noise=self.s_noise, eta=self.eta, noise_type=self.noise_type,
+        )  # fmt: skip
+
+    def sampler(self, x: torch.Tensor, extra_args: Mapping[str, Any] | None = None) -> NoiseSampler:
+        """The run's noise: ``noise_sampler``, else draws from ``generator``, else (as ComfyUI's
+        samplers do) from a generator on ``x``'s device seeded with ``extra_args["seed"]`` if
+        given, else from the global RNG."""
+        generator = self.generator
+        seed = (extra_args or {}).get("seed")
+        if generator is None and self.noise_sampler is None and seed is not None:
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise TypeError(f"extra_args['seed'] must be an int, got {seed!r}")
+            generator = torch.Generator(device=x.device).manual_seed(seed)
+        return resolve_noise_sampler(x, generator, self.noise_sampler)

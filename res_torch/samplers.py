@@ -25,8 +25,9 @@ Options shared by all samplers:
   noise, which biases the result at coarse steps (measured on Gaussian data N(0.3, 0.7^2) with
   its exact denoiser, Karras schedule, eta = 1: RES-2M's sample std is 1.05 at 40 steps and
   0.73 at 160 with ``"ancestral"``, 0.74 and 0.70 with ``"sde"``). History nodes
-  always use the actual ``lambda`` of the stored evaluations. Euler and Heun (steps in
-  ``sigma``) support only ``"ancestral"``.
+  always use the actual ``lambda`` of the stored evaluations. The methods that step in
+  ``sigma`` (Euler, Heun, iPNDM, iPNDM-v, DEIS; ``Method.noise_types``) support only
+  ``"ancestral"``.
 * ``generator`` (a ``torch.Generator``) or ``noise_sampler`` (``f(sigma, sigma_next)``): the noise.
 * Performance: the coefficient tables of a (method, parameters, sigmas, noise options)
   combination are computed once in float64 and cached (``PLAN_CACHE_SIZE`` entries), and so
@@ -36,13 +37,16 @@ Options shared by all samplers:
   second step on, overwrites the iterate in place: one kernel per term and no allocation. A
   new tensor is written instead for the caller's input, with a callback (so references to
   iterates stay valid), under autograd, and when the model returns or modifies its input.
+* ``extra_args`` with a ``"seed"`` (ComfyUI passes one) and neither ``generator`` nor
+  ``noise_sampler``: the noise is drawn from a generator seeded with it (as ComfyUI's samplers
+  do); ``extra_args`` still reaches the model unchanged.
+* ``sigmas`` with a single entry: ``x`` is returned unchanged (no step, no evaluation).
 * ``check_finite`` (default True): one check after the loop; raises
   :class:`~res_torch.steppers.NonFiniteSampleError` if the sample is NaN/inf.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 from collections import OrderedDict
@@ -52,19 +56,13 @@ from typing import Any
 
 import torch
 
-from res_torch.errors import UnknownMethodError
+from res_torch.coefficients import Coefficients, coefficients
+from res_torch.errors import NoiseError, UnknownMethodError
 from res_torch.grid import StepGrid, make_grid, validate_sigmas
-from res_torch.noise import NoiseSampler, resolve_noise_sampler
-from res_torch.steppers import (
-    Denoiser,
-    SinglestepCoefficients,
-    clear_device_tables,
-    erk_coefficients,
-    multistep_coefficients,
-    run_multistep,
-    run_singlestep,
-)
-from res_torch.tableau import Tableau, available_tableaux, load_tableau
+from res_torch.methods import METHODS, Method, cached_tableau, method_of
+from res_torch.noise import NoiseOptions, NoiseSampler
+from res_torch.steppers import Denoiser, clear_device_tables, run
+from res_torch.tableau import Tableau, available_tableaux
 
 __all__ = [
     "SAMPLERS",
@@ -73,12 +71,16 @@ __all__ = [
     "clear_plan_cache",
     "sample",
     "sample_ddim",
+    "sample_deis",
     "sample_dpmpp_2m",
     "sample_dpmpp_2s",
     "sample_dpmpp_3m",
     "sample_erk",
     "sample_euler",
     "sample_heun",
+    "sample_ipndm",
+    "sample_ipndm_v",
+    "sample_method",
     "sample_res_2m",
     "sample_res_2s",
     "sample_res_3m",
@@ -86,58 +88,47 @@ __all__ = [
 ]
 
 Callback = Callable[[dict], Any]
-
-
-
-@functools.lru_cache(maxsize=64)
-def cached_tableau(name_or_path: str) -> Tableau:
-    """:func:`load_tableau`, parsed once per process."""
-    return load_tableau(name_or_path)
-
-
-def _tableau(tableau: str | Path | Tableau) -> Tableau:
-    if isinstance(tableau, Tableau):
-        return tableau
-    if not isinstance(tableau, str | Path):
-        raise TypeError(f"tableau must be a name, a path or a Tableau, got {tableau!r}")
-    return cached_tableau(str(tableau))
-
+ODE = NoiseOptions()
+"""No churn, no per-step noise."""
 
 PLAN_CACHE_SIZE = 32
 """How many (method, parameters, sigmas, noise options) coefficient tables are kept."""
-_PLANS: OrderedDict[tuple, tuple[object, StepGrid, Any]] = OrderedDict()
+_PLANS: OrderedDict[tuple, tuple[object, StepGrid, Coefficients]] = OrderedDict()
 _PLANS_LOCK = threading.Lock()
 
 
-def _planned(
-    owner: object,
-    params: Mapping[str, float],
+def planned(
+    method: Method,
+    params: Mapping[str, Any],
     sigmas: torch.Tensor | Sequence[float],
-    grid_options: Mapping[str, Any],
-    build: Callable[[StepGrid], Any],
-) -> tuple[StepGrid, Any]:
+    noise: NoiseOptions,
+) -> tuple[StepGrid, Coefficients]:
     """The step grid and coefficient tables of a run, computed once (float64, on the host) and
     kept in a small LRU cache, so repeated calls with the same schedule skip all set-up."""
     values = validate_sigmas(sigmas)
     numbers = []
     for name, value in sorted(params.items()):
-        try:
-            numbers.append((name, float(value)))
-        except (TypeError, ValueError):
-            raise TypeError(f"parameter {name} must be a number, got {value!r}") from None
-    key = (id(owner), tuple(numbers), tuple(values.tolist()), tuple(sorted(grid_options.items())))
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(f"parameter {name} must be a number, got {value!r}") from None
+        numbers.append((name, value))
+    options = noise.grid_options()
+    owner = method.tableau if method.tableau is not None else method
+    key = (id(owner), tuple(numbers), tuple(values.tolist()), tuple(sorted(options.items())))
     with _PLANS_LOCK:
         entry = _PLANS.get(key)
         if entry is not None and entry[0] is owner:
             _PLANS.move_to_end(key)
             return entry[1], entry[2]
-    grid = make_grid(values, **grid_options)
-    coefficients = build(grid)
+    grid = make_grid(values, **options)
+    table = coefficients(method, grid, dict(numbers))
     with _PLANS_LOCK:
-        _PLANS[key] = (owner, grid, coefficients)
+        _PLANS[key] = (owner, grid, table)
         if len(_PLANS) > PLAN_CACHE_SIZE:
             _PLANS.popitem(last=False)
-    return grid, coefficients
+    return grid, table
 
 
 def clear_plan_cache() -> None:
@@ -148,19 +139,71 @@ def clear_plan_cache() -> None:
     clear_device_tables()
 
 
-def _noise_for(
+def sample_method(
+    method: str | Path | Tableau | Method,
+    model: Denoiser,
     x: torch.Tensor,
-    grid: StepGrid,
-    generator: torch.Generator | None,
-    noise_sampler: NoiseSampler | None,
-) -> NoiseSampler | None:
+    sigmas: torch.Tensor | Sequence[float],
+    extra_args: Mapping[str, Any] | None = None,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+    *,
+    noise: NoiseOptions = ODE,
+    check_finite: bool = True,
+    **params: Any,
+) -> torch.Tensor:
+    """Run any method (descriptor, name, tableau) with the stochastic options ``noise``."""
+    described = method_of(method)
     if not torch.is_tensor(x):
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
-    return resolve_noise_sampler(x, generator, noise_sampler) if grid.stochastic else None
+    if extra_args is not None and not isinstance(extra_args, Mapping):
+        raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
+    if (torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() == 1) or (
+        isinstance(sigmas, Sequence) and len(sigmas) == 1
+    ):
+        return x  # no step (k-diffusion and ComfyUI do the same)
+    if noise.noise_type not in described.noise_types:
+        raise NoiseError(
+            f"{described.name} steps in {described.variable} and supports only noise_type "
+            f"{' or '.join(map(repr, described.noise_types))}, got {noise.noise_type!r} "
+            "(use ddim or a tableau for 'sde')"
+        )
+    grid, table = planned(described, params, sigmas, noise)
+    sampler = noise.sampler(x, extra_args) if grid.stochastic else None
+    schedule = sigmas if torch.is_tensor(sigmas) else torch.as_tensor(sigmas, device=x.device)
+    return run(
+        model, x, schedule, grid, table, extra_args=extra_args, callback=callback,
+        disable=disable, noise_sampler=sampler, check_finite=check_finite,
+    )  # fmt: skip
 
 
-def _sigmas_tensor(sigmas: torch.Tensor | Sequence[float], x: torch.Tensor) -> torch.Tensor:
-    return sigmas if torch.is_tensor(sigmas) else torch.as_tensor(sigmas, device=x.device)
+def _sampler(
+    method: str | Path | Tableau,
+    model: Denoiser,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    extra_args: Mapping[str, Any] | None,
+    callback: Callback | None,
+    disable: bool | None,
+    s_churn: float = 0.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    eta: float = 0.0,
+    noise_type: str = "ancestral",
+    generator: torch.Generator | None = None,
+    noise_sampler: NoiseSampler | None = None,
+    check_finite: bool = True,
+    **params: Any,
+) -> torch.Tensor:
+    """The public keywords bundled into :class:`NoiseOptions`."""
+    noise = NoiseOptions(
+        s_churn, s_tmin, s_tmax, s_noise, eta, noise_type, generator, noise_sampler
+    )
+    return sample_method(
+        method, model, x, sigmas, extra_args, callback, disable, noise=noise,
+        check_finite=check_finite, **params,
+    )  # fmt: skip
 
 
 def sample_erk(
@@ -172,49 +215,22 @@ def sample_erk(
     disable: bool | None = None,
     *,
     tableau: str | Path | Tableau,
-    s_churn: float = 0.0,
-    s_tmin: float = 0.0,
-    s_tmax: float = math.inf,
-    s_noise: float = 1.0,
-    eta: float = 0.0,
-    noise_type: str = "ancestral",
-    generator: torch.Generator | None = None,
-    noise_sampler: NoiseSampler | None = None,
-    check_finite: bool = True,
-    **tableau_params: float,
+    **options: Any,
 ) -> torch.Tensor:
     """Sample with any exported tableau (name, path or :class:`Tableau`), single-step or multistep.
 
-    ``tableau_params`` are the tableau's free parameters (e.g. ``c2=0.5``), checked against
-    their admissible intervals. See :mod:`res_torch.steppers` for the update formulas.
+    Other keywords are the shared options (module docstring) and the tableau's free parameters
+    (e.g. ``c2=0.5``), checked against their admissible intervals. See
+    :mod:`res_torch.coefficients` for the update formulas.
     """
-    method = _tableau(tableau)
-    grid_options = dict(
-        s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise, eta=eta,
-        noise_type=noise_type,
-    )  # fmt: skip
-    if method.is_multistep:
-        build = functools.partial(
-            multistep_coefficients, method, values=tableau_params, load=cached_tableau
-        )
-    else:
-        build = functools.partial(erk_coefficients, method, values=tableau_params)
-    grid, coefficients = _planned(method, tableau_params, sigmas, grid_options, build)
-    noise = _noise_for(x, grid, generator, noise_sampler)
-    options = dict(
-        extra_args=extra_args,
-        callback=callback,
-        disable=disable,
-        noise_sampler=noise,
-        check_finite=check_finite,
-    )
-    sigmas = _sigmas_tensor(sigmas, x)
-    run = run_multistep if method.is_multistep else run_singlestep
-    return run(model, x, sigmas, grid, coefficients, **options)
+    if not isinstance(tableau, str | Path | Tableau):
+        raise TypeError(f"tableau must be a name, a path or a Tableau, got {tableau!r}")
+    method = tableau if isinstance(tableau, Tableau) else cached_tableau(str(tableau))
+    return _sampler(method, model, x, sigmas, extra_args, callback, disable, **options)
 
 
 def _named(stem: str, doc: str, parameters: Sequence[str] = ()) -> Callable[..., torch.Tensor]:
-    """A ``sample_<stem>`` function that runs the shipped tableau ``stem``."""
+    """A ``sample_<stem>`` function that runs the method ``stem`` (descriptor or tableau)."""
 
     def sampler(
         model: Denoiser,
@@ -226,13 +242,13 @@ def _named(stem: str, doc: str, parameters: Sequence[str] = ()) -> Callable[...,
         **options: Any,
     ) -> torch.Tensor:
         if "tableau" in options:
-            raise TypeError(f"sample_{stem} runs the tableau {stem!r}; use sample_erk for others")
-        return sample_erk(model, x, sigmas, extra_args, callback, disable, tableau=stem, **options)
+            raise TypeError(f"sample_{stem} runs the method {stem!r}; use sample_erk for others")
+        return _sampler(stem, model, x, sigmas, extra_args, callback, disable, **options)
 
     sampler.__name__ = sampler.__qualname__ = f"sample_{stem}"
     sampler.__doc__ = (
         doc
-        + (f"\n\n    Tableau options: {', '.join(parameters)}." if parameters else "")
+        + (f"\n\n    Method options: {', '.join(parameters)}." if parameters else "")
         + "\n    Shared options: see :mod:`res_torch.samplers`."
     )
     return sampler
@@ -240,6 +256,18 @@ def _named(stem: str, doc: str, parameters: Sequence[str] = ()) -> Callable[...,
 
 sample_ddim = _named(
     "ddim", "DDIM = exponential Euler: ``x' = e^{-h} x + h phi_1(h) D(x, sigma)`` (paper sign)."
+)
+sample_res_2s = _named(
+    "res_2s",
+    "RES 2-stage single-step (Zhang, Song & Chen 2023, Alg. 1): ``a_21 = c2 phi_1(c2 h)``, "
+    "``b_2 = phi_2(h)/c2``, ``b_1 = phi_1(h) - b_2``; ``c2`` in (0, 1], default 1/2.",
+    ("c2",),
+)
+sample_dpmpp_2s = _named(
+    "dpmpp_2s",
+    "DPM-Solver++(2S): ``a_21 = c2 phi_1(c2 h)``, ``b_2 = phi_1(h)/(2 c2)``, "
+    "``b_1 = phi_1(h) - b_2``; default ``c2 = 1/2``.",
+    ("c2",),
 )
 sample_res_3s = _named(
     "res_3s",
@@ -262,172 +290,35 @@ sample_dpmpp_2m = _named(
 sample_dpmpp_3m = _named(
     "dpmpp_3m", "DPM-Solver++(3M) (two history values); start-up DDIM, DPM-Solver++(2M)."
 )
-
-
-def sample_res_2s(
-    model: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    extra_args: Mapping[str, Any] | None = None,
-    callback: Callback | None = None,
-    disable: bool | None = None,
-    c2: float = 0.5,
-    **options: Any,
-) -> torch.Tensor:
-    """RES 2-stage single-step (Zhang, Song & Chen 2023, Alg. 1): ``a_21 = c2 phi_1(c2 h)``,
-    ``b_2 = phi_2(h)/c2``, ``b_1 = phi_1(h) - b_2``; ``c2`` in (0, 1]. Options: as
-    :func:`sample_erk`."""
-    return sample_erk(
-        model, x, sigmas, extra_args, callback, disable, tableau="res_2s", c2=c2, **options
-    )
-
-
-def sample_dpmpp_2s(
-    model: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    extra_args: Mapping[str, Any] | None = None,
-    callback: Callback | None = None,
-    disable: bool | None = None,
-    c2: float = 0.5,
-    **options: Any,
-) -> torch.Tensor:
-    """DPM-Solver++(2S): ``a_21 = c2 phi_1(c2 h)``, ``b_2 = phi_1(h)/(2 c2)``,
-    ``b_1 = phi_1(h) - b_2``. Options: as :func:`sample_erk`."""
-    return sample_erk(
-        model, x, sigmas, extra_args, callback, disable, tableau="dpmpp_2s", c2=c2, **options
-    )
-
-
-def _sigma_space_coefficients(grid: StepGrid, heun: bool) -> SinglestepCoefficients:
-    """Euler / EDM-Heun in ``sigma`` for ``dx/dsigma = (x - D)/sigma`` in the affine form of
-    :class:`SinglestepCoefficients`. With ``r = sigma_to / sigma_hat`` and ``dt = sigma_to -
-    sigma_hat``, Euler is ``x' = r x + (1 - r) D_1`` (identical to DDIM). Heun (Karras et al.
-    2022, Alg. 1/2): ``U = r x + (1 - r) D_1``, ``x' = x + dt/2 [(x - D_1)/sigma_hat + (U -
-    D_2)/sigma_to] = r x + (dt (1 - r)/(2 sigma_to) - dt/(2 sigma_hat)) D_1 - dt/(2 sigma_to) D_2``.
-    """
-    n = grid.steps
-    s = 2 if heun else 1
-    finite = ~torch.tensor(grid.denoising, dtype=torch.bool)
-    start, end = grid.sigma_hat, torch.where(finite, grid.sigma_to, grid.sigma_hat)
-    r = torch.where(finite, end / start, torch.zeros_like(start))
-    dt = end - start
-    weights = torch.zeros(n, s, dtype=torch.float64)
-    stage_weights = torch.zeros(n, s, s, dtype=torch.float64)
-    if heun:
-        weights[:, 0] = torch.where(finite, dt * (1 - r) / (2 * end) - dt / (2 * start), 1.0)
-        weights[:, 1] = torch.where(finite, -dt / (2 * end), 0.0)
-        stage_weights[:, 1, 0] = 1 - r
-    else:
-        weights[:, 0] = 1 - r
-    return SinglestepCoefficients(
-        decay=r,
-        weights=weights,
-        stage_decay=r[:, None].expand(n, s).clone(),
-        stage_weights=stage_weights,
-        stage_sigma=torch.stack([start, end], dim=-1)[:, :s],
-        stage_used=((), (True,))[:s],
-        weight_used=(True,) * s,
-    )
-
-
-def _sample_in_sigma(
-    heun: bool,
-    model: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    extra_args: Mapping[str, Any] | None,
-    callback: Callback | None,
-    disable: bool | None,
-    s_churn: float,
-    s_tmin: float,
-    s_tmax: float,
-    s_noise: float,
-    eta: float,
-    noise_type: str,
-    generator: torch.Generator | None,
-    noise_sampler: NoiseSampler | None,
-    check_finite: bool,
-) -> torch.Tensor:
-    if noise_type != "ancestral":
-        raise ValueError(
-            f"{'heun' if heun else 'euler'} steps in sigma and supports only "
-            f"noise_type='ancestral', got {noise_type!r} (use ddim or a tableau for 'sde')"
-        )
-    grid_options = dict(
-        s_churn=s_churn, s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise, eta=eta,
-        noise_type=noise_type,
-    )  # fmt: skip
-    build = functools.partial(_sigma_space_coefficients, heun=heun)
-    owner = sample_heun if heun else sample_euler
-    grid, coefficients = _planned(owner, {}, sigmas, grid_options, build)
-    noise = _noise_for(x, grid, generator, noise_sampler)
-    return run_singlestep(
-        model,
-        x,
-        _sigmas_tensor(sigmas, x),
-        grid,
-        coefficients,
-        extra_args=extra_args,
-        callback=callback,
-        disable=disable,
-        noise_sampler=noise,
-        check_finite=check_finite,
-    )
-
-
-def sample_euler(
-    model: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    extra_args: Mapping[str, Any] | None = None,
-    callback: Callback | None = None,
-    disable: bool | None = None,
-    *,
-    s_churn: float = 0.0,
-    s_tmin: float = 0.0,
-    s_tmax: float = math.inf,
-    s_noise: float = 1.0,
-    eta: float = 0.0,
-    noise_type: str = "ancestral",
-    generator: torch.Generator | None = None,
-    noise_sampler: NoiseSampler | None = None,
-    check_finite: bool = True,
-) -> torch.Tensor:
-    """Euler in ``sigma``: ``x' = x + (sigma' - sigma)(x - D)/sigma`` (k-diffusion
-    ``sample_euler``; equal to DDIM in exact arithmetic)."""
-    return _sample_in_sigma(
-        False, model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax,
-        s_noise, eta, noise_type, generator, noise_sampler, check_finite,
-    )  # fmt: skip
-
-
-def sample_heun(
-    model: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    extra_args: Mapping[str, Any] | None = None,
-    callback: Callback | None = None,
-    disable: bool | None = None,
-    *,
-    s_churn: float = 0.0,
-    s_tmin: float = 0.0,
-    s_tmax: float = math.inf,
-    s_noise: float = 1.0,
-    eta: float = 0.0,
-    noise_type: str = "ancestral",
-    generator: torch.Generator | None = None,
-    noise_sampler: NoiseSampler | None = None,
-    check_finite: bool = True,
-) -> torch.Tensor:
-    """EDM's Heun sampler in ``sigma`` (Karras et al. 2022, Alg. 1; with ``s_churn`` Alg. 2):
-    Euler predictor, trapezoidal corrector; the step to ``sigma = 0`` is a plain Euler step
-    (the denoiser output)."""
-    return _sample_in_sigma(
-        True, model, x, sigmas, extra_args, callback, disable, s_churn, s_tmin, s_tmax,
-        s_noise, eta, noise_type, generator, noise_sampler, check_finite,
-    )  # fmt: skip
-
+sample_euler = _named(
+    "euler",
+    "Euler in ``sigma``: ``x' = x + (sigma' - sigma)(x - D)/sigma`` (k-diffusion "
+    "``sample_euler``; equal to DDIM in exact arithmetic).",
+)
+sample_heun = _named(
+    "heun",
+    "EDM's Heun sampler in ``sigma`` (Karras et al. 2022, Alg. 1; with ``s_churn`` Alg. 2): "
+    "Euler predictor, trapezoidal corrector; the step to ``sigma = 0`` is the denoiser output.",
+)
+sample_ipndm = _named(
+    "ipndm",
+    "iPNDM (Zhang & Chen 2023): ``x' = x + (sigma' - sigma) sum_j AB_k[j] eps_{n-j}`` with the "
+    "fixed Adams–Bashforth coefficients of order ``k = min(n + 1, max_order)`` (k-diffusion / "
+    "ComfyUI ``sample_ipndm``); the step to 0 is the denoiser output.",
+    ("max_order (1-4, default 4)",),
+)
+sample_ipndm_v = _named(
+    "ipndm_v",
+    "iPNDM-v (Zhou et al. 2023): variable-step Adams–Bashforth on ``eps`` in ``sigma``, "
+    "``w_j = int ell_j(sigma) dsigma`` over the actual noise levels (ComfyUI ``ipndm_v``).",
+    ("max_order (1-4, default 4)",),
+)
+sample_deis = _named(
+    "deis",
+    "DEIS tAB (Zhang & Chen 2023; diffusers ``DEISMultistepScheduler``, log-rho): "
+    "``x' = x + sum_j w_j eps_{n-j}``, ``w_j = int_sigma^sigma' ell_j(log s) ds``.",
+    ("max_order (1-3, default 3)",),
+)
 
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "ddim": sample_ddim,
@@ -440,6 +331,9 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "dpmpp_2s": sample_dpmpp_2s,
     "dpmpp_2m": sample_dpmpp_2m,
     "dpmpp_3m": sample_dpmpp_3m,
+    "ipndm": sample_ipndm,
+    "ipndm_v": sample_ipndm_v,
+    "deis": sample_deis,
 }
 """The named samplers; :func:`sample` also accepts any shipped tableau name."""
 
@@ -448,21 +342,29 @@ def sample(
     model: Denoiser,
     x: torch.Tensor,
     sigmas: torch.Tensor,
-    method: str = "res_2s",
     extra_args: Mapping[str, Any] | None = None,
     callback: Callback | None = None,
     disable: bool | None = None,
+    *,
+    method: str = "res_2s",
     **options: Any,
 ) -> torch.Tensor:
-    """Dispatch to ``sample_<method>`` (``SAMPLERS``) or, for any other shipped tableau name
-    (``krogstad``, ``hochbruck_ostermann4``, ...), to :func:`sample_erk`."""
+    """Dispatch to ``sample_<method>`` (``SAMPLERS``), to :func:`sample_method` for another
+    descriptor of :data:`res_torch.methods.METHODS`, or, for any other shipped tableau name
+    (``krogstad``, ``hochbruck_ostermann4``, ...), to :func:`sample_erk`. ``method`` is
+    keyword-only (k-diffusion's positional order: ``model, x, sigmas, extra_args, callback,
+    disable``)."""
+    if isinstance(extra_args, str):
+        raise TypeError(f"method is keyword-only: sample(model, x, sigmas, method={extra_args!r})")
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     if method in SAMPLERS:
         return SAMPLERS[method](model, x, sigmas, extra_args, callback, disable, **options)
+    if method in METHODS:  # a descriptor without a named sampler (e.g. registered at run time)
+        return _sampler(method, model, x, sigmas, extra_args, callback, disable, **options)
     if method in available_tableaux():
         return sample_erk(
             model, x, sigmas, extra_args, callback, disable, tableau=method, **options
         )
-    known = sorted(set(SAMPLERS) | set(available_tableaux()))
+    known = sorted(set(SAMPLERS) | set(METHODS) | set(available_tableaux()))
     raise UnknownMethodError(f"unknown sampling method {method!r}; known: {', '.join(known)}")

@@ -7,13 +7,17 @@ All return a tensor of shape ``(n + 1,)`` (default float64 on the CPU).
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 
 from res_torch.errors import ScheduleError
 
 __all__ = [
     "ScheduleError",
+    "alphas_cumprod_from_betas",
+    "get_sigmas_beta",
     "get_sigmas_exponential",
     "get_sigmas_karras",
     "get_sigmas_polyexponential",
@@ -95,6 +99,30 @@ def get_sigmas_uniform(
     return _append_zero(sigma_max + ramp * (sigma_min - sigma_max))
 
 
+def get_sigmas_beta(
+    n: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    alpha: float = 0.6,
+    beta: float = 0.6,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Beta schedule (Lee et al. 2024, "Beta sampling is all you need"; diffusers'
+    ``use_beta_sigmas``): ``sigma_i = sigma_min + F^{-1}_{Beta(alpha, beta)}(1 - i/(n-1))
+    (sigma_max - sigma_min)``, then 0. Needs scipy."""
+    _check_n(n)
+    _check_range(sigma_min, sigma_max)
+    try:
+        import scipy.stats
+    except ImportError:  # pragma: no cover - scipy comes with diffusers
+        raise ScheduleError("the beta schedule needs scipy (pip install scipy)") from None
+    ramp = _ramp(n, "cpu", torch.float64).numpy()
+    quantiles = torch.as_tensor(scipy.stats.beta.ppf(1 - ramp, alpha, beta), dtype=torch.float64)
+    sigmas = sigma_min + quantiles * (sigma_max - sigma_min)
+    return _append_zero(sigmas.to(device=device, dtype=dtype))
+
+
 def get_sigmas_polyexponential(
     n: int,
     sigma_min: float = 0.002,
@@ -134,3 +162,49 @@ def get_sigmas_vp(
         raise ScheduleError(f"eps_s must be in (0, 1), got {eps_s}")
     t = 1 + _ramp(n, device, dtype) * (eps_s - 1)
     return _append_zero(torch.sqrt(torch.expm1(beta_d * t**2 / 2 + beta_min * t)))
+
+
+def _cosine_betas(num_train_timesteps: int, max_beta: float = 0.999) -> list[float]:
+    """Nichol & Dhariwal 2021, eq. 17: ``abar(t) = cos^2((t + 0.008)/1.008 pi/2)`` and
+    ``beta_i = min(1 - abar((i+1)/T)/abar(i/T), max_beta)`` (diffusers' ``betas_for_alpha_bar``)."""
+
+    def abar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    big_t = num_train_timesteps
+    return [min(1 - abar((i + 1) / big_t) / abar(i / big_t), max_beta) for i in range(big_t)]
+
+
+def alphas_cumprod_from_betas(
+    num_train_timesteps: int = 1000,
+    beta_start: float = 0.0001,
+    beta_end: float = 0.02,
+    beta_schedule: str = "linear",
+    trained_betas: Any = None,
+) -> torch.Tensor:
+    """``abar_t = prod_{s<=t} (1 - beta_s)`` for diffusers' beta schedules (float64 tensor).
+
+    Computed in float32 exactly as diffusers does (models were trained with those values), then
+    widened to float64.
+
+    ``linear``: ``beta`` linear from ``beta_start`` to ``beta_end``; ``scaled_linear``: ``sqrt
+    beta`` linear (latent diffusion); ``squaredcos_cap_v2``: the cosine schedule of Nichol &
+    Dhariwal 2021; ``trained_betas`` overrides all.
+    """
+    if trained_betas is not None:
+        betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float32)
+    elif beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+    elif beta_schedule == "scaled_linear":
+        root = torch.linspace(
+            beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32
+        )
+        betas = root**2
+    elif beta_schedule == "squaredcos_cap_v2":
+        betas = torch.tensor(_cosine_betas(num_train_timesteps), dtype=torch.float32)
+    else:
+        raise ScheduleError(
+            f"unknown beta_schedule {beta_schedule!r}; "
+            "use 'linear', 'scaled_linear', 'squaredcos_cap_v2' or trained_betas"
+        )
+    return torch.cumprod(1 - betas, dim=0).to(torch.float64)

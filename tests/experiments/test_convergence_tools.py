@@ -111,7 +111,9 @@ def test_stepper_agrees_with_the_library_sampler(method):
     problem = get_problem("manufactured_coupled")
     lam0, lam1 = -math.log(problem.sigma_start), -math.log(problem.sigma_end)
     ours = integrate_erk(method, ScalarLinearPart(-1.0), problem.g, problem.x_start, lam0, lam1, 12)
-    theirs = sample(problem.denoiser, problem.x_start, problem.sigmas(12), method, disable=True)
+    theirs = sample(
+        problem.denoiser, problem.x_start, problem.sigmas(12), method=method, disable=True
+    )
     torch.testing.assert_close(ours, theirs, rtol=1e-11, atol=1e-12)
 
 

@@ -439,10 +439,80 @@ def test_res_3m_lists_the_res_2s_stages_of_its_first_step_and_follows_the_exact_
     assert scheduler.step_index == len(scheduler.timesteps)
 
 
-def test_res_3m_refuses_to_start_mid_schedule():
+@pytest.mark.parametrize("begin", [2, 4])
+def test_res_3m_starts_mid_schedule_with_one_evaluation_start_up(unet64, begin):
+    """img2img with res_3m: from step ``n = begin - 1`` (timesteps lists res_2s's two stages at
+    step 0) the run restarts with DDIM, RES-2M (no call can be added), as the reference loop on
+    ``sigmas[n:]`` with ``one_evaluation_startup`` does; and it stays on the exact ODE path."""
+    from res_torch.coefficients import coefficients
+    from res_torch.grid import make_grid
+    from res_torch.reference import sample_reference
+
+    unet = unet64
+    ddpm = diffusers.DDPMScheduler()
+    scheduler = RESMultistepScheduler.from_config(ddpm.config, tableau="res_3m")
+    scheduler.set_timesteps(6)
+    scheduler.set_begin_index(begin)
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    x = noise
+    with torch.no_grad():
+        for t in scheduler.timesteps[begin:]:
+            x = scheduler.step(unet(x, t).sample, t, x).prev_sample
+    assert scheduler.step_index == len(scheduler.timesteps)
+
+    n = begin - 1
+    grid = make_grid(scheduler.sigmas[n:])
+    table = coefficients("res_3m", grid, one_evaluation_startup=True)
+    assert table.methods[:3] == ("ddim", "res_2m", "res_3m")
+    model = DiscreteEpsDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
+    x_ve = noise * math.sqrt(1 + float(scheduler.sigmas[n]) ** 2)
+    with torch.no_grad():
+        expected = sample_reference(model, x_ve, grid, table)
+    scale = expected.abs().max()
+    torch.testing.assert_close(x / scale, expected / scale, rtol=0, atol=1e-10)
+
+    exact = RESMultistepScheduler(tableau="res_3m")
+    exact.set_timesteps(6)
+    exact.set_begin_index(begin)
+    _run_on_exact_path(exact, "epsilon", begin=begin)
+
+
+def test_a_mid_stage_begin_index_is_refused():
     scheduler = RESMultistepScheduler(tableau="res_3m")
     scheduler.set_timesteps(6)
-    scheduler.set_begin_index(2)  # step 1: its start-up method res_2s has no stages listed there
+    scheduler.set_begin_index(1)  # the second res_2s stage of step 0
     x = torch.randn(1, 3, generator=torch.Generator().manual_seed(4))
-    with pytest.raises(ValueError, match="cannot start at step 1"):
-        scheduler.step(torch.zeros_like(x), scheduler.timesteps[2], x)
+    with pytest.raises(ValueError, match="not a step start"):
+        scheduler.step(torch.zeros_like(x), scheduler.timesteps[1], x)
+
+
+@pytest.mark.parametrize("method", ["ipndm", "ipndm_v", "deis"])
+def test_sigma_multistep_methods_run_in_the_scheduler_as_in_the_sampler(unet64, method):
+    unet = unet64
+    ddpm = diffusers.DDPMScheduler()
+    scheduler = RESMultistepScheduler.from_config(
+        ddpm.config, tableau=method, use_karras_sigmas=True
+    )
+    scheduler.set_timesteps(7)
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    result = _diffusers_loop(scheduler, unet, noise)
+    model = DiscreteEpsDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
+    x_ve = noise * math.sqrt(1 + float(scheduler.sigmas[0]) ** 2)
+    with torch.no_grad():
+        expected = res_torch.sample(model, x_ve, scheduler.sigmas, disable=True, method=method)
+    scale = expected.abs().max()
+    torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="SDE"):
+        RESMultistepScheduler(tableau=method, eta=0.5)
+
+
+@pytest.mark.parametrize("beta_schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+def test_alphas_cumprod_from_betas_equals_diffusers_and_lives_in_schedules(beta_schedule):
+    from res_torch import schedules
+
+    assert alphas_cumprod_from_betas is schedules.alphas_cumprod_from_betas
+    ddpm = diffusers.DDPMScheduler(beta_schedule=beta_schedule)
+    ours = alphas_cumprod_from_betas(beta_schedule=beta_schedule)
+    assert torch.equal(ours.to(torch.float32), ddpm.alphas_cumprod)
+    with pytest.raises(res_torch.ResError, match="beta_schedule"):
+        alphas_cumprod_from_betas(beta_schedule="quadratic")

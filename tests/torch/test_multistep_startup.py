@@ -6,21 +6,21 @@ import pytest
 import torch
 
 from res_torch import get_sigmas_karras, nfe, sample_erk
+from res_torch.coefficients import coefficients, erk_steps
 from res_torch.grid import make_grid
 from res_torch.samplers import cached_tableau
-from res_torch.steppers import erk_coefficients, multistep_coefficients
 
 
 def test_res_3m_coefficients_run_res_2s_at_step_0():
     sigmas = get_sigmas_karras(6, 0.002, 80.0, dtype=torch.float64)
     grid = make_grid(sigmas)
-    coefficients = multistep_coefficients(cached_tableau("res_3m"), grid, load=cached_tableau)
-    assert coefficients.methods[:3] == ("res_2s", "res_2m", "res_3m")
-    assert set(coefficients.singlestep) == {"res_2s"}
-    assert coefficients.used == (1, 2, 3, 3, 3, 1)
-    expected = erk_coefficients(cached_tableau("res_2s"), grid)
-    assert torch.equal(coefficients.singlestep["res_2s"].weights, expected.weights)
-    assert torch.equal(coefficients.singlestep["res_2s"].stage_sigma, expected.stage_sigma)
+    table = coefficients("res_3m", grid)
+    assert table.methods == ("res_2s", "res_2m", "res_3m", "res_3m", "res_3m", "res_3m")
+    assert [(step.stages, step.history) for step in table.steps] == [
+        (2, 0), (1, 1), (1, 2), (1, 2), (1, 2), (1, 0)
+    ]
+    assert table.steps[-1].denoising
+    assert table.steps[0] == erk_steps(cached_tableau("res_2s"), grid)[0]
 
 
 @pytest.mark.parametrize(

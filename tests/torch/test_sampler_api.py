@@ -204,7 +204,6 @@ def test_sample_erk_accepts_a_tableau_object_and_parameters(gaussian):
         torch.tensor([float("inf"), 1.0]),
         torch.tensor([2.0, 0.0, 0.0]),
         torch.tensor([2.0, -1.0]),
-        torch.tensor([2.0]),
         torch.ones(2, 2),
     ],
 )
@@ -313,21 +312,82 @@ def test_cached_coefficients_are_reused_and_keyed_by_everything_that_matters(gau
     "method", [m for m in available_tableaux() if not cached_tableau(m).is_multistep]
 )
 def test_stepper_coefficients_are_tableau_evaluate_numbers(method):
+    from res_torch.coefficients import coefficients
     from res_torch.grid import make_grid
-    from res_torch.steppers import erk_coefficients
 
     tableau = cached_tableau(method)
     sigmas = torch.tensor([50.0, 7.0, 1.3, 0.2, 0.0], dtype=torch.float64)
     grid = make_grid(sigmas)
-    coefficients = erk_coefficients(tableau, grid)
+    steps = coefficients(tableau, grid).steps
     h = torch.log(sigmas[:3] / sigmas[1:4])
     c, a, b = tableau.evaluate(h)
-    assert torch.equal(coefficients.weights[:3], h[:, None] * b)
-    assert torch.equal(coefficients.stage_weights[:3], h[:, None, None] * a)
-    assert torch.equal(coefficients.decay[:3], torch.exp(-h))
-    assert torch.allclose(
-        coefficients.stage_sigma[:3], sigmas[:3, None] * torch.exp(-c * h[:, None])
-    )
+    s = tableau.stages
+    assert [list(step.weights) for step in steps[:3]] == (h[:, None] * b).tolist()
+    stage_decay = torch.exp(-c * h[:, None])[:, 1:].tolist()
+    assert [list(step.stage_decay) for step in steps[:3]] == stage_decay
+    for n in range(3):
+        ha = (h[n] * a[n]).tolist()
+        assert [list(row) for row in steps[n].stage_weights] == [ha[i][:i] for i in range(1, s)]
+    assert [step.decay for step in steps[:3]] == torch.exp(-h).tolist()
+    stage_sigmas = torch.tensor([step.sigmas for step in steps[:3]], dtype=torch.float64)
+    assert torch.allclose(stage_sigmas, sigmas[:3, None] * torch.exp(-c * h[:, None]))
     # the last step goes to sigma = 0: the denoiser output, one evaluation
     assert grid.denoising == [False, False, False, True]
-    assert coefficients.weights[3].tolist() == [1.0] + [0.0] * (tableau.stages - 1)
+    assert steps[3].denoising and steps[3].stages == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("res_2s", {"s_churn": 10.0}), ("res_2m", {"eta": 1.0}), ("ipndm", {"eta": 0.5})],
+)
+def test_a_seed_in_extra_args_seeds_the_noise_and_still_reaches_the_model(
+    gaussian, method, options
+):
+    seen = []
+
+    def model(x, sigma, seed=None):
+        seen.append(seed)
+        return gaussian.denoiser(x, sigma)
+
+    sigmas = get_sigmas_karras(5, 0.01, 40.0)
+    x = torch.ones(2, 3, dtype=torch.float64)
+
+    def run(**kwargs):
+        return sample(model, x, sigmas, method=method, disable=True, **options, **kwargs)
+
+    first = run(extra_args={"seed": 3})
+    assert seen and set(seen) == {3}
+    assert torch.equal(first, run(extra_args={"seed": 3}))
+    assert torch.equal(
+        first, run(extra_args={"seed": None}, generator=torch.Generator().manual_seed(3))
+    )
+    assert not torch.equal(first, run(extra_args={"seed": 4}))
+    # an explicit generator wins over the seed
+    explicit = run(extra_args={"seed": 3}, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(explicit, run(generator=torch.Generator().manual_seed(9)))
+    with pytest.raises(TypeError, match="seed"):
+        run(extra_args={"seed": "three"})
+
+
+@pytest.mark.parametrize("method", ["res_2s", "res_3m", "heun", "deis"])
+def test_a_single_sigma_returns_x_unchanged_without_evaluations(gaussian, counting, method):
+    model = counting(gaussian.denoiser)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    for sigmas in (torch.tensor([5.0]), [5.0]):
+        out = sample(model, x, sigmas, method=method, disable=True)
+        assert out is x
+    assert model.calls == 0 == nfe(method, torch.tensor([5.0]))
+
+
+def test_sample_takes_k_diffusion_positional_arguments_and_a_keyword_only_method(gaussian):
+    sigmas = get_sigmas_karras(4, 0.01, 40.0)
+    x = torch.ones(1, 2, dtype=torch.float64)
+    calls = []
+    out = sample(gaussian.denoiser, x, sigmas, {}, calls.append, True, method="res_2m")
+    assert len(calls) == 4 and torch.equal(
+        out, sample_res_2m(gaussian.denoiser, x, sigmas, disable=True)
+    )
+    with pytest.raises(TypeError, match="keyword-only"):
+        sample(gaussian.denoiser, x, sigmas, "res_2m")
+    with pytest.raises(TypeError):
+        sample(gaussian.denoiser, x, sigmas, {}, None, True, "res_2m")

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from res_torch import available_tableaux, get_sigmas_exponential, sample
+from res_torch.coefficients import coefficients as method_coefficients
 from res_torch.grid import make_grid
 from res_torch.samplers import cached_tableau
-from res_torch.steppers import multistep_coefficients
 
 SIGMA_MAX, SIGMA_MIN = 10.0, 0.05
 
@@ -92,16 +92,17 @@ def test_multistep_formula_local_order_with_exact_history(gaussian, method):
     for h in sizes:
         sigmas = torch.exp(-(pattern * h - 1.0))  # lambda from -1: sigma ~ e
         grid = make_grid(sigmas)
-        coefficients = multistep_coefficients(tableau, grid, load=cached_tableau)
+        table = method_coefficients(tableau, grid)
         n = grid.steps - 1  # last step: history is full and the main method is used
-        assert coefficients.methods[n] == tableau.name
+        assert table.methods[n] == tableau.name
+        step = table.steps[n]
         x0 = torch.tensor([[2.5]], dtype=torch.float64)
         s0 = sigmas[0].item()
         states = [gaussian.exact(x0, s0, s.item()) for s in sigmas]
-        x_next = coefficients.decay[n] * states[n]
-        for j in range(coefficients.used[n]):
+        x_next = step.decay * states[n]
+        for j, weight in enumerate(step.weights):
             denoised = gaussian.denoiser(states[n - j], sigmas[n - j].view(1))
-            x_next = x_next + coefficients.weights[n, j] * denoised
+            x_next = x_next + weight * denoised
         errors.append((x_next - states[n + 1]).abs().item())
     local_order = math.log(errors[0] / errors[1]) / math.log(sizes[0] / sizes[1])
     assert local_order == pytest.approx(tableau.classical_order + 1, abs=0.25)

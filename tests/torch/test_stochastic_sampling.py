@@ -16,8 +16,7 @@ from res_torch import (
     sample,
     sample_res_2s,
 )
-from res_torch.samplers import cached_tableau
-from res_torch.steppers import multistep_coefficients
+from res_torch.coefficients import coefficients as method_coefficients
 
 
 class ListNoise:
@@ -170,12 +169,12 @@ def test_sde_form_is_not_offered_for_steps_in_sigma(gaussian):
 def test_multistep_history_nodes_use_the_evaluated_lambdas_with_eta():
     sigmas = torch.tensor([4.0, 2.0, 0.5, 0.0], dtype=torch.float64)
     grid = make_grid(sigmas, eta=0.7)
-    coefficients = multistep_coefficients(cached_tableau("res_2m"), grid, load=cached_tableau)
+    table = method_coefficients("res_2m", grid)
     down, _ = ancestral_step(sigmas[1], sigmas[2], 0.7)
     h = math.log(2.0 / down.item())  # step 1 goes from sigma_1 = 2 to sigma_down
     c2 = (-math.log(4.0) + math.log(2.0)) / h  # previous evaluation at sigma_0 = 4
     phi2 = (1 - (-math.expm1(-h) / h)) / h
-    assert coefficients.weights[1, 1].item() == pytest.approx(h * phi2 / c2, rel=1e-13)
+    assert table.steps[1].weights[1] == pytest.approx(h * phi2 / c2, rel=1e-13)
 
 
 @pytest.mark.parametrize(

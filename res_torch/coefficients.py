@@ -1,0 +1,395 @@
+"""The one coefficient source: (method, parameters, grid) -> float64 tables of every step.
+
+Every method is run as the same general step (the descriptor's ``prediction`` says what ``Y``
+is: ``D`` or ``eps = (x - D)/sigma``; :class:`StepCoefficients` holds the numbers of one step)::
+
+    Y_1     = Y(x_n, sigmas[0])                              (sigmas[0] = sigma_hat_n)
+    U_i     = stage_decay[i-2] x_n + sum_{j<i} stage_weights[i-2][j] Y_j
+    Y_i     = Y(U_i, sigmas[i-1])                                         (i = 2..s)
+    x_{n+1} = decay x_n + sum_{i<=s} weights[i-1] Y_i + sum_{j=1}^{k-1} weights[s+j-1] Y_{n-j}
+
+where ``Y_{n-j}`` is the first-stage value of step ``n - j`` (the history of a multistep
+method) and a *denoising* step (to ``sigma = 0``) returns ``D(x_n, sigma_hat_n)``. A step with
+a ``corrector`` (UniC-style, no extra evaluation) takes that result as the predictor
+``x^p``, evaluates ``Y_new = Y(x^p, sigma_hat_{n+1})`` and returns
+``x_{n+1} = decay x_n + sum_j corrector[j] (V_j, then Y_new)``; ``Y_new`` (and its ``D``) is
+also the next step's first value, which is not evaluated again. Correctors are allowed only
+where no noise is added between the two evaluations (no step noise at ``n``, no churn at
+``n + 1``). Single-step
+exponential Runge–Kutta steps have ``s`` stages and no history, multistep steps one stage and
+``k - 1`` history values; which ``k`` a step uses (start-up, warm start) is decided here, per
+step, from the grid. The fast loop (:func:`res_torch.steppers.run`), the reference loop
+(:mod:`res_torch.reference`) and the diffusers schedulers all read these tables; nothing else
+evaluates a coefficient. Families (:data:`BUILDERS`):
+
+* ``erk`` (Hochbruck & Ostermann 2010, eq. 2.20, ``L = -1``): ``decay = e^{-h}``,
+  ``weights = h b(h)``, ``stage_decay = e^{-c h}``, ``stage_weights = h A(h)``, stages at
+  ``sigma_hat e^{-c lambda_step}`` (``h``, ``lambda_step``: :mod:`res_torch.grid`).
+* ``multistep``: ``weights = h b(h; c)`` with history nodes ``c_j = (lambda_{n-j+1} -
+  lambda_n)/lambda_step_n`` at the actual ``lambda = -log sigma_hat`` of the stored values; the
+  first steps use the tableau's ``startup`` methods (a single-step one runs all its stages).
+* ``sigma_rk``: Euler and EDM-Heun in ``sigma`` written in this affine form
+  (:func:`sigma_rk_step`).
+* ``adams``: ``x_{n+1} = x_n + sum_j w_j eps_{n-j}`` with ``k_n = min(n + 1, k)`` values
+  (:func:`adams_weights`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from res_torch.errors import TableauError, UnknownMethodError
+from res_torch.grid import StepGrid
+from res_torch.methods import Method, cached_tableau, method_of
+from res_torch.tableau import Tableau
+
+__all__ = [
+    "BUILDERS",
+    "Builder",
+    "Coefficients",
+    "StepCoefficients",
+    "adams_weights",
+    "coefficients",
+    "erk_steps",
+    "lagrange_integrals",
+    "sigma_rk_step",
+]
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    """The float64 numbers of one step (module docstring): ``sigmas`` of the ``s`` evaluations,
+    ``stage_decay`` and ``stage_weights`` of stages 2..s, ``decay`` and ``weights`` (over the
+    ``s`` stage values, then the history values ``Y_{n-1}, Y_{n-2}, ...``)."""
+
+    sigmas: tuple[float, ...]
+    decay: float = 0.0
+    weights: tuple[float, ...] = (1.0,)
+    stage_decay: tuple[float, ...] = ()
+    stage_weights: tuple[tuple[float, ...], ...] = ()
+    denoising: bool = False
+    corrector: tuple[float, ...] = ()
+    """Corrector weights over the stage values, history values and ``Y_new`` (empty: none)."""
+
+    @property
+    def stages(self) -> int:
+        return len(self.sigmas)
+
+    @property
+    def history(self) -> int:
+        """How many previous steps' values the update (or corrector) reads."""
+        corrector = len(self.corrector) - 1 if self.corrector else 0
+        return max(len(self.weights), corrector) - len(self.sigmas)
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """The tables of a run: one :class:`StepCoefficients` per step of the grid; ``prediction``
+    is ``"denoised"`` (``Y = D``) or ``"noise"`` (``Y = (x - D)/sigma``)."""
+
+    prediction: str
+    steps: tuple[StepCoefficients, ...]
+    methods: tuple[str, ...]
+    """The method each step runs (a start-up method's name at the start-up steps)."""
+
+    @property
+    def history(self) -> int:
+        """How many previous first-stage values a run must keep."""
+        return max((step.history for step in self.steps), default=0)
+
+
+def _denoising(sigma_hat: float) -> StepCoefficients:
+    return StepCoefficients(sigmas=(sigma_hat,), denoising=True)
+
+
+def erk_steps(
+    tableau: Tableau, grid: StepGrid, values: Mapping[str, float] | None = None
+) -> list[StepCoefficients]:
+    """The steps of a single-step exponential tableau on ``grid`` (``Tableau.evaluate`` at every
+    finite ``h`` at once)."""
+    if tableau.is_multistep:
+        raise TableauError(f"{tableau.name!r} is a multistep method, not a single-step one")
+    tableau.parameter_values(**dict(values or {}))  # checked even if no step evaluates them
+    finite = [n for n, d in enumerate(grid.denoising) if not d]
+    steps = [_denoising(s) for s in grid.sigma_hat.tolist()]
+    if not finite:
+        return steps
+    index = torch.tensor(finite)
+    h, step, start = grid.h[index], grid.lambda_step[index], grid.sigma_hat[index]
+    c, a, b = tableau.evaluate(h, dict(values or {}))
+    decay = torch.exp(-h).tolist()
+    weights = (h[:, None] * b).tolist()
+    stage_decay = torch.exp(-c * h[:, None]).tolist()
+    stage_weights = (h[:, None, None] * a).tolist()
+    sigmas = (start[:, None] * torch.exp(-c * step[:, None])).tolist()
+    for m, n in enumerate(finite):
+        steps[n] = StepCoefficients(
+            sigmas=tuple(sigmas[m]),
+            decay=decay[m],
+            weights=tuple(weights[m]),
+            stage_decay=tuple(stage_decay[m][1:]),
+            stage_weights=tuple(tuple(row[:i]) for i, row in enumerate(stage_weights[m]))[1:],
+        )
+    return steps
+
+
+def _multistep(
+    tableau: Tableau, grid: StepGrid, values: Mapping[str, float], one_evaluation_startup: bool
+) -> tuple[list[StepCoefficients], list[str]]:
+    """Steps of a multistep tableau with its start-up methods (module docstring)."""
+    values = dict(values)
+    fixed = set(values) & set(tableau.history_parameters)
+    if fixed:
+        raise TableauError(
+            f"{sorted(fixed)} are history nodes of {tableau.name!r}; they are set from the grid"
+        )
+    tableau.parameter_values(**values)  # checked even if no step evaluates them
+    startup = list(tableau.startup_tableaux(cached_tableau))
+    if one_evaluation_startup:  # a start that cannot add evaluations: DDIM for multi-stage ones
+        ddim = cached_tableau("ddim")
+        startup = [t if t.is_multistep or t.stages == 1 else ddim for t in startup]
+    n_steps = grid.steps
+    methods = [startup[m] if m < len(startup) else tableau for m in range(n_steps)]
+    for m, method in enumerate(methods):
+        if method.is_multistep and method.stages > m + 1:
+            raise TableauError(
+                f"{method.name!r} needs {method.stages - 1} previous values at step {m} of "
+                f"{tableau.name!r}"
+            )
+    steps = [_denoising(s) for s in grid.sigma_hat.tolist()]
+    lam, denoising = grid.lambda_hat, grid.denoising
+    for name in dict.fromkeys(method.name for method in methods):
+        index = [m for m in range(n_steps) if methods[m].name == name and not denoising[m]]
+        if not index:
+            continue
+        method = methods[index[0]]
+        if not method.is_multistep:
+            single = erk_steps(method, grid)
+            for m in index:
+                steps[m] = single[m]
+            continue
+        at = torch.tensor(index)
+        h = grid.h[at]
+        step_values: dict = dict(values) if method is tableau else {}
+        for j, parameter in enumerate(method.history_parameters, start=1):
+            step_values[parameter] = (lam[at - j] - lam[at]) / grid.lambda_step[at]
+        _, _, b = method.evaluate(h, step_values)
+        weights = (h[:, None] * b).tolist()
+        for m, decay, w, s in zip(
+            index, torch.exp(-h).tolist(), weights, grid.sigma_hat[at].tolist(), strict=True
+        ):
+            steps[m] = StepCoefficients(sigmas=(s,), decay=decay, weights=tuple(w))
+    return steps, [method.name for method in methods]
+
+
+def sigma_rk_step(sigma_hat: float, sigma_to: float, heun: bool) -> StepCoefficients:
+    """Euler / EDM-Heun in ``sigma`` for ``dx/dsigma = (x - D)/sigma`` in affine form. With
+    ``r = sigma_to/sigma_hat`` and ``dt = sigma_to - sigma_hat``, Euler is ``x' = r x + (1 - r)
+    D_1`` (identical to DDIM). Heun (Karras et al. 2022, Alg. 1): ``U = r x + (1 - r) D_1``,
+    ``x' = x + dt/2 [(x - D_1)/sigma_hat + (U - D_2)/sigma_to] = r x + (dt (1 - r)/(2 sigma_to)
+    - dt/(2 sigma_hat)) D_1 - dt/(2 sigma_to) D_2``."""
+    r, dt = sigma_to / sigma_hat, sigma_to - sigma_hat
+    if not heun:
+        return StepCoefficients(sigmas=(sigma_hat,), decay=r, weights=(1 - r,))
+    return StepCoefficients(
+        sigmas=(sigma_hat, sigma_to),
+        decay=r,
+        weights=(dt * (1 - r) / (2 * sigma_to) - dt / (2 * sigma_hat), -dt / (2 * sigma_to)),
+        stage_decay=(r,),
+        stage_weights=((1 - r,),),
+    )
+
+
+_GAUSS = 24
+"""Gauss–Legendre points of :func:`lagrange_integrals` (exact for the polynomial integrands;
+for DEIS's ``ell(u) e^u`` the error is below ``(du/2)^48/48!``, negligible for ``du < 5``)."""
+
+
+def lagrange_integrals(
+    nodes: Sequence[float], start: float, end: float, log: bool = False
+) -> list[float]:
+    """``w_j = int_start^end ell_j(s) ds`` for the Lagrange basis ``ell_j`` on ``nodes`` in the
+    variable ``s`` (``log=False``) or ``u = log s`` (``log=True``: ``int ell_j(u) e^u du``), by
+    Gauss–Legendre quadrature in float64.
+
+    >>> [round(w, 12) for w in lagrange_integrals([1.0, 2.0], 1.0, 0.5)]
+    [-0.625, 0.125]
+    """
+    points, quad = _gauss_legendre()
+    if log:
+        a, b = math.log(start), math.log(end)
+        u = [0.5 * (b - a) * p + 0.5 * (a + b) for p in points]
+        mass = [0.5 * (b - a) * q * math.exp(v) for v, q in zip(u, quad, strict=True)]
+        at = [math.log(node) for node in nodes]
+    else:
+        u = [0.5 * (end - start) * p + 0.5 * (start + end) for p in points]
+        mass = [0.5 * (end - start) * q for q in quad]
+        at = list(nodes)
+    weights = []
+    for j, node in enumerate(at):
+        others = [o for i, o in enumerate(at) if i != j]
+        total = 0.0
+        for v, m in zip(u, mass, strict=True):
+            total += m * math.prod((v - o) / (node - o) for o in others)
+        weights.append(total)
+    return weights
+
+
+@functools.cache
+def _gauss_legendre() -> tuple[list[float], list[float]]:
+    """Nodes and weights of ``_GAUSS``-point Gauss–Legendre (Newton on ``P_n``)."""
+    n, points, weights = _GAUSS, [], []
+    for i in range(1, n + 1):
+        x = math.cos(math.pi * (i - 0.25) / (n + 0.5))
+        for _ in range(100):
+            p0, p1 = 1.0, x
+            for k in range(2, n + 1):
+                p0, p1 = p1, ((2 * k - 1) * x * p1 - (k - 1) * p0) / k
+            derivative = n * (x * p1 - p0) / (x * x - 1)
+            dx = p1 / derivative
+            x -= dx
+            if abs(dx) < 1e-16:
+                break
+        points.append(x)
+        weights.append(2 / ((1 - x * x) * derivative**2))
+    return points, weights
+
+
+_AB_FIXED = {
+    1: (1.0,),
+    2: (3 / 2, -1 / 2),
+    3: (23 / 12, -16 / 12, 5 / 12),
+    4: (55 / 24, -59 / 24, 37 / 24, -9 / 24),
+}
+"""Adams–Bashforth coefficients for equal steps (iPNDM; k-diffusion/ComfyUI ``sample_ipndm``)."""
+
+
+def adams_weights(name: str, nodes: Sequence[float], sigma_to: float) -> list[float]:
+    """Weights ``w_j`` of ``x_{n+1} = x_n + sum_j w_j eps_{n-j}`` for the ``adams`` methods,
+    with ``nodes = (sigma_n, sigma_{n-1}, ...)`` the noise levels of the ``k`` stored ``eps``:
+
+    * ``ipndm``: ``w_j = (sigma_to - sigma_n) AB_k[j]``, the fixed equal-step coefficients;
+    * ``ipndm_v``: ``w_j = int_{sigma_n}^{sigma_to} ell_j(sigma) dsigma`` (variable-step AB;
+      equal to ComfyUI's ``ipndm_v`` at order 2; at order 3 its ``temp`` as written there,
+      ``(1 - a b)/2``, is the exact weight only on equal steps, the exact one is ``(1 - a) b/2``;
+      order 4 is the exact integral, not checked against ComfyUI's expression);
+    * ``deis``: ``w_j = int_{sigma_n}^{sigma_to} ell_j(log sigma) dsigma`` (DEIS "log-rho").
+    """
+    if name == "ipndm":
+        return [(sigma_to - nodes[0]) * w for w in _AB_FIXED[len(nodes)]]
+    return lagrange_integrals(nodes, nodes[0], sigma_to, log=name == "deis")
+
+
+def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]:
+    steps = []
+    sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
+    for n, denoising in enumerate(grid.denoising):
+        if denoising:
+            steps.append(_denoising(sigma_hat[n]))
+            continue
+        k = min(n + 1, order)
+        nodes = [sigma_hat[n - j] for j in range(k)]
+        weights = adams_weights(method.name, nodes, sigma_to[n])
+        steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(weights)))
+    return steps
+
+
+def _check_order(method: Method, params: Mapping[str, float]) -> int:
+    unknown = set(params) - {"max_order"}
+    if unknown:
+        raise TableauError(f"{method.name} has no parameter(s) {sorted(unknown)}; it has max_order")
+    order = params.get("max_order", method.order)
+    if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= method.order:
+        raise TableauError(f"{method.name}: max_order must be an integer in [1, {method.order}]")
+    return order
+
+
+Builder = Callable[[Method, StepGrid, dict, bool], tuple[list[StepCoefficients], list[str]]]
+"""``(method, grid, params, one_evaluation_startup) -> (one StepCoefficients per step, the name of
+the method each step runs)``."""
+
+
+def _erk_builder(method: Method, grid: StepGrid, params: dict, _: bool):
+    return erk_steps(method.tableau, grid, params), [method.name] * grid.steps
+
+
+def _multistep_builder(method: Method, grid: StepGrid, params: dict, one_evaluation: bool):
+    return _multistep(method.tableau, grid, params, one_evaluation)
+
+
+def _sigma_rk_builder(method: Method, grid: StepGrid, params: dict, _: bool):
+    if params:
+        raise TableauError(f"{method.name} has no parameters, got {sorted(params)}")
+    heun = method.stages == 2
+    steps = [
+        _denoising(s) if d else sigma_rk_step(s, t, heun)
+        for s, t, d in zip(
+            grid.sigma_hat.tolist(), grid.sigma_to.tolist(), grid.denoising, strict=True
+        )
+    ]
+    return steps, [method.name] * grid.steps
+
+
+def _adams_builder(method: Method, grid: StepGrid, params: dict, _: bool):
+    return _adams(method, grid, _check_order(method, params)), [method.name] * grid.steps
+
+
+BUILDERS: dict[str, Builder] = {
+    "erk": _erk_builder,
+    "multistep": _multistep_builder,
+    "sigma_rk": _sigma_rk_builder,
+    "adams": _adams_builder,
+}
+"""The coefficient builder of each method family (``Method.family``): ``erk`` single-step
+exponential Runge–Kutta tableaux, ``multistep`` exponential multistep tableaux with start-up
+methods, ``sigma_rk`` Euler/Heun in ``sigma``, ``adams`` linear multistep on ``eps`` in
+``sigma`` (iPNDM, iPNDM-v, DEIS) with warm start ``k_n = min(n + 1, k)``. A new family adds
+its builder here (or registers it at run time)."""
+
+
+def _check_correctors(steps: Sequence[StepCoefficients], grid: StepGrid) -> None:
+    step_noise, churn = grid.step_noise.tolist(), grid.churn_noise.tolist()
+    for n, step in enumerate(steps):
+        if not step.corrector:
+            continue
+        if n + 1 >= len(steps) or step.denoising or step_noise[n] > 0 or churn[n + 1] > 0:
+            raise TableauError(
+                f"step {n} has a corrector but its predicted point is not the next step's "
+                "first evaluation (last step, or noise added in between)"
+            )
+
+
+def coefficients(
+    method: str | Tableau | Method,
+    grid: StepGrid,
+    params: Mapping[str, float] | None = None,
+    *,
+    one_evaluation_startup: bool = False,
+) -> Coefficients:
+    """The tables of ``method`` (a name, tableau or descriptor) with ``params`` on ``grid``.
+
+    ``params``: a tableau's free parameters (``c2=0.5``, checked against their intervals) or
+    ``max_order`` of an ``adams`` method. ``one_evaluation_startup`` replaces multi-stage
+    single-step start-up methods by DDIM (for a start where no evaluation can be added, as a
+    diffusers run that begins mid-schedule).
+
+    >>> from res_torch.grid import make_grid
+    >>> table = coefficients("res_2m", make_grid([10.0, 1.0, 0.0]))
+    >>> table.methods, [step.history for step in table.steps], table.steps[1].denoising
+    (('ddim', 'res_2m'), [0, 0], True)
+    """
+    described = method_of(method)
+    if described.family not in BUILDERS:
+        raise UnknownMethodError(
+            f"no coefficient builder for family {described.family!r} of {described.name!r}; "
+            f"known: {', '.join(BUILDERS)}"
+        )
+    build = BUILDERS[described.family]
+    steps, names = build(described, grid, dict(params or {}), one_evaluation_startup)
+    _check_correctors(steps, grid)
+    return Coefficients(described.prediction, tuple(steps), tuple(names))

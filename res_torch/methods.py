@@ -1,0 +1,124 @@
+"""What a sampling method *is*: one frozen :class:`Method` descriptor per method.
+
+A descriptor names the method's *family* (its coefficient builder,
+:data:`res_torch.coefficients.BUILDERS`, turns it into tables), its tableau if it has one, and
+answers the questions the rest of the package asks: evaluations per step and of the start-up steps
+(:meth:`Method.step_costs`, read by :mod:`res_torch.nfe`), the stepping variable (``"lambda"``
+for exponential integrators, ``"sigma"`` for Euler/Heun/Adams methods), the stored prediction
+(``"denoised"`` ``D`` or ``"noise"`` ``eps = (x - D)/sigma``), the order and the noise types it
+supports. :data:`METHODS` lists the named ones; :func:`method_of` also describes any tableau.
+
+>>> method_of("res_3m").startup, method_of("res_3m").stages, method_of("res_3m").step_costs(4)
+(('res_2s', 'res_2m'), 1, [2, 1, 1, 1])
+>>> METHODS["ipndm"].prediction, METHODS["ipndm"].variable, METHODS["ipndm"].history
+('noise', 'sigma', 3)
+>>> method_of("krogstad").stages
+4
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from res_torch.errors import UnknownMethodError
+from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
+
+__all__ = ["METHODS", "Method", "cached_tableau", "method_of"]
+
+
+@functools.lru_cache(maxsize=64)
+def cached_tableau(name_or_path: str) -> Tableau:
+    """:func:`load_tableau`, parsed once per process."""
+    return load_tableau(name_or_path)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A sampling method as data.
+
+    ``stages``: evaluations of one main (non-final, non-start-up) step; ``history``: previous
+    predictions a main step uses; ``startup``: the methods (tableau names) of the first steps
+    (``multistep`` family) — the ``adams`` family starts at lower order instead (``history``
+    grows as ``min(n, history)``); ``order``: the order of convergence of the main steps;
+    ``noise_types``: the per-step noise types it supports (churn works with every method).
+    """
+
+    name: str
+    family: str
+    title: str
+    order: int
+    stages: int = 1
+    history: int = 0
+    startup: tuple[str, ...] = ()
+    variable: str = "lambda"
+    prediction: str = "denoised"
+    tableau: Tableau | None = field(default=None, repr=False, compare=False)
+    noise_types: tuple[str, ...] = ("ancestral", "sde")
+
+    @property
+    def is_multistep(self) -> bool:
+        return self.family in ("multistep", "adams")
+
+    def step_costs(self, steps: int) -> list[int]:
+        """Evaluations of the first ``steps`` non-final steps (a final step to 0 costs 1)."""
+        startup = self.tableau.startup_tableaux(cached_tableau) if self.tableau else ()
+        costs = [1 if t.is_multistep else t.stages for t in startup[:steps]]
+        return costs + [self.stages] * (steps - len(costs))
+
+
+def _from_tableau(tableau: Tableau) -> Method:
+    order = tableau.stiff_order or tableau.classical_order or 1
+    if tableau.is_multistep:
+        return Method(
+            tableau.name, "multistep", tableau.title, order, 1, tableau.stages - 1,
+            tuple(t.name for t in tableau.startup_tableaux(cached_tableau)), tableau=tableau,
+        )  # fmt: skip
+    return Method(tableau.name, "erk", tableau.title, order, tableau.stages, tableau=tableau)
+
+
+_ADAMS = dict(family="adams", variable="sigma", prediction="noise", noise_types=("ancestral",))
+_IN_SIGMA = dict(family="sigma_rk", variable="sigma", noise_types=("ancestral",))
+
+METHODS: dict[str, Method] = {
+    "euler": Method("euler", title="Euler in sigma (k-diffusion sample_euler)", order=1,
+                    **_IN_SIGMA),
+    "heun": Method("heun", title="EDM Heun in sigma (Karras et al. 2022, Alg. 1)", order=2,
+                   stages=2, **_IN_SIGMA),
+    "ipndm": Method("ipndm", title="iPNDM: Adams-Bashforth on eps in sigma, fixed coefficients "
+                    "(Zhang & Chen 2023, DEIS paper)", order=4, history=3, **_ADAMS),
+    "ipndm_v": Method("ipndm_v", title="iPNDM-v: variable-step Adams-Bashforth on eps in sigma "
+                      "(Zhou et al. 2023)", order=4, history=3, **_ADAMS),
+    "deis": Method("deis", title="DEIS tAB: eps extrapolated by Lagrange polynomials in "
+                   "log sigma, integrated exactly in sigma (Zhang & Chen 2023)", order=3,
+                   history=2, **_ADAMS),
+}  # fmt: skip
+"""The named methods that are not plain tableaux; every shipped tableau is described by
+:func:`method_of` (its descriptor is read from the tableau file)."""
+
+
+@functools.lru_cache(maxsize=128)
+def _described(name_or_path: str) -> Method:
+    if name_or_path in METHODS:
+        return METHODS[name_or_path]
+    try:
+        return _from_tableau(cached_tableau(name_or_path))
+    except TableauError as exc:
+        known = sorted(set(METHODS) | set(available_tableaux()))
+        raise UnknownMethodError(
+            f"unknown method {name_or_path!r}; known: {', '.join(known)} ({exc})"
+        ) from None
+
+
+def method_of(method: str | Path | Tableau | Method) -> Method:
+    """The descriptor of a named method, a shipped tableau name, a tableau path or object."""
+    if isinstance(method, Method):
+        return method
+    if isinstance(method, Tableau):
+        return _from_tableau(method)
+    if not isinstance(method, str | Path):
+        raise TypeError(f"method must be a name, a path or a Tableau, got {method!r}")
+    if method in METHODS:  # looked up each time: a family added at run time is found
+        return METHODS[method]
+    return _described(str(method))

@@ -1,0 +1,92 @@
+"""The reference loop: the readable statement of every method (k-diffusion style).
+
+One update per line, allocating freely, reading the tables of :mod:`res_torch.coefficients`;
+the tests use it as the oracle of the fast in-place loop (:func:`res_torch.steppers.run`), and
+the diffusers schedulers advance with its :func:`stage_input` and :func:`step_output`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from res_torch.coefficients import Coefficients, StepCoefficients
+from res_torch.grid import StepGrid
+from res_torch.noise import NoiseSampler
+
+__all__ = ["corrected_output", "prediction", "sample_reference", "stage_input", "step_output"]
+
+
+def prediction(kind: str, x: torch.Tensor, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The stored value ``Y``: ``D`` (``"denoised"``) or ``eps = (x - D)/sigma`` (``"noise"``)."""
+    return denoised if kind == "denoised" else (x - denoised) / sigma
+
+
+def stage_input(step: StepCoefficients, i: int, x: torch.Tensor, values: Sequence) -> torch.Tensor:
+    """``U_i = stage_decay x_n + sum_j stage_weights_j Y_j`` (stage ``i >= 1``, from 0)."""
+    u = step.stage_decay[i - 1] * x
+    for weight, value in zip(step.stage_weights[i - 1], values, strict=False):
+        u = u + weight * value
+    return u
+
+
+def step_output(step: StepCoefficients, x: torch.Tensor, values: Sequence) -> torch.Tensor:
+    """``x_{n+1} = decay x_n + sum_j weights_j V_j``, ``V`` = stage values, then history."""
+    x_next = step.decay * x
+    for weight, value in zip(step.weights, values, strict=False):
+        x_next = x_next + weight * value
+    return x_next
+
+
+def corrected_output(
+    step: StepCoefficients, x: torch.Tensor, values: Sequence, new: torch.Tensor
+) -> torch.Tensor:
+    """``x_{n+1} = decay x_n + sum_j corrector_j V_j + corrector_new Y_new``."""
+    *weights, weight_new = step.corrector
+    x_next = step.decay * x
+    for weight, value in zip(weights, values, strict=False):
+        x_next = x_next + weight * value
+    return x_next + weight_new * new
+
+
+def sample_reference(
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    grid: StepGrid,
+    table: Coefficients,
+    noise_sampler: NoiseSampler | None = None,
+    extra_args: Mapping[str, Any] | None = None,
+) -> torch.Tensor:
+    """Run ``table`` on ``grid`` (draws noise in the same order as the fast loop)."""
+    extra_args, s_in, history = dict(extra_args or {}), x.new_ones(x.shape[0]), []
+    pending = None  # (D, Y) evaluated at the predicted point of a corrected step
+    for n, step in enumerate(table.steps):
+        if grid.churn_noise[n] > 0:
+            x = x + grid.churn_noise[n].item() * noise_sampler(grid.sigma_hat[n], grid.sigma[n])
+        if pending is None:
+            denoised = model(x, step.sigmas[0] * s_in, **extra_args)
+            first = prediction(table.prediction, x, denoised, step.sigmas[0])
+        else:
+            (denoised, first), pending = pending, None
+        if step.denoising:
+            x = denoised
+        else:
+            values = [first]
+            for i in range(1, step.stages):
+                u = stage_input(step, i, x, values)
+                denoised_i = model(u, step.sigmas[i] * s_in, **extra_args)
+                values.append(prediction(table.prediction, u, denoised_i, step.sigmas[i]))
+            x_next = step_output(step, x, values + history)
+            if step.corrector:
+                sigma_new = table.steps[n + 1].sigmas[0]
+                denoised_new = model(x_next, sigma_new * s_in, **extra_args)
+                new = prediction(table.prediction, x_next, denoised_new, sigma_new)
+                pending = (denoised_new, new)
+                x_next = corrected_output(step, x, values + history, new)
+            x = x_next
+            history = [values[0], *history][: table.history]
+        if grid.step_noise[n] > 0:
+            x = x + grid.step_noise[n].item() * noise_sampler(grid.sigma[n], grid.sigma_next[n])
+    return x
