@@ -11,6 +11,7 @@ __all__ = [
     "ExpressionError",
     "NFEBudgetError",
     "NonFiniteSampleError",
+    "PhiError",
     "ResError",
     "ScheduleError",
     "SigmasError",
@@ -41,6 +42,10 @@ class TableauError(ResError):
 
 class ExpressionError(TableauError):
     """An expression string is not in the res-tableau grammar or names an unknown parameter."""
+
+
+class PhiError(ResError):
+    """A phi function asked for with an index outside ``0 <= k <= K_MAX``."""
 
 
 class UnknownMethodError(ResError):
