@@ -12,8 +12,9 @@ Grammar (``docs/tableau_format.md``; ``^`` and ``**`` are the same operator)::
 A hand-written recursive-descent parser (no Python grammar, no ``eval``) builds a small tree, so a
 file can never execute code, and every expression is bounded: at most
 :data:`MAX_EXPRESSION_LENGTH` characters, :data:`MAX_NESTING` nested parentheses / signs /
-``sqrt``, and an exponent whose product with the exponents it is nested in is at most
-:data:`MAX_EXPONENT` in absolute value (``9^9^9`` is refused at once). Literals are read as
+``sqrt``, an exponent whose product with the exponents it is nested in is at most
+:data:`MAX_EXPONENT` in absolute value (``9^9^9`` is refused at once), and at most
+:data:`MAX_EXPANDED_SIZE` terms when multiplied out. Literals are read as
 float64 and must be finite (``1e400`` is refused). A compiled :class:`Expression` evaluates on
 Python floats, NumPy arrays or torch tensors alike (``sqrt`` dispatches on the argument's type).
 
@@ -34,6 +35,7 @@ from typing import Any
 from res_torch.errors import ExpressionError
 
 __all__ = [
+    "MAX_EXPANDED_SIZE",
     "MAX_EXPONENT",
     "MAX_EXPRESSION_LENGTH",
     "MAX_NESTING",
@@ -47,6 +49,9 @@ MAX_NESTING = 32
 """Deepest nesting of parentheses, unary signs and ``sqrt`` accepted."""
 MAX_EXPONENT = 64
 """Largest ``|n|`` of a power, counting the exponents it is nested in (``(x^8)^8`` has 64)."""
+MAX_EXPANDED_SIZE = 256
+"""Largest number of terms the fully expanded expression may have, bounded from the tree (a sum
+adds, a product or quotient multiplies, ``x^n`` raises to ``|n|``): keeps symbolic readers fast."""
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)"
@@ -54,7 +59,7 @@ _TOKEN = re.compile(
 )
 
 Node = tuple
-"""A parse tree node: ``("num", value)``, ``("name", id)``, ``("neg", x)``, ``("sqrt", x)``,
+"""A parse tree node: ``("num", value, text)``, ``("name", id)``, ``("neg", x)``, ``("sqrt", x)``,
 ``("^", base, n)`` with an int ``n``, ``("sum", ((op, x), ...))`` with ``op`` in ``+ -`` and
 ``("product", ((op, x), ...))`` with ``op`` in ``* /`` (the first ``op`` is ``+`` / ``*``); sums and
 products are flat, so the tree is only as deep as the nesting."""
@@ -71,7 +76,7 @@ def tokenize(source: str) -> list[tuple[str, str]]:
         match = _TOKEN.match(source, position)
         if match is None or match.end() == position:
             raise ExpressionError(
-                f"unsupported character {source[position]!r} at {position} in {_short(source)}"
+                f"unsupported construct: {source[position]!r} at {position} in {_short(source)}"
             )
         kind = match.lastgroup
         assert kind is not None
@@ -82,7 +87,8 @@ def tokenize(source: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    """Recursive descent over the tokens; each ``_rule`` returns ``(node, exponent_product)``."""
+    """Recursive descent over the tokens; each rule returns ``(node, exponent product, expanded
+    size bound)``."""
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -113,50 +119,60 @@ class _Parser:
         if self.depth > MAX_NESTING:
             raise self.fail(f"nesting deeper than {MAX_NESTING}")
 
-    def parse(self) -> tuple[Node, int]:
-        node = self.expr()
+    def parse(self) -> Node:
+        node = self.expr()[0]
         if self.position != len(self.tokens):
             raise self.fail(f"unsupported construct at {self.tokens[self.position][1]!r}")
         return node
 
-    def expr(self) -> tuple[Node, int]:
-        node, power = self.term()
+    def sized(self, node: Node, power: int, size: int) -> tuple[Node, int, int]:
+        if size > MAX_EXPANDED_SIZE:
+            raise self.fail(f"expanded form beyond {MAX_EXPANDED_SIZE} terms")
+        return node, power, size
+
+    def expr(self) -> tuple[Node, int, int]:
+        node, power, size = self.term()
         parts = [("+", node)]
         while self.peek() in ("+", "-"):
             op = self.take()[1]
-            node, right_power = self.term()
+            node, right_power, right_size = self.term()
             parts.append((op, node))
-            power = max(power, right_power)
-        return (parts[0][1] if len(parts) == 1 else ("sum", tuple(parts))), power
+            power, size = max(power, right_power), size + right_size
+        return self.sized(parts[0][1] if len(parts) == 1 else ("sum", tuple(parts)), power, size)
 
-    def term(self) -> tuple[Node, int]:
-        node, power = self.factor()
+    def term(self) -> tuple[Node, int, int]:
+        node, power, size = self.factor()
         parts = [("*", node)]
         while self.peek() in ("*", "/"):
             op = self.take()[1]
-            node, right_power = self.factor()
+            node, right_power, right_size = self.factor()
             parts.append((op, node))
-            power = max(power, right_power)
-        return (parts[0][1] if len(parts) == 1 else ("product", tuple(parts))), power
+            power, size = max(power, right_power), size * right_size
+        return self.sized(
+            parts[0][1] if len(parts) == 1 else ("product", tuple(parts)), power, size
+        )
 
-    def factor(self) -> tuple[Node, int]:
+    def factor(self) -> tuple[Node, int, int]:
         if self.peek() in ("+", "-"):
             self.nested()
             sign = self.take()[1]
-            node, power = self.factor()
+            node, power, size = self.factor()
             self.depth -= 1
-            return (node if sign == "+" else ("neg", node)), power
+            return (node if sign == "+" else ("neg", node)), power, size
         return self.power()
 
-    def power(self) -> tuple[Node, int]:
-        base, power = self.atom()
+    def power(self) -> tuple[Node, int, int]:
+        base, power, size = self.atom()
         if self.peek() != "^":
-            return base, power
+            return base, power, size
         self.take()
         n = self.exponent()
-        if abs(n) * max(power, 1) > MAX_EXPONENT:
+        power = abs(n) * max(power, 1)
+        if power > MAX_EXPONENT:
             raise self.fail(f"exponent beyond {MAX_EXPONENT} (nested powers multiply)")
-        return ("^", base, n), abs(n) * max(power, 1)
+        if self.peek() == "^":
+            raise self.fail("chained powers (9^9^9) are not allowed: an exponent is an integer")
+        return self.sized(("^", base, n), power, size ** abs(n))
 
     def exponent(self) -> int:
         parenthesised = self.peek() == "("
@@ -171,29 +187,29 @@ class _Parser:
         n = int(text) if len(text) <= 4 else MAX_EXPONENT + 1
         return -n if sign == "-" else n
 
-    def atom(self) -> tuple[Node, int]:
+    def atom(self) -> tuple[Node, int, int]:
         kind, text = self.take()
         if kind == "number":
             value = float(text)
             if not math.isfinite(value):
                 raise self.fail(f"literal {text[:20]} is not a finite float64")
-            return ("num", value), 0
+            return ("num", value, text), 0, 1
         if kind == "name" and text == "sqrt":
             self.expect("(")
             self.nested()
-            node, power = self.expr()
+            node, power, size = self.expr()
             self.depth -= 1
             self.expect(")")
-            return ("sqrt", node), power
+            return ("sqrt", node), power, size
         if kind == "name":
             self.names.add(text)
-            return ("name", text), 0
+            return ("name", text), 0, 1
         if text == "(":
             self.nested()
-            node, power = self.expr()
+            node, power, size = self.expr()
             self.depth -= 1
             self.expect(")")
-            return node, power
+            return node, power, size
         raise self.fail(f"unsupported construct at {text!r}")
 
 
@@ -248,7 +264,7 @@ class Expression:
                 f"expression longer than {MAX_EXPRESSION_LENGTH} characters: {_short(source)}"
             )
         parser = _Parser(source)
-        tree, _ = parser.parse()
+        tree = parser.parse()
         names = frozenset(parser.names)
         if allowed_names is not None and not names <= allowed_names:
             unknown = ", ".join(sorted(names - allowed_names))

@@ -420,9 +420,9 @@ class _Reader:
     # -- the document --------------------------------------------------------------------------
     def tableau(self, data: Any) -> Tableau:
         _check_depth(data, self.origin)
+        if not isinstance(data, dict) or data.get("format") != "res-tableau":
+            raise self.fail("not a res-tableau document ('format' must be 'res-tableau')")
         data = self.object(data, "the document", _REQUIRED_KEYS, _OPTIONAL_KEYS)
-        if data["format"] != FORMAT:
-            raise self.fail(f"'format' must be {FORMAT!r}, got {data['format']!r:.40}")
         if type(data["format_version"]) is not int or data["format_version"] != FORMAT_VERSION:
             raise self.fail(f"unsupported format_version {data['format_version']!r:.20}")
         name = data["name"]
