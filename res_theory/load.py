@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ _ZERO_SCALE = mpmath.mpf("1e-35")
 _SAME_SCALE = mpmath.mpf("1e-30")
 
 _NAME = re.compile(r"^[a-z0-9_]+$")
+_FLOAT_MAX = sys.float_info.max
 _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 _REQUIRED_KEYS = (
@@ -359,9 +361,9 @@ class _Reader:
         return value
 
     def number(self, value: Any, where: str) -> float:
-        if type(value) not in (int, float) or not math.isfinite(value):
-            raise self.fail(f"{where} must be a finite number, got {value!r:.40}")
-        return float(value)
+        if type(value) in (int, float) and abs(value) <= _FLOAT_MAX:  # False for NaN
+            return float(value)
+        raise self.fail(f"{where} must be a finite number, got {str(value)[:40]}")
 
     def expression(self, source: Any, where: str, names: frozenset[str] | None = None) -> _Expr:
         names = self.names if names is None else names

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -330,8 +331,8 @@ def _check_depth(data: Any, origin: str) -> None:
         value, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
             raise TableauError(f"{origin}: JSON nested deeper than {MAX_JSON_DEPTH}")
-        children = value.values() if isinstance(value, dict) else value
         if isinstance(value, dict | list):
+            children = value.values() if isinstance(value, dict) else value
             stack.extend((child, depth + 1) for child in children)
 
 
@@ -397,18 +398,16 @@ class _Reader:
         return value
 
     def number(self, value: Any, where: str) -> float:
-        if type(value) not in (int, float) or not math.isfinite(value):
-            raise self.fail(f"{where} must be a finite number, got {value!r:.40}")
-        return float(value)
+        if type(value) in (int, float) and abs(value) <= _FLOAT_MAX:  # False for NaN
+            return float(value)
+        raise self.fail(f"{where} must be a finite number, got {str(value)[:40]}")
 
     def expression(self, source: Any, where: str, names: frozenset[str] | None = None):
         try:
             expression = Expression.parse(source, self.names if names is None else names)
-            value = float(expression(self.defaults))
+            expression(self.defaults)  # finite and real at the defaults, else ExpressionError
         except ExpressionError as exc:
             raise self.fail(f"{where}: {exc}") from None
-        if isinstance(value, complex):  # pragma: no cover - float() never returns complex
-            raise self.fail(f"{where}: not real")
         return expression
 
     def matching_float(self, expression: Expression, value: Any, where: str) -> None:
@@ -654,6 +653,7 @@ _OPTIONAL_KEYS = (
 )
 _PARAMETER_KEYS = ("lower", "upper", "lower_inclusive", "upper_inclusive", "description", "role")
 _TERM_KEYS = ("coefficient", "coefficient_float", "k", "scale", "scale_float")
+_FLOAT_MAX = sys.float_info.max
 _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 

@@ -36,8 +36,8 @@ TIME_BOUND_S = 5.0
 """Per load; generous for a loaded 2-core machine (a valid load takes < 0.5 s, a refusal ms)."""
 
 HOSTILE_VALUES: list[Any] = [
-    None, True, False, 0, 1, -1, 1.5, 2.0, 21, 400, 10**30, 1e308, -1e-320, "", "0", "1", "c2",
-    "c3", "x", "9**9**9", "9^9^9", "1/0", "1e400", "sqrt(-1)", "(" * 50 + "1" + ")" * 50,
+    None, True, False, 0, 1, -1, 1.5, 2.0, 21, 400, 10**30, 10**400, 1e308, -1e-320, "", "0",
+    "1", "c2", "c3", "x", "9**9**9", "9^9^9", "1/0", "1e400", "sqrt(-1)", "(" * 50 + "1" + ")" * 50,
     "c2" + "*c2" * 400, "(c2+1)^64", "1/(c2-c2)", "c2^-70", "__import__('os')", [], {}, [[[[]]]],
     [{"k": 1}], {"name": "c2"}, "res-tableau", "multistep", "singlestep", "history_node",
 ]  # fmt: skip
@@ -153,6 +153,7 @@ DOCUMENT_CASES = {
     "inconsistent b": lambda d: d["b"][1][0].update(coefficient="2/c2", coefficient_float=4.0),
     "inconsistent A": lambda d: d["A"][1][0][0].update(coefficient="1", coefficient_float=1.0),
     "deep nesting": lambda d: d.update(b=json.loads("[" * 30 + "]" * 30)),
+    "coefficient_float 10**400": lambda d: d["b"][1][0].update(coefficient_float=10**400),
     "long expression": lambda d: d["b"][1][0].update(coefficient="1/c2" + "+0" * 600),
 }
 
