@@ -1,9 +1,13 @@
 """Write tableaux as ``res-tableau`` JSON files (``docs/tableau_format.md``), deterministically.
 
 Every entry becomes a list of terms ``coefficient * phi_k(scale * Z)`` with exact expression
-strings (``sympy.sstr``: integers, parameter names, ``+ - * / **``) and their float values at the
-parameters' defaults (``repr`` floats). Keys are written in a fixed order and terms are sorted,
-so regenerating the files is byte-for-byte reproducible (a test checks the committed files).
+strings in the format's grammar (``sympy.sstr`` with ``^`` for powers: integers, parameter names,
+``+ - * / ^``, ``sqrt``; each string is parsed back and checked equal to the SymPy value) and their
+float values at the parameters' defaults (``repr`` floats). ``test_vectors`` holds every
+coefficient at the defaults and ``Z`` in :data:`TEST_VECTOR_Z` to :data:`TEST_VECTOR_DIGITS`
+significant digits (mpmath at 50 digits), for checking other readers. Keys are written in a fixed
+order and terms are sorted, so regenerating the files is byte-for-byte reproducible (a test
+checks the committed files).
 """
 
 from __future__ import annotations
@@ -12,20 +16,46 @@ import json
 from pathlib import Path
 from typing import Any
 
+import mpmath
 import sympy as sp
 
 from res_theory import __version__
-from res_theory.tableau import ExpTableau, phi_terms
+from res_theory.load import parse_expression
+from res_theory.phi import phi_mp
+from res_theory.tableau import ExpTableau, TableauError, phi_terms
 
-__all__ = ["tableau_document", "export", "export_all", "DEFAULT_OUT", "REPORT_ORDER"]
+__all__ = [
+    "DEFAULT_OUT",
+    "REPORT_ORDER",
+    "TEST_VECTOR_DIGITS",
+    "TEST_VECTOR_Z",
+    "coefficient_vectors",
+    "export",
+    "export_all",
+    "tableau_document",
+]
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "res_torch" / "tableaux"
 REPORT_ORDER = 5
 """The order up to which the exported ``order`` report checks the conditions."""
+TEST_VECTOR_Z = ("-0.1", "-1", "-5")
+"""The ``Z`` at which ``test_vectors`` evaluates every coefficient (diffusion: ``h = -Z``)."""
+TEST_VECTOR_DIGITS = 30
+"""Significant digits of the ``test_vectors`` values."""
 
 
 def _expr(x: sp.Expr) -> str:
-    return sp.sstr(sp.factor(sp.nsimplify(x)), order="lex")
+    """The grammar string of ``x`` (factored), checked to parse back to the same value."""
+    value = sp.factor(sp.nsimplify(x))
+    text = sp.sstr(value, order="lex").replace("**", "^")
+    names = frozenset(str(symbol) for symbol in value.free_symbols)
+    try:
+        back = parse_expression(text, names)
+    except TableauError as exc:
+        raise TableauError(f"cannot write {value} in the res-tableau grammar: {exc}") from None
+    if back != value and sp.simplify(back - value) != 0:
+        raise TableauError(f"written expression {text!r} does not equal {value}")
+    return text
 
 
 def _float(x: sp.Expr, defaults: dict[sp.Symbol, sp.Expr]) -> float:
@@ -44,6 +74,39 @@ def _terms(entry: sp.Expr, defaults: dict[sp.Symbol, sp.Expr]) -> list[dict[str,
         for coeff, k, scale in phi_terms(entry)
     ]
     return sorted(terms, key=lambda t: (t["k"], t["scale"], t["coefficient"]))
+
+
+def _mp(x: sp.Expr, defaults: dict[sp.Symbol, sp.Expr]) -> mpmath.mpf:
+    return mpmath.mpf(sp.N(sp.nsimplify(x).subs(defaults), 60))
+
+
+def coefficient_vectors(tableau: ExpTableau) -> dict[str, Any]:
+    """Every coefficient ``a_ij(Z)``, ``b_i(Z)`` (and ``b_embedded``) at the default parameters
+    and each ``Z`` in :data:`TEST_VECTOR_Z`, as decimal strings of :data:`TEST_VECTOR_DIGITS`
+    significant digits, from the exported terms with mpmath at 50 digits."""
+    defaults = tableau.default_values()
+    with mpmath.workdps(50):
+        zs = [mpmath.mpf(z) for z in TEST_VECTOR_Z]
+
+        def values(entry: sp.Expr) -> list[str]:
+            terms = [(_mp(c, defaults), k, _mp(s, defaults)) for c, k, s in phi_terms(entry)]
+            return [
+                mpmath.nstr(sum((c * phi_mp(k, s * z) for c, k, s in terms), mpmath.mpf(0)),
+                            TEST_VECTOR_DIGITS)
+                for z in zs
+            ]  # fmt: skip
+
+        s = tableau.stages
+        vectors: dict[str, Any] = {
+            "Z": list(TEST_VECTOR_Z),
+            "parameters": {p.name: _expr(p.default) for p in tableau.parameters},
+            "digits": TEST_VECTOR_DIGITS,
+            "A": [[values(tableau.A[i][j]) for j in range(i)] for i in range(s)],
+            "b": [values(x) for x in tableau.b],
+        }
+        if tableau.b_embedded is not None:
+            vectors["b_embedded"] = [values(x) for x in tableau.b_embedded]
+    return vectors
 
 
 def tableau_document(tableau: ExpTableau, report_order: int = REPORT_ORDER) -> dict[str, Any]:
@@ -76,14 +139,17 @@ def tableau_document(tableau: ExpTableau, report_order: int = REPORT_ORDER) -> d
         "c_float": [_float(x, defaults) for x in tableau.c],
         "A": [[_terms(tableau.A[i][j], defaults) for j in range(i)] for i in range(s)],
         "b": [_terms(x, defaults) for x in tableau.b],
-        "classical": {
-            "c": [_expr(x) for x in c_cl],
-            "A": [[_expr(x) for x in row] for row in a_cl],
-            "b": [_expr(x) for x in b_cl],
-        },
+    }
+    if tableau.b_embedded is not None:
+        doc["b_embedded"] = [_terms(x, defaults) for x in tableau.b_embedded]
+    doc["classical"] = {
+        "c": [_expr(x) for x in c_cl],
+        "A": [[_expr(x) for x in row] for row in a_cl],
+        "b": [_expr(x) for x in b_cl],
     }
     if tableau.kind == "multistep":
         doc["startup"] = list(tableau.startup)
+    doc["test_vectors"] = coefficient_vectors(tableau)
     doc["order"] = report.to_dict()
     doc["provenance"] = {
         "source": tableau.source,

@@ -1,138 +1,712 @@
 """Read a ``res-tableau`` JSON file back into a symbolic :class:`~res_theory.tableau.ExpTableau`.
 
 The inverse of :mod:`res_theory.export` for the parts that define the method (parameters, ``c``,
-``A``, ``b``, ``kind``, ``startup``, provenance); the ``order`` report is recomputed, not trusted.
-Expressions are parsed with :mod:`ast` and only the grammar of ``docs/tableau_format.md``
-(numbers, parameter names, ``+ - * / **``, ``sqrt``) is accepted: a file never executes code.
+``A``, ``b``, ``b_embedded``, ``kind``, ``startup``, provenance); the ``order`` report is
+recomputed, not trusted. The file is validated as fully as ``res_torch.tableau`` does (same rules
+and bounds, ``docs/tableau_format.md``): types (no ``true`` for ``1``, no ``1.5`` for an int),
+sizes, finite real values, the ``*_float`` values, and the consistency sums, checked at 40 digits
+with mpmath. Expressions are parsed by a small recursive-descent parser of the format's grammar
+(no Python ``eval``), so a file never executes code; every failure is a :class:`TableauError`.
 """
 
 from __future__ import annotations
 
-import ast
 import json
+import math
+import re
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import mpmath
 import sympy as sp
 
 from res_theory.phi import phi
 from res_theory.tableau import ExpTableau, Parameter, TableauError, Z
 
-__all__ = ["load", "from_document", "parse_expression"]
+__all__ = ["load", "from_document", "parse_expression", "parse_tree"]
 
-_BINARY = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.Pow: lambda a, b: a**b,
-}
+# The bounds of docs/tableau_format.md; res_torch.tableau and res_torch.expression hold the same
+# values (tests/theory/test_tableau_fuzz.py checks that they agree with each other and the schema).
+MAX_FILE_BYTES = 1_000_000
+MAX_JSON_DEPTH = 16
+MAX_STAGES = 32
+MAX_TERMS = 64
+MAX_PARAMETERS = 16
+K_MAX = 20
+MAX_EXPRESSION_LENGTH = 1000
+MAX_NESTING = 32
+MAX_EXPONENT = 64
+MAX_EXPANDED_SIZE = 256
+CONSISTENCY_DIGITS = 40
+CONSISTENCY_TOLERANCE = mpmath.mpf("1e-30")
+"""Relative tolerance of the consistency sums, evaluated at :data:`CONSISTENCY_DIGITS` digits."""
+_ZERO_SCALE = mpmath.mpf("1e-35")
+_SAME_SCALE = mpmath.mpf("1e-30")
+
+_NAME = re.compile(r"^[a-z0-9_]+$")
+_FLOAT_MAX = sys.float_info.max
+_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+_REQUIRED_KEYS = (
+    "format", "format_version", "name", "kind", "stages", "parameters", "c", "c_float", "A", "b",
+)  # fmt: skip
+_OPTIONAL_KEYS = (
+    "title", "b_embedded", "classical", "startup", "order", "provenance", "test_vectors",
+)  # fmt: skip
+_PARAMETER_KEYS = ("lower", "upper", "lower_inclusive", "upper_inclusive", "description", "role")
+_TERM_KEYS = ("coefficient", "coefficient_float", "k", "scale", "scale_float")
+
+
+def _short(source: str, limit: int = 40) -> str:
+    return repr(source if len(source) <= limit else source[:limit] + "...")
+
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>\*\*|[-+*/^()]))"
+)
+
+Node = tuple
+"""A parse tree node: ``("num", value, text)``, ``("name", id)``, ``("neg", x)``, ``("sqrt", x)``,
+``("^", base, n)`` with an int ``n``, ``("sum", ((op, x), ...))`` with ``op`` in ``+ -`` and
+``("product", ((op, x), ...))`` with ``op`` in ``* /`` (the first ``op`` is ``+`` / ``*``); sums and
+products are flat, so the tree is only as deep as the nesting."""
+
+
+def _short(source: str, limit: int = 40) -> str:
+    return repr(source if len(source) <= limit else source[:limit] + "...")
+
+
+def tokenize(source: str) -> list[tuple[str, str]]:
+    """``[(kind, text), ...]`` with kind ``number``, ``name`` or ``op`` (``**`` becomes ``^``)."""
+    tokens, position, end = [], 0, len(source.rstrip())
+    while position < end:
+        match = _TOKEN.match(source, position)
+        if match is None or match.end() == position:
+            raise TableauError(
+                f"unsupported construct: {source[position]!r} at {position} in {_short(source)}"
+            )
+        kind = match.lastgroup
+        assert kind is not None
+        text = match.group(kind)
+        tokens.append((kind, "^" if text == "**" else text))
+        position = match.end()
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over the tokens; each rule returns ``(node, exponent product, expanded
+    size bound)``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.tokens = tokenize(source)
+        self.position = 0
+        self.depth = 0
+        self.names: set[str] = set()
+
+    def fail(self, message: str) -> TableauError:
+        return TableauError(f"{message} in {_short(self.source)}")
+
+    def peek(self) -> str | None:
+        return self.tokens[self.position][1] if self.position < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        if self.position >= len(self.tokens):
+            raise self.fail("unexpected end")
+        token = self.tokens[self.position]
+        self.position += 1
+        return token
+
+    def expect(self, text: str) -> None:
+        if self.take()[1] != text:
+            raise self.fail(f"expected {text!r}")
+
+    def nested(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(f"nesting deeper than {MAX_NESTING}")
+
+    def parse(self) -> Node:
+        node = self.expr()[0]
+        if self.position != len(self.tokens):
+            raise self.fail(f"unsupported construct at {self.tokens[self.position][1]!r}")
+        return node
+
+    def sized(self, node: Node, power: int, size: int) -> tuple[Node, int, int]:
+        if size > MAX_EXPANDED_SIZE:
+            raise self.fail(f"expanded form beyond {MAX_EXPANDED_SIZE} terms")
+        return node, power, size
+
+    def expr(self) -> tuple[Node, int, int]:
+        node, power, size = self.term()
+        parts = [("+", node)]
+        while self.peek() in ("+", "-"):
+            op = self.take()[1]
+            node, right_power, right_size = self.term()
+            parts.append((op, node))
+            power, size = max(power, right_power), size + right_size
+        return self.sized(parts[0][1] if len(parts) == 1 else ("sum", tuple(parts)), power, size)
+
+    def term(self) -> tuple[Node, int, int]:
+        node, power, size = self.factor()
+        parts = [("*", node)]
+        while self.peek() in ("*", "/"):
+            op = self.take()[1]
+            node, right_power, right_size = self.factor()
+            parts.append((op, node))
+            power, size = max(power, right_power), size * right_size
+        return self.sized(
+            parts[0][1] if len(parts) == 1 else ("product", tuple(parts)), power, size
+        )
+
+    def factor(self) -> tuple[Node, int, int]:
+        if self.peek() in ("+", "-"):
+            self.nested()
+            sign = self.take()[1]
+            node, power, size = self.factor()
+            self.depth -= 1
+            return (node if sign == "+" else ("neg", node)), power, size
+        return self.power()
+
+    def power(self) -> tuple[Node, int, int]:
+        base, power, size = self.atom()
+        if self.peek() != "^":
+            return base, power, size
+        self.take()
+        n = self.exponent()
+        power = abs(n) * max(power, 1)
+        if power > MAX_EXPONENT:
+            raise self.fail(f"exponent beyond {MAX_EXPONENT} (nested powers multiply)")
+        if self.peek() == "^":
+            raise self.fail("chained powers (9^9^9) are not allowed: an exponent is an integer")
+        return self.sized(("^", base, n), power, size ** abs(n))
+
+    def exponent(self) -> int:
+        parenthesised = self.peek() == "("
+        if parenthesised:
+            self.take()
+        sign = self.take()[1] if self.peek() in ("+", "-") else "+"
+        kind, text = self.take()
+        if kind != "number" or not text.isdigit():
+            raise self.fail("an exponent must be an integer literal")
+        if parenthesised:
+            self.expect(")")
+        n = int(text) if len(text) <= 4 else MAX_EXPONENT + 1
+        return -n if sign == "-" else n
+
+    def atom(self) -> tuple[Node, int, int]:
+        kind, text = self.take()
+        if kind == "number":
+            value = float(text)
+            if not math.isfinite(value):
+                raise self.fail(f"literal {text[:20]} is not a finite float64")
+            return ("num", value, text), 0, 1
+        if kind == "name" and text == "sqrt":
+            self.expect("(")
+            self.nested()
+            node, power, size = self.expr()
+            self.depth -= 1
+            self.expect(")")
+            return ("sqrt", node), power, size
+        if kind == "name":
+            self.names.add(text)
+            return ("name", text), 0, 1
+        if text == "(":
+            self.nested()
+            node, power, size = self.expr()
+            self.depth -= 1
+            self.expect(")")
+            return node, power, size
+        raise self.fail(f"unsupported construct at {text!r}")
+
+
+def parse_tree(source: Any) -> tuple[tuple, frozenset[str]]:
+    """``(tree, names)`` of an expression string (the tree of ``res_torch.expression``)."""
+    if not isinstance(source, str) or not source.strip():
+        raise TableauError(f"expected a non-empty expression string, got {source!r:.40}")
+    if len(source) > MAX_EXPRESSION_LENGTH:
+        raise TableauError(
+            f"expression longer than {MAX_EXPRESSION_LENGTH} characters: {_short(source)}"
+        )
+    parser = _Parser(source)
+    tree = parser.parse()
+    return tree, frozenset(parser.names)
+
+
+def _fold(
+    node: tuple,
+    number: Callable[[tuple], Any],
+    name: Callable[[str], Any],
+    sqrt: Callable[[Any], Any],
+) -> Any:
+    """Evaluate a tree with the given leaves and ``sqrt`` (SymPy, float or mpmath)."""
+    op = node[0]
+    if op == "num":
+        return number(node)
+    if op == "name":
+        return name(node[1])
+    if op == "neg":
+        return -_fold(node[1], number, name, sqrt)
+    if op == "sqrt":
+        return sqrt(_fold(node[1], number, name, sqrt))
+    if op == "^":
+        return _fold(node[1], number, name, sqrt) ** node[2]
+    (_, first), *rest = node[1]
+    total = _fold(first, number, name, sqrt)
+    for part_op, part in rest:
+        value = _fold(part, number, name, sqrt)
+        if part_op == "+":
+            total = total + value
+        elif part_op == "-":
+            total = total - value
+        elif part_op == "*":
+            total = total * value
+        else:
+            total = total / value
+    return total
+
+
+def _sympy(tree: tuple) -> sp.Expr:
+    return _fold(
+        tree,
+        lambda n: sp.Integer(n[2]) if n[2].isdigit() else sp.Float(n[2]),
+        sp.Symbol,
+        sp.sqrt,
+    )
+
+
+def _float(tree: tuple, values: Mapping[str, float]) -> float:
+    """float64 value (every step finite, as ``res_torch`` computes it) or ``TableauError``."""
+    try:
+        value = _fold(tree, lambda n: n[1], values.__getitem__, math.sqrt)
+    except (ZeroDivisionError, OverflowError, ValueError) as exc:
+        raise TableauError(f"undefined at the defaults ({exc})") from None
+    if not math.isfinite(value):
+        raise TableauError(f"not finite at the defaults ({value})")
+    return float(value)
+
+
+def _mp(tree: tuple, values: Mapping[str, mpmath.mpf]) -> mpmath.mpf:
+    """mpmath value at the working precision; ``ZeroDivisionError``/``ValueError`` if undefined."""
+    value = _fold(tree, lambda n: mpmath.mpf(n[2]), values.__getitem__, mpmath.sqrt)
+    if not isinstance(value, mpmath.mpf) or not mpmath.isfinite(value):
+        raise ValueError("not a finite real number")
+    return value
 
 
 def parse_expression(source: Any, names: frozenset[str]) -> sp.Expr:
     """Exact SymPy value of a grammar expression; ``TableauError`` if it leaves the grammar."""
-    if not isinstance(source, str) or not source.strip():
-        raise TableauError(f"expected a non-empty expression string, got {source!r}")
-    try:
-        tree = ast.parse(source.strip(), mode="eval").body
-    except SyntaxError as exc:
-        raise TableauError(f"cannot parse expression {source!r}: {exc.msg}") from None
+    tree, used = parse_tree(source)
+    if not used <= names:
+        unknown = ", ".join(sorted(used - names))
+        raise TableauError(f"{_short(source)} uses unknown parameter(s): {unknown:.60}")
+    return _sympy(tree)
 
-    def walk(node: ast.expr) -> sp.Expr:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return sp.Integer(node.value) if isinstance(node.value, int) else sp.Float(node.value)
-        if isinstance(node, ast.Name):
-            if node.id not in names:
-                raise TableauError(f"expression {source!r} uses unknown parameter {node.id!r}")
-            return sp.Symbol(node.id)
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            value = walk(node.operand)
-            return -value if isinstance(node.op, ast.USub) else value
+
+class _Expr:
+    """A checked expression of a document: its tree, SymPy value and float value at defaults."""
+
+    def __init__(self, tree: tuple, value: float) -> None:
+        self.tree, self.value = tree, value
+        self.sympy = _sympy(tree)
+
+
+class _Reader:
+    """The checks of :func:`from_document` (the rules of ``res_torch.tableau.parse_tableau``)."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin if len(origin) <= 60 else "..." + origin[-60:]
+        self.names: frozenset[str] = frozenset()
+        self.defaults: dict[str, float] = {}
+
+    def fail(self, message: str) -> TableauError:
+        return TableauError(f"{self.origin}: {message}")
+
+    def object(self, value: Any, where: str, required: tuple, optional: tuple) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(f"{where} must be an object, got {type(value).__name__}")
+        for key in required:
+            if key not in value:
+                raise self.fail(f"{where}: missing key {key!r}")
+        unknown = set(value) - set(required) - set(optional)
+        if unknown:
+            raise self.fail(f"{where}: unknown key(s) {sorted(map(str, unknown))}"[:160])
+        return value
+
+    def list(self, value: Any, where: str, length: int | None = None, limit: int = 0) -> list:
+        if not isinstance(value, list):
+            raise self.fail(f"{where} must be a list, got {type(value).__name__}")
+        if length is not None and len(value) != length:
+            raise self.fail(f"{where} must have {length} entries, got {len(value)}")
+        if limit and len(value) > limit:
+            raise self.fail(f"{where} has more than {limit} entries")
+        return value
+
+    def integer(self, value: Any, where: str, lo: int, hi: int) -> int:
+        if type(value) is not int or not lo <= value <= hi:
+            raise self.fail(f"{where} must be an integer in [{lo}, {hi}], got {value!r:.40}")
+        return value
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(f"{where} must be a string, got {type(value).__name__}")
+        return value
+
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(f"{where} must be true or false, got {value!r:.40}")
+        return value
+
+    def number(self, value: Any, where: str) -> float:
+        if type(value) in (int, float) and abs(value) <= _FLOAT_MAX:  # False for NaN
+            return float(value)
+        raise self.fail(f"{where} must be a finite number, got {str(value)[:40]}")
+
+    def expression(self, source: Any, where: str, names: frozenset[str] | None = None) -> _Expr:
+        names = self.names if names is None else names
+        try:
+            tree, used = parse_tree(source)
+            if not used <= names:
+                unknown = ", ".join(sorted(used - names))
+                raise TableauError(f"{_short(source)} uses unknown parameter(s): {unknown:.60}")
+            value = _float(tree, self.defaults)
+        except TableauError as exc:
+            raise self.fail(f"{where}: {exc}") from None
+        return _Expr(tree, value)
+
+    def matching_float(self, expression: _Expr, value: Any, where: str) -> None:
+        value = self.number(value, where)
+        if not math.isclose(expression.value, value, rel_tol=1e-12, abs_tol=1e-14):
+            raise self.fail(f"{where}: float {value!r} disagrees with the expression")
+
+    def document(self, data: Any) -> ExpTableau:
+        _check_depth(data, self.origin)
+        if not isinstance(data, dict) or data.get("format") != "res-tableau":
+            raise self.fail("not a res-tableau document ('format' must be 'res-tableau')")
+        data = self.object(data, "the document", _REQUIRED_KEYS, _OPTIONAL_KEYS)
+        if type(data["format_version"]) is not int or data["format_version"] != 1:
+            raise self.fail(f"unsupported format_version {data['format_version']!r:.20}")
+        name = data["name"]
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise self.fail(f"'name' must match [a-z0-9_]+, got {name!r:.40}")
+        kind = data["kind"]
+        if kind not in ("singlestep", "multistep"):
+            raise self.fail(f"'kind' must be 'singlestep' or 'multistep', got {kind!r:.40}")
+        s = self.integer(data["stages"], "'stages'", 1, MAX_STAGES)
+
+        raw = self.list(data["parameters"], "'parameters'", limit=MAX_PARAMETERS)
+        specs = [self.parameter(p, i) for i, p in enumerate(raw)]
+        self.names = frozenset(spec["name"] for spec in specs)
+        if len(self.names) != len(specs):
+            raise self.fail("duplicate parameter names")
+        self.defaults = {spec["name"]: spec["default"].value for spec in specs}
+        try:
+            parameters = tuple(
+                Parameter(**{k: v.sympy if isinstance(v, _Expr) else v for k, v in spec.items()})
+                for spec in specs
+            )
+        except TableauError as exc:
+            raise self.fail(f"default outside its interval: {exc}") from None
+
+        c_float = self.list(data["c_float"], "'c_float'", s)
+        c = [self.expression(x, f"c[{i}]") for i, x in enumerate(self.list(data["c"], "'c'", s))]
+        for i, (ci, cf) in enumerate(zip(c, c_float, strict=True)):
+            self.matching_float(ci, cf, f"c_float[{i}]")
+        if c[0].sympy != 0:
+            raise self.fail("c[0] must be 0")
+        a = [
+            [
+                self.coefficient(entry, f"A[{i}][{j}]")
+                for j, entry in enumerate(self.list(row, f"A[{i}] (strictly lower triangular)", i))
+            ]
+            for i, row in enumerate(self.list(data["A"], "'A'", s))
+        ]
+        b = [self.coefficient(e, f"b[{i}]") for i, e in enumerate(self.list(data["b"], "'b'", s))]
+        b_embedded = None
+        if data.get("b_embedded") is not None:
+            raw = self.list(data["b_embedded"], "'b_embedded'", s)
+            b_embedded = [self.coefficient(e, f"b_embedded[{i}]") for i, e in enumerate(raw)]
+        startup = [
+            self.string(x, f"startup[{i}]")
+            for i, x in enumerate(self.list(data.get("startup", []), "'startup'", limit=MAX_STAGES))
+        ]
+        if any(not _NAME.match(x) for x in startup):
+            raise self.fail("startup entries must be tableau names ([a-z0-9_]+)")
+        history = [spec["name"] for spec in specs if spec["role"] == "history_node"]
+        if kind == "multistep":
+            if [sp.sstr(ci.sympy) for ci in c[1:]] != history:
+                raise self.fail(f"multistep nodes c[1:] must be the history parameters {history}")
+            if any(entry for row in a for entry in row):
+                raise self.fail("a multistep method has no internal stages: 'A' must be all zero")
+            if len(startup) != s - 1:
+                raise self.fail(f"a multistep method with {s} stages needs {s - 1} startup methods")
+        else:
+            if startup or history:
+                raise self.fail("'startup' and history nodes are only for multistep methods")
+            if any(ci.value <= 0 for ci in c[1:]):
+                raise self.fail("single-step nodes c[1:] must be > 0")
+        self.classical(data.get("classical"), s)
+        self.order(data.get("order"))
+        provenance = self.provenance(data.get("provenance"))
+        self.test_vectors(data.get("test_vectors"), s, b_embedded is not None)
+        title = self.string(data.get("title", name), "'title'")
+        self.consistency(specs, c, a, b, b_embedded, kind)
+
+        def entry(terms: list[tuple[_Expr, int, _Expr]]) -> sp.Expr:
+            return sp.Add(*(coef.sympy * phi(k, scale.sympy * Z) for coef, k, scale in terms))
+
+        matrix = [[sp.Integer(0)] * s for _ in range(s)]
+        for i, row in enumerate(a):
+            for j, terms in enumerate(row):
+                matrix[i][j] = entry(terms)
+        try:
+            return ExpTableau(
+                name,
+                title,
+                tuple(ci.sympy for ci in c),
+                tuple(map(tuple, matrix)),
+                tuple(entry(terms) for terms in b),
+                parameters=parameters,
+                kind=kind,
+                startup=tuple(startup),
+                source=provenance.get("source", ""),
+                derivation=provenance.get("derivation", ""),
+                b_embedded=None if b_embedded is None else tuple(entry(t) for t in b_embedded),
+            )
+        except TableauError as exc:
+            raise self.fail(str(exc)[:150]) from None
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise self.fail(
+                f"not a valid tableau ({type(exc).__name__}: {str(exc)[:80]})"
+            ) from None
+
+    def parameter(self, p: Any, i: int) -> dict[str, Any]:
+        where = f"parameters[{i}]"
+        p = self.object(p, where, ("name", "default"), _PARAMETER_KEYS)
+        name = p["name"]
+        if not isinstance(name, str) or not _PARAMETER_NAME.match(name) or name == "sqrt":
+            raise self.fail(f"{where}: 'name' must be an identifier, got {name!r:.40}")
+        role = p.get("role", "free")
+        if role not in ("free", "history_node"):
+            raise self.fail(f"{where}: 'role' must be 'free' or 'history_node', got {role!r:.40}")
+        none = frozenset()
+        return {
+            "name": name,
+            "default": self.expression(p["default"], f"{where}.default", none),
+            "lower": None if p.get("lower") is None else self.expression(p["lower"], where, none),
+            "upper": None if p.get("upper") is None else self.expression(p["upper"], where, none),
+            "lower_inclusive": self.boolean(
+                p.get("lower_inclusive", False), f"{where}.lower_inclusive"
+            ),
+            "upper_inclusive": self.boolean(
+                p.get("upper_inclusive", False), f"{where}.upper_inclusive"
+            ),
+            "description": self.string(p.get("description", ""), f"{where}.description"),
+            "role": role,
+        }
+
+    def coefficient(self, entry: Any, where: str) -> list[tuple[_Expr, int, _Expr]]:
+        terms = []
+        for n, t in enumerate(self.list(entry, where, limit=MAX_TERMS)):
+            at = f"{where}[{n}]"
+            t = self.object(t, at, _TERM_KEYS, ())
+            k = self.integer(t["k"], f"{at}: 'k'", 0, K_MAX)
+            coefficient = self.expression(t["coefficient"], f"{at}.coefficient")
+            scale = self.expression(t["scale"], f"{at}.scale")
+            self.matching_float(coefficient, t["coefficient_float"], f"{at}.coefficient_float")
+            self.matching_float(scale, t["scale_float"], f"{at}.scale_float")
+            terms.append((coefficient, k, scale))
+        return terms
+
+    def classical(self, classical: Any, s: int) -> None:
+        if classical is None:
+            return
+        classical = self.object(classical, "'classical'", ("c", "A", "b"), ())
+        for i, x in enumerate(self.list(classical["c"], "classical.c", s)):
+            self.expression(x, f"classical.c[{i}]")
+        for i, row in enumerate(self.list(classical["A"], "classical.A", s)):
+            for j, x in enumerate(self.list(row, f"classical.A[{i}]", s)):
+                self.expression(x, f"classical.A[{i}][{j}]")
+        for i, x in enumerate(self.list(classical["b"], "classical.b", s)):
+            self.expression(x, f"classical.b[{i}]")
+
+    def order(self, order: Any) -> None:
+        if order is None:
+            return
+        if not isinstance(order, dict):
+            raise self.fail(f"'order' must be an object, got {type(order).__name__}")
+        for key in ("stiff_order", "scalar_order", "classical_order", "checked_up_to"):
+            if order.get(key) is not None:
+                self.integer(order[key], f"order.{key}", 0, 1000)
+        if "conditions" in order:
+            self.list(order["conditions"], "order.conditions")
+
+    def provenance(self, provenance: Any) -> dict[str, str]:
+        if provenance is None:
+            return {}
+        keys = ("source", "generated_by", "derivation")
+        provenance = self.object(provenance, "'provenance'", (), keys)
+        return {key: self.string(value, f"provenance.{key}") for key, value in provenance.items()}
+
+    def test_vectors(self, vectors: Any, s: int, embedded: bool) -> None:
+        if vectors is None:
+            return
+        keys = ("Z", "parameters", "digits", "A", "b")
+        vectors = self.object(vectors, "'test_vectors'", keys, ("b_embedded",))
+        zs = self.list(vectors["Z"], "test_vectors.Z", limit=16)
+        for i, z in enumerate(zs):
+            self.decimal(z, f"test_vectors.Z[{i}]")
+        where = "test_vectors.parameters"
+        parameters = self.object(vectors["parameters"], where, (), tuple(self.names))
+        for key, value in parameters.items():
+            self.expression(value, f"{where}.{key}", frozenset())
+        self.integer(vectors["digits"], "test_vectors.digits", 1, 100)
+
+        def values(entry: Any, where: str) -> None:
+            for n, v in enumerate(self.list(entry, where, len(zs))):
+                self.decimal(v, f"{where}[{n}]")
+
+        for i, row in enumerate(self.list(vectors["A"], "test_vectors.A", s)):
+            for j, entry in enumerate(self.list(row, f"test_vectors.A[{i}]", i)):
+                values(entry, f"test_vectors.A[{i}][{j}]")
+        for i, entry in enumerate(self.list(vectors["b"], "test_vectors.b", s)):
+            values(entry, f"test_vectors.b[{i}]")
+        if ("b_embedded" in vectors) != embedded:
+            raise self.fail("test_vectors.b_embedded must be given exactly when b_embedded is")
+        if embedded:
+            rows = self.list(vectors["b_embedded"], "test_vectors.b_embedded", s)
+            for i, entry in enumerate(rows):
+                values(entry, f"test_vectors.b_embedded[{i}]")
+
+    def decimal(self, value: Any, where: str) -> None:
         if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id == "sqrt"
-            and len(node.args) == 1
-            and not node.keywords
+            not isinstance(value, str)
+            or not _DECIMAL.match(value)
+            or not math.isfinite(float(value))
         ):
-            return sp.sqrt(walk(node.args[0]))
-        raise TableauError(f"unsupported construct in expression {source!r}")
+            raise self.fail(f"{where} must be a finite decimal number string, got {value!r:.40}")
 
-    return walk(tree)
+    def consistency(self, specs, c, a, b, b_embedded, kind: str) -> None:
+        """``sum_i b_i = phi_1``, ``sum_j a_ij = c_i phi_1(c_i Z)`` (single-step), as identities
+        in ``Z`` on the term representation, at the points of ``consistency_points`` (the same
+        as ``res_torch.tableau.consistency_points``), to 40 digits."""
+        with mpmath.workdps(CONSISTENCY_DIGITS):
+            for n, point in enumerate(_consistency_points(specs)):
+                try:
+                    nodes = [_mp(ci.tree, point) for ci in c]
+                    one = mpmath.mpf(1)
+                    rules = [("sum_i b_i(Z) = phi_1(Z)", b, one, one)]
+                    if kind == "singlestep":
+                        rules += [
+                            (f"sum_j a_{i + 1}j(Z) = c_{i + 1} phi_1(c_{i + 1} Z)", row, ci, ci)
+                            for i, (row, ci) in enumerate(zip(a, nodes, strict=True))
+                        ]
+                    if b_embedded is not None:
+                        rules.append(
+                            ("sum_i b_embedded_i(Z) = phi_1(Z)", b_embedded, mpmath.mpf(1))
+                        )
+                    sums = [(rule, _term_sums(row, point, t, ts)) for rule, row, t, ts in rules]
+                except (ZeroDivisionError, ValueError):
+                    if n == 0:
+                        raise self.fail("coefficients undefined at the defaults") from None
+                    continue  # the family is singular at this sample point
+                for rule, groups in sums:
+                    for (k, scale), (total, size) in groups.items():
+                        if abs(total) > CONSISTENCY_TOLERANCE * size and total != 0:
+                            at = ", ".join(f"{k}={float(v):.4g}" for k, v in point.items())
+                            what = "constant part" if k < 0 else f"phi_{k}({float(scale):.6g} Z)"
+                            raise self.fail(
+                                f"inconsistent: {rule} fails"
+                                + (f" at {at}" if at else "")
+                                + f" ({what} off by {float(total):.3g})"
+                            )
+
+
+def _consistency_points(specs: list[dict[str, Any]]) -> list[dict[str, mpmath.mpf]]:
+    """The defaults and three points inside the intervals: fractions 0.29, 0.67, 0.83 of each
+    interval, rotated per parameter; an unbounded side counts as width 4."""
+    fractions = [mpmath.mpf("0.29"), mpmath.mpf("0.67"), mpmath.mpf("0.83")]
+    points = [{spec["name"]: _mp(spec["default"].tree, {}) for spec in specs}]
+    for m in range(len(fractions)):
+        point = {}
+        for index, spec in enumerate(specs):
+            lo = None if spec["lower"] is None else _mp(spec["lower"].tree, {})
+            hi = None if spec["upper"] is None else _mp(spec["upper"].tree, {})
+            lo = lo if lo is not None else (hi if hi is not None else 2) - 4
+            hi = hi if hi is not None else lo + 4
+            point[spec["name"]] = lo + (hi - lo) * fractions[(m + index) % len(fractions)]
+        points.append(point)
+    return points
+
+
+def _term_sums(
+    row: list, point: Mapping[str, mpmath.mpf], target: mpmath.mpf, target_scale: mpmath.mpf
+) -> dict[tuple[int, Any], tuple[mpmath.mpf, mpmath.mpf]]:
+    """``{(k, s): (sum of coefficients - right-hand side, sum of |coefficients|)}`` over all terms
+    of ``row``, minus ``target * phi_1(target_scale Z)``; ``k = -1`` collects the constant
+    (scale 0) terms as ``coefficient / k!``."""
+    terms = [(_mp(t[0].tree, point), t[1], _mp(t[2].tree, point)) for e in row for t in e]
+    terms.append((-target, 1, target_scale))
+    groups: dict[tuple[int, Any], tuple[mpmath.mpf, mpmath.mpf]] = {}
+    for k in sorted({k for _, k, _ in terms}):
+        representative = None
+        for s, coefficient in sorted(((s, c) for c, kk, s in terms if kk == k), key=lambda x: x[0]):
+            if abs(s) <= _ZERO_SCALE:
+                key, coefficient = (-1, 0), coefficient / math.factorial(k)
+            elif representative is not None and abs(s - representative) <= _SAME_SCALE * abs(s):
+                key = (k, representative)
+            else:
+                representative = s
+                key = (k, s)
+            total, size = groups.get(key, (mpmath.mpf(0), mpmath.mpf(0)))
+            groups[key] = (total + coefficient, size + abs(coefficient))
+    return groups
+
+
+def _check_depth(data: Any, origin: str) -> None:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise TableauError(f"{origin}: JSON nested deeper than {MAX_JSON_DEPTH}")
+        if isinstance(value, dict | list):
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
 
 
 def from_document(data: Any, origin: str = "<data>") -> ExpTableau:
-    """Build the :class:`ExpTableau` of a decoded ``res-tableau`` document."""
-
-    def fail(message: str) -> TableauError:
-        return TableauError(f"{origin}: {message}")
-
-    if not isinstance(data, dict) or data.get("format") != "res-tableau":
-        raise fail("not a res-tableau document (missing 'format': 'res-tableau')")
-    for key in ("name", "kind", "parameters", "c", "A", "b"):
-        if key not in data:
-            raise fail(f"missing key {key!r}")
-    try:
-        names = frozenset(p["name"] for p in data["parameters"])
-        params = tuple(
-            Parameter(
-                p["name"],
-                parse_expression(p["default"], frozenset()),
-                None if p.get("lower") is None else parse_expression(p["lower"], frozenset()),
-                None if p.get("upper") is None else parse_expression(p["upper"], frozenset()),
-                bool(p.get("lower_inclusive", False)),
-                bool(p.get("upper_inclusive", False)),
-                str(p.get("description", "")),
-                str(p.get("role", "free")),
-            )
-            for p in data["parameters"]
-        )
-
-        def entry(terms: Any) -> sp.Expr:
-            return sum(
-                (
-                    parse_expression(t["coefficient"], names)
-                    * phi(int(t["k"]), parse_expression(t["scale"], names) * Z)
-                    for t in terms
-                ),
-                sp.Integer(0),
-            )
-
-        c = tuple(parse_expression(x, names) for x in data["c"])
-        s = len(c)
-        A = [[sp.Integer(0)] * s for _ in range(s)]
-        for i, row in enumerate(data["A"]):
-            if len(row) != i:
-                raise fail(f"A[{i}] must have {i} entries (strictly lower triangular)")
-            for j, terms in enumerate(row):
-                A[i][j] = entry(terms)
-        b = tuple(entry(terms) for terms in data["b"])
-        provenance = data.get("provenance", {})
-        return ExpTableau(
-            data["name"],
-            str(data.get("title", data["name"])),
-            c,
-            tuple(map(tuple, A)),
-            b,
-            parameters=params,
-            kind=data["kind"],
-            startup=tuple(data.get("startup", ())),
-            source=str(provenance.get("source", "")),
-            derivation=str(provenance.get("derivation", "")),
-        )
-    except (KeyError, TypeError, IndexError) as exc:
-        raise fail(f"malformed document: {type(exc).__name__}: {exc}") from None
+    """Build the :class:`ExpTableau` of a decoded ``res-tableau`` document, validated fully."""
+    return _Reader(origin).document(data)
 
 
 def load(path: str | Path) -> ExpTableau:
-    """Read a ``res-tableau`` JSON file; raises :class:`TableauError` on malformed input."""
+    """Read a ``res-tableau`` JSON file; raises :class:`TableauError` on any malformed input."""
     path = Path(path)
-    if not path.is_file():
-        raise TableauError(f"no tableau file at {path}")
+    origin = str(path) if len(str(path)) <= 60 else "..." + str(path)[-60:]
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TableauError(f"{path}: not valid JSON ({exc})") from None
-    return from_document(data, origin=str(path))
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TableauError(f"no tableau file at {origin} ({exc.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise TableauError(f"{origin}: file larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TableauError(f"{origin}: not UTF-8 text (byte {exc.start})") from None
+
+    def refuse_constant(name: str) -> None:
+        raise TableauError(f"{origin}: not valid JSON ({name} is not a JSON number)")
+
+    try:
+        data = json.loads(text, parse_constant=refuse_constant)
+    except TableauError:
+        raise
+    except RecursionError:
+        raise TableauError(f"{origin}: JSON nested deeper than {MAX_JSON_DEPTH}") from None
+    except ValueError as exc:
+        raise TableauError(f"{origin}: not valid JSON ({str(exc)[:80]})") from None
+    return from_document(data, origin=origin)

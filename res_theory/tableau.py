@@ -165,6 +165,7 @@ class ExpTableau:
     startup: tuple[str, ...] = ()
     source: str = ""
     derivation: str = ""
+    b_embedded: tuple[sp.Expr, ...] | None = None
     _report_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "NFEBudgetError",
     "NoiseError",
     "NonFiniteSampleError",
+    "PhiError",
     "ResError",
     "ScheduleError",
     "SigmasError",
@@ -46,6 +47,10 @@ class TableauError(ResError):
 
 class ExpressionError(TableauError):
     """An expression string is not in the res-tableau grammar or names an unknown parameter."""
+
+
+class PhiError(ResError):
+    """A phi function asked for with an index outside ``0 <= k <= K_MAX``."""
 
 
 class UnknownMethodError(ResError):

@@ -1,49 +1,249 @@
-"""Safe evaluation of the arithmetic expressions used in ``res-tableau`` files.
+"""Safe, bounded evaluation of the arithmetic expressions used in ``res-tableau`` files.
 
-Grammar (``docs/tableau_format.md``)::
+Grammar (``docs/tableau_format.md``; ``^`` and ``**`` are the same operator)::
 
-    expr   := term (('+' | '-') term)*
-    term   := factor (('*' | '/') factor)*
-    factor := ('+' | '-') factor | atom ('**' factor)?
-    atom   := INTEGER | DECIMAL | NAME | 'sqrt' '(' expr ')' | '(' expr ')'
+    expr     := term (('+' | '-') term)*
+    term     := factor (('*' | '/') factor)*
+    factor   := ('+' | '-') factor | power
+    power    := atom (('^' | '**') exponent)?
+    exponent := INTEGER | ('+' | '-') INTEGER | '(' ('+' | '-')? INTEGER ')'
+    atom     := INTEGER | DECIMAL | NAME | 'sqrt' '(' expr ')' | '(' expr ')'
 
-Expressions are parsed with :mod:`ast` and only the nodes of this grammar are accepted, so a file
-can never execute code. A compiled :class:`Expression` evaluates on Python floats, NumPy arrays or
-torch tensors alike (``sqrt`` dispatches on the argument's type).
+A hand-written recursive-descent parser (no Python grammar, no ``eval``) builds a small tree, so a
+file can never execute code, and every expression is bounded: at most
+:data:`MAX_EXPRESSION_LENGTH` characters, :data:`MAX_NESTING` nested parentheses / signs /
+``sqrt``, an exponent whose product with the exponents it is nested in is at most
+:data:`MAX_EXPONENT` in absolute value (``9^9^9`` is refused at once), and at most
+:data:`MAX_EXPANDED_SIZE` terms when multiplied out. Literals are read as
+float64 and must be finite (``1e400`` is refused). A compiled :class:`Expression` evaluates on
+Python floats, NumPy arrays or torch tensors alike (``sqrt`` dispatches on the argument's type).
+
+>>> Expression.parse("-1/(2*c2)")({"c2": 0.25})
+-2.0
+>>> Expression.parse("c3^2/c2")({"c2": 0.5, "c3": 1.5}), Expression.parse("c3**2/c2").tree
+(4.5, ('product', (('*', ('^', ('name', 'c3'), 2)), ('/', ('name', 'c2')))))
 """
 
 from __future__ import annotations
 
-import ast
 import math
-import operator
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from res_torch.errors import ExpressionError
 
-__all__ = ["Expression", "ExpressionError"]
+__all__ = [
+    "MAX_EXPANDED_SIZE",
+    "MAX_EXPONENT",
+    "MAX_EXPRESSION_LENGTH",
+    "MAX_NESTING",
+    "Expression",
+    "ExpressionError",
+]
+
+MAX_EXPRESSION_LENGTH = 1000
+"""Longest expression string accepted (characters)."""
+MAX_NESTING = 32
+"""Deepest nesting of parentheses, unary signs and ``sqrt`` accepted."""
+MAX_EXPONENT = 64
+"""Largest ``|n|`` of a power, counting the exponents it is nested in (``(x^8)^8`` has 64)."""
+MAX_EXPANDED_SIZE = 256
+"""Largest number of terms the fully expanded expression may have, bounded from the tree (a sum
+adds, a product or quotient multiplies, ``x^n`` raises to ``|n|``): keeps symbolic readers fast."""
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>\*\*|[-+*/^()]))"
+)
+
+Node = tuple
+"""A parse tree node: ``("num", value, text)``, ``("name", id)``, ``("neg", x)``, ``("sqrt", x)``,
+``("^", base, n)`` with an int ``n``, ``("sum", ((op, x), ...))`` with ``op`` in ``+ -`` and
+``("product", ((op, x), ...))`` with ``op`` in ``* /`` (the first ``op`` is ``+`` / ``*``); sums and
+products are flat, so the tree is only as deep as the nesting."""
 
 
+def _short(source: str, limit: int = 40) -> str:
+    return repr(source if len(source) <= limit else source[:limit] + "...")
 
-_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.Pow: operator.pow,
-}
-_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
-    ast.UAdd: operator.pos,
-    ast.USub: operator.neg,
-}
+
+def tokenize(source: str) -> list[tuple[str, str]]:
+    """``[(kind, text), ...]`` with kind ``number``, ``name`` or ``op`` (``**`` becomes ``^``)."""
+    tokens, position, end = [], 0, len(source.rstrip())
+    while position < end:
+        match = _TOKEN.match(source, position)
+        if match is None or match.end() == position:
+            raise ExpressionError(
+                f"unsupported construct: {source[position]!r} at {position} in {_short(source)}"
+            )
+        kind = match.lastgroup
+        assert kind is not None
+        text = match.group(kind)
+        tokens.append((kind, "^" if text == "**" else text))
+        position = match.end()
+    return tokens
+
+
+class _Parser:
+    """Recursive descent over the tokens; each rule returns ``(node, exponent product, expanded
+    size bound)``."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.tokens = tokenize(source)
+        self.position = 0
+        self.depth = 0
+        self.names: set[str] = set()
+
+    def fail(self, message: str) -> ExpressionError:
+        return ExpressionError(f"{message} in {_short(self.source)}")
+
+    def peek(self) -> str | None:
+        return self.tokens[self.position][1] if self.position < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        if self.position >= len(self.tokens):
+            raise self.fail("unexpected end")
+        token = self.tokens[self.position]
+        self.position += 1
+        return token
+
+    def expect(self, text: str) -> None:
+        if self.take()[1] != text:
+            raise self.fail(f"expected {text!r}")
+
+    def nested(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(f"nesting deeper than {MAX_NESTING}")
+
+    def parse(self) -> Node:
+        node = self.expr()[0]
+        if self.position != len(self.tokens):
+            raise self.fail(f"unsupported construct at {self.tokens[self.position][1]!r}")
+        return node
+
+    def sized(self, node: Node, power: int, size: int) -> tuple[Node, int, int]:
+        if size > MAX_EXPANDED_SIZE:
+            raise self.fail(f"expanded form beyond {MAX_EXPANDED_SIZE} terms")
+        return node, power, size
+
+    def expr(self) -> tuple[Node, int, int]:
+        node, power, size = self.term()
+        parts = [("+", node)]
+        while self.peek() in ("+", "-"):
+            op = self.take()[1]
+            node, right_power, right_size = self.term()
+            parts.append((op, node))
+            power, size = max(power, right_power), size + right_size
+        return self.sized(parts[0][1] if len(parts) == 1 else ("sum", tuple(parts)), power, size)
+
+    def term(self) -> tuple[Node, int, int]:
+        node, power, size = self.factor()
+        parts = [("*", node)]
+        while self.peek() in ("*", "/"):
+            op = self.take()[1]
+            node, right_power, right_size = self.factor()
+            parts.append((op, node))
+            power, size = max(power, right_power), size * right_size
+        return self.sized(
+            parts[0][1] if len(parts) == 1 else ("product", tuple(parts)), power, size
+        )
+
+    def factor(self) -> tuple[Node, int, int]:
+        if self.peek() in ("+", "-"):
+            self.nested()
+            sign = self.take()[1]
+            node, power, size = self.factor()
+            self.depth -= 1
+            return (node if sign == "+" else ("neg", node)), power, size
+        return self.power()
+
+    def power(self) -> tuple[Node, int, int]:
+        base, power, size = self.atom()
+        if self.peek() != "^":
+            return base, power, size
+        self.take()
+        n = self.exponent()
+        power = abs(n) * max(power, 1)
+        if power > MAX_EXPONENT:
+            raise self.fail(f"exponent beyond {MAX_EXPONENT} (nested powers multiply)")
+        if self.peek() == "^":
+            raise self.fail("chained powers (9^9^9) are not allowed: an exponent is an integer")
+        return self.sized(("^", base, n), power, size ** abs(n))
+
+    def exponent(self) -> int:
+        parenthesised = self.peek() == "("
+        if parenthesised:
+            self.take()
+        sign = self.take()[1] if self.peek() in ("+", "-") else "+"
+        kind, text = self.take()
+        if kind != "number" or not text.isdigit():
+            raise self.fail("an exponent must be an integer literal")
+        if parenthesised:
+            self.expect(")")
+        n = int(text) if len(text) <= 4 else MAX_EXPONENT + 1
+        return -n if sign == "-" else n
+
+    def atom(self) -> tuple[Node, int, int]:
+        kind, text = self.take()
+        if kind == "number":
+            value = float(text)
+            if not math.isfinite(value):
+                raise self.fail(f"literal {text[:20]} is not a finite float64")
+            return ("num", value, text), 0, 1
+        if kind == "name" and text == "sqrt":
+            self.expect("(")
+            self.nested()
+            node, power, size = self.expr()
+            self.depth -= 1
+            self.expect(")")
+            return ("sqrt", node), power, size
+        if kind == "name":
+            self.names.add(text)
+            return ("name", text), 0, 1
+        if text == "(":
+            self.nested()
+            node, power, size = self.expr()
+            self.depth -= 1
+            self.expect(")")
+            return node, power, size
+        raise self.fail(f"unsupported construct at {text!r}")
 
 
 def _sqrt(x: Any) -> Any:
-    return (
-        math.sqrt(x) if isinstance(x, int | float) else x.sqrt() if hasattr(x, "sqrt") else x**0.5
-    )
+    if isinstance(x, int | float):
+        return math.sqrt(x)
+    return x.sqrt() if hasattr(x, "sqrt") else x**0.5
+
+
+def _evaluate(node: Node, values: Mapping[str, Any]) -> Any:
+    op = node[0]
+    if op == "num":
+        return node[1]
+    if op == "name":
+        return values[node[1]]
+    if op == "neg":
+        return -_evaluate(node[1], values)
+    if op == "sqrt":
+        return _sqrt(_evaluate(node[1], values))
+    if op == "^":
+        return _evaluate(node[1], values) ** node[2]
+    (_, first), *rest = node[1]
+    total = _evaluate(first, values)
+    for part_op, part in rest:
+        value = _evaluate(part, values)
+        if part_op == "+":
+            total = total + value
+        elif part_op == "-":
+            total = total - value
+        elif part_op == "*":
+            total = total * value
+        else:
+            total = total / value
+    return total
 
 
 @dataclass(frozen=True)
@@ -52,70 +252,46 @@ class Expression:
 
     source: str
     names: frozenset[str]
-    _tree: ast.expr = field(repr=False, compare=False)
+    tree: Node = field(repr=False, compare=False)
 
     @classmethod
-    def parse(cls, source: str, allowed_names: frozenset[str] | None = None) -> Expression:
-        """Parse ``source``; raise :class:`ExpressionError` if it leaves the grammar."""
+    def parse(cls, source: Any, allowed_names: frozenset[str] | None = None) -> Expression:
+        """Parse ``source``; raise :class:`ExpressionError` if it leaves the grammar or a bound."""
         if not isinstance(source, str) or not source.strip():
-            raise ExpressionError(f"expected a non-empty expression string, got {source!r}")
-        try:
-            tree = ast.parse(source.strip(), mode="eval").body
-        except SyntaxError as exc:
-            raise ExpressionError(f"cannot parse expression {source!r}: {exc.msg}") from None
-        names: set[str] = set()
-        _validate(tree, source, names)
+            raise ExpressionError(f"expected a non-empty expression string, got {source!r:.40}")
+        if len(source) > MAX_EXPRESSION_LENGTH:
+            raise ExpressionError(
+                f"expression longer than {MAX_EXPRESSION_LENGTH} characters: {_short(source)}"
+            )
+        parser = _Parser(source)
+        tree = parser.parse()
+        names = frozenset(parser.names)
         if allowed_names is not None and not names <= allowed_names:
             unknown = ", ".join(sorted(names - allowed_names))
-            raise ExpressionError(f"expression {source!r} uses unknown parameter(s): {unknown}")
-        return cls(source, frozenset(names), tree)
+            raise ExpressionError(f"{_short(source)} uses unknown parameter(s): {unknown:.60}")
+        return cls(source, names, tree)
 
     def __call__(self, values: Mapping[str, Any] | None = None) -> Any:
-        """Evaluate with ``values`` for the parameters (floats, arrays or tensors)."""
+        """Evaluate with ``values`` for the parameters (floats, arrays or tensors).
+
+        With float values the result is a finite float or :class:`ExpressionError` (division by
+        zero, overflow, square root of a negative number); arrays and tensors follow their own
+        IEEE rules.
+        """
         values = values or {}
         missing = self.names - values.keys()
         if missing:
             raise ExpressionError(
-                f"expression {self.source!r} needs a value for: {', '.join(sorted(missing))}"
+                f"{_short(self.source)} needs a value for: {', '.join(sorted(missing))}"
             )
-        return _evaluate(self._tree, values)
+        try:
+            result = _evaluate(self.tree, values)
+        except (ZeroDivisionError, OverflowError, ValueError) as exc:
+            raise ExpressionError(f"{_short(self.source)} is undefined here ({exc})") from None
+        if isinstance(result, float) and not math.isfinite(result):
+            raise ExpressionError(f"{_short(self.source)} is not finite here ({result})")
+        return result
 
     @property
     def is_constant(self) -> bool:
         return not self.names
-
-
-def _validate(node: ast.expr, source: str, names: set[str]) -> None:
-    if isinstance(node, ast.Constant):
-        if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-            raise ExpressionError(f"only numeric literals are allowed in {source!r}")
-    elif isinstance(node, ast.Name):
-        names.add(node.id)
-    elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        _validate(node.left, source, names)
-        _validate(node.right, source, names)
-    elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        _validate(node.operand, source, names)
-    elif (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "sqrt"
-        and len(node.args) == 1
-        and not node.keywords
-    ):
-        _validate(node.args[0], source, names)
-    else:
-        raise ExpressionError(f"unsupported construct {ast.dump(node)[:40]}... in {source!r}")
-
-
-def _evaluate(node: ast.expr, values: Mapping[str, Any]) -> Any:
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        return values[node.id]
-    if isinstance(node, ast.BinOp):
-        return _BINARY[type(node.op)](_evaluate(node.left, values), _evaluate(node.right, values))
-    if isinstance(node, ast.UnaryOp):
-        return _UNARY[type(node.op)](_evaluate(node.operand, values))
-    assert isinstance(node, ast.Call)
-    return _sqrt(_evaluate(node.args[0], values))

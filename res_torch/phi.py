@@ -26,7 +26,14 @@ import math
 
 import torch
 
-__all__ = ["phi", "series_terms", "switch_point"]
+from res_torch.errors import PhiError
+
+__all__ = ["K_MAX", "PhiError", "phi", "series_terms", "switch_point"]
+
+K_MAX = 20
+"""Largest phi index ``k`` accepted (tableau files: ``docs/tableau_format.md``). The series and
+the recurrence stay accurate and cheap up to here (``tests/torch/test_tableau_validation.py``);
+the methods in use need ``k <= 5``."""
 
 
 def switch_point(k: int, sign: int) -> float:
@@ -93,8 +100,8 @@ def phi(k: int, z: torch.Tensor | float) -> torch.Tensor:
     rounded up to the float64 error (a few float64 ulp). Differentiable; the gradient at
     ``z = 0`` is ``phi_{k+1}(0) = 1/(k+1)!``. ``phi_k(z)`` is infinite for ``z`` above ~709.
     """
-    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-        raise ValueError(f"phi_k needs an integer k >= 0, got {k!r}")
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= K_MAX:
+        raise PhiError(f"phi_k needs an integer k >= 0 and <= {K_MAX}, got {k!r:.40}")
     if not torch.is_tensor(z):
         z = torch.as_tensor(z, dtype=torch.float64)
     dtype = z.dtype if z.is_floating_point() else torch.float64

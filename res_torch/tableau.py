@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,14 +29,24 @@ import torch
 
 from res_torch.errors import TableauError
 from res_torch.expression import Expression, ExpressionError
-from res_torch.phi import phi
+from res_torch.phi import K_MAX, phi
 
 __all__ = [
+    "CONSISTENCY_TOLERANCE",
+    "MAX_FILE_BYTES",
+    "MAX_JSON_DEPTH",
+    "MAX_PARAMETERS",
+    "MAX_STAGES",
+    "MAX_TERMS",
     "Parameter",
     "PhiTerm",
     "Tableau",
     "TableauError",
     "available_tableaux",
+    "check_consistency",
+    "consistency_points",
+    "decode_document",
+    "is_path",
     "load_tableau",
     "parse_tableau",
 ]
@@ -43,6 +55,18 @@ FORMAT = "res-tableau"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^[a-z0-9_]+$")
 
+MAX_FILE_BYTES = 1_000_000
+"""Largest tableau file read (bytes)."""
+MAX_JSON_DEPTH = 16
+"""Deepest nesting of JSON arrays/objects in a file (the format needs 6)."""
+MAX_STAGES = 32
+"""Most stages of a method."""
+MAX_TERMS = 64
+"""Most phi terms of one coefficient."""
+MAX_PARAMETERS = 16
+"""Most parameters of a family."""
+CONSISTENCY_TOLERANCE = 1e-12
+"""Relative tolerance of the consistency sums in float64 (:func:`check_consistency`)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +138,8 @@ class Tableau:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     folder: Path | None = None
     """The folder of the file this tableau was read from (``None`` for a shipped one)."""
+    b_embedded: tuple[Coefficient, ...] | None = None
+    """Weights of an embedded lower-order estimate on the same stages (same form as ``b``)."""
 
     @property
     def stages(self) -> int:
@@ -229,181 +255,496 @@ def available_tableaux() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def load_tableau(name_or_path: str | Path) -> Tableau:
-    """Load a shipped tableau by name (``"res_2s"``) or any ``res-tableau`` file by path."""
-    path = Path(name_or_path)
-    folder = None
-    if path.suffix == ".json" or path.exists():
-        folder = path.resolve().parent
-        if not path.is_file():
-            raise TableauError(f"no tableau file at {path}")
-        text = path.read_text()
-    else:
+def is_path(name_or_path: Any) -> bool:
+    """Whether ``name_or_path`` names a file rather than a shipped tableau: a path object, or a
+    string that contains a path separator or ends in ``.json``. Bare names never read files, so
+    the working directory cannot shadow a shipped tableau.
+
+    >>> is_path("res_2s"), is_path("res_2s.json"), is_path("./res_2s")
+    (False, True, True)
+    """
+    if isinstance(name_or_path, os.PathLike):
+        return True
+    separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return isinstance(name_or_path, str) and (
+        name_or_path.endswith(".json") or any(sep in name_or_path for sep in separators)
+    )
+
+
+def load_tableau(name_or_path: str | os.PathLike) -> Tableau:
+    """Load a shipped tableau by name (``"res_2s"``) or a ``res-tableau`` file by explicit path
+    (see :func:`is_path`); the file is validated fully (:func:`parse_tableau`)."""
+    if is_path(name_or_path):
+        path = Path(name_or_path)
+        origin = _clip(str(path))
+        try:
+            with path.open("rb") as file:
+                raw = file.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise TableauError(f"no tableau file at {origin} ({exc.strerror})") from None
+        folder: Path | None = path.resolve().parent
+    elif isinstance(name_or_path, str) and _NAME.match(name_or_path):
+        origin, folder = name_or_path, None
         resource = resources.files("res_torch") / "tableaux" / f"{name_or_path}.json"
         if not resource.is_file():
             raise TableauError(
                 f"unknown tableau {name_or_path!r}; available: {', '.join(available_tableaux())}"
             )
-        text = resource.read_text()
+        raw = resource.read_bytes()
+    else:
+        raise TableauError(
+            f"expected a shipped tableau name ([a-z0-9_]+) or a path to a .json file, "
+            f"got {name_or_path!r:.60}"
+        )
+    return dataclasses.replace(parse_tableau(decode_document(raw, origin), origin), folder=folder)
+
+
+def decode_document(raw: bytes, origin: str = "<data>") -> Any:
+    """The JSON value of a file's bytes: at most :data:`MAX_FILE_BYTES`, UTF-8, standard JSON
+    (no ``NaN``/``Infinity``), nested at most :data:`MAX_JSON_DEPTH` deep; else
+    :class:`TableauError`."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise TableauError(f"{origin}: file larger than {MAX_FILE_BYTES} bytes")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TableauError(f"{name_or_path}: not valid JSON ({exc})") from None
-    return dataclasses.replace(parse_tableau(data, origin=str(name_or_path)), folder=folder)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TableauError(f"{origin}: not UTF-8 text (byte {exc.start})") from None
+
+    def refuse_constant(name: str) -> None:
+        raise TableauError(f"{origin}: not valid JSON ({name} is not a JSON number)")
+
+    try:
+        data = json.loads(text, parse_constant=refuse_constant)
+    except TableauError:
+        raise
+    except RecursionError:
+        raise TableauError(f"{origin}: JSON nested deeper than {MAX_JSON_DEPTH}") from None
+    except ValueError as exc:
+        raise TableauError(f"{origin}: not valid JSON ({str(exc)[:80]})") from None
+    _check_depth(data, origin)
+    return data
+
+
+def _check_depth(data: Any, origin: str) -> None:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise TableauError(f"{origin}: JSON nested deeper than {MAX_JSON_DEPTH}")
+        if isinstance(value, dict | list):
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else "..." + text[-limit:]
 
 
 def parse_tableau(data: Any, origin: str = "<data>") -> Tableau:
-    """Validate a decoded ``res-tableau`` document and build the :class:`Tableau`."""
+    """Validate a decoded ``res-tableau`` document and build the :class:`Tableau`.
 
-    def fail(message: str) -> TableauError:
-        return TableauError(f"{origin}: {message}")
+    Checks every key's type and bounds (``docs/tableau_format.md``, ``schema/``), that each
+    ``*_float`` value agrees with its expression, and the consistency sums (see
+    :func:`check_consistency`). Every failure is a :class:`TableauError` with a short message.
+    """
+    return _Reader(_clip(origin)).tableau(data)
 
-    if not isinstance(data, dict):
-        raise fail("top level must be a JSON object")
-    if data.get("format") != FORMAT:
-        raise fail(f"'format' must be {FORMAT!r}, got {data.get('format')!r}")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise fail(f"unsupported format_version {data.get('format_version')!r}")
-    for key in ("name", "kind", "stages", "parameters", "c", "c_float", "A", "b"):
-        if key not in data:
-            raise fail(f"missing key {key!r}")
-    name = data["name"]
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise fail(f"'name' must match [a-z0-9_]+, got {name!r}")
-    kind = data["kind"]
-    if kind not in ("singlestep", "multistep"):
-        raise fail(f"'kind' must be 'singlestep' or 'multistep', got {kind!r}")
-    s = data["stages"]
-    if not isinstance(s, int) or isinstance(s, bool) or s < 1:
-        raise fail(f"'stages' must be a positive integer, got {s!r}")
 
-    parameters = tuple(
-        _parse_parameter(p, fail) for p in _list(data["parameters"], "parameters", fail)
-    )
-    names = frozenset(p.name for p in parameters)
-    if len(names) != len(parameters):
-        raise fail("duplicate parameter names")
-    defaults: dict[str, float] = {}
-    for p in parameters:
-        defaults[p.name] = float(p.default())
+class _Reader:
+    """The checks of :func:`parse_tableau`, each failure prefixed with the file's name."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.names: frozenset[str] = frozenset()
+        self.defaults: dict[str, float] = {}
+
+    def fail(self, message: str) -> TableauError:
+        return TableauError(f"{self.origin}: {message}")
+
+    # -- typed values --------------------------------------------------------------------------
+    def object(self, value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...]):
+        if not isinstance(value, dict):
+            raise self.fail(f"{where} must be an object, got {type(value).__name__}")
+        for key in required:
+            if key not in value:
+                raise self.fail(f"{where}: missing key {key!r}")
+        unknown = set(value) - set(required) - set(optional)
+        if unknown:
+            raise self.fail(f"{where}: unknown key(s) {sorted(map(str, unknown))}"[:160])
+        return value
+
+    def list(self, value: Any, where: str, length: int | None = None, limit: int = 0) -> list:
+        if not isinstance(value, list):
+            raise self.fail(f"{where} must be a list, got {type(value).__name__}")
+        if length is not None and len(value) != length:
+            raise self.fail(f"{where} must have {length} entries, got {len(value)}")
+        if limit and len(value) > limit:
+            raise self.fail(f"{where} has more than {limit} entries")
+        return value
+
+    def integer(self, value: Any, where: str, lo: int, hi: int) -> int:
+        if type(value) is not int or not lo <= value <= hi:
+            raise self.fail(f"{where} must be an integer in [{lo}, {hi}], got {value!r:.40}")
+        return value
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(f"{where} must be a string, got {type(value).__name__}")
+        return value
+
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(f"{where} must be true or false, got {value!r:.40}")
+        return value
+
+    def number(self, value: Any, where: str) -> float:
+        if type(value) in (int, float) and abs(value) <= _FLOAT_MAX:  # False for NaN
+            return float(value)
+        raise self.fail(f"{where} must be a finite number, got {str(value)[:40]}")
+
+    def expression(self, source: Any, where: str, names: frozenset[str] | None = None):
         try:
-            p.check(defaults[p.name])
-        except TableauError as exc:
-            raise fail(f"default outside its interval: {exc}") from None
-
-    def expression(source: Any, where: str) -> Expression:
-        try:
-            return Expression.parse(source, names)
+            expression = Expression.parse(source, self.names if names is None else names)
+            expression(self.defaults)  # finite and real at the defaults, else ExpressionError
         except ExpressionError as exc:
-            raise fail(f"{where}: {exc}") from None
+            raise self.fail(f"{where}: {exc}") from None
+        return expression
 
-    def check_float(expr: Expression, value: Any, where: str) -> None:
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise fail(f"{where}: float value missing or not a number ({value!r})")
-        exact = float(expr(defaults))
+    def matching_float(self, expression: Expression, value: Any, where: str) -> None:
+        value = self.number(value, where)
+        exact = float(expression(self.defaults))
         if not math.isclose(exact, value, rel_tol=1e-12, abs_tol=1e-14):
-            raise fail(
-                f"{where}: float {value!r} disagrees with expression {expr.source!r} = {exact!r}"
-            )
+            raise self.fail(f"{where}: float {value!r} disagrees with {expression.source!r:.40}")
 
-    def term(t: Any, where: str) -> PhiTerm:
-        if not isinstance(t, dict):
-            raise fail(f"{where}: a term must be an object")
-        for key in ("coefficient", "coefficient_float", "k", "scale", "scale_float"):
-            if key not in t:
-                raise fail(f"{where}: term is missing {key!r}")
-        k = t["k"]
-        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-            raise fail(f"{where}: 'k' must be an integer >= 0, got {k!r}")
-        coefficient = expression(t["coefficient"], where)
-        scale = expression(t["scale"], where)
-        check_float(coefficient, t["coefficient_float"], f"{where} coefficient")
-        check_float(scale, t["scale_float"], f"{where} scale")
+    # -- the document --------------------------------------------------------------------------
+    def tableau(self, data: Any) -> Tableau:
+        _check_depth(data, self.origin)
+        if not isinstance(data, dict) or data.get("format") != "res-tableau":
+            raise self.fail("not a res-tableau document ('format' must be 'res-tableau')")
+        data = self.object(data, "the document", _REQUIRED_KEYS, _OPTIONAL_KEYS)
+        if type(data["format_version"]) is not int or data["format_version"] != FORMAT_VERSION:
+            raise self.fail(f"unsupported format_version {data['format_version']!r:.20}")
+        name = data["name"]
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise self.fail(f"'name' must match [a-z0-9_]+, got {name!r:.40}")
+        kind = data["kind"]
+        if kind not in ("singlestep", "multistep"):
+            raise self.fail(f"'kind' must be 'singlestep' or 'multistep', got {kind!r:.40}")
+        s = self.integer(data["stages"], "'stages'", 1, MAX_STAGES)
+
+        raw_parameters = self.list(data["parameters"], "'parameters'", limit=MAX_PARAMETERS)
+        parameters = tuple(self.parameter(p, i) for i, p in enumerate(raw_parameters))
+        self.names = frozenset(p.name for p in parameters)
+        if len(self.names) != len(parameters):
+            raise self.fail("duplicate parameter names")
+        for p in parameters:
+            try:
+                self.defaults[p.name] = float(p.default())
+                p.check(self.defaults[p.name])
+            except TableauError as exc:
+                raise self.fail(f"default outside its interval: {exc}") from None
+
+        c_float = self.list(data["c_float"], "'c_float'", s)
+        c = tuple(
+            self.expression(ci, f"c[{i}]") for i, ci in enumerate(self.list(data["c"], "'c'", s))
+        )
+        for i, (ci, cf) in enumerate(zip(c, c_float, strict=True)):
+            self.matching_float(ci, cf, f"c_float[{i}]")
+        if not c[0].is_constant or float(c[0]()) != 0.0:
+            raise self.fail("c[0] must be 0")
+
+        a_rows = self.list(data["A"], "'A'", s)
+        a = tuple(
+            tuple(
+                self.coefficient(entry, f"A[{i}][{j}]")
+                for j, entry in enumerate(self.list(row, f"A[{i}] (strictly lower triangular)", i))
+            )
+            for i, row in enumerate(a_rows)
+        )
+        b = tuple(
+            self.coefficient(e, f"b[{i}]") for i, e in enumerate(self.list(data["b"], "'b'", s))
+        )
+        b_embedded = None
+        if data.get("b_embedded") is not None:
+            raw = self.list(data["b_embedded"], "'b_embedded'", s)
+            b_embedded = tuple(self.coefficient(e, f"b_embedded[{i}]") for i, e in enumerate(raw))
+
+        startup = tuple(
+            self.string(x, f"startup[{i}]")
+            for i, x in enumerate(self.list(data.get("startup", []), "'startup'", limit=MAX_STAGES))
+        )
+        if any(not _NAME.match(x) for x in startup):
+            raise self.fail("startup entries must be tableau names ([a-z0-9_]+)")
+        if kind == "multistep":
+            history = [p.name for p in parameters if p.role == "history_node"]
+            if [ci.source.strip() for ci in c[1:]] != history:
+                raise self.fail(f"multistep nodes c[1:] must be the history parameters {history}")
+            if any(entry for row in a for entry in row):
+                raise self.fail("a multistep method has no internal stages: 'A' must be all zero")
+            if len(startup) != s - 1:
+                raise self.fail(f"a multistep method with {s} stages needs {s - 1} startup methods")
+        else:
+            if startup or any(p.role == "history_node" for p in parameters):
+                raise self.fail("'startup' and history nodes are only for multistep methods")
+            if any(float(ci(self.defaults)) <= 0 for ci in c[1:]):
+                raise self.fail("single-step nodes c[1:] must be > 0")
+
+        self.classical(data.get("classical"), s)
+        order = self.order(data.get("order"))
+        provenance = self.provenance(data.get("provenance"))
+        self.test_vectors(data.get("test_vectors"), s, b_embedded is not None)
+        title = self.string(data.get("title", name), "'title'")
+        tableau = Tableau(
+            name=name,
+            title=title,
+            kind=kind,
+            c=c,
+            a=a,
+            b=b,
+            parameters=parameters,
+            startup=startup,
+            stiff_order=order.get("stiff_order"),
+            classical_order=order.get("classical_order"),
+            provenance=provenance,
+            b_embedded=b_embedded,
+        )
+        try:
+            check_consistency(tableau)
+        except TableauError as exc:
+            raise self.fail(str(exc)) from None
+        return tableau
+
+    def parameter(self, p: Any, i: int) -> Parameter:
+        where = f"parameters[{i}]"
+        p = self.object(p, where, ("name", "default"), _PARAMETER_KEYS)
+        name = p["name"]
+        if not isinstance(name, str) or not _PARAMETER_NAME.match(name) or name == "sqrt":
+            raise self.fail(f"{where}: 'name' must be an identifier, got {name!r:.40}")
+        role = p.get("role", "free")
+        if role not in ("free", "history_node"):
+            raise self.fail(f"{where}: 'role' must be 'free' or 'history_node', got {role!r:.40}")
+
+        def bound(key: str) -> Expression | None:
+            value = p.get(key)
+            return None if value is None else self.expression(value, f"{where}.{key}", frozenset())
+
+        parameter = Parameter(
+            name=name,
+            default=self.expression(p["default"], f"{where}.default", frozenset()),
+            lower=bound("lower"),
+            upper=bound("upper"),
+            lower_inclusive=self.boolean(
+                p.get("lower_inclusive", False), f"{where}.lower_inclusive"
+            ),
+            upper_inclusive=self.boolean(
+                p.get("upper_inclusive", False), f"{where}.upper_inclusive"
+            ),
+            description=self.string(p.get("description", ""), f"{where}.description"),
+            role=role,
+        )
+        return parameter
+
+    def term(self, t: Any, where: str) -> PhiTerm:
+        t = self.object(t, where, _TERM_KEYS, ())
+        k = self.integer(t["k"], f"{where}: 'k'", 0, K_MAX)
+        coefficient = self.expression(t["coefficient"], f"{where}.coefficient")
+        scale = self.expression(t["scale"], f"{where}.scale")
+        self.matching_float(coefficient, t["coefficient_float"], f"{where}.coefficient_float")
+        self.matching_float(scale, t["scale_float"], f"{where}.scale_float")
         return PhiTerm(coefficient, k, scale)
 
-    def coefficient(entry: Any, where: str) -> Coefficient:
-        return tuple(term(t, where) for t in _list(entry, where, fail))
+    def coefficient(self, entry: Any, where: str) -> Coefficient:
+        entry = self.list(entry, where, limit=MAX_TERMS)
+        return tuple(self.term(t, f"{where}[{n}]") for n, t in enumerate(entry))
 
-    c_src, c_float = _list(data["c"], "c", fail), _list(data["c_float"], "c_float", fail)
-    if len(c_src) != s or len(c_float) != s:
-        raise fail(
-            f"'c' and 'c_float' must have {s} entries (stages), got {len(c_src)}, {len(c_float)}"
+    def classical(self, classical: Any, s: int) -> None:
+        if classical is None:
+            return
+        classical = self.object(classical, "'classical'", ("c", "A", "b"), ())
+        for i, x in enumerate(self.list(classical["c"], "classical.c", s)):
+            self.expression(x, f"classical.c[{i}]")
+        for i, row in enumerate(self.list(classical["A"], "classical.A", s)):
+            for j, x in enumerate(self.list(row, f"classical.A[{i}]", s)):
+                self.expression(x, f"classical.A[{i}][{j}]")
+        for i, x in enumerate(self.list(classical["b"], "classical.b", s)):
+            self.expression(x, f"classical.b[{i}]")
+
+    def order(self, order: Any) -> dict[str, Any]:
+        if order is None:
+            return {}
+        if not isinstance(order, dict):
+            raise self.fail(f"'order' must be an object, got {type(order).__name__}")
+        for key in ("stiff_order", "scalar_order", "classical_order", "checked_up_to"):
+            if order.get(key) is not None:
+                self.integer(order[key], f"order.{key}", 0, 1000)
+        if "conditions" in order:
+            self.list(order["conditions"], "order.conditions")
+        return order
+
+    def provenance(self, provenance: Any) -> dict[str, str]:
+        if provenance is None:
+            return {}
+        provenance = self.object(
+            provenance, "'provenance'", (), ("source", "generated_by", "derivation")
         )
-    c = tuple(expression(ci, f"c[{i}]") for i, ci in enumerate(c_src))
-    for i, (ci, cf) in enumerate(zip(c, c_float, strict=True)):
-        check_float(ci, cf, f"c[{i}]")
-    if float(c[0](defaults)) != 0.0 or not c[0].is_constant:
-        raise fail("c[0] must be 0")
+        return {key: self.string(value, f"provenance.{key}") for key, value in provenance.items()}
 
-    a_rows = _list(data["A"], "A", fail)
-    if len(a_rows) != s:
-        raise fail(f"'A' must have {s} rows, got {len(a_rows)}")
-    a = []
-    for i, row in enumerate(a_rows):
-        row = _list(row, f"A[{i}]", fail)
-        if len(row) != i:
-            raise fail(f"A[{i}] must have {i} entries (strictly lower triangular), got {len(row)}")
-        a.append(tuple(coefficient(entry, f"A[{i}][{j}]") for j, entry in enumerate(row)))
-    b_src = _list(data["b"], "b", fail)
-    if len(b_src) != s:
-        raise fail(f"'b' must have {s} entries, got {len(b_src)}")
-    b = tuple(coefficient(entry, f"b[{i}]") for i, entry in enumerate(b_src))
+    def test_vectors(self, vectors: Any, s: int, embedded: bool) -> None:
+        if vectors is None:
+            return
+        keys = ("Z", "parameters", "digits", "A", "b")
+        vectors = self.object(vectors, "'test_vectors'", keys, ("b_embedded",))
+        zs = self.list(vectors["Z"], "test_vectors.Z", limit=16)
+        for i, z in enumerate(zs):
+            self.decimal(z, f"test_vectors.Z[{i}]")
+        parameters = self.object(
+            vectors["parameters"], "test_vectors.parameters", (), tuple(self.names)
+        )
+        for key, value in parameters.items():
+            self.expression(value, f"test_vectors.parameters.{key}", frozenset())
+        self.integer(vectors["digits"], "test_vectors.digits", 1, 100)
 
-    startup = tuple(_list(data.get("startup", []), "startup", fail))
-    if kind == "multistep":
-        history = [p.name for p in parameters if p.role == "history_node"]
-        if [ci.source.strip() for ci in c[1:]] != history:
-            raise fail(f"multistep nodes c[1:] must be the history parameters {history}, in order")
-        if any(entry for row in a for entry in row):
-            raise fail("a multistep method has no internal stages: 'A' must be all zero")
-        if len(startup) != s - 1:
-            raise fail(f"a multistep method with {s} stages needs {s - 1} startup methods")
-    elif startup:
-        raise fail("'startup' is only meaningful for multistep methods")
+        def values(entry: Any, where: str) -> None:
+            for n, v in enumerate(self.list(entry, where, len(zs))):
+                self.decimal(v, f"{where}[{n}]")
 
-    order = data.get("order") or {}
-    return Tableau(
-        name=name,
-        title=str(data.get("title", name)),
-        kind=kind,
-        c=c,
-        a=tuple(a),
-        b=b,
-        parameters=parameters,
-        startup=startup,
-        stiff_order=order.get("stiff_order"),
-        classical_order=order.get("classical_order"),
-        provenance=data.get("provenance", {}),
-    )
+        for i, row in enumerate(self.list(vectors["A"], "test_vectors.A", s)):
+            for j, entry in enumerate(self.list(row, f"test_vectors.A[{i}]", i)):
+                values(entry, f"test_vectors.A[{i}][{j}]")
+        for i, entry in enumerate(self.list(vectors["b"], "test_vectors.b", s)):
+            values(entry, f"test_vectors.b[{i}]")
+        if ("b_embedded" in vectors) != embedded:
+            raise self.fail("test_vectors.b_embedded must be given exactly when b_embedded is")
+        if embedded:
+            for i, entry in enumerate(
+                self.list(vectors["b_embedded"], "test_vectors.b_embedded", s)
+            ):
+                values(entry, f"test_vectors.b_embedded[{i}]")
+
+    def decimal(self, value: Any, where: str) -> None:
+        if (
+            not isinstance(value, str)
+            or not _DECIMAL.match(value)
+            or not math.isfinite(float(value))
+        ):
+            raise self.fail(f"{where} must be a finite decimal number string, got {value!r:.40}")
 
 
-def _list(value: Any, where: str, fail: Any) -> list:
-    if not isinstance(value, list):
-        raise fail(f"{where!r} must be a list, got {type(value).__name__}")
-    return value
+_REQUIRED_KEYS = (
+    "format",
+    "format_version",
+    "name",
+    "kind",
+    "stages",
+    "parameters",
+    "c",
+    "c_float",
+    "A",
+    "b",
+)
+_OPTIONAL_KEYS = (
+    "title",
+    "b_embedded",
+    "classical",
+    "startup",
+    "order",
+    "provenance",
+    "test_vectors",
+)
+_PARAMETER_KEYS = ("lower", "upper", "lower_inclusive", "upper_inclusive", "description", "role")
+_TERM_KEYS = ("coefficient", "coefficient_float", "k", "scale", "scale_float")
+_FLOAT_MAX = sys.float_info.max
+_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 
 
-def _parse_parameter(p: Any, fail: Any) -> Parameter:
-    if not isinstance(p, dict) or not isinstance(p.get("name"), str) or "default" not in p:
-        raise fail(f"a parameter must be an object with 'name' and 'default', got {p!r}")
+def consistency_points(parameters: tuple[Parameter, ...]) -> list[dict[str, float]]:
+    """The parameter values at which :func:`check_consistency` tests a family: the defaults and
+    three points inside the intervals (fractions 0.29, 0.67, 0.83 of each interval, rotated per
+    parameter so that no two parameters coincide; an unbounded side counts as width 4)."""
+    fractions = (0.29, 0.67, 0.83)
+    points = [{p.name: float(p.default()) for p in parameters}]
+    for m in range(len(fractions)):
+        point = {}
+        for index, p in enumerate(parameters):
+            lo = None if p.lower is None else float(p.lower())
+            hi = None if p.upper is None else float(p.upper())
+            lo = lo if lo is not None else (hi if hi is not None else 2.0) - 4.0
+            hi = hi if hi is not None else lo + 4.0
+            point[p.name] = lo + (hi - lo) * fractions[(m + index) % len(fractions)]
+        points.append(point)
+    return points
 
-    def optional(key: str) -> Expression | None:
-        if p.get(key) is None:
-            return None
+
+def check_consistency(tableau: Tableau, tolerance: float = CONSISTENCY_TOLERANCE) -> None:
+    """Raise :class:`TableauError` unless the weights satisfy the consistency sums::
+
+        sum_i b_i(Z) = phi_1(Z)                (also for b_embedded)
+        sum_j a_ij(Z) = c_i phi_1(c_i Z)       (single-step; multistep methods have A = 0)
+
+    Checked as identities in ``Z`` on the term representation (the functions ``phi_k(s Z)``,
+    ``s != 0``, are linearly independent, and ``phi_k(0 Z) = 1/k!`` is a constant), i.e. the
+    coefficients of equal ``(k, s)`` must sum to those of the right-hand side, at every point of
+    :func:`consistency_points` where the family is defined (always at the defaults), to
+    ``tolerance`` relative to the size of the coefficients summed.
+    """
+    points = consistency_points(tableau.parameters)
+    for n, values in enumerate(points):
         try:
-            return Expression.parse(p[key], frozenset())
-        except ExpressionError as exc:
-            raise fail(f"parameter {p['name']}: {key}: {exc}") from None
+            nodes = [float(ci(values)) for ci in tableau.c]
+            entries = [
+                ("sum_i b_i(Z) = phi_1(Z)", tableau.b, 1.0, 1.0),
+                *(
+                    (f"sum_j a_{i + 1}j(Z) = c_{i + 1} phi_1(c_{i + 1} Z)", row, nodes[i], nodes[i])
+                    for i, row in enumerate(tableau.a)
+                    if tableau.kind == "singlestep"
+                ),
+            ]
+            if tableau.b_embedded is not None:
+                entries.append(("sum_i b_embedded_i(Z) = phi_1(Z)", tableau.b_embedded, 1.0, 1.0))
+            sums = [
+                (rule, _term_sums(row, values, target, scale))
+                for rule, row, target, scale in entries
+            ]
+        except ExpressionError:
+            if n == 0:
+                raise
+            continue  # the family is singular at this sample point
+        for rule, groups in sums:
+            for (k, s), (total, size) in groups.items():
+                if abs(total) > tolerance * max(size, 1e-300) and abs(total) > 1e-300:
+                    at = ", ".join(f"{name}={v:.4g}" for name, v in values.items())
+                    what = "constant part" if k < 0 else f"phi_{k}({s:.6g} Z)"
+                    raise TableauError(
+                        f"inconsistent: {rule} fails"
+                        + (f" at {at}" if at else "")
+                        + f" ({what} off by {total:.3g})"
+                    )
 
-    default = optional("default")
-    assert default is not None
-    return Parameter(
-        name=p["name"],
-        default=default,
-        lower=optional("lower"),
-        upper=optional("upper"),
-        lower_inclusive=bool(p.get("lower_inclusive", False)),
-        upper_inclusive=bool(p.get("upper_inclusive", False)),
-        description=str(p.get("description", "")),
-        role=str(p.get("role", "free")),
-    )
+
+def _term_sums(
+    row: tuple[Coefficient, ...], values: Mapping[str, float], target: float, target_scale: float
+) -> dict[tuple[int, float], tuple[float, float]]:
+    """``{(k, s): (sum of coefficients - right-hand side, sum of |coefficients|)}`` over the terms
+    of all entries of ``row``, minus ``target * phi_1(target_scale Z)``; ``k = -1`` collects the
+    constant terms (scale 0) as ``coefficient / k!``."""
+    terms = [
+        (float(t.coefficient(values)), t.k, float(t.scale(values))) for entry in row for t in entry
+    ]
+    terms.append((-target, 1, target_scale))
+    groups: dict[tuple[int, float], tuple[float, float]] = {}
+    for k in sorted({k for _, k, _ in terms}):
+        ks = sorted(((s, c) for c, kk, s in terms if kk == k), key=lambda x: x[0])
+        representative = None
+        for s, c in ks:
+            if abs(s) <= 1e-14:
+                key = (-1, 0.0)
+                c = c / math.factorial(k)
+            elif representative is not None and abs(s - representative) <= 1e-12 * abs(s):
+                key = (k, representative)
+            else:
+                representative = s
+                key = (k, s)
+            total, size = groups.get(key, (0.0, 0.0))
+            groups[key] = (total + c, size + abs(c))
+    return groups
