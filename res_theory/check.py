@@ -25,11 +25,14 @@ coefficients are computed exactly (SymPy) and tested for zero symbolically.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 
 import mpmath
 import sympy as sp
+from sympy.polys.domains import QQ
+from sympy.polys.rings import PolyElement
 
 from res_theory.conditions import OrderCondition, order_conditions, row_sum_residual
 from res_theory.phi import phi, phi_mp
@@ -84,44 +87,59 @@ def taylor_coefficients(
 ) -> list[sp.Expr]:
     """Homogeneous parts ``[P_0, …, P_degree]`` of ``expr`` in ``variables`` (``z_k → t z_k``).
 
-    ``phi_k(s z) = Σ_n (s z)^n/(n+k)!`` is expanded termwise; products are truncated.
-    """
-    vs = set(variables)
+    ``phi_k(s z) = Σ_n (s z)^n/(n+k)!`` is expanded termwise; products are truncated at
+    ``degree``. The arithmetic runs in a sparse polynomial ring in ``variables`` over the field
+    of rational functions of the other symbols (SymPy ``ring`` over ``QQ(params)``), which is
+    an order of magnitude faster than expanding expressions (``res_3s`` to order 6: 26 s → 3 s).
 
-    def ser(e: sp.Expr) -> list[sp.Expr]:
-        if not (e.free_symbols & vs):
-            return [e] + [sp.Integer(0)] * degree
-        if e in vs:
-            return [sp.Integer(0), e] + [sp.Integer(0)] * (degree - 1)
+    >>> z = sp.Symbol("z")
+    >>> taylor_coefficients(phi(1, 2 * z), (z,), 2)
+    [1, z, 2*z**2/3]
+    """
+    expr = sp.sympify(expr)
+    vs = tuple(variables)
+    others = sorted(expr.free_symbols - set(vs), key=sp.default_sort_key)
+    domain = QQ.frac_field(*others) if others else QQ
+    ring, *gens = sp.polys.rings.ring(vs, domain)
+    of = dict(zip(vs, gens, strict=True))
+
+    def trunc(p: PolyElement) -> PolyElement:
+        return ring({m: c for m, c in p.items() if sum(m) <= degree})
+
+    def ser(e: sp.Expr) -> PolyElement:
+        if not (e.free_symbols & set(vs)):
+            return ring(domain.from_sympy(e))
+        if e in of:
+            return of[e]
         if e.is_Add:
-            parts = [ser(a) for a in e.args]
-            return [sp.Add(*col) for col in zip(*parts, strict=True)]
+            return sum((ser(a) for a in e.args), ring.zero)
         if e.is_Mul:
-            out = ser(e.args[0])
-            for a in e.args[1:]:
-                out = _mul(out, ser(a), degree)
+            out = ring.one
+            for a in e.args:
+                out = trunc(out * ser(a))
             return out
         if e.is_Pow and e.exp.is_Integer and e.exp > 0:
-            base, out = ser(e.base), [sp.Integer(1)] + [sp.Integer(0)] * degree
+            base, out = ser(e.base), ring.one
             for _ in range(int(e.exp)):
-                out = _mul(out, base, degree)
+                out = trunc(out * base)
             return out
         if isinstance(e, phi | sp.exp):
             k, arg = (0, e.args[0]) if isinstance(e, sp.exp) else (int(e.args[0]), e.args[1])
             a = ser(arg)
-            if a[0] != 0 or any(x != 0 for x in a[2:]):
+            if any(sum(m) != 1 for m in a.itermonoms()):
                 raise ValueError(f"phi argument {arg} is not linear in {variables}")
-            return [a[1] ** n / sp.factorial(n + k) for n in range(degree + 1)]
+            out, power = ring.zero, ring.one
+            for n in range(degree + 1):
+                out += power * domain.convert(QQ(1, math.factorial(n + k)))
+                power = trunc(power * a)
+            return out
         raise ValueError(f"cannot expand {e} in a Taylor series")
 
-    return [sp.expand(x) for x in ser(sp.sympify(expr))]
-
-
-def _mul(a: list[sp.Expr], b: list[sp.Expr], degree: int) -> list[sp.Expr]:
-    return [
-        sp.expand(sp.Add(*(a[i] * b[n - i] for i in range(n + 1) if a[i] != 0 and b[n - i] != 0)))
-        for n in range(degree + 1)
-    ]
+    series = ser(expr)
+    parts = [ring.zero] * (degree + 1)
+    for m, c in series.items():
+        parts[sum(m)] += ring({m: c})
+    return [p.as_expr() for p in parts]
 
 
 def _is_zero(x: sp.Expr) -> bool:
@@ -212,9 +230,27 @@ class OrderReport:
 
 
 def _leading(
-    expr: sp.Expr, variables: tuple[sp.Symbol, ...], degree: int
+    expr: sp.Expr, variables: tuple[sp.Symbol, ...], degree: int, tableau: ExpTableau
 ) -> tuple[int | None, sp.Expr | None]:
-    for n, coeff in enumerate(taylor_coefficients(expr, variables, degree)):
+    """Degree and value of the lowest non-zero Taylor part of ``expr`` (up to ``degree``).
+
+    The degree is found first with the family's parameters at two random rationals (exact
+    arithmetic over ``QQ``, fast); only that part is then computed symbolically.
+    """
+    if not (expr.free_symbols - set(variables)):
+        coeffs = taylor_coefficients(expr, variables, degree)
+        n = next((n for n, x in enumerate(coeffs) if not _is_zero(x)), None)
+        return (None, None) if n is None else (n, sp.factor(coeffs[n]))
+    rng = random.Random(1)
+    lead = None
+    for _ in range(2):
+        point = _sample_parameters(tableau, rng)
+        coeffs = taylor_coefficients(expr.subs(point), variables, degree)
+        first = next((n for n, x in enumerate(coeffs) if not _is_zero(x)), None)
+        lead = first if lead is None or first is None else min(lead, first)
+    if lead is None:
+        return None, None
+    for n, coeff in enumerate(taylor_coefficients(expr, variables, lead)):
         if not _is_zero(coeff):
             return n, sp.factor(coeff)
     return None, None
@@ -223,12 +259,17 @@ def _leading(
 def _status(
     cond: OrderCondition, tab: ExpTableau, case: str, residual: sp.Expr, lead: int | None
 ) -> str:
+    """The verdict on one condition. An exact non-zero Taylor part (``lead`` not None) already
+    rules out ``identically``; a non-zero constant part (``lead == 0``) also rules out
+    ``weakened`` (setting the root variable to 0 keeps the constant part)."""
     variables = cond.variables if case == "operator" else (Z,)
-    if vanishes_identically(residual, variables, tab):
+    if lead is None and vanishes_identically(residual, variables, tab):
         return "identically"
+    if lead == 0:
+        return "fails"
     if vanishes_identically(cond.residual(tab, case, weakened=True), variables, tab):
         return "weakened"
-    return "classically" if lead is None or lead >= 1 else "fails"
+    return "classically"
 
 
 def _order_from(statuses: list[tuple[int, str]], max_order: int) -> int:
@@ -255,9 +296,9 @@ def check(tableau: ExpTableau, order: int = 4) -> OrderReport:
     for cond in conditions:
         degree = order + 2 - cond.order
         residual = cond.residual(tableau, "operator")
-        lead_deg, lead = _leading(residual, cond.variables, degree)
+        lead_deg, lead = _leading(residual, cond.variables, degree, tableau)
         scalar = cond.residual(tableau, "scalar")
-        s_deg, s_lead = _leading(scalar, (Z,), degree)
+        s_deg, s_lead = _leading(scalar, (Z,), degree, tableau)
         results.append(
             ConditionResult(
                 name=cond.name,
