@@ -34,7 +34,13 @@ import sympy as sp
 from sympy.polys.domains import QQ
 from sympy.polys.rings import PolyElement
 
-from res_theory.conditions import OrderCondition, order_conditions, row_sum_residual
+from res_theory.conditions import (
+    CASES,
+    ConditionError,
+    OrderCondition,
+    order_conditions,
+    row_sum_residual,
+)
 from res_theory.phi import phi, phi_mp
 from res_theory.tableau import ExpTableau, Z
 
@@ -44,6 +50,7 @@ STATUSES = ("identically", "weakened", "classically", "fails")
 _DPS = 60
 _ZERO = mpmath.mpf(10) ** -40
 h = sp.Symbol("h", positive=True)
+_VARIABLES = {h, *(sp.Symbol(f"z{k}") for k in range(1, 64))}
 
 
 def vanishes_identically(
@@ -178,7 +185,11 @@ class ConditionResult:
 
 @dataclass(frozen=True)
 class OrderReport:
-    """Orders of a tableau and the verdict on every condition up to ``max_order``."""
+    """Orders of a tableau and the verdict on every condition up to ``max_order``.
+
+    ``embedded`` is the report on the embedded weights ``b_embedded`` (same stages, same
+    ``max_order``), or None if the tableau has none.
+    """
 
     name: str
     max_order: int
@@ -187,6 +198,7 @@ class OrderReport:
     stiff_order: int
     scalar_order: int
     classical_order: int
+    embedded: OrderReport | None = None
 
     def error_coefficient(self) -> sp.Expr | None:
         """Leading Taylor term (operator case) of the first condition not holding identically."""
@@ -194,6 +206,60 @@ class OrderReport:
             if r.status != "identically":
                 return r.leading_term
         return None
+
+    def first_failing_order(self, case: str = "operator") -> int:
+        """``p + 1``: ``p`` the stiff order (``case="operator"``) or the scalar order."""
+        if case not in CASES:
+            raise ConditionError(f"case must be one of {CASES}, got {case!r}")
+        return (self.stiff_order if case == "operator" else self.scalar_order) + 1
+
+    def leading_terms(self, case: str = "operator") -> dict[str, sp.Expr]:
+        """The leading Taylor terms that make up :meth:`error_constant`, by condition name."""
+        q = self.first_failing_order(case)
+        if q > self.max_order:
+            raise ConditionError(
+                f"{self.name}: order {q - 1} holds up to the checked order {self.max_order}; "
+                f"check up to order {q} for its error constant"
+            )
+        out = {}
+        for r in self.conditions:
+            status, lead = (
+                (r.status, r.leading_term)
+                if case == "operator"
+                else (r.scalar_status, r.scalar_leading_term)
+            )
+            if r.order <= q and status != "identically" and lead is not None:
+                out[r.name] = lead
+        return out
+
+    def error_constant(self, case: str = "operator") -> sp.Expr:
+        """Euclidean norm of the leading terms at the first failing order ``q = p + 1``.
+
+        The local error is ``Σ_T h^{|T|} Φ_T(z) T`` (trees ``T``, independent elementary
+        differentials). Take every condition of order ``≤ q`` that does not hold identically
+        (those of order ``q`` and the weakened ones of order ``p``), its leading Taylor part
+        ``Σ_α κ_{T,α} z^α`` (operator case: monomials in ``z1, z2, …``; scalar case ``L = -1``:
+        powers of ``h``), and return ``C_q = (Σ_{T,α} κ_{T,α}²)^{1/2}``, an exact expression in
+        the family's parameters. For ``h → 0`` it is the norm of the principal error
+        coefficients (Hairer, Nørsett & Wanner I, sect. II.3, in the tree basis of
+        :mod:`res_theory.conditions`); a condition that holds only classically (leading degree
+        ``d ≥ 1``) enters with its ``h^{q+d}`` term, so a method that is not of stiff order ``q``
+        never gets ``C_q = 0``. :func:`res_theory.design.minimise_error_constant` picks free
+        parameters with it.
+
+        >>> from res_theory import library
+        >>> library.get("ddim").report(2).error_constant()
+        1/2
+        >>> library.get("res_2s").at(c2=1).report(3).error_constant("scalar")
+        sqrt(10)/12
+        """
+        total = sp.Integer(0)
+        for lead in self.leading_terms(case).values():
+            numerator, denominator = sp.fraction(sp.together(lead))
+            gens = sorted(numerator.free_symbols & _VARIABLES, key=str) or [h]
+            coeffs = sp.Poly(numerator, *gens).coeffs()
+            total += sp.Add(*(cf**2 for cf in coeffs)) / denominator**2
+        return sp.sqrt(sp.factor(total))
 
     def to_dict(self) -> dict:
         return {
@@ -226,7 +292,24 @@ class OrderReport:
             )
             if k == 0:
                 lines.append("-" * (sum(widths) + 8 + len(row[4])))
+        for case in CASES:
+            lines.append(f"error constant ({case} case): {self._describe_constant(case)}")
+        if self.embedded is not None:
+            e = self.embedded
+            lines.append(
+                f"embedded weights: stiff order {e.stiff_order}, scalar order {e.scalar_order}, "
+                f"classical order {e.classical_order}; "
+                f"error constant (scalar case) {e._describe_constant('scalar')}"
+            )
         return "\n".join(lines)
+
+    def _describe_constant(self, case: str) -> str:
+        q = self.first_failing_order(case)
+        if q > self.max_order:
+            return f"not computed (needs --order {q})"
+        value = self.error_constant(case)
+        shown = sp.sstr(value) if value.free_symbols else f"{sp.sstr(value)} = {float(value):.6g}"
+        return f"C_{q} = {shown}"
 
 
 def _leading(
@@ -322,6 +405,7 @@ def check(tableau: ExpTableau, order: int = 4) -> OrderReport:
         if r.status != "identically"
     ]
     classical = min([order, *(x - 1 for x in reach)])
+    embedded = None if tableau.b_embedded is None else check(tableau.embedded(), order=order)
     return OrderReport(
-        tableau.name, order, row_sums, tuple(results), stiff, scalar_order, classical
+        tableau.name, order, row_sums, tuple(results), stiff, scalar_order, classical, embedded
     )

@@ -30,6 +30,8 @@ __all__ = [
     "DerivationError",
     "derive",
     "derive_multistep",
+    "max_order_for",
+    "MAX_STAGES",
     "quadrature_weights",
     "res_3s_family",
 ]
@@ -37,6 +39,29 @@ __all__ = [
 
 class DerivationError(ValueError):
     """The order conditions have no solution of the requested form."""
+
+
+MAX_STAGES = 5
+"""Most stages :func:`derive` accepts: its ansatz has ``O(s² p)`` unknowns and the bilinear
+stage conditions of more stages are out of reach of the staged solve (an order-5 method needs
+eight stages, Luan & Ostermann 2014)."""
+
+
+def max_order_for(stages: int, case: str = "scalar") -> int:
+    """An upper bound on the stiff order of any explicit ``stages``-stage exponential RK method.
+
+    Proof (``docs/theory.md``, "Order bounds"): conditions ``psi_1..psi_{p-1} ≡ 0`` force at
+    least ``p - 1`` distinct nodes (the ``phi_q`` are linearly independent), so ``p ≤ s + 1``;
+    for ``p = s + 1`` all nodes are distinct and ``b(Z)`` is the unique quadrature, so
+    ``Σ_i b_i(z1) psi_{2,i}(z2) ≡ 0`` (operator case, ``p ≥ 4``) forces
+    ``psi_{2,2} = c_2² phi_2(c_2 z) ≡ 0``, impossible; ``p = 3, s = 2`` and ``p = 2, s = 1`` fail
+    already in the scalar case (``b_2(0) = 1/(2 c_2) ≠ 0`` against condition 4 weakened;
+    ``psi_2(0) = 1/2``). So ``p ≤ s`` in the operator case and for ``s ≤ 2``, else ``p ≤ s + 1``.
+
+    >>> [max_order_for(s) for s in (1, 2, 3, 4)], max_order_for(4, "operator")
+    ([1, 2, 4, 5], 4)
+    """
+    return stages if case == "operator" or stages <= 2 else stages + 1
 
 
 def quadrature_weights(nodes: tuple[sp.Expr, ...]) -> tuple[sp.Expr, ...]:
@@ -109,7 +134,9 @@ def res_3s_family() -> ExpTableau:
         "conditions); compare the public 3-stage 'RES' (MATH.md end), which is a different method",
         derivation="psi_1..psi_3 = 0 identically (linear solve for b); condition 4 in weakened "
         "form (linear in a_32); row sums. derive(3, 3) finds the same family (scalar and "
-        "operator case): all four order-3 conditions identically has no solution",
+        "operator case): all four order-3 conditions identically has no solution. b_embedded: "
+        "res_2s on stages 1, 2 (res_theory.embedded.embedded_pair)",
+        b_embedded=(phi(1, Z) - phi(2, Z) / c2, phi(2, Z) / c2, 0),
     )
 
 
@@ -128,7 +155,7 @@ class Derivation:
         lines += [f"  b{i + 1} = {x}" for i, x in enumerate(t.b)]
         lines.append(f"  weakened top-order conditions: {list(self.weakened) or 'none'}")
         lines.append(f"  free coefficients (set to 0): {[str(f) for f in self.free] or 'none'}")
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n"
 
 
 def derive(
@@ -152,14 +179,19 @@ def derive(
     then re-checked with :func:`res_theory.check.check`. Coefficients the conditions leave free
     are set to 0 and listed. Raises :class:`DerivationError` if no member of the ansatz exists.
     """
-    from res_theory.conditions import CASES, order_conditions
+    from res_theory.conditions import CASES, MAX_ORDER, order_conditions
 
-    if not isinstance(stages, int) or stages < 1:
-        raise DerivationError(f"stages must be a positive integer, got {stages!r}")
-    if not isinstance(order, int) or order < 1:
-        raise DerivationError(f"order must be a positive integer, got {order!r}")
+    if not isinstance(stages, int) or isinstance(stages, bool) or not 1 <= stages <= MAX_STAGES:
+        raise DerivationError(f"stages must be an integer in 1..{MAX_STAGES}, got {stages!r}")
+    if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
+        raise DerivationError(f"order must be an integer in 1..{MAX_ORDER}, got {order!r}")
     if case not in CASES:
         raise DerivationError(f"case must be one of {CASES}, got {case!r}")
+    if order > max_order_for(stages, case):
+        raise DerivationError(
+            f"no {stages}-stage method of stiff order {order} ({case} case) exists: "
+            f"{stages} stages allow at most order {max_order_for(stages, case)}"
+        )
     if nodes is None:
         nodes = tuple(sp.Symbol(f"c{i}") for i in range(2, stages + 1))
     nodes = (sp.Integer(0), *(sp.sympify(c) for c in nodes))

@@ -21,6 +21,8 @@ R = sp.Rational
 c2, c3 = sp.symbols("c2 c3")
 p1, p2, p3 = (phi(k, Z) for k in (1, 2, 3))
 h1, h2, h3 = (phi(k, Z / 2) for k in (1, 2, 3))
+EXPONENTIAL_EULER = (p1, 0)
+"""Embedded weights of the 2-stage RES methods: exponential Euler (DDIM) on the first stage."""
 HO2005 = "Hochbruck & Ostermann, SIAM J. Numer. Anal. 43 (2005) 1069-1090"
 ZSC = "Zhang, Song & Chen, arXiv 2308.02157 (2023)"
 
@@ -63,7 +65,9 @@ def res_2s() -> ExpTableau:
         (p1 - p2 / c2, p2 / c2),
         parameters=(_c2_param("second node c2"),),
         source=f"{ZSC}, single-step RES (MATH.md sect. 4); {HO2005}, eq. (5.3)",
-        derivation="derive(stages=2, order=2): unique solution of psi_1 = psi_2 = psi_{1,2} = 0",
+        derivation="derive(stages=2, order=2): unique solution of psi_1 = psi_2 = psi_{1,2} = 0; "
+        "b_embedded: exponential Euler on stage 1 (res_theory.embedded.embedded_pair)",
+        b_embedded=EXPONENTIAL_EULER,
     )
 
 
@@ -255,7 +259,9 @@ def res_2m() -> ExpTableau:
         kind="multistep",
         startup=("ddim",),
         source=f"{ZSC}, multistep RES (MATH.md sect. 4), c2 = -h_prev/h",
-        derivation="derive_multistep(2): psi_1 = psi_2 = 0 identically",
+        derivation="derive_multistep(2): psi_1 = psi_2 = 0 identically; b_embedded: DDIM "
+        "(the estimate uses the stored previous denoised value, no extra evaluation)",
+        b_embedded=EXPONENTIAL_EULER,
     )
 
 
@@ -274,7 +280,9 @@ def res_3m() -> ExpTableau:
         kind="multistep",
         startup=("res_2s", "res_2m"),
         source=f"this project (res_theory.derive.derive_multistep), in the spirit of {ZSC}",
-        derivation="derive_multistep(3): psi_1 = psi_2 = psi_3 = 0 identically (linear solve)",
+        derivation="derive_multistep(3): psi_1 = psi_2 = psi_3 = 0 identically (linear solve); "
+        "b_embedded: res_2m on the two newest values (res_theory.embedded.embedded_pair)",
+        b_embedded=(p1 - p2 / c2, p2 / c2, 0),
     )
 
 
