@@ -105,8 +105,17 @@ def taylor_coefficients(
     """
     expr = sp.sympify(expr)
     vs = tuple(variables)
-    others = sorted(expr.free_symbols - set(vs), key=sp.default_sort_key)
-    domain = QQ.frac_field(*others) if others else QQ
+    others = expr.free_symbols - set(vs)
+    # symbols that occur in a denominator need a fraction field; the rest (e.g. the unknowns
+    # of :func:`res_theory.derive.derive`) stay polynomial, which avoids costly gcds
+    denominators = set().union(
+        *(x.base.free_symbols for x in expr.atoms(sp.Pow) if x.exp.is_negative)
+    )
+    fractional = sorted(others & denominators, key=sp.default_sort_key)
+    polynomial = sorted(others - denominators, key=sp.default_sort_key)
+    domain = QQ.frac_field(*fractional) if fractional else QQ
+    if polynomial:
+        domain = domain.poly_ring(*polynomial)
     ring, *gens = sp.polys.rings.ring(vs, domain)
     of = dict(zip(vs, gens, strict=True))
 
