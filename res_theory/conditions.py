@@ -1,9 +1,9 @@
 """Stiff order conditions of exponential Runge–Kutta methods, generated from the error recursion.
 
 Derivation (Hochbruck & Ostermann, SIAM J. Numer. Anal. 43 (2005) 1069–1090, Sect. 4; Luan &
-Ostermann, SIAM J. Numer. Anal. 52 (2014)). Insert the exact solution ``ū_i = u(t_n + c_i h)``
-into the method. Taylor expanding ``f(t) = g(u(t), t)`` inside the variation-of-constants formula
-gives the *defects*::
+Ostermann, "Exponential B-series: the stiff case", SIAM J. Numer. Anal. 51 (2013)). Insert the
+exact solution ``ū_i = u(t_n + c_i h)`` into the method. Taylor expanding ``f(t) = g(u(t), t)``
+inside the variation-of-constants formula gives the *defects*::
 
     δ_{n+1} = Σ_q h^q psi_q(Z) f^{(q-1)}(t_n),
     Δ_{n,i} = Σ_q h^q psi_{q,i}(Z) f^{(q-1)}(t_n),

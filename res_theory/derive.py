@@ -104,7 +104,8 @@ def res_3s_family() -> ExpTableau:
     the scalar case: it forces ``b_2 ∝ b_3`` with a constant factor, while ``psi_2 = psi_3 = 0``
     forces ``b_2/b_3`` to be a non-constant function of ``Z``); see ``docs/theory.md``.
     Stiff order 3 (Hochbruck–Ostermann 2005, Thm. 4.7). At ``c2 = 1/2, c3 = 1`` the ``h → 0``
-    limit is Kutta's third-order method.
+    limit is Kutta's third-order method. ``b_embedded``: RES-2S on stages 1, 2 (the embedded
+    order-2 pair :func:`res_theory.embedded.embedded_pair` selects).
     """
     c2, c3 = sp.symbols("c2 c3")
     b = quadrature_weights((0, c2, c3))
@@ -134,8 +135,7 @@ def res_3s_family() -> ExpTableau:
         "conditions); compare the public 3-stage 'RES' (MATH.md end), which is a different method",
         derivation="psi_1..psi_3 = 0 identically (linear solve for b); condition 4 in weakened "
         "form (linear in a_32); row sums. derive(3, 3) finds the same family (scalar and "
-        "operator case): all four order-3 conditions identically has no solution. b_embedded: "
-        "res_2s on stages 1, 2 (res_theory.embedded.embedded_pair)",
+        "operator case): all four order-3 conditions identically has no solution",
         b_embedded=(phi(1, Z) - phi(2, Z) / c2, phi(2, Z) / c2, 0),
     )
 
@@ -399,6 +399,12 @@ def _solve(
                 return None
             step = {k: v for k, v in zip(syms, next(iter(found)), strict=True) if k != v}
         else:
+            step = _bilinear_step(todo, syms, generic)
+            if step is not None:  # the rest is linear now: continue with it
+                solution = {k: v.subs(step) for k, v in solution.items()}
+                solution.update(step)
+                pending = [sp.expand(sp.numer(sp.together(e.subs(step)))) for e in pending]
+                continue
             found = sp.solve(todo, syms, dict=True)
             if not found:
                 return None
@@ -410,6 +416,65 @@ def _solve(
         pending = [sp.expand(e) for e in pending]
         # the linear batch was reduced to independent rows: its other rows hold generically
     return {k: sp.factor(v) for k, v in solution.items()}
+
+
+def _bilinear_step(
+    eqs: list[sp.Expr], unknowns: list[sp.Symbol], generic: dict[sp.Symbol, sp.Expr]
+) -> dict[sp.Symbol, sp.Expr] | None:
+    """Values for one side of a *bilinear* system, or None if ``eqs`` are not bilinear.
+
+    The stage conditions are bilinear: e.g. ``Σ_i b_i J Σ_j a_ij J psi_{2,j}`` multiplies the
+    coefficients of row ``j`` (inside ``psi_{2,j}``) with those of the later rows ``i``. If every
+    quadratic monomial is ``x y`` with ``x ∈ X``, ``y ∈ Y`` for a split of the unknowns (a
+    2-colouring of their co-occurrence graph), fixing the smaller side ``X`` leaves a *linear*
+    system in ``Y``. ``X`` is tried at each unit vector (one ``phi_k`` term, as in the
+    literature's tableaux) and at a generic rational point; of the choices whose linear system
+    in ``Y`` is consistent, the one with the shortest solution (free coefficients set to 0;
+    total length of the printed values) is returned. Every solution found this way solves the
+    original system; the family it belongs to is the slice with the chosen ``X``
+    (``docs/theory.md``; for Hochbruck–Ostermann's nodes it is their ``a_32 = phi_2(Z/2)``).
+    """
+    edges: dict[sp.Symbol, set[sp.Symbol]] = {}
+    for e in eqs:
+        for monom in sp.Poly(e, *unknowns).monoms():
+            if sum(monom) == 2:
+                pair = [u for u, k in zip(unknowns, monom, strict=True) if k]
+                if len(pair) != 2:
+                    return None  # a square: not bilinear
+                edges.setdefault(pair[0], set()).add(pair[1])
+                edges.setdefault(pair[1], set()).add(pair[0])
+            elif sum(monom) > 2:
+                return None
+    colour: dict[sp.Symbol, int] = {}
+    for start in edges:
+        if start in colour:
+            continue
+        colour[start], todo = 0, [start]
+        while todo:
+            u = todo.pop()
+            for v in edges[u]:
+                if v not in colour:
+                    colour[v] = 1 - colour[u]
+                    todo.append(v)
+                elif colour[v] == colour[u]:
+                    return None  # an odd cycle: no bipartite split
+    sides = [[u for u in unknowns if colour.get(u) == k] for k in (0, 1)]
+    xs = min(sides, key=len)
+    ys = [u for u in unknowns if u not in xs]
+    rng = random.Random(11)
+    candidates = [[sp.Integer(int(i == k)) for i in range(len(xs))] for k in range(len(xs))]
+    candidates.append([sp.Rational(rng.randint(1, 97), rng.randint(1, 97)) for _ in xs])
+    best: tuple[int, dict[sp.Symbol, sp.Expr]] | None = None
+    for values in candidates:
+        step = dict(zip(xs, values, strict=True))
+        reduced = [sp.expand(e.subs(step)) for e in eqs]
+        solved = _solve(reduced, ys, generic)
+        if solved is None:
+            continue
+        size = sum(len(sp.sstr(v)) for v in _with_free_set_to_zero(solved, ys).values())
+        if best is None or size < best[0]:
+            best = (size, step)
+    return None if best is None else best[1]
 
 
 def _independent_rows(matrix: sp.Matrix) -> list[int]:
