@@ -196,3 +196,18 @@ def test_embedded_and_optimise_commands(capsys) -> None:
     assert "c2 = 1/3" in capsys.readouterr().out
     assert main(["optimise", "krogstad"]) == 2
     assert "no free parameters" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_derive_5_stage_order_4_recovers_hochbruck_ostermann() -> None:
+    """With Hochbruck-Ostermann's nodes the bilinear stage is solved by the 2-colour split: the
+    inner row is fixed at their a_32 = phi_2(Z/2) (the shortest solution) and the family found
+    has stiff order 4 with their weights b (b_2 = b_3 = 0). Minutes (about 4 on 2 loaded cores)."""
+    half = sp.Rational(1, 2)
+    result = derive(5, 4, nodes=(half, half, 1, half), case="operator")
+    tab, ho = result.tableau, library.get("hochbruck_ostermann4")
+    assert sp.simplify(tab.A[2][1] - phi(2, Z / 2)) == 0
+    for x, y in zip(tab.b, ho.b, strict=True):
+        assert sp.simplify(x - y) == 0
+    report = tab.report(4)
+    assert report.stiff_order == 4 and report.scalar_order == 4
