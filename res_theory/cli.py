@@ -1,10 +1,15 @@
 """Command line interface ``res-theory`` (also ``python -m res_theory``).
 
 res-theory conditions --order 4
-res-theory check NAME [--c2 X] [--c3 Y] [--order 4] [--json]
+res-theory check NAME [--c2 X] [--c3 Y] [--order N] [--json]
 res-theory derive --stages 3 --order 3 [--case scalar|operator] [--nodes 1/2 1]
+res-theory embedded NAME [--case scalar|operator]
+res-theory optimise NAME [--case scalar|operator]
 res-theory export --all [--out DIR]   |   res-theory export NAME ... [--out DIR]
 res-theory list
+
+Limits (answered at once with an error): orders 1..6 (``MAX_ORDER``), derive with 1..5 stages
+(``MAX_STAGES``) and an order that the stage count allows (``derive.max_order_for``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ import sympy as sp
 
 from res_theory import library
 from res_theory.check import check
-from res_theory.conditions import order_conditions
+from res_theory.conditions import MAX_ORDER, order_conditions
 from res_theory.tableau import TableauError
 
-__all__ = ["main"]
+__all__ = ["main", "DEFAULT_CHECK_ORDER"]
+
+DEFAULT_CHECK_ORDER = 5
+"""``check`` without ``--order`` checks up to order 5 (the order of the library's best method)."""
 
 
 def _conditions(args: argparse.Namespace) -> None:
@@ -39,7 +47,12 @@ def _check(args: argparse.Namespace) -> None:
     values = {k: v for k, v in (("c2", args.c2), ("c3", args.c3)) if v is not None}
     if values:
         tableau = tableau.at(**values)
-    report = check(tableau, order=args.order)
+    if args.order is not None:
+        report = check(tableau, order=args.order)
+    else:
+        report = check(tableau, order=DEFAULT_CHECK_ORDER)
+        if report.stiff_order == DEFAULT_CHECK_ORDER:  # one order more for the error constant
+            report = check(tableau, order=DEFAULT_CHECK_ORDER + 1)
     print(report.to_json() if args.json else report)
 
 
@@ -52,7 +65,19 @@ def _derive(args: argparse.Namespace) -> None:
             nodes = tuple(sp.Rational(node) for node in args.nodes)
         except (TypeError, ValueError):
             raise DerivationError(f"nodes must be rationals like 1/2, got {args.nodes}") from None
-    print(derive(args.stages, args.order, nodes=nodes, case=args.case))
+    print(derive(args.stages, args.order, nodes=nodes, case=args.case), end="")
+
+
+def _embedded(args: argparse.Namespace) -> None:
+    from res_theory.embedded import embedded_pair
+
+    print(embedded_pair(library.get(args.name), case=args.case), end="")
+
+
+def _optimise(args: argparse.Namespace) -> None:
+    from res_theory.design import minimise_error_constant
+
+    print(f"{args.name}: {minimise_error_constant(library.get(args.name), case=args.case)}")
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -71,25 +96,56 @@ def _list(args: argparse.Namespace) -> None:
         print(f"{name:22s} {t.kind:10s} {t.stages} stages  {t.title}")
 
 
+def _order(text: str) -> int:
+    """An order ``1..MAX_ORDER`` (argparse type: a clear message instead of a long run)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= MAX_ORDER:
+        raise argparse.ArgumentTypeError(f"order must be in 1..{MAX_ORDER}, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from res_theory.derive import MAX_STAGES
+
     parser = argparse.ArgumentParser(prog="res-theory", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    case_help = (
+        "scalar: L = -1 (diffusion sampling), conditions as identities in h; operator: stiff "
+        "conditions as identities in independent z1, z2, ... (default: %(default)s)"
+    )
     p = sub.add_parser("conditions", help="list the stiff order conditions")
-    p.add_argument("--order", type=int, default=4)
+    p.add_argument(
+        "--order", type=_order, default=4, help=f"highest order, 1..{MAX_ORDER} (default: 4)"
+    )
     p.set_defaults(run=_conditions)
     p = sub.add_parser(
-        "check", help="check a named tableau (or a .json file) against the conditions"
+        "check",
+        help="check a named tableau (or a .json file) against the conditions",
+        description="Orders (stiff, scalar, classical), the verdict on every condition and "
+        "the error constant of a tableau.",
     )
-    p.add_argument("name", help="library name or path to a res-tableau .json file")
-    p.add_argument("--c2", type=str)
-    p.add_argument("--c3", type=str)
-    p.add_argument("--order", type=int, default=4)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("name", help="library name (see 'list') or path to a res-tableau .json file")
+    p.add_argument("--c2", type=str, help="value of the parameter c2 (e.g. 1/3), if it has one")
+    p.add_argument("--c3", type=str, help="value of the parameter c3, if it has one")
+    p.add_argument(
+        "--order",
+        type=_order,
+        default=None,
+        help=f"check up to this order, 1..{MAX_ORDER} (default: {DEFAULT_CHECK_ORDER}, or "
+        f"{DEFAULT_CHECK_ORDER + 1} when order {DEFAULT_CHECK_ORDER} holds, so that the error "
+        "constant is shown)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_check)
     p = sub.add_parser("derive", help="solve the conditions for a family of methods")
-    p.add_argument("--stages", type=int, required=True)
-    p.add_argument("--order", type=int, required=True)
-    p.add_argument("--case", choices=["scalar", "operator"], default="scalar")
+    p.add_argument("--stages", type=int, required=True, help=f"number of stages, 1..{MAX_STAGES}")
+    p.add_argument(
+        "--order", type=_order, required=True, help="stiff order wanted (at most stages + 1)"
+    )
+    p.add_argument("--case", choices=["scalar", "operator"], default="scalar", help=case_help)
     p.add_argument(
         "--nodes",
         nargs="+",
@@ -98,10 +154,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(exact but slow from 4 stages on)",
     )
     p.set_defaults(run=_derive)
+    p = sub.add_parser(
+        "embedded", help="find the embedded lower-order pair of a named tableau (step control)"
+    )
+    p.add_argument("name", help="library name (see 'list')")
+    p.add_argument("--case", choices=["scalar", "operator"], default="scalar", help=case_help)
+    p.set_defaults(run=_embedded)
+    p = sub.add_parser(
+        "optimise", help="free parameters of a named family with the smallest error constant"
+    )
+    p.add_argument("name", help="library name of a family with free parameters (e.g. res_2s)")
+    p.add_argument("--case", choices=["scalar", "operator"], default="scalar", help=case_help)
+    p.set_defaults(run=_optimise)
     p = sub.add_parser("export", help="write res-tableau JSON files")
-    p.add_argument("names", nargs="*")
-    p.add_argument("--all", action="store_true")
-    p.add_argument("--out")
+    p.add_argument("names", nargs="*", help="library names to export (or use --all)")
+    p.add_argument("--all", action="store_true", help="export every library tableau")
+    p.add_argument("--out", help="output folder (default: res_torch/tableaux)")
     p.set_defaults(run=_export)
     p = sub.add_parser("list", help="list the named tableaux")
     p.set_defaults(run=_list)

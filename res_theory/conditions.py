@@ -1,9 +1,9 @@
 """Stiff order conditions of exponential Runge–Kutta methods, generated from the error recursion.
 
 Derivation (Hochbruck & Ostermann, SIAM J. Numer. Anal. 43 (2005) 1069–1090, Sect. 4; Luan &
-Ostermann, SIAM J. Numer. Anal. 52 (2014)). Insert the exact solution ``ū_i = u(t_n + c_i h)``
-into the method. Taylor expanding ``f(t) = g(u(t), t)`` inside the variation-of-constants formula
-gives the *defects*::
+Ostermann, "Exponential B-series: the stiff case", SIAM J. Numer. Anal. 51 (2013)). Insert the
+exact solution ``ū_i = u(t_n + c_i h)`` into the method. Taylor expanding ``f(t) = g(u(t), t)``
+inside the variation-of-constants formula gives the *defects*::
 
     δ_{n+1} = Σ_q h^q psi_q(Z) f^{(q-1)}(t_n),
     Δ_{n,i} = Σ_q h^q psi_{q,i}(Z) f^{(q-1)}(t_n),
@@ -32,8 +32,9 @@ node of the tree carries its own variable ``z_1, z_2, …`` (preorder): "= 0 for
 identity ``Σ_i b_i(z1) psi_{2,i}(z2) ≡ 0`` (operator case). With ``L`` scalar (diffusion sampling,
 ``L = -1``) all variables equal ``Z`` (scalar case).
 
-Counting trees gives 1, 1, 2, 4 conditions at orders 1–4 (Hochbruck–Ostermann's Table 5.1)
-and 9 at order 5 (see ``docs/theory.md`` about Luan–Ostermann's sixteen).
+Counting trees gives 1, 1, 2, 4 conditions at orders 1–4 (Hochbruck–Ostermann 2005, Table 2.1),
+9 at order 5 and 20 at order 6 (``docs/theory.md``: Luan–Ostermann's sixteen up to order 5 are
+these 17 without ``psi_1``, which their method form satisfies by construction).
 """
 
 from __future__ import annotations
@@ -49,7 +50,18 @@ import sympy as sp
 from res_theory.phi import phi
 from res_theory.tableau import ExpTableau, Z
 
-__all__ = ["Tree", "OrderCondition", "order_conditions", "row_sum_residual", "ConditionError"]
+__all__ = [
+    "MAX_ORDER",
+    "Tree",
+    "OrderCondition",
+    "order_conditions",
+    "row_sum_residual",
+    "ConditionError",
+]
+
+MAX_ORDER = 6
+"""Highest order generated (20 conditions of order 6, 37 in all; order 7 would add 48 and make a
+check take minutes)."""
 
 
 class ConditionError(ValueError):
@@ -213,6 +225,8 @@ def order_conditions(order: int, case: str = "operator") -> tuple[OrderCondition
     """
     if not isinstance(order, int) or isinstance(order, bool) or order < 1:
         raise ConditionError(f"order must be a positive integer, got {order!r}")
+    if order > MAX_ORDER:
+        raise ConditionError(f"order must be at most {MAX_ORDER}, got {order}")
     if case not in CASES:
         raise ConditionError(f"case must be one of {CASES}, got {case!r}")
     return tuple(

@@ -30,6 +30,8 @@ __all__ = [
     "DerivationError",
     "derive",
     "derive_multistep",
+    "max_order_for",
+    "MAX_STAGES",
     "quadrature_weights",
     "res_3s_family",
 ]
@@ -37,6 +39,29 @@ __all__ = [
 
 class DerivationError(ValueError):
     """The order conditions have no solution of the requested form."""
+
+
+MAX_STAGES = 5
+"""Most stages :func:`derive` accepts: its ansatz has ``O(s² p)`` unknowns and the bilinear
+stage conditions of more stages are out of reach of the staged solve (an order-5 method needs
+eight stages, Luan & Ostermann 2014)."""
+
+
+def max_order_for(stages: int, case: str = "scalar") -> int:
+    """An upper bound on the stiff order of any explicit ``stages``-stage exponential RK method.
+
+    Proof (``docs/theory.md``, "Order bounds"): conditions ``psi_1..psi_{p-1} ≡ 0`` force at
+    least ``p - 1`` distinct nodes (the ``phi_q`` are linearly independent), so ``p ≤ s + 1``;
+    for ``p = s + 1`` all nodes are distinct and ``b(Z)`` is the unique quadrature, so
+    ``Σ_i b_i(z1) psi_{2,i}(z2) ≡ 0`` (operator case, ``p ≥ 4``) forces
+    ``psi_{2,2} = c_2² phi_2(c_2 z) ≡ 0``, impossible; ``p = 3, s = 2`` and ``p = 2, s = 1`` fail
+    already in the scalar case (``b_2(0) = 1/(2 c_2) ≠ 0`` against condition 4 weakened;
+    ``psi_2(0) = 1/2``). So ``p ≤ s`` in the operator case and for ``s ≤ 2``, else ``p ≤ s + 1``.
+
+    >>> [max_order_for(s) for s in (1, 2, 3, 4)], max_order_for(4, "operator")
+    ([1, 2, 4, 5], 4)
+    """
+    return stages if case == "operator" or stages <= 2 else stages + 1
 
 
 def quadrature_weights(nodes: tuple[sp.Expr, ...]) -> tuple[sp.Expr, ...]:
@@ -79,7 +104,8 @@ def res_3s_family() -> ExpTableau:
     the scalar case: it forces ``b_2 ∝ b_3`` with a constant factor, while ``psi_2 = psi_3 = 0``
     forces ``b_2/b_3`` to be a non-constant function of ``Z``); see ``docs/theory.md``.
     Stiff order 3 (Hochbruck–Ostermann 2005, Thm. 4.7). At ``c2 = 1/2, c3 = 1`` the ``h → 0``
-    limit is Kutta's third-order method.
+    limit is Kutta's third-order method. ``b_embedded``: RES-2S on stages 1, 2 (the embedded
+    order-2 pair :func:`res_theory.embedded.embedded_pair` selects).
     """
     c2, c3 = sp.symbols("c2 c3")
     b = quadrature_weights((0, c2, c3))
@@ -110,6 +136,7 @@ def res_3s_family() -> ExpTableau:
         derivation="psi_1..psi_3 = 0 identically (linear solve for b); condition 4 in weakened "
         "form (linear in a_32); row sums. derive(3, 3) finds the same family (scalar and "
         "operator case): all four order-3 conditions identically has no solution",
+        b_embedded=(phi(1, Z) - phi(2, Z) / c2, phi(2, Z) / c2, 0),
     )
 
 
@@ -128,7 +155,7 @@ class Derivation:
         lines += [f"  b{i + 1} = {x}" for i, x in enumerate(t.b)]
         lines.append(f"  weakened top-order conditions: {list(self.weakened) or 'none'}")
         lines.append(f"  free coefficients (set to 0): {[str(f) for f in self.free] or 'none'}")
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n"
 
 
 def derive(
@@ -152,14 +179,19 @@ def derive(
     then re-checked with :func:`res_theory.check.check`. Coefficients the conditions leave free
     are set to 0 and listed. Raises :class:`DerivationError` if no member of the ansatz exists.
     """
-    from res_theory.conditions import CASES, order_conditions
+    from res_theory.conditions import CASES, MAX_ORDER, order_conditions
 
-    if not isinstance(stages, int) or stages < 1:
-        raise DerivationError(f"stages must be a positive integer, got {stages!r}")
-    if not isinstance(order, int) or order < 1:
-        raise DerivationError(f"order must be a positive integer, got {order!r}")
+    if not isinstance(stages, int) or isinstance(stages, bool) or not 1 <= stages <= MAX_STAGES:
+        raise DerivationError(f"stages must be an integer in 1..{MAX_STAGES}, got {stages!r}")
+    if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= MAX_ORDER:
+        raise DerivationError(f"order must be an integer in 1..{MAX_ORDER}, got {order!r}")
     if case not in CASES:
         raise DerivationError(f"case must be one of {CASES}, got {case!r}")
+    if order > max_order_for(stages, case):
+        raise DerivationError(
+            f"no {stages}-stage method of stiff order {order} ({case} case) exists: "
+            f"{stages} stages allow at most order {max_order_for(stages, case)}"
+        )
     if nodes is None:
         nodes = tuple(sp.Symbol(f"c{i}") for i in range(2, stages + 1))
     nodes = (sp.Integer(0), *(sp.sympify(c) for c in nodes))
@@ -367,6 +399,12 @@ def _solve(
                 return None
             step = {k: v for k, v in zip(syms, next(iter(found)), strict=True) if k != v}
         else:
+            step = _bilinear_step(todo, syms, generic)
+            if step is not None:  # the rest is linear now: continue with it
+                solution = {k: v.subs(step) for k, v in solution.items()}
+                solution.update(step)
+                pending = [sp.expand(sp.numer(sp.together(e.subs(step)))) for e in pending]
+                continue
             found = sp.solve(todo, syms, dict=True)
             if not found:
                 return None
@@ -378,6 +416,65 @@ def _solve(
         pending = [sp.expand(e) for e in pending]
         # the linear batch was reduced to independent rows: its other rows hold generically
     return {k: sp.factor(v) for k, v in solution.items()}
+
+
+def _bilinear_step(
+    eqs: list[sp.Expr], unknowns: list[sp.Symbol], generic: dict[sp.Symbol, sp.Expr]
+) -> dict[sp.Symbol, sp.Expr] | None:
+    """Values for one side of a *bilinear* system, or None if ``eqs`` are not bilinear.
+
+    The stage conditions are bilinear: e.g. ``Σ_i b_i J Σ_j a_ij J psi_{2,j}`` multiplies the
+    coefficients of row ``j`` (inside ``psi_{2,j}``) with those of the later rows ``i``. If every
+    quadratic monomial is ``x y`` with ``x ∈ X``, ``y ∈ Y`` for a split of the unknowns (a
+    2-colouring of their co-occurrence graph), fixing the smaller side ``X`` leaves a *linear*
+    system in ``Y``. ``X`` is tried at each unit vector (one ``phi_k`` term, as in the
+    literature's tableaux) and at a generic rational point; of the choices whose linear system
+    in ``Y`` is consistent, the one with the shortest solution (free coefficients set to 0;
+    total length of the printed values) is returned. Every solution found this way solves the
+    original system; the family it belongs to is the slice with the chosen ``X``
+    (``docs/theory.md``; for Hochbruck–Ostermann's nodes it is their ``a_32 = phi_2(Z/2)``).
+    """
+    edges: dict[sp.Symbol, set[sp.Symbol]] = {}
+    for e in eqs:
+        for monom in sp.Poly(e, *unknowns).monoms():
+            if sum(monom) == 2:
+                pair = [u for u, k in zip(unknowns, monom, strict=True) if k]
+                if len(pair) != 2:
+                    return None  # a square: not bilinear
+                edges.setdefault(pair[0], set()).add(pair[1])
+                edges.setdefault(pair[1], set()).add(pair[0])
+            elif sum(monom) > 2:
+                return None
+    colour: dict[sp.Symbol, int] = {}
+    for start in edges:
+        if start in colour:
+            continue
+        colour[start], todo = 0, [start]
+        while todo:
+            u = todo.pop()
+            for v in edges[u]:
+                if v not in colour:
+                    colour[v] = 1 - colour[u]
+                    todo.append(v)
+                elif colour[v] == colour[u]:
+                    return None  # an odd cycle: no bipartite split
+    sides = [[u for u in unknowns if colour.get(u) == k] for k in (0, 1)]
+    xs = min(sides, key=len)
+    ys = [u for u in unknowns if u not in xs]
+    rng = random.Random(11)
+    candidates = [[sp.Integer(int(i == k)) for i in range(len(xs))] for k in range(len(xs))]
+    candidates.append([sp.Rational(rng.randint(1, 97), rng.randint(1, 97)) for _ in xs])
+    best: tuple[int, dict[sp.Symbol, sp.Expr]] | None = None
+    for values in candidates:
+        step = dict(zip(xs, values, strict=True))
+        reduced = [sp.expand(e.subs(step)) for e in eqs]
+        solved = _solve(reduced, ys, generic)
+        if solved is None:
+            continue
+        size = sum(len(sp.sstr(v)) for v in _with_free_set_to_zero(solved, ys).values())
+        if best is None or size < best[0]:
+            best = (size, step)
+    return None if best is None else best[1]
 
 
 def _independent_rows(matrix: sp.Matrix) -> list[int]:

@@ -21,6 +21,10 @@ R = sp.Rational
 c2, c3 = sp.symbols("c2 c3")
 p1, p2, p3 = (phi(k, Z) for k in (1, 2, 3))
 h1, h2, h3 = (phi(k, Z / 2) for k in (1, 2, 3))
+EXPONENTIAL_EULER = (p1, 0)
+"""Embedded weights (``b_embedded``) of res_2s and res_2m: exponential Euler (DDIM) on stage 1,
+as :func:`res_theory.embedded.embedded_pair` selects; res_3s and res_3m embed RES-2S/RES-2M on
+stages 1, 2 (``docs/theory.md``, "Embedded pairs")."""
 HO2005 = "Hochbruck & Ostermann, SIAM J. Numer. Anal. 43 (2005) 1069-1090"
 ZSC = "Zhang, Song & Chen, arXiv 2308.02157 (2023)"
 
@@ -64,6 +68,7 @@ def res_2s() -> ExpTableau:
         parameters=(_c2_param("second node c2"),),
         source=f"{ZSC}, single-step RES (MATH.md sect. 4); {HO2005}, eq. (5.3)",
         derivation="derive(stages=2, order=2): unique solution of psi_1 = psi_2 = psi_{1,2} = 0",
+        b_embedded=EXPONENTIAL_EULER,
     )
 
 
@@ -191,6 +196,10 @@ def hochbruck_ostermann4() -> ExpTableau:
 def luan_ostermann5() -> ExpTableau:
     """expRK5s8 of Luan & Ostermann (2014), as transcribed in Chebfun's ``spin`` (Montanelli).
 
+    Paper: "Explicit exponential Runge–Kutta methods of high order for parabolic problems",
+    J. Comput. Appl. Math. 256 (2014) 168–179 (the ``source`` string's "262 (2014) 361-372" is
+    wrong and is corrected at the next export, which the tableau files own).
+
     ``pt(k, i) = c_i^k phi_k(c_i Z)``; ``a_i1`` from the row sums, ``b_1 = phi_1 - Σ_{i≥2} b_i``.
     """
     c = (0, R(1, 2), R(1, 2), R(1, 4), R(1, 2), R(1, 5), R(2, 3), 1)
@@ -256,6 +265,7 @@ def res_2m() -> ExpTableau:
         startup=("ddim",),
         source=f"{ZSC}, multistep RES (MATH.md sect. 4), c2 = -h_prev/h",
         derivation="derive_multistep(2): psi_1 = psi_2 = 0 identically",
+        b_embedded=EXPONENTIAL_EULER,
     )
 
 
@@ -275,6 +285,7 @@ def res_3m() -> ExpTableau:
         startup=("res_2s", "res_2m"),
         source=f"this project (res_theory.derive.derive_multistep), in the spirit of {ZSC}",
         derivation="derive_multistep(3): psi_1 = psi_2 = psi_3 = 0 identically (linear solve)",
+        b_embedded=(p1 - p2 / c2, p2 / c2, 0),
     )
 
 

@@ -112,7 +112,8 @@ class Parameter:
         )
         hi = self.upper if self.upper is not None else lo + 4
         u = sp.Rational(Fraction(rng.uniform(0.05, 0.95)).limit_denominator(997))
-        return sp.nsimplify(lo + (hi - lo) * u)
+        value = lo + (hi - lo) * u
+        return value if value.is_Rational else sp.nsimplify(value, rational=True)
 
 
 def phi_terms(entry: sp.Expr) -> list[tuple[sp.Expr, int, sp.Expr]]:
@@ -153,6 +154,9 @@ class ExpTableau:
     """A symbolic exponential RK (``kind="singlestep"``) or multistep (``"multistep"``) method.
 
     ``A`` is the full ``s × s`` strictly lower triangular matrix of entries in :data:`Z`.
+    ``b_embedded`` (optional) are the weights ``b̂_i(Z)`` of an embedded method of lower order
+    on the same stages: ``h Σ_i (b_i - b̂_i) g_i`` estimates the local error (``docs/theory.md``,
+    "Embedded pairs"; :mod:`res_theory.embedded` derives them).
     """
 
     name: str
@@ -174,6 +178,8 @@ class ExpTableau:
         object.__setattr__(self, "A", tuple(tuple(sp.sympify(x) for x in row) for row in self.A))
         object.__setattr__(self, "parameters", tuple(self.parameters))
         object.__setattr__(self, "startup", tuple(self.startup))
+        if self.b_embedded is not None:
+            object.__setattr__(self, "b_embedded", tuple(sp.sympify(x) for x in self.b_embedded))
         s = len(self.c)
         if s < 1:
             raise TableauError(f"{self.name}: a tableau needs at least one stage")
@@ -195,8 +201,16 @@ class ExpTableau:
         names = [p.name for p in self.parameters]
         if len(set(names)) != len(names):
             raise TableauError(f"{self.name}: duplicate parameter names {names}")
+        if self.b_embedded is not None:
+            if len(self.b_embedded) != s:
+                raise TableauError(
+                    f"{self.name}: b_embedded has {len(self.b_embedded)} entries, need {s}"
+                )
+            if self.b_embedded == self.b:
+                raise TableauError(f"{self.name}: b_embedded equals b (the estimate would be 0)")
         allowed = {Z, *(p.symbol for p in self.parameters)}
-        for entry in (*self.c, *self.b, *(x for row in self.A for x in row)):
+        embedded = self.b_embedded or ()
+        for entry in (*self.c, *self.b, *embedded, *(x for row in self.A for x in row)):
             extra = entry.free_symbols - allowed
             if extra:
                 raise TableauError(f"{self.name}: entry {entry} uses unknown symbols {extra}")
@@ -273,11 +287,25 @@ class ExpTableau:
             c=tuple(sub(x) for x in self.c),
             A=tuple(tuple(sub(x) for x in row) for row in self.A),
             b=tuple(sub(x) for x in self.b),
+            b_embedded=None if self.b_embedded is None else tuple(sub(x) for x in self.b_embedded),
             parameters=tuple(p for p in self.parameters if p.name not in values),
             _report_cache={},
         )
 
     # -- the h -> 0 limit ------------------------------------------------------------------------
+    def embedded(self) -> ExpTableau:
+        """The embedded method: this tableau with ``b_embedded`` as its weights."""
+        if self.b_embedded is None:
+            raise TableauError(f"{self.name} has no embedded weights (b_embedded is None)")
+        return replace(
+            self,
+            name=f"{self.name}_embedded",
+            title=f"{self.title}, embedded weights",
+            b=self.b_embedded,
+            b_embedded=None,
+            _report_cache={},
+        )
+
     def classical(
         self,
     ) -> tuple[tuple[sp.Expr, ...], tuple[tuple[sp.Expr, ...], ...], tuple[sp.Expr, ...]]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import time
 
 import pytest
 import sympy as sp
 
 from res_theory import library
-from res_theory.cli import main
-from res_theory.derive import DerivationError, derive, quadrature_weights
+from res_theory.cli import build_parser, main
+from res_theory.derive import DerivationError, derive, max_order_for, quadrature_weights
 from res_theory.phi import phi
 from res_theory.tableau import Z
 
@@ -101,3 +103,116 @@ def test_check_command_reads_json_files(tmp_path, capsys) -> None:
     (tmp_path / "broken.json").write_text("[")
     assert main(["check", str(tmp_path / "broken.json")]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["check", "ddim", "--order", "99"], "order must be in 1..6, got 99"),
+        (["conditions", "--order", "99"], "order must be in 1..6, got 99"),
+        (["conditions", "--order", "0"], "order must be in 1..6, got 0"),
+        (["derive", "--stages", "2", "--order", "9"], "order must be in 1..6, got 9"),
+    ],
+)
+def test_cli_order_limit_is_answered_at_once(argv: list[str], message: str, capsys) -> None:
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert time.perf_counter() - start < 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["derive", "--stages", "9", "--order", "3"], "stages must be an integer in 1..5, got 9"),
+        (["derive", "--stages", "0", "--order", "1"], "stages must be an integer in 1..5, got 0"),
+        (["derive", "--stages", "2", "--order", "3"], "2 stages allow at most order 2"),
+        (["derive", "--stages", "3", "--order", "5"], "3 stages allow at most order 4"),
+        (
+            ["derive", "--stages", "4", "--order", "5", "--case", "operator"],
+            "4 stages allow at most order 4",
+        ),
+    ],
+)
+def test_impossible_derivations_are_refused_at_once(argv, message, capsys) -> None:
+    start = time.perf_counter()
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert time.perf_counter() - start < 1
+
+
+def test_order_bound_is_sharp_where_known() -> None:
+    """max_order_for never refuses what exists: 1, 2, 3 stages reach orders 1, 2, 3 (derive),
+    5 stages order 4 (Hochbruck-Ostermann), 8 stages order 5 (Luan-Ostermann, beyond derive)."""
+    assert [max_order_for(s, "operator") for s in (1, 2, 3, 5)] >= [1, 2, 3, 4]
+    for name in ("ddim", "res_2s", "res_3s", "krogstad", "hochbruck_ostermann4"):
+        tab = library.get(name)
+        assert tab.stiff_order(4) <= max_order_for(tab.stages, "operator")
+    with pytest.raises(DerivationError, match="at most order 2"):
+        derive(2, 3)
+    with pytest.raises(DerivationError, match="1..5"):
+        derive(9, 3)
+    with pytest.raises(DerivationError, match="1..6"):
+        derive(2, 9)
+
+
+def test_every_cli_option_has_help() -> None:
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"{name} {action.dest} has no help"
+
+
+def test_derive_output_ends_with_one_newline(capsys) -> None:
+    assert main(["derive", "--stages", "2", "--order", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("\n") and not out.endswith("\n\n")
+
+
+def test_check_defaults_to_order_5_and_shows_the_error_constant(capsys) -> None:
+    assert main(["check", "hochbruck_ostermann4"]) == 0
+    out = capsys.readouterr().out
+    assert "stiff order 4" in out and "checked up to order 5" in out
+    assert "error constant (scalar case): C_5 = " in out
+    assert main(["check", "ddim"]) == 0
+    assert "error constant (operator case): C_2 = 1/2 = 0.5" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_check_luan_ostermann5_reports_order_5_by_default(capsys) -> None:
+    assert main(["check", "luan_ostermann5"]) == 0
+    out = capsys.readouterr().out
+    assert "stiff order 5" in out and "checked up to order 6" in out
+
+
+def test_embedded_and_optimise_commands(capsys) -> None:
+    assert main(["embedded", "res_2s"]) == 0
+    out = capsys.readouterr().out
+    assert "bhat1 = phi(1, Z)" in out and out.endswith("\n")
+    assert main(["optimise", "res_2s"]) == 0
+    assert "c2 = 1/3" in capsys.readouterr().out
+    assert main(["optimise", "krogstad"]) == 2
+    assert "no free parameters" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_derive_5_stage_order_4_recovers_hochbruck_ostermann() -> None:
+    """Operator case, Hochbruck-Ostermann's nodes: the bilinear stage is solved by the 2-colour
+    split (inner row fixed at a_32 = phi_2(Z/2), the shortest solution) and the result is their
+    method, entry by entry, of stiff order 4 (psi_4 and J psi_3 weakened). About 14 minutes
+    wall on 2 loaded cores; the scalar case (about a minute) finds a method of scalar order 4
+    with the same b, a_32 and a_54 but stiff order 3."""
+    half = sp.Rational(1, 2)
+    result = derive(5, 4, nodes=(half, half, 1, half), case="operator")
+    tab, ho = result.tableau, library.get("hochbruck_ostermann4")
+    for i in range(5):
+        for j in range(i):
+            assert sp.simplify(tab.A[i][j] - ho.A[i][j]) == 0, (i + 1, j + 1)
+    for x, y in zip(tab.b, ho.b, strict=True):
+        assert sp.simplify(x - y) == 0
+    assert result.weakened == ("psi_4", "sum_i b_i J psi_{3,i}")
+    report = tab.report(5)
+    assert (report.stiff_order, report.scalar_order) == (4, 4)

@@ -73,8 +73,8 @@ def _value(expr: sp.Expr, point: dict) -> mpmath.mpf:
 
 def test_counts_per_order() -> None:
     counts = [sum(1 for c in order_conditions(5) if c.order == p) for p in range(1, 6)]
-    assert counts[:4] == [1, 1, 2, 4]  # Hochbruck & Ostermann (2005), Table 5.1
-    # Luan & Ostermann's 8 linear order-5 conditions plus the bilinear sum_i b_i B(psi_2,i, psi_2,i)
+    assert counts[:4] == [1, 1, 2, 4]  # Hochbruck & Ostermann (2005), Table 2.1
+    # Luan & Ostermann's nine order-5 conditions, the bilinear B(psi_2,i, psi_2,i) among them
     assert counts[4] == 9
     names = {c.name for c in order_conditions(5) if c.order == 5}
     assert "sum_i b_i B(psi_{2,i}, psi_{2,i})" in names
