@@ -88,7 +88,14 @@ def nfe_ticks(budgets: Iterable[int]) -> list[int]:
 
 
 def _nfe_axis(ax, rows: Rows) -> None:
-    ticks = nfe_ticks(r["nfe"] for r in rows)
+    """Log NFE axis; its ticks (:func:`nfe_ticks`) from the budgets most methods ran (a method
+    that rounds a budget down, RES-3S, adds only its smallest and largest)."""
+    methods = _unique(r["method"] for r in rows)
+    runs: dict[int, int] = {}
+    for r in rows:
+        runs[r["nfe"]] = runs.get(r["nfe"], 0) + 1
+    common = [n for n, count in runs.items() if 2 * count >= len(methods)]
+    ticks = nfe_ticks([*common, min(runs), max(runs)])
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([str(t) for t in ticks]))
@@ -96,13 +103,17 @@ def _nfe_axis(ax, rows: Rows) -> None:
 
 
 def _plain_log_y(ax) -> None:
-    """Log y axis labelled with plain numbers (``20``, ``0.5``) instead of ``2 x 10^1``."""
-    formatter = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(formatter)
-    ax.yaxis.set_minor_formatter(formatter)
+    """Log y axis labelled with plain numbers (``20``, ``0.5``) instead of ``2 x 10^1``: every
+    tick over a factor 3, the decades and the 2s and 5s over a factor 30, else the decades."""
     low, high = ax.get_ylim()
-    if high / low > 20:  # many decades: label the decades only
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ratio = high / low
+
+    def minor(value: float, _: object) -> str:
+        leading = int(f"{value:e}"[0])
+        return f"{value:g}" if ratio <= 3 or (ratio <= 30 and leading in (2, 5)) else ""
+
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(minor))
 
 
 def _label(method: str) -> str:

@@ -112,7 +112,10 @@ def convergence_block(rows: Rows) -> str:
     errors = [r for r in rows if r["table"] == "errors" and r["problem"] in scalar_problems]
     pairs = []
     for problem in scalar_problems:
-        finest = max(r["n_steps"] for r in errors if r["problem"] == problem)
+        counts = [r["n_steps"] for r in errors if r["problem"] == problem]
+        if not counts:
+            continue
+        finest = max(counts)
         at = {
             r["method"]: r["error"]
             for r in errors
