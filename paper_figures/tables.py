@@ -28,6 +28,7 @@ __all__ = [
 Rows = Sequence[dict[str, Any]]
 
 PDE = "stiff matrix L (parabolic PDE)"
+TOL = 0.3  # the convergence study's tolerance on a fitted slope
 
 
 def _label(method: str) -> str:
@@ -109,6 +110,18 @@ def convergence_block(rows: Rows) -> str:
         f"of {len(scalar)} ({unfitted} without a fit: too few errors above the round-off "
         f"floor); at least the stiff order − 0.3 on the stiff PDE: {agree_pde} of {len(pde)}.",
     ]
+    reduced = [r for r in pde.values() if r["classical_order"] > r["stiff_order"]]
+    measured_pde = [r for r in reduced if r["measured_order"] is not None]
+    short = [r["method"] for r in measured_pde if r["measured_order"] < r["classical_order"] - TOL]
+    reach = [r["method"] for r in measured_pde if r["method"] not in short]
+    if reduced:
+        lines += [
+            "",
+            "On the stiff PDE, of the methods whose stiff order is below their classical order: "
+            f"classical order not reached (slope below classical − {TOL:g}): "
+            f"{', '.join(f'`{m}`' for m in sorted(short)) or 'none'}; classical order reached "
+            f"on this problem: {', '.join(f'`{m}`' for m in sorted(reach)) or 'none'}.",
+        ]
     errors = [r for r in rows if r["table"] == "errors" and r["problem"] in scalar_problems]
     pairs = []
     for problem in scalar_problems:
