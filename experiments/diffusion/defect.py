@@ -67,7 +67,7 @@ class DefectConfig:
         )
 
 
-REFERENCE_STEPS = 20  # progress steps of one reference solve (the longest single task)
+REFERENCE_STEPS = 40  # progress steps of one reference solve (the longest single task)
 
 
 def defect_steps(methods: Sequence[str], nfes: Sequence[int]) -> int:
