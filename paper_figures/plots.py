@@ -5,7 +5,7 @@ path; the caption (with the command that made the figure) is written into RESULT
 :mod:`paper_figures.summary`. Colours and line styles are fixed per method: RES solid, the
 DPM-Solver++ baseline of the same structure dashed in a matching hue. Panels are laid out
 without empty cells where possible (:func:`panel_shape`), the legend sits outside the panels,
-and fonts are at least 9 pt.
+and fonts are at least 8 pt (10 pt for tick labels).
 """
 
 from __future__ import annotations
