@@ -1,10 +1,13 @@
-"""``python -m paper_figures [--quick] [--device cuda|cpu] [--out DIR] [--force]``.
+"""``python -m paper_figures [--quick] [--device cuda|cpu] [--out DIR] [--force] [--redraw]``.
 
 Runs every experiment of the paper whose table is not cached yet (the cache is keyed by the
 experiment's configuration, :func:`experiments.experiment_runner.cached_rows`), then regenerates
 every figure (PNG), its table (CSV) and ``RESULTS.md`` in ``DIR`` (default
-``paper_figures/output``, ``paper_figures/output_quick`` with ``--quick``). An experiment that
-fails is reported in RESULTS.md and makes the command exit with status 1 after the others ran.
+``paper_figures/output``, ``paper_figures/output_quick`` with ``--quick``). The full run into
+the default folder also rewrites README.md's generated blocks (:mod:`paper_figures.readme`).
+``--redraw`` runs nothing and draws the figures and RESULTS.md from the tables already in
+``DIR``. An experiment that fails is reported in RESULTS.md and makes the command exit with
+status 1 after the others ran.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from experiments.experiment_runner import resolve_device
 from paper_figures.pipeline import EXPERIMENTS, run_pipeline
+from paper_figures.readme import update_readme
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "output"
 
@@ -31,6 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output directory")
     parser.add_argument("--force", action="store_true", help="recompute cached tables")
     parser.add_argument(
+        "--redraw", action="store_true", help="run nothing: redraw from the CSVs in DIR"
+    )
+    parser.add_argument(
         "--only",
         nargs="+",
         choices=list(EXPERIMENTS),
@@ -45,10 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or DEFAULT_OUT.with_name("output_quick" if args.quick else "output")
     command = "python -m paper_figures" + (" --quick" if args.quick else "")
     failures = run_pipeline(
-        out, quick=args.quick, device=args.device, force=args.force, command=command, only=args.only
+        out,
+        quick=args.quick,
+        device=args.device,
+        force=args.force,
+        command=command,
+        only=args.only,
+        redraw=args.redraw,
     )
     for name, message in failures.items():
         print(f"experiment {name} FAILED: {message}", file=sys.stderr)
+    if not args.quick and out.resolve() == DEFAULT_OUT and not failures:
+        changed = update_readme(output=out)
+        print(f"README.md generated blocks rewritten from {out}: {', '.join(changed) or 'none'}")
     print(f"results in {out}")
     return 1 if failures else 0
 

@@ -1,12 +1,29 @@
-"""The figure pipeline: experiments -> cached tables -> figures + CSV -> RESULTS.md.
+"""The figure pipeline: experiments -> cached tables -> figures + CSV -> RESULTS.md + README.
 
-:data:`EXPERIMENTS` lists, per experiment, its configuration class (``quick()``/``full()``), its
-runner ``run(config, device) -> rows`` and the function that draws its figures from the rows.
-:func:`run_pipeline` runs them in order with a tqdm bar, caching each table by configuration.
+:data:`EXPERIMENTS` is the registry: one :class:`Experiment` per experiment, with its
+configuration class (``quick()``/``full()``), its runner ``run(config, device) -> rows``, the
+function that draws its figures from the rows and, optionally, the function that renders its
+README block from the rows (:mod:`paper_figures.tables`). :func:`run_pipeline` runs them in
+order with a tqdm bar, caching each table by configuration, and writes ``<name>.csv``, the
+figures and RESULTS.md; :mod:`paper_figures.readme` puts the README blocks between their
+markers in README.md (the full run does so at the end; a test fails when README.md and the
+committed tables disagree).
+
+Adding an experiment (e.g. a league table):
+
+1. a module ``experiments/.../NAME.py`` with a frozen config dataclass (``quick()``,
+   ``full()``) and ``run(config, device) -> list[dict]`` (one dict per table row);
+2. one entry ``"NAME": Experiment(Config, run, draw, readme)`` in :data:`EXPERIMENTS`, with
+   ``draw(rows, out_dir, command) -> [(png name, caption)]`` (``lambda *_: []`` for no figure)
+   and ``readme(rows) -> Markdown`` (or ``None`` for no README block);
+3. for a README block, the two marker lines of :func:`paper_figures.readme.begin_marker` /
+   ``end_marker`` in README.md where the table belongs; ``python -m paper_figures.readme``
+   fills them from ``paper_figures/output/NAME.csv``.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +46,7 @@ from experiments.experiment_runner import (
     resolve_device,
     write_csv,
 )
-from paper_figures import plots
+from paper_figures import plots, tables
 from paper_figures.summary import compare_res_to_dpmpp, results_markdown
 
 __all__ = ["EXPERIMENTS", "Experiment", "run_pipeline"]
@@ -40,12 +57,14 @@ Figures = list[tuple[str, str]]
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment of the pipeline: settings class, runner, and figure maker
-    ``draw(rows, out_dir, command) -> [(png name, caption)]``."""
+    """An experiment of the pipeline: settings class, runner, figure maker
+    ``draw(rows, out_dir, command) -> [(png name, caption)]`` and README block renderer
+    ``readme(rows) -> Markdown`` (None: no block)."""
 
     config_class: Any
     run: Callable[[Any, torch.device], Rows]
     draw: Callable[[Rows, Path, str], Figures]
+    readme: Callable[[Rows], str] | None = None
 
 
 def _draw_defect(rows: Rows, out: Path, command: str) -> Figures:
@@ -71,10 +90,16 @@ def _draw_quality(rows: Rows, out: Path, command: str) -> Figures:
             "quality_vs_nfe.png",
             "Sample quality against NFE: Fréchet distance in a fixed feature space (digits: the "
             "trained digits classifier, 'Fréchet Digits Distance'; patches: fixed random-conv "
-            "features) against the training data; black line, where computed: the same noise "
-            f"through the converged ODE solver. Made by `{command}`; table quality.csv.",
+            f"features) against the training data; black line{_reference_problems(rows)}: the "
+            "same noise through the converged ODE solver (its Fréchet distance is not 0: "
+            f"finite samples). Made by `{command}`; table quality.csv.",
         )
     ]
+
+
+def _reference_problems(rows: Rows) -> str:
+    names = list(dict.fromkeys(r["problem"] for r in rows if r["method"] == "reference"))
+    return f" ({', '.join(names)} only)" if names else " (not computed in this run)"
 
 
 def _draw_schedule(rows: Rows, out: Path, command: str) -> Figures:
@@ -83,7 +108,8 @@ def _draw_schedule(rows: Rows, out: Path, command: str) -> Figures:
         (
             "schedule_robustness.png",
             "Defect against the Karras schedule exponent rho at fixed NFE (rho = 1: uniform in "
-            "sigma; right edge: exponential schedule; vertical line: EDM's rho = 7). Made by "
+            "sigma; grey line: EDM's rho = 7; right of the dotted line, at 'exp.': the "
+            "exponential schedule, the limit rho -> infinity). Made by "
             f"`{command}`; table schedule_robustness.csv.",
         )
     ]
@@ -107,8 +133,10 @@ def _draw_residuals(rows: Rows, out: Path, command: str) -> Figures:
     return [
         (
             "psi_residuals.png",
-            "Order-condition residuals |psi_j(h)| of the exported tableaux against step size h: "
-            "DPM-Solver++ has psi_2 = h/12 + O(h^2), RES has psi_2 = 0 identically. Made by "
+            "Order-condition residuals |psi_j(h)| of the exported tableaux against step size h, "
+            "one panel per condition: DPM-Solver++'s psi_2 (the same function for 2S at every "
+            "c2 and for 2M) follows the dotted h/12 line at small h; RES has psi_2 = 0 "
+            "identically (listed under the panels). Made by "
             f"`{command}`; table residuals.csv (table = psi).",
         ),
         (
@@ -124,20 +152,30 @@ def _draw_convergence(rows: Rows, out: Path, command: str) -> Figures:
     return [
         (
             "convergence.png",
-            "Convergence of the global error with step count on the convergence test "
-            "problems (experiments.convergence.study), observed orders in the table. Made by "
+            "Convergence of the global error with step size on the convergence problems "
+            "(experiments.convergence.study); under each panel the measured order of every "
+            "method and the order expected there (classical for L = -1, stiff for the PDE). "
+            "Made by "
             f"`{command}`; table convergence.csv.",
         )
     ]
 
 
 EXPERIMENTS: dict[str, Experiment] = {
-    "defect": Experiment(DefectConfig, run_defect, _draw_defect),
-    "quality": Experiment(QualityConfig, run_quality, _draw_quality),
-    "schedule_robustness": Experiment(ScheduleConfig, run_schedule_robustness, _draw_schedule),
-    "stochastic": Experiment(StochasticConfig, run_stochastic, _draw_stochastic),
-    "residuals": Experiment(ResidualsConfig, run_residuals, _draw_residuals),
-    "convergence": Experiment(ConvergenceConfig, run_convergence_table, _draw_convergence),
+    "defect": Experiment(DefectConfig, run_defect, _draw_defect, tables.defect_block),
+    "quality": Experiment(QualityConfig, run_quality, _draw_quality, tables.quality_block),
+    "schedule_robustness": Experiment(
+        ScheduleConfig, run_schedule_robustness, _draw_schedule, tables.schedule_block
+    ),
+    "stochastic": Experiment(
+        StochasticConfig, run_stochastic, _draw_stochastic, tables.stochastic_block
+    ),
+    "residuals": Experiment(
+        ResidualsConfig, run_residuals, _draw_residuals, tables.residuals_block
+    ),
+    "convergence": Experiment(
+        ConvergenceConfig, run_convergence_table, _draw_convergence, tables.convergence_block
+    ),
 }
 
 
@@ -165,17 +203,20 @@ def run_pipeline(
     command: str,
     only: Sequence[str] | None = None,
     configs: Mapping[str, Any] | None = None,
+    redraw: bool = False,
 ) -> dict[str, str]:
     """Run (or load) every experiment (or those in ``only``), write ``<name>.csv``, figures and
     ``RESULTS.md`` under ``out``. ``configs`` replaces the quick/full preset of the experiments
-    it names. Returns ``{experiment: error message}`` for the experiments that failed."""
+    it names. ``redraw`` runs nothing: the figures and RESULTS.md are drawn from the
+    ``<name>.csv`` tables already in ``out``. Returns ``{experiment: error message}`` for the
+    experiments that failed."""
     resolved = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     names = list(EXPERIMENTS) if only is None else list(only)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
-    tables: dict[str, Rows] = {}
+    results: dict[str, Rows] = {}
     figures: Figures = []
     failures: dict[str, str] = {}
     for name in tqdm(list(EXPERIMENTS), desc="paper figures"):
@@ -184,29 +225,37 @@ def run_pipeline(
             config = configs[name]
         else:
             config = experiment.config_class.quick() if quick else experiment.config_class.full()
+        if redraw:
+            if (out / f"{name}.csv").exists():
+                results[name] = read_csv(out / f"{name}.csv")
+                figures += experiment.draw(results[name], out, command)
+            continue
         if name not in names:  # not asked for: keep its cached results in RESULTS.md, if any
             table = cached_table(name, config, out / "cache")
             if table.exists():
-                tables[name] = read_csv(table)
-                figures += experiment.draw(tables[name], out, command)
+                results[name] = read_csv(table)
+                figures += experiment.draw(results[name], out, command)
             continue
         try:
+            start = time.perf_counter()
             rows, cached = cached_rows(
                 name, config, lambda c, e=experiment: e.run(c, resolved), out / "cache", force=force
             )
-            tqdm.write(f"{name}: {'cached' if cached else 'computed'} ({len(rows)} rows)")
+            seconds = time.perf_counter() - start
+            status = "cached" if cached else f"computed in {seconds:.0f} s"
+            tqdm.write(f"{name}: {status} ({len(rows)} rows)")
             write_csv(rows, out / f"{name}.csv")
             figures += experiment.draw(rows, out, command)
-            tables[name] = rows
+            results[name] = rows
         except Exception as err:  # noqa: BLE001 - reported in RESULTS.md and the exit status
             traceback.print_exc()
             failures[name] = f"{type(err).__name__}: {err}"
-    defect_cmp = compare_res_to_dpmpp(tables.get("defect", []), "defect")
-    quality_cmp = compare_res_to_dpmpp(tables.get("quality", []), "frechet")
+    defect_cmp = compare_res_to_dpmpp(results.get("defect", []), "defect")
+    quality_cmp = compare_res_to_dpmpp(results.get("quality", []), "frechet")
     if defect_cmp or quality_cmp:
         write_csv([*defect_cmp, *quality_cmp], out / "res_vs_dpmpp.csv")
     notes = [f"experiment `{n}` failed: {m}" for n, m in failures.items()]
-    notes += _reference_notes(tables.get("defect", []))
+    notes += _reference_notes(results.get("defect", []))
     (out / "RESULTS.md").write_text(
         results_markdown(defect_cmp, quality_cmp, figures, command, notes)
     )

@@ -12,7 +12,8 @@ Run: ``python -m experiments.diffusion.defect [--quick] [--device cuda] [--out D
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from experiments.diffusion.scoring import mean_l2, reference_batch
 from experiments.experiment_runner import experiment_main
 from experiments.problems import get_problem
 
-__all__ = ["DefectConfig", "defect_rows", "main", "run_defect"]
+__all__ = ["DefectConfig", "defect_rows", "defect_steps", "main", "run_defect"]
 
 NAME = "defect"
 
@@ -66,6 +67,30 @@ class DefectConfig:
         )
 
 
+REFERENCE_STEPS = 40  # progress steps of one reference solve (the longest single task)
+
+
+def defect_steps(methods: Sequence[str], nfes: Sequence[int]) -> int:
+    """Progress steps of one :func:`defect_rows` call: :data:`REFERENCE_STEPS` for its
+    reference batch and one per (method, budget) cell."""
+    return REFERENCE_STEPS + sum(len(attainable_budgets(name, nfes)) for name in methods)
+
+
+def _advance(progress: tqdm | None, steps: int) -> Callable[[float], None] | None:
+    """A ``fraction -> None`` callback moving ``progress`` through ``steps`` steps."""
+    if progress is None:
+        return None
+    done = [0]
+
+    def report(fraction: float) -> None:
+        target = min(steps, math.floor(fraction * steps))
+        if target > done[0]:
+            progress.update(target - done[0])
+            done[0] = target
+
+    return report
+
+
 def defect_rows(
     problem_name: str,
     methods: Sequence[str],
@@ -80,18 +105,26 @@ def defect_rows(
     reference_bound: float = 1e-3,
     options: dict[str, Any] | None = None,
     extra_columns: dict[str, Any] | None = None,
+    progress: tqdm | None = None,
 ) -> list[dict[str, Any]]:
     """Defect rows ``{problem, method, nfe, defect, ...}`` of ``methods x nfes`` on one problem.
 
     Each requested budget is rounded down to one the method spends exactly
     (:func:`experiments.diffusion.methods.attainable_budgets`); budgets too small are skipped.
     ``options`` go to every sampler (e.g. ``c2``); ``extra_columns`` are copied into each row.
+    ``progress`` advances during the reference solve and once per cell (:func:`defect_steps`
+    steps in all).
     """
     for name in methods:
         get_method(name)
     problem = get_problem(problem_name, device)
     reference = reference_batch(
-        problem, batch=batch, seed=seed, rtol=reference_rtol, bound=reference_bound
+        problem,
+        batch=batch,
+        seed=seed,
+        rtol=reference_rtol,
+        bound=reference_bound,
+        progress=_advance(progress, REFERENCE_STEPS),
     )
     rows = []
     for name in methods:
@@ -119,13 +152,18 @@ def defect_rows(
                     "reference_error": reference.error_estimate,
                 }
             )
+            if progress is not None:
+                progress.update()
     return rows
 
 
 def run_defect(config: DefectConfig, device: torch.device) -> list[dict[str, Any]]:
-    """All rows of the experiment (one progress step per problem)."""
+    """All rows of the experiment (one progress step per reference batch and per cell)."""
     rows: list[dict[str, Any]] = []
-    for problem, batch in tqdm(config.problems, desc="defect vs NFE"):
+    total = len(config.problems) * defect_steps(config.methods, config.nfes)
+    bar = tqdm(total=total, desc="defect vs NFE")
+    for problem, batch in config.problems:
+        bar.set_postfix_str(problem)
         rows += defect_rows(
             problem,
             config.methods,
@@ -137,7 +175,9 @@ def run_defect(config: DefectConfig, device: torch.device) -> list[dict[str, Any
             rho=config.rho,
             reference_rtol=config.reference_rtol,
             reference_bound=config.reference_bound,
+            progress=bar,
         )
+    bar.close()
     return rows
 
 

@@ -27,12 +27,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from experiments.diffusion.defect import defect_rows
+from experiments.diffusion.defect import defect_rows, defect_steps
 from experiments.experiment_runner import experiment_main
 
 __all__ = ["ResidualsConfig", "c2_sweep_rows", "main", "psi_residual_rows", "run_residuals"]
 
 NAME = "residuals"
+
+C2_METHODS = ("dpmpp_2s", "res_2s")  # the 2-stage single-step methods of the c2 sweep
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,12 @@ def c2_sweep_rows(config: ResidualsConfig, device: torch.device) -> list[dict[st
     """Defect rows of ``res_2s`` and ``dpmpp_2s`` for every ``c2``, problem and NFE."""
     rows: list[dict[str, Any]] = []
     grid = [(p, b, c2) for p, b in config.problems for c2 in config.c2s]
-    for problem, batch, c2 in tqdm(grid, desc="defect vs c2"):
+    bar = tqdm(total=len(grid) * defect_steps(C2_METHODS, config.nfes), desc="defect vs c2")
+    for problem, batch, c2 in grid:
+        bar.set_postfix_str(f"{problem}, c2 {c2:g}")
         rows += defect_rows(
             problem,
-            ("dpmpp_2s", "res_2s"),
+            C2_METHODS,
             config.nfes,
             batch=batch,
             seed=config.seed,
@@ -135,7 +139,9 @@ def c2_sweep_rows(config: ResidualsConfig, device: torch.device) -> list[dict[st
             reference_bound=config.reference_bound,
             options={"c2": c2},
             extra_columns={"table": "c2_sweep", "c2": c2},
+            progress=bar,
         )
+    bar.close()
     return rows
 
 

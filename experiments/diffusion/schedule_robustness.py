@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from experiments.diffusion.defect import defect_rows
+from experiments.diffusion.defect import defect_rows, defect_steps
 from experiments.experiment_runner import experiment_main
 
 __all__ = ["ScheduleConfig", "main", "run_schedule_robustness"]
@@ -62,7 +62,11 @@ def run_schedule_robustness(config: ScheduleConfig, device: torch.device) -> lis
     """Defect rows for every problem, method, NFE and schedule of ``config``."""
     rows: list[dict[str, Any]] = []
     grid = [(p, b, r) for p, b in config.problems for r in config.rhos]
-    for problem, batch, rho in tqdm(grid, desc="schedule robustness"):
+    bar = tqdm(
+        total=len(grid) * defect_steps(config.methods, config.nfes), desc="schedule robustness"
+    )
+    for problem, batch, rho in grid:
+        bar.set_postfix_str(f"{problem}, rho {rho:g}")
         schedule = "exponential" if math.isinf(rho) else "karras"
         rows += defect_rows(
             problem,
@@ -76,7 +80,9 @@ def run_schedule_robustness(config: ScheduleConfig, device: torch.device) -> lis
             reference_rtol=config.reference_rtol,
             reference_bound=config.reference_bound,
             extra_columns={"rho_swept": rho},
+            progress=bar,
         )
+    bar.close()
     return rows
 
 

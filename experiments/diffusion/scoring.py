@@ -9,6 +9,7 @@ problem's data set in its feature space.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,14 +39,22 @@ _REFERENCES: dict[tuple[str, str, int, int, float, float], ReferenceBatch] = {}
 
 
 def reference_batch(
-    problem: SamplingProblem, *, batch: int, seed: int, rtol: float = 1e-7, bound: float = 1e-4
+    problem: SamplingProblem,
+    *,
+    batch: int,
+    seed: int,
+    rtol: float = 1e-7,
+    bound: float = 1e-4,
+    progress: Callable[[float], None] | None = None,
 ) -> ReferenceBatch:
     """The :class:`ReferenceBatch` of ``batch`` samples for ``seed``.
 
     The ODE from ``sigma_max`` to ``sigma_min`` is solved by
     :func:`experiments.reference.converged_reference` (DOP853 in lambda at ``rtol = atol`` and
     10 times tighter; it raises unless the two agree to ``bound`` in max norm), then
-    ``x = D(x, sigma_min)``. Solved once per process for each set of arguments.
+    ``x = D(x, sigma_min)``. Solved once per process for each set of arguments; ``progress``
+    receives the fraction of the solve done (:func:`experiments.reference.converged_reference`;
+    1 at once for a batch solved before).
     """
     if batch < 1:
         raise ProblemError(f"batch must be positive, got {batch}")
@@ -65,9 +74,12 @@ def reference_batch(
             atol=rtol,
             refinement=10.0,
             bound=bound,
+            progress=progress,
         )
         final = problem.denoiser(solved.x, solved.x.new_full((batch,), SIGMA_MIN))
         _REFERENCES[key] = ReferenceBatch(noise, final, solved.error_estimate)
+    elif progress is not None:
+        progress(1.0)
     return _REFERENCES[key]
 
 

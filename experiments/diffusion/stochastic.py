@@ -68,7 +68,10 @@ def run_stochastic(config: StochasticConfig, device: torch.device) -> list[dict[
         get_method(name)
     rows: list[dict[str, Any]] = []
     grid = [(p, n, c) for p, n in config.problems for c in config.churns]
-    for problem_name, samples, churn in tqdm(grid, desc="stochastic sampling"):
+    cells = sum(len(attainable_budgets(name, config.nfes)) for name in config.methods)
+    bar = tqdm(total=len(grid) * cells, desc="stochastic sampling")
+    for problem_name, samples, churn in grid:
+        bar.set_postfix_str(f"{problem_name}, S_churn {churn:g}")
         problem = get_problem(problem_name, device)
         generator = torch.Generator().manual_seed(config.seed)
         noise = torch.randn((samples, *problem.shape), generator=generator, dtype=torch.float64).to(
@@ -99,6 +102,8 @@ def run_stochastic(config: StochasticConfig, device: torch.device) -> list[dict[
                         "frechet": frechet_to_data(problem, out),
                     }
                 )
+                bar.update()
+    bar.close()
     return rows
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.diffusion.defect import defect_rows
+from experiments.diffusion.defect import REFERENCE_STEPS, defect_rows, defect_steps
 from experiments.diffusion.methods import (
     METHODS,
     MethodError,
@@ -88,3 +88,27 @@ def test_defect_falls_with_nfe_for_every_method_on_exact_denoiser() -> None:
         assert len(defects) >= 3, name
         assert defects[-1] < defects[0] / 4, (name, defects)
         assert all(r["reference_error"] < r["defect"] / 10 for r in rows if r["method"] == name)
+
+
+class CountingBar:
+    """A stand-in for a tqdm bar: records every ``update``."""
+
+    def __init__(self) -> None:
+        self.updates: list[int] = []
+
+    def update(self, n: int = 1) -> None:
+        self.updates.append(n)
+
+
+def test_defect_progress_advances_during_the_reference_and_per_cell() -> None:
+    methods, nfes = ("ddim", "res_2s"), (5, 9)
+    bar = CountingBar()
+    rows = defect_rows(
+        "gmm", methods, nfes, batch=4, seed=11, device=torch.device("cpu"), progress=bar
+    )
+    assert sum(bar.updates) == defect_steps(methods, nfes) == REFERENCE_STEPS + len(rows)
+    # the reference solve reports in several steps, not in one jump at its end
+    assert len(bar.updates) > len(rows) + 2
+    again = CountingBar()  # a reference solved before advances its share at once
+    defect_rows("gmm", methods, nfes, batch=4, seed=11, device=torch.device("cpu"), progress=again)
+    assert again.updates == [REFERENCE_STEPS] + [1] * len(rows)

@@ -88,3 +88,21 @@ def test_failed_integration_raises():
 
     with pytest.raises(ReferenceError):
         solve_probability_flow(blows_up, x, 1.0, math.exp(-5))
+
+
+def test_reference_progress_is_monotone_and_ends_at_one():
+    problem = manufactured_problem("sine")
+    reported: list[float] = []
+    converged_reference(
+        problem.denoiser,
+        problem.x_start,
+        problem.sigma_start,
+        problem.sigma_end,
+        rtol=1e-8,
+        atol=1e-8,
+        refinement=10,
+        bound=1e-5,
+        progress=reported.append,
+    )
+    assert reported == sorted(reported) and reported[-1] == 1.0
+    assert any(0 < f < 0.5 for f in reported) and any(0.5 < f < 1 for f in reported)
