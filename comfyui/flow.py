@@ -91,7 +91,8 @@ def sample_flow(
     The model is called as ComfyUI calls it, ``model(x_t, t * s_in, **extra_args)``, with
     ``extra_args`` unchanged; the callback sees ``x_t``, ``t`` and the denoised ``x_0``;
     ``s_tmin``/``s_tmax`` are flow times; a ``noise_sampler`` is called with flow times.
-    Returns the state at ``t_N``.
+    Returns the state at ``t_N``. Half-precision states are stepped in float32 (``y`` is up to
+    ``1 / (1 - t_0) = 3e4`` times ``x`` after the offset: beyond float16's range).
     """
     times = sigmas.detach().to(device="cpu", dtype=torch.float64).clone()
     if times[0] >= 1:
@@ -113,6 +114,9 @@ def sample_flow(
     if callable(flow_noise):
         options["noise_sampler"] = lambda s, s_next: flow_noise(_t(s), _t(s_next))
 
+    dtype = x.dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     y = run(
         ve_model,
         x / (1 - float(times[0])),
@@ -122,4 +126,4 @@ def sample_flow(
         disable=disable,
         **options,
     )
-    return y * (1 - float(times[-1]))
+    return (y * (1 - float(times[-1]))).to(dtype)

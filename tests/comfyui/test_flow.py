@@ -70,6 +70,22 @@ def test_stochastic_flow_run_equals_the_ve_equivalent_run(comfy, gaussian, noise
     assert 0 < churned < len(times) - 1  # the bounds select some steps, not all
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_flow_run_is_stepped_in_float32(comfy, gaussian, noise, dtype):
+    """From t = 1 the VE state is 3e4 x (past float16's range): the run is done in float32 and
+    returned in the input's dtype, close to the float64 run."""
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    times = flow_schedule(ms, 10).to(torch.float32)
+    sampler = comfy.samplers.sampler_object("res_torch_res_2m")
+    guider = comfy.guider(ms, gaussian.flow)
+    half = guider.sample(noise.to(dtype), torch.zeros_like(noise, dtype=dtype), sampler, times,
+                         disable_pbar=True)  # fmt: skip
+    full = guider.sample(noise, torch.zeros_like(noise), sampler, times.double(),
+                         disable_pbar=True)  # fmt: skip
+    assert half.dtype == dtype
+    torch.testing.assert_close(half.double(), full, rtol=0, atol=2e-2)
+
+
 def test_img2img_flow_run_starts_at_its_own_time(comfy, gaussian, noise):
     """denoise < 1: ``x = t_0 noise + (1 - t_0) latent`` (CONST noise scaling), no offset."""
     ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
