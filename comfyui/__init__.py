@@ -1,9 +1,9 @@
 """res_torch samplers for ComfyUI (a custom-node folder; see docs/comfyui.md).
 
 Install: ``pip install /path/to/res`` (the distribution ``res-torch``) into ComfyUI's Python,
-then copy or symlink this folder into
-``ComfyUI/custom_nodes/`` under any name except ``res_torch`` / ``res_theory`` (ComfyUI imports
-a node folder under its folder name), e.g. ``custom_nodes/res_torch_nodes``.
+then copy or symlink this folder into ``ComfyUI/custom_nodes/`` under any name except
+``res_torch`` / ``res_theory`` (ComfyUI imports a node folder under its folder name), e.g.
+``custom_nodes/res_torch_nodes``.
 
 On import inside ComfyUI every res_torch method is added to the stock sampler menus as
 ``res_torch_<method>`` (:mod:`.registry`), and the node "res_torch Sampler" (:mod:`.nodes`)

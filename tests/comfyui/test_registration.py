@@ -99,3 +99,11 @@ def test_pack_imports_comfy_only_lazily_and_only_res_torch_of_the_project():
         for module, at_top in _imports(path):
             assert module not in {"res_theory", "experiments", "paper_figures", "sympy"}, path
             assert not (module == "comfy" and at_top), f"{path.name} imports comfy at import time"
+
+
+def test_pack_doctests(comfy):
+    import doctest
+
+    for module in (comfy.pack.methods, comfy.pack.flow):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
