@@ -13,7 +13,15 @@ gives a ``SAMPLER`` with the method's parameters for SamplerCustom. Outside Comf
 
 from __future__ import annotations
 
-from .nodes import ResTorchSampler
+try:
+    import res_torch  # noqa: F401
+except ImportError as exc:  # ComfyUI shows this when it skips the folder
+    raise ImportError(
+        "the res_torch node pack needs the res_torch library in ComfyUI's Python: "
+        "python -m pip install /path/to/res (see docs/comfyui.md)"
+    ) from exc
+
+from .nodes import ResTorchSampler  # noqa: E402
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "REGISTERED"]
 

@@ -81,6 +81,19 @@ def test_importing_the_pack_outside_comfyui_registers_nothing():
     assert out.stdout.strip() == "[] ['ResTorchSampler'] False"
 
 
+def test_pack_without_res_torch_says_how_to_install_it():
+    code = (
+        "import importlib.util, sys\n"
+        "sys.modules['res_torch'] = None  # as if not installed\n"
+        f"spec = importlib.util.spec_from_file_location('res_torch_nodes', r'{PACK}/__init__.py',"
+        f" submodule_search_locations=[r'{PACK}'])\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "ImportError: the res_torch node pack needs the res_torch library" in out.stderr
+
+
 def _imports(path: Path) -> list[tuple[str, bool]]:
     """(top-level module, imported at module level) for every absolute import in ``path``."""
     tree = ast.parse(path.read_text())
