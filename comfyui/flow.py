@@ -6,6 +6,7 @@ returns the denoised ``x_0``. Dividing by ``1 - t`` gives the VE form the res sa
 
     y = x / (1 - t) = x_0 + sigma eps,    sigma = t / (1 - t),    D_VE(y, sigma) = D(x, t),
 
+(the map of :class:`res_torch.adapters.FlowDenoiser`, here for a model that returns ``x_0``)
 whose ``lambda = -log sigma = log((1 - t) / t)`` is the half-log-SNR in which ComfyUI's own
 exponential samplers step flow models (``sigma_to_half_log_snr`` in
 ``comfy/k_diffusion/sampling.py``, used by ``dpmpp_2m_sde``, ``dpmpp_3m_sde``, ``er_sde``,
