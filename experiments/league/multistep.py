@@ -1,0 +1,191 @@
+"""Linear multistep samplers with exact integration of an interpolated prediction (prototypes).
+
+The probability-flow ODE ``dx/dsigma = eps(x, sigma)``, ``eps = (x - D)/sigma``, has two exact
+step forms (``docs/MATH.md`` §1; ``d(x/sigma)/dsigma = -D/sigma^2``):
+
+    noise form:  x_{n+1} = x_n + int_{sigma_n}^{sigma_{n+1}} eps dsigma
+    data form:   x_{n+1} = (sigma_{n+1}/sigma_n) x_n + sigma_{n+1} int_{sigma_{n+1}}^{sigma_n} D / sigma^2 dsigma
+
+A method of this family replaces the prediction ``Y`` (``eps`` or ``D``) by its Lagrange
+interpolant in a variable ``u(sigma)`` (``sigma``, ``log sigma`` or ``sigma^(1/7)``) through
+stored values and integrates it exactly, which gives the general step of the core:
+
+    predictor  x^p_{n+1} = a_n x_n + sum_{j<k_n} w_{n,j} Y_{n-j}
+    corrector  x_{n+1}   = a_n x_n + sum_{j<k_n} v_{n,j} Y_{n-j} + v_{n,new} Y(x^p_{n+1}, sigma_{n+1})
+
+``w_{n,j} = int weight(sigma) l_j(u(sigma)) dsigma`` over the step, with ``l_j`` the Lagrange basis
+of the predictor nodes ``sigma_n, ..., sigma_{n-k_n+1}`` (``v``: of ``sigma_{n+1}, sigma_n, ...``),
+``weight = 1`` (noise form, ``a_n = 1``) or ``sigma_{n+1}/sigma^2`` (data form,
+``a_n = sigma_{n+1}/sigma_n``). The evaluation at the predicted point is the next step's history
+value (no extra NFE). The integrals are computed by 24-point Gauss–Legendre quadrature in
+``theta`` along ``sigma(theta) = sigma_n (sigma_{n+1}/sigma_n)^theta``: the integrands are
+entire in ``theta`` and the rule is exact to rounding for every step of an EDM grid (``h < 30``).
+Members: the noise form in ``sigma`` is variable-step Adams–Bashforth (iPNDM-v), in ``log sigma``
+DEIS (``rho``AB-log), the data form in ``log sigma`` (= ``lambda``) the RES multistep methods.
+
+The last step (to ``sigma = 0``) returns the estimate of ``D(x(sigma_min), sigma_min)``. Without
+a corrector that is the denoiser output at the last point; with one, the output is
+``x_c - sigma_min eps(x_p)`` (``= D(x_p) + (x_c - x_p)``): the corrected point ``x_c`` with the
+noise evaluated at the predicted point ``x_p``, which is ``D(x_c)`` up to
+``(I - dD/dx)(x_c - x_p)``, small where ``sigma_min`` is below the data's scales
+(``dD/dx -> I``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "MultistepDesign",
+    "StepCoefficients",
+    "interpolation_variable",
+    "lagrange_weights",
+    "sample_multistep",
+    "step_coefficients",
+]
+
+_GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(24)
+_THETA = (_GAUSS_NODES + 1) / 2
+_THETA_WEIGHTS = _GAUSS_WEIGHTS / 2
+
+VARIABLES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sigma": lambda s: s,
+    "log_sigma": np.log,
+    "rho7": lambda s: s ** (1 / 7),
+}
+
+
+def interpolation_variable(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """``u(sigma)`` of a variable name: ``sigma``, ``log_sigma`` or ``rho7`` (``sigma^(1/7)``)."""
+    try:
+        return VARIABLES[name]
+    except KeyError:
+        raise ValueError(f"unknown variable {name!r}; known: {', '.join(VARIABLES)}") from None
+
+
+def lagrange_weights(
+    sigma_from: float, sigma_to: float, nodes: list[float], prediction: str, variable: str
+) -> np.ndarray:
+    """``w_j = int weight(sigma) l_j(u(sigma)) dsigma`` over ``sigma_from -> sigma_to`` (> 0) for
+    the Lagrange basis ``l_j`` of ``u(nodes)`` (module docstring), float64.
+
+    >>> w = lagrange_weights(2.0, 1.0, [2.0, 3.0], "noise", "sigma")  # AB2, equal steps
+    >>> [round(float(v), 12) for v in w]
+    [-1.5, 0.5]
+    """
+    if not sigma_from > sigma_to > 0:
+        raise ValueError(f"need sigma_from > sigma_to > 0, got {sigma_from}, {sigma_to}")
+    u = interpolation_variable(variable)
+    h = math.log(sigma_from / sigma_to)
+    sig = sigma_from * np.exp(-h * _THETA)
+    if prediction == "noise":
+        density = -h * sig
+    elif prediction == "denoised":
+        density = sigma_to * h / sig
+    else:
+        raise ValueError(f"prediction must be 'noise' or 'denoised', got {prediction!r}")
+    uq, un = u(sig), u(np.asarray(nodes, dtype=np.float64))
+    weights = np.empty(len(nodes))
+    for j in range(len(nodes)):
+        basis = np.ones_like(uq)
+        for m in range(len(nodes)):
+            if m != j:
+                basis *= (uq - un[m]) / (un[j] - un[m])
+        weights[j] = float(np.sum(_THETA_WEIGHTS * density * basis))
+    return weights
+
+
+@dataclass(frozen=True)
+class MultistepDesign:
+    """A member of the family: stored ``prediction`` (``"noise"`` or ``"denoised"``), the
+    interpolation ``variable``, the predictor order ``order`` (history length; step ``n`` uses
+    ``min(n + 1, order)``: the free warm start), ``corrector`` (UniC-style, order + 1, no extra
+    NFE), ``final_orders``: the predictor orders of the last non-final steps (``(2,)`` caps
+    the last one at 2; empty: none capped) and ``corrected_final``: the output is
+    ``x_c - sigma_min eps(x_p)`` (module docstring) rather than ``D(x_p)``."""
+
+    name: str
+    prediction: str
+    variable: str
+    order: int
+    corrector: bool = False
+    final_orders: tuple[int, ...] = ()
+    corrected_final: bool = True
+
+    def __post_init__(self) -> None:
+        interpolation_variable(self.variable)
+        if self.prediction not in ("noise", "denoised"):
+            raise ValueError(f"prediction must be 'noise' or 'denoised', got {self.prediction!r}")
+        if not 1 <= self.order <= 6:
+            raise ValueError(f"order must be in 1..6, got {self.order}")
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    """Step ``n``: ``a``, predictor weights ``w`` (on ``Y_n, Y_{n-1}, ...``) and corrector weights
+    ``v`` (``v[0]`` on the new evaluation, then ``Y_n, Y_{n-1}, ...``; empty without corrector)."""
+
+    a: float
+    w: tuple[float, ...]
+    v: tuple[float, ...]
+
+
+def step_coefficients(design: MultistepDesign, sigmas: list[float]) -> list[StepCoefficients]:
+    """The coefficients of every non-final step of ``design`` on the positive levels ``sigmas``
+    (``sigmas[-1] = sigma_min``; the step to 0 is the final denoising step). Pure function."""
+    steps = []
+    count = len(sigmas) - 1
+    for n in range(count):
+        k = min(n + 1, design.order)
+        from_end = count - 1 - n
+        if from_end < len(design.final_orders):
+            k = min(k, design.final_orders[-1 - from_end])
+        s_from, s_to = sigmas[n], sigmas[n + 1]
+        history = [sigmas[n - j] for j in range(k)]
+        a = 1.0 if design.prediction == "noise" else s_to / s_from
+        w = lagrange_weights(s_from, s_to, history, design.prediction, design.variable)
+        v = ()
+        if design.corrector:
+            v = tuple(lagrange_weights(s_from, s_to, [s_to, *history], design.prediction,
+                                       design.variable))  # fmt: skip
+        steps.append(StepCoefficients(a, tuple(w), v))
+    return steps
+
+
+@torch.no_grad()
+def sample_multistep(
+    design: MultistepDesign,
+    model: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+) -> torch.Tensor:
+    """Run ``design`` from ``x`` at ``sigmas[0]`` over ``sigmas`` (decreasing, ending in 0): one
+    denoiser evaluation per level, ``len(sigmas) - 1`` in all."""
+    levels = [float(s) for s in sigmas[:-1]]
+    if float(sigmas[-1]) != 0.0 or len(levels) < 1:
+        raise ValueError("sigmas must have >= 2 entries and end in 0")
+    coefficients = step_coefficients(design, levels)
+    ones = x.new_ones([x.shape[0]])
+
+    def predict(state: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        denoised = model(state, sigma * ones)
+        return denoised, (state - denoised) / sigma
+
+    denoised, eps = predict(x, levels[0])
+    history = [eps if design.prediction == "noise" else denoised]
+    for n, step in enumerate(coefficients):
+        base = step.a * x
+        x_p = base + sum(wj * y for wj, y in zip(step.w, history))
+        denoised, eps = predict(x_p, levels[n + 1])
+        new = eps if design.prediction == "noise" else denoised
+        if step.v:
+            x = base + step.v[0] * new + sum(vj * y for vj, y in zip(step.v[1:], history))
+        else:
+            x = x_p
+        history = [new, *history][: design.order]
+    return x - levels[-1] * eps if design.corrected_final else denoised
