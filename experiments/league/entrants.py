@@ -51,8 +51,9 @@ LEAGUE_DESIGNS: tuple[MultistepDesign, ...] = (
     MultistepDesign("res_ab4_sigma", "noise", "sigma", 4),
     MultistepDesign("res_pc3_logsigma", "noise", "log_sigma", 3, corrector=True),
     MultistepDesign("res_pc2_lambda", "denoised", "log_sigma", 2, corrector=True),
-    MultistepDesign("res_pc3_lambda", "denoised", "log_sigma", 3, corrector=True,
-                    final_orders=(1, 2)),  # fmt: skip
+    MultistepDesign(
+        "res_pc3_lambda", "denoised", "log_sigma", 3, corrector=True, final_orders=(1, 2)
+    ),
 )
 """The designed methods (docs/league.md gives their derivation and reasoning)."""
 
@@ -77,7 +78,9 @@ def _entrants() -> dict[str, Entrant]:
     entrants += [
         Entrant(d.name, "res", "res_2m", partial(sample_multistep, d)) for d in LEAGUE_DESIGNS
     ]
-    entrants += [Entrant(n, "peer", "res_2m", partial(sample_diffusers, n)) for n in DIFFUSERS_PEERS]
+    entrants += [
+        Entrant(n, "peer", "res_2m", partial(sample_diffusers, n)) for n in DIFFUSERS_PEERS
+    ]
     two_stage = {"k_heun": "heun", "k_dpm_2": "heun", "k_dpmpp_2s": "res_2s"}
     entrants += [
         Entrant(n, "peer", two_stage.get(n, "res_2m"), partial(sample_k_diffusion, n))

@@ -3,17 +3,19 @@
 The probability-flow ODE ``dx/dsigma = eps(x, sigma)``, ``eps = (x - D)/sigma``, has two exact
 step forms (``docs/MATH.md`` §1; ``d(x/sigma)/dsigma = -D/sigma^2``):
 
-    noise form:  x_{n+1} = x_n + int_{sigma_n}^{sigma_{n+1}} eps dsigma
-    data form:   x_{n+1} = (sigma_{n+1}/sigma_n) x_n + sigma_{n+1} int_{sigma_{n+1}}^{sigma_n} D / sigma^2 dsigma
+    noise form:  x_{n+1} = x_n + int_{s_n}^{s_{n+1}} eps ds
+    data form:   x_{n+1} = (s_{n+1}/s_n) x_n + s_{n+1} int_{s_{n+1}}^{s_n} D / s^2 ds
+
+(``s = sigma``)
 
 A method of this family replaces the prediction ``Y`` (``eps`` or ``D``) by its Lagrange
 interpolant in a variable ``u(sigma)`` (``sigma``, ``log sigma`` or ``sigma^(1/7)``) through
 stored values and integrates it exactly, which gives the general step of the core:
 
     predictor  x^p_{n+1} = a_n x_n + sum_{j<k_n} w_{n,j} Y_{n-j}
-    corrector  x_{n+1}   = a_n x_n + sum_{j<k_n} v_{n,j} Y_{n-j} + v_{n,new} Y(x^p_{n+1}, sigma_{n+1})
+    corrector  x_{n+1}   = a_n x_n + sum_{j<k_n} v_{n,j} Y_{n-j} + v_{n,new} Y(x^p_{n+1}, s_{n+1})
 
-``w_{n,j} = int weight(sigma) l_j(u(sigma)) dsigma`` over the step, with ``l_j`` the Lagrange basis
+``w_{n,j} = int weight(sigma) l_j(u(sigma)) dsigma`` over the step, ``l_j`` the Lagrange basis
 of the predictor nodes ``sigma_n, ..., sigma_{n-k_n+1}`` (``v``: of ``sigma_{n+1}, sigma_n, ...``),
 ``weight = 1`` (noise form, ``a_n = 1``) or ``sigma_{n+1}/sigma^2`` (data form,
 ``a_n = sigma_{n+1}/sigma_n``). The evaluation at the predicted point is the next step's history
@@ -151,8 +153,9 @@ def step_coefficients(design: MultistepDesign, sigmas: list[float]) -> list[Step
         w = lagrange_weights(s_from, s_to, history, design.prediction, design.variable)
         v = ()
         if design.corrector:
-            v = tuple(lagrange_weights(s_from, s_to, [s_to, *history], design.prediction,
-                                       design.variable))  # fmt: skip
+            v = tuple(
+                lagrange_weights(s_from, s_to, [s_to, *history], design.prediction, design.variable)
+            )
         steps.append(StepCoefficients(a, tuple(w), v))
     return steps
 
@@ -180,11 +183,15 @@ def sample_multistep(
     history = [eps if design.prediction == "noise" else denoised]
     for n, step in enumerate(coefficients):
         base = step.a * x
-        x_p = base + sum(wj * y for wj, y in zip(step.w, history))
+        x_p = base + sum(wj * y for wj, y in zip(step.w, history, strict=False))
         denoised, eps = predict(x_p, levels[n + 1])
         new = eps if design.prediction == "noise" else denoised
         if step.v:
-            x = base + step.v[0] * new + sum(vj * y for vj, y in zip(step.v[1:], history))
+            x = (
+                base
+                + step.v[0] * new
+                + sum(vj * y for vj, y in zip(step.v[1:], history, strict=False))
+            )
         else:
             x = x_p
         history = [new, *history][: design.order]

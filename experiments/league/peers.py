@@ -7,7 +7,11 @@
   equal the grid's (:class:`PeerGridError` otherwise). ``UniPCMultistepScheduler`` (bh1, bh2;
   orders 2, 3), ``DEISMultistepScheduler`` (orders 2, 3), ``DPMSolverMultistepScheduler``
   (DPM-Solver++ 2M, 3M), all with their defaults ``lower_order_final=True`` and
-  ``final_sigmas_type="zero"`` (the step to 0 returns the data prediction). The existing
+  ``final_sigmas_type="zero"``. The step to 0 is the data prediction at the last level for
+  all of them; the driver returns it itself, because two schedulers cannot take that step in
+  diffusers 0.42: DEIS has no ``final_sigmas_type`` and its first-order update is
+  ``0 * inf = nan`` there, UniPC bh1 has ``B(h) = h = -inf``; for the others the scheduler's
+  own last step returns exactly the same tensor (a test checks it). The existing
   :func:`experiments.peers.sample_unipc` is this driver for one scheduler.
 * k-diffusion's ``sampling.py`` (``pip install --no-deps k-diffusion``), loaded on its own
   without the package's optional imports (:func:`load_k_diffusion_sampling`); deterministic
@@ -62,15 +66,19 @@ def _check_grid(sigmas: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def sample_diffusers(name: str, model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+def sample_diffusers(
+    name: str, model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, keep_last: bool = False
+) -> torch.Tensor:
     """Sample from ``x`` at ``sigmas[0]`` with the diffusers peer ``name`` (module docstring):
-    ``len(sigmas) - 1`` denoiser evaluations."""
+    ``len(sigmas) - 1`` denoiser evaluations. ``keep_last=True`` lets the scheduler take the
+    step to 0 itself (not possible for DEIS)."""
     import diffusers
 
     _check_grid(sigmas)
     class_name, config = DIFFUSERS_PEERS[name]
+    final = {} if class_name == "DEISMultistepScheduler" else {"final_sigmas_type": "zero"}
     scheduler = getattr(diffusers, class_name)(
-        prediction_type="sample", lower_order_final=True, final_sigmas_type="zero", **config
+        prediction_type="sample", lower_order_final=True, **final, **config
     )
     n_steps = sigmas.numel() - 1
     scheduler.set_timesteps(n_steps)
@@ -86,6 +94,8 @@ def sample_diffusers(name: str, model: Denoiser, x: torch.Tensor, sigmas: torch.
             raise PeerGridError(f"{name}: the scheduler changed its sigmas at step {i}")
         sigma = float(grid[i])
         denoised = model(x_vp * (1 + sigma**2) ** 0.5, sigma * ones)
+        if i == n_steps - 1 and not keep_last:
+            return denoised
         x_vp = scheduler.step(denoised, scheduler.timesteps[i], x_vp).prev_sample
     return x_vp  # alpha = 1 at sigma = 0
 
@@ -121,24 +131,22 @@ def load_k_diffusion_sampling() -> types.ModuleType:
     return module
 
 
-def _zero_noise(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
-    raise PeerGridError("a deterministic peer drew noise")
-
-
 K_DIFFUSION_PEERS: dict[str, tuple[str, dict[str, Any]]] = {
     "k_euler": ("sample_euler", {}),
     "k_heun": ("sample_heun", {}),
     "k_dpm_2": ("sample_dpm_2", {}),
     "k_lms": ("sample_lms", {}),
     "k_dpmpp_2m": ("sample_dpmpp_2m", {}),
-    "k_dpmpp_2s": ("sample_dpmpp_2s_ancestral", {"eta": 0.0, "noise_sampler": _zero_noise}),
-    "k_dpmpp_3m": ("sample_dpmpp_3m_sde", {"eta": 0.0, "noise_sampler": _zero_noise}),
+    "k_dpmpp_2s": ("sample_dpmpp_2s_ancestral", {"eta": 0.0}),
+    "k_dpmpp_3m": ("sample_dpmpp_3m_sde", {"eta": 0.0}),
 }
 """League name -> (k-diffusion sampler function, its keyword arguments)."""
 
 
 @torch.no_grad()
-def sample_k_diffusion(name: str, model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+def sample_k_diffusion(
+    name: str, model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor
+) -> torch.Tensor:
     """Sample with k-diffusion's sampler ``name`` on ``sigmas``; the sigmas it passes to the
     model are asserted to be grid levels (the steps' starts and, for 2-stage samplers, their
     own intermediate levels are not checked against the grid, only the step starts)."""
@@ -150,6 +158,8 @@ def sample_k_diffusion(name: str, model: Denoiser, x: torch.Tensor, sigmas: torc
     def callback(info: dict[str, Any]) -> None:
         starts.append(float(info["sigma"]))
 
+    if "eta" in options:  # it draws noise even at eta = 0 (scaled by 0): give it zeros
+        options = {**options, "noise_sampler": lambda sigma, sigma_next: torch.zeros_like(x)}
     out = sampler(model, x, sigmas, disable=True, callback=callback, **options)
     if starts != [float(s) for s in sigmas[:-1]]:
         raise PeerGridError(f"{name} stepped from {starts}, grid {sigmas[:-1].tolist()}")

@@ -76,9 +76,15 @@ def league_reference(
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn((batch, *testbed.shape), generator=generator, dtype=torch.float64)
     solved = converged_reference(
-        testbed.denoiser, noise * SIGMA_MAX, SIGMA_MAX, SIGMA_MIN,
-        rtol=rtol, atol=rtol, refinement=10.0, bound=bound,
-    )  # fmt: skip
+        testbed.denoiser,
+        noise * SIGMA_MAX,
+        SIGMA_MAX,
+        SIGMA_MIN,
+        rtol=rtol,
+        atol=rtol,
+        refinement=10.0,
+        bound=bound,
+    )
     final = testbed.denoiser(solved.x, solved.x.new_full((batch,), SIGMA_MIN))
     reference = LeagueReference(noise, final, solved.error_estimate)
     if path is not None:

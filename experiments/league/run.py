@@ -70,13 +70,23 @@ class LeagueConfig:
     @classmethod
     def quick(cls) -> LeagueConfig:
         names = ("gmm", "gmm_sharp", "gmm_aniso", "kernel_digits", "kernel_patches", "digits")
-        return cls(tuple((n, get_testbed(n).quick_batch) for n in names), tuple(ENTRANTS),
-                   (5, 8, 12, 20, 50))  # fmt: skip
+        return cls(
+            tuple((n, get_testbed(n).quick_batch) for n in names),
+            tuple(ENTRANTS),
+            (5, 8, 12, 20, 50),
+        )
 
     @classmethod
     def full(cls) -> LeagueConfig:
-        names = ("gmm", "gmm_sharp", "gmm_aniso", "kernel_digits", "kernel_patches", "digits",
-                 "patches32")  # fmt: skip
+        names = (
+            "gmm",
+            "gmm_sharp",
+            "gmm_aniso",
+            "kernel_digits",
+            "kernel_patches",
+            "digits",
+            "patches32",
+        )
         return cls(tuple((n, get_testbed(n).batch) for n in names), tuple(ENTRANTS))
 
 
@@ -87,8 +97,9 @@ def league_grid(grid_method: str, nfe: int, rho: float = 7.0) -> tuple[torch.Ten
 
     for budget in range(nfe, 1, -1):
         try:
-            sigmas = sigmas_for_nfe(budget, grid_method, sigma_min=SIGMA_MIN,
-                                    sigma_max=SIGMA_MAX, rho=rho)  # fmt: skip
+            sigmas = sigmas_for_nfe(
+                budget, grid_method, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, rho=rho
+            )
         except NFEBudgetError:
             continue
         if len(sigmas) >= 3:
@@ -106,8 +117,9 @@ def run_league(
         for name, batch in config.testbeds:
             testbed = get_testbed(name, device)
             progress.set_postfix_str(f"{name}: reference")
-            reference = league_reference(testbed, batch=batch, seed=config.seed,
-                                         cache_dir=cache_dir)  # fmt: skip
+            reference = league_reference(
+                testbed, batch=batch, seed=config.seed, cache_dir=cache_dir
+            )
             noise = reference.noise.to(device)
             for nfe in config.nfes:
                 progress.set_postfix_str(f"{name} NFE {nfe}")
@@ -118,15 +130,23 @@ def run_league(
                     counter = CountingDenoiser(testbed.denoiser)
                     out = entrant.run(counter, noise * sigmas[0], sigmas)
                     if counter.calls != spent:
-                        raise BudgetError(f"{entrant_name} at NFE {spent} called the denoiser "
-                                          f"{counter.calls} times")  # fmt: skip
+                        raise BudgetError(
+                            f"{entrant_name} at NFE {spent} called the denoiser "
+                            f"{counter.calls} times"
+                        )
                     defect = float((out - reference.x.to(out)).flatten(1).norm(dim=1).mean())
-                    rows.append({
-                        "testbed": name, "kind": testbed.kind, "entrant": entrant_name,
-                        "family": entrant.family, "nfe": nfe, "nfe_spent": spent,
-                        "defect": defect if math.isfinite(defect) else float("inf"),
-                        "reference_error": reference.error_estimate,
-                    })  # fmt: skip
+                    rows.append(
+                        {
+                            "testbed": name,
+                            "kind": testbed.kind,
+                            "entrant": entrant_name,
+                            "family": entrant.family,
+                            "nfe": nfe,
+                            "nfe_spent": spent,
+                            "defect": defect if math.isfinite(defect) else float("inf"),
+                            "reference_error": reference.error_estimate,
+                        }
+                    )
                 progress.update()
     return rows
 
@@ -135,8 +155,10 @@ def cell_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (testbed, NFE): best res method and best peer with defects and ``ratio`` (res/peer)."""
     cells: dict[tuple[str, int], dict[str, Any]] = {}
     for row in rows:
-        cell = cells.setdefault((row["testbed"], row["nfe"]), {
-            "testbed": row["testbed"], "kind": row["kind"], "nfe": row["nfe"]})  # fmt: skip
+        cell = cells.setdefault(
+            (row["testbed"], row["nfe"]),
+            {"testbed": row["testbed"], "kind": row["kind"], "nfe": row["nfe"]},
+        )
         key = "res" if row["family"] == "res" else "peer"
         if row["defect"] < cell.get(f"best_{key}_defect", math.inf):
             cell[f"best_{key}"] = row["entrant"]
@@ -152,12 +174,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     def run(config: LeagueConfig, device: torch.device) -> list[dict[str, Any]]:
         rows = run_league(config, device)
         summary = cell_summary(rows)
-        print(f"{'testbed':15s} {'nfe':>4s} {'best res':>18s} {'defect':>9s} "
-              f"{'best peer':>14s} {'defect':>9s} {'ratio':>6s}")  # fmt: skip
+        print(
+            f"{'testbed':15s} {'nfe':>4s} {'best res':>18s} {'defect':>9s} "
+            f"{'best peer':>14s} {'defect':>9s} {'ratio':>6s}"
+        )
         for c in summary:
-            print(f"{c['testbed']:15s} {c['nfe']:4d} {c['best_res']:>18s} "
-                  f"{c['best_res_defect']:9.3g} {c['best_peer']:>14s} "
-                  f"{c['best_peer_defect']:9.3g} {c['ratio']:6.2f}")  # fmt: skip
+            print(
+                f"{c['testbed']:15s} {c['nfe']:4d} {c['best_res']:>18s} "
+                f"{c['best_res_defect']:9.3g} {c['best_peer']:>14s} "
+                f"{c['best_peer_defect']:9.3g} {c['ratio']:6.2f}"
+            )
         write_csv(summary, Path("results") / "league_cells.csv")
         return rows
 

@@ -123,7 +123,6 @@ def _mixture(dim: int, weights: list[float], log_std_range: tuple[float, float],
     return GaussianMixture(torch.tensor(weights, dtype=torch.float64), means, covariances)
 
 
-
 def _build(name: str, device: torch.device) -> Testbed:
     import math
 
@@ -131,37 +130,82 @@ def _build(name: str, device: torch.device) -> Testbed:
         from experiments.paper_problems import get_problem
 
         problem = get_problem("gmm", device)
-        return Testbed(name, "exact", problem.shape, problem.denoiser, 64, 16, 1e-10,
-                       "4-component Gaussian mixture in R^16 (the paper experiments' gmm)")  # fmt: skip
+        return Testbed(
+            name,
+            "exact",
+            problem.shape,
+            problem.denoiser,
+            64,
+            16,
+            1e-10,
+            "4-component Gaussian mixture in R^16 (the paper experiments' gmm)",
+        )
     if name == "gmm_sharp":
         mixture = _mixture(32, [0.7, 0.2, 0.08, 0.02], (math.log(0.01), math.log(0.05)), 1)
-        return Testbed(name, "exact", (32,), mixture.denoiser, 64, 16, 1e-10,
-                       "R^32, weights 0.7/0.2/0.08/0.02, component stds 0.01-0.05")  # fmt: skip
+        return Testbed(
+            name,
+            "exact",
+            (32,),
+            mixture.denoiser,
+            64,
+            16,
+            1e-10,
+            "R^32, weights 0.7/0.2/0.08/0.02, component stds 0.01-0.05",
+        )
     if name == "gmm_aniso":
         mixture = _mixture(32, [0.25, 0.25, 0.25, 0.25], (math.log(1e-2), 0.0), 2)
-        return Testbed(name, "exact", (32,), mixture.denoiser, 64, 16, 1e-10,
-                       "R^32, 4 components, covariance eigenvalues 1e-4..1")  # fmt: skip
+        return Testbed(
+            name,
+            "exact",
+            (32,),
+            mixture.denoiser,
+            64,
+            16,
+            1e-10,
+            "R^32, 4 components, covariance eigenvalues 1e-4..1",
+        )
     if name == "kernel_digits":
         from experiments.models.load import bundled_dataset
 
         data = bundled_dataset("digits", "train").to(device, torch.float64)
-        return Testbed(name, "exact", (1, 8, 8), SmoothedKernelDenoiser(data, KERNEL_SMOOTHING),
-                       64, 16, 1e-10,
-                       f"1437 digits (8x8) smoothed by N(0, {KERNEL_SMOOTHING}^2)")  # fmt: skip
+        return Testbed(
+            name,
+            "exact",
+            (1, 8, 8),
+            SmoothedKernelDenoiser(data, KERNEL_SMOOTHING),
+            64,
+            16,
+            1e-10,
+            f"1437 digits (8x8) smoothed by N(0, {KERNEL_SMOOTHING}^2)",
+        )
     if name == "kernel_patches":
         from experiments.models.data import PatchSampler
 
         data = PatchSampler("train", seed=0, size=8).sample(1000).to(device, torch.float64)
-        return Testbed(name, "exact", (3, 8, 8), SmoothedKernelDenoiser(data, KERNEL_SMOOTHING),
-                       64, 16, 1e-10,
-                       f"1000 RGB 8x8 photo crops smoothed by N(0, {KERNEL_SMOOTHING}^2)")  # fmt: skip
+        return Testbed(
+            name,
+            "exact",
+            (3, 8, 8),
+            SmoothedKernelDenoiser(data, KERNEL_SMOOTHING),
+            64,
+            16,
+            1e-10,
+            f"1000 RGB 8x8 photo crops smoothed by N(0, {KERNEL_SMOOTHING}^2)",
+        )
     if name in ("digits", "patches32"):
         from experiments.paper_problems import get_problem
 
         problem = get_problem(name, device)
         batch = (32, 8) if name == "digits" else (8, 2)
-        return Testbed(name, "trained", problem.shape, problem.denoiser, *batch, 1e-7,
-                       f"trained EDM network {name} (float32)")  # fmt: skip
+        return Testbed(
+            name,
+            "trained",
+            problem.shape,
+            problem.denoiser,
+            *batch,
+            1e-7,
+            f"trained EDM network {name} (float32)",
+        )
     raise TestbedError(f"unknown testbed {name!r}; known: {', '.join(TESTBEDS)}")
 
 
