@@ -48,12 +48,11 @@ def _res_torch(method: str, model, x, sigmas):
 
 
 LEAGUE_DESIGNS: tuple[MultistepDesign, ...] = (
-    MultistepDesign("res_ab4_sigma", "noise", "sigma", 4),
-    MultistepDesign("res_pc3_logsigma", "noise", "log_sigma", 3, corrector=True),
-    MultistepDesign("res_pc2_lambda", "denoised", "log_sigma", 2, corrector=True),
+    MultistepDesign("res_pc4_sigma", "noise", "sigma", 4, corrector=True, linearised_history=0.0),
     MultistepDesign(
-        "res_pc3_lambda", "denoised", "log_sigma", 3, corrector=True, final_orders=(1, 2)
+        "res_pc4_logsigma", "noise", "log_sigma", 4, corrector=True, linearised_history=0.5
     ),
+    MultistepDesign("res_pc2_lambda", "denoised", "log_sigma", 2, corrector=True),
 )
 """The designed methods (docs/league.md gives their derivation and reasoning)."""
 

@@ -25,12 +25,21 @@ entire in ``theta`` and the rule is exact to rounding for every step of an EDM g
 Members: the noise form in ``sigma`` is variable-step Adams–Bashforth (iPNDM-v), in ``log sigma``
 DEIS (``rho``AB-log), the data form in ``log sigma`` (= ``lambda``) the RES multistep methods.
 
-The last step (to ``sigma = 0``) returns the estimate of ``D(x(sigma_min), sigma_min)``. Without
-a corrector that is the denoiser output at the last point; with one, the output is
-``x_c - sigma_min eps(x_p)`` (``= D(x_p) + (x_c - x_p)``): the corrected point ``x_c`` with the
-noise evaluated at the predicted point ``x_p``, which is ``D(x_c)`` up to
-``(I - dD/dx)(x_c - x_p)``, small where ``sigma_min`` is below the data's scales
-(``dD/dx -> I``).
+**History after a correction.** In PEC mode (UniC's choice) the next step's history value is
+the prediction at the predicted point, ``Y(x_p)``, although the state moves on from the
+corrected ``x_c``. With ``linearised_history = s_d`` it is the prediction at ``x_c`` from the
+Gaussian linearisation of the denoiser, ``D(x_c) ~ D(x_p) + c (x_c - x_p)``,
+``c = s_d^2 / (s_d^2 + sigma^2)`` (the exact Jacobian for data ``N(mu, s_d^2 I)``, EDM's
+``c_skip``), and ``eps = (x_c - D(x_c)) / sigma``; ``s_d = 0`` keeps ``D(x_p)`` and recomputes only
+``eps`` from ``x_c``. Why this matters for the noise form: ``eps`` depends on ``x`` with gain
+about ``1/sigma`` where ``sigma`` is above the data's scales, so ``eps(x_p)`` carries the
+correction ``x_c - x_p`` amplified by ``(sigma_n - sigma_{n+1})/sigma_{n+1} = e^h - 1`` into the
+next step (docs/league.md).
+
+The last step (to ``sigma = 0``) returns the estimate of ``D(x(sigma_min), sigma_min)`` that the
+last history value implies: ``D`` (data form) or ``x - sigma_min eps`` (noise form; with a PEC
+corrector this is ``D(x_p) + (x_c - x_p)``, the linearisation with ``dD/dx = I``, accurate where
+``sigma_min`` lies below the data's scales).
 """
 
 from __future__ import annotations
@@ -108,8 +117,8 @@ class MultistepDesign:
     interpolation ``variable``, the predictor order ``order`` (history length; step ``n`` uses
     ``min(n + 1, order)``: the free warm start), ``corrector`` (UniC-style, order + 1, no extra
     NFE), ``final_orders``: the predictor orders of the last non-final steps (``(2,)`` caps
-    the last one at 2; empty: none capped) and ``corrected_final``: the output is
-    ``x_c - sigma_min eps(x_p)`` (module docstring) rather than ``D(x_p)``."""
+    the last one at 2; empty: none capped) and ``linearised_history`` (``None``: PEC; a scale
+    ``s_d >= 0``: the history value after a correction, module docstring)."""
 
     name: str
     prediction: str
@@ -117,7 +126,7 @@ class MultistepDesign:
     order: int
     corrector: bool = False
     final_orders: tuple[int, ...] = ()
-    corrected_final: bool = True
+    linearised_history: float | None = None
 
     def __post_init__(self) -> None:
         interpolation_variable(self.variable)
@@ -125,6 +134,10 @@ class MultistepDesign:
             raise ValueError(f"prediction must be 'noise' or 'denoised', got {self.prediction!r}")
         if not 1 <= self.order <= 6:
             raise ValueError(f"order must be in 1..6, got {self.order}")
+        if self.linearised_history is not None and not self.linearised_history >= 0:
+            raise ValueError(f"linearised_history must be >= 0, got {self.linearised_history}")
+        if self.linearised_history is not None and not self.corrector:
+            raise ValueError("linearised_history needs a corrector")
 
 
 @dataclass(frozen=True)
@@ -192,7 +205,13 @@ def sample_multistep(
                 + step.v[0] * new
                 + sum(vj * y for vj, y in zip(step.v[1:], history, strict=False))
             )
+            if design.linearised_history is not None:
+                scale, sigma = design.linearised_history, levels[n + 1]
+                skip = scale**2 / (scale**2 + sigma**2) if scale > 0 else 0.0
+                denoised = denoised + skip * (x - x_p)
+                eps = (x - denoised) / sigma
+                new = eps if design.prediction == "noise" else denoised
         else:
             x = x_p
         history = [new, *history][: design.order]
-    return x - levels[-1] * eps if design.corrected_final else denoised
+    return x - levels[-1] * eps if design.prediction == "noise" else denoised

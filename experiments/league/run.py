@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from experiments.league.entrants import ENTRANTS, get_entrant
 from experiments.league.references import SIGMA_MAX, SIGMA_MIN, league_reference
-from experiments.league.testbeds import get_testbed
+from experiments.league.testbeds import TESTBEDS, get_testbed
 
 __all__ = [
     "NFES",
@@ -69,25 +69,14 @@ class LeagueConfig:
 
     @classmethod
     def quick(cls) -> LeagueConfig:
-        names = ("gmm", "gmm_sharp", "gmm_aniso", "kernel_digits", "kernel_patches", "digits")
+        names = ("gmm", "gmm_sharp", "kernel_digits")
         return cls(
-            tuple((n, get_testbed(n).quick_batch) for n in names),
-            tuple(ENTRANTS),
-            (5, 8, 12, 20, 50),
+            tuple((n, get_testbed(n).quick_batch) for n in names), tuple(ENTRANTS), (5, 10, 20, 50)
         )
 
     @classmethod
     def full(cls) -> LeagueConfig:
-        names = (
-            "gmm",
-            "gmm_sharp",
-            "gmm_aniso",
-            "kernel_digits",
-            "kernel_patches",
-            "digits",
-            "patches32",
-        )
-        return cls(tuple((n, get_testbed(n).batch) for n in names), tuple(ENTRANTS))
+        return cls(tuple((n, get_testbed(n).batch) for n in TESTBEDS), tuple(ENTRANTS))
 
 
 def league_grid(grid_method: str, nfe: int, rho: float = 7.0) -> tuple[torch.Tensor, int]:
