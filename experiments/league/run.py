@@ -10,7 +10,7 @@ family, nfe, nfe_spent, defect, reference_error``; :func:`cell_summary` gives pe
 (testbed, NFE) the best res method, the best peer and their ratio.
 
 Run: ``python -m experiments.league [--quick] [--out DIR]`` (writes ``DIR/league.csv`` and
-``DIR/league_cells.csv`` and prints the cell table).
+prints the cell table).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def cell_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from experiments.experiment_runner import experiment_main, write_csv
+    from experiments.experiment_runner import experiment_main
 
     def run(config: LeagueConfig, device: torch.device) -> list[dict[str, Any]]:
         rows = run_league(config, device)
@@ -173,7 +173,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{c['best_res_defect']:9.3g} {c['best_peer']:>14s} "
                 f"{c['best_peer_defect']:9.3g} {c['ratio']:6.2f}"
             )
-        write_csv(summary, Path("results") / "league_cells.csv")
         return rows
 
     experiment_main("league", LeagueConfig, run, argv, description=__doc__)

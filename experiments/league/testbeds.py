@@ -40,6 +40,7 @@ __all__ = [
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 KERNEL_SMOOTHING = 0.15
+EXACT_BATCH, QUICK_BATCH = 32, 8  # league sample counts of the exact testbeds
 
 
 class TestbedError(ValueError):
@@ -98,7 +99,8 @@ class SmoothedKernelDenoiser:
                 f"inputs have sample shape {tuple(x.shape[1:])}, data {self.sample_shape}"
             )
         flat = x.reshape(x.shape[0], -1).to(torch.float64)
-        variance = self.smoothing**2 + torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1)
+        sigma = torch.as_tensor(sigma, dtype=torch.float64, device=flat.device).reshape(-1, 1)
+        variance = self.smoothing**2 + sigma**2
         data, norms = self.flat.to(flat.device), self.norms.to(flat.device)
         squared = ((flat**2).sum(-1, keepdim=True) - 2 * flat @ data.T + norms).clamp_min(0)
         mean = torch.softmax(-squared / (2 * variance), dim=-1) @ data
@@ -135,8 +137,8 @@ def _build(name: str, device: torch.device) -> Testbed:
             "exact",
             problem.shape,
             problem.denoiser,
-            64,
-            16,
+            EXACT_BATCH,
+            QUICK_BATCH,
             1e-10,
             "4-component Gaussian mixture in R^16 (the paper experiments' gmm)",
         )
@@ -147,8 +149,8 @@ def _build(name: str, device: torch.device) -> Testbed:
             "exact",
             (32,),
             mixture.denoiser,
-            64,
-            16,
+            EXACT_BATCH,
+            QUICK_BATCH,
             1e-10,
             "R^32, weights 0.7/0.2/0.08/0.02, component stds 0.01-0.05",
         )
@@ -159,8 +161,8 @@ def _build(name: str, device: torch.device) -> Testbed:
             "exact",
             (32,),
             mixture.denoiser,
-            64,
-            16,
+            EXACT_BATCH,
+            QUICK_BATCH,
             1e-10,
             "R^32, 4 components, covariance eigenvalues 1e-4..1",
         )
@@ -173,8 +175,8 @@ def _build(name: str, device: torch.device) -> Testbed:
             "exact",
             (1, 8, 8),
             SmoothedKernelDenoiser(data, KERNEL_SMOOTHING),
-            64,
-            16,
+            EXACT_BATCH,
+            QUICK_BATCH,
             1e-10,
             f"1437 digits (8x8) smoothed by N(0, {KERNEL_SMOOTHING}^2)",
         )
@@ -187,8 +189,8 @@ def _build(name: str, device: torch.device) -> Testbed:
             "exact",
             (3, 8, 8),
             SmoothedKernelDenoiser(data, KERNEL_SMOOTHING),
-            64,
-            16,
+            EXACT_BATCH,
+            QUICK_BATCH,
             1e-10,
             f"1000 RGB 8x8 photo crops smoothed by N(0, {KERNEL_SMOOTHING}^2)",
         )
