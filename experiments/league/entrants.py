@@ -1,0 +1,106 @@
+"""Everything the league compares, behind one signature: ``run(model, x, sigmas) -> sample``.
+
+An :class:`Entrant` is a sampler with its ``family`` (``"res"``: this project's methods;
+``"peer"``: published methods as users get them elsewhere), the res_torch method whose NFE rule
+builds its grid (``grid_method``: one evaluation per step for multistep methods, two for the
+2-stage single-step ones; :func:`res_torch.sigmas_for_nfe`) and its run function. Every entrant
+is driven on the EDM Karras grid (rho = 7, 80 -> 0.002, then 0) that ``sigmas_for_nfe`` builds
+for its budget.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from experiments.league.multistep import MultistepDesign, sample_multistep
+from experiments.league.peers import (
+    DIFFUSERS_PEERS,
+    K_DIFFUSION_PEERS,
+    sample_diffusers,
+    sample_k_diffusion,
+)
+
+__all__ = ["ENTRANTS", "Entrant", "LEAGUE_DESIGNS", "get_entrant"]
+
+Run = Callable[[Callable[..., torch.Tensor], torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Entrant:
+    """A league sampler (module docstring)."""
+
+    name: str
+    family: str
+    grid_method: str
+    run: Run
+
+
+def _res_torch(method: str, model, x, sigmas):
+    from res_torch import sample
+
+    return sample(model, x, sigmas, method=method, disable=True)
+
+
+LEAGUE_DESIGNS: tuple[MultistepDesign, ...] = (
+    MultistepDesign("res_pc4_sigma", "noise", "sigma", 4, corrector=True, linearised_history=0.0),
+    MultistepDesign(
+        "res_pc4_logsigma", "noise", "log_sigma", 4, corrector=True, linearised_history=0.5
+    ),
+    MultistepDesign("res_pc2_lambda", "denoised", "log_sigma", 2, corrector=True),
+)
+"""The designed methods (docs/league.md gives their derivation and reasoning)."""
+
+
+def _scratch_peers():
+    """THROWAWAY until the core's ``res_torch.sample_ipndm`` etc. merge: an untracked local file
+    ``results/scratch_peers.py``; None when absent."""
+    path = Path(__file__).resolve().parents[2] / "results" / "scratch_peers.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location("scratch_peers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _entrants() -> dict[str, Entrant]:
+    entrants = [
+        Entrant(m, "res", m, partial(_res_torch, m))
+        for m in ("res_2m", "res_3m", "res_2s", "res_3s")
+    ]
+    entrants += [
+        Entrant(d.name, "res", "res_2m", partial(sample_multistep, d)) for d in LEAGUE_DESIGNS
+    ]
+    entrants += [
+        Entrant(n, "peer", "res_2m", partial(sample_diffusers, n)) for n in DIFFUSERS_PEERS
+    ]
+    two_stage = {"k_heun": "heun", "k_dpm_2": "heun", "k_dpmpp_2s": "res_2s"}
+    entrants += [
+        Entrant(n, "peer", two_stage.get(n, "res_2m"), partial(sample_k_diffusion, n))
+        for n in K_DIFFUSION_PEERS
+    ]
+    scratch = _scratch_peers()
+    if scratch is not None:
+        entrants += [
+            Entrant("ipndm", "peer", "res_2m", scratch.sample_ipndm),
+            Entrant("ipndm_v", "peer", "res_2m", scratch.sample_ipndm_v),
+            Entrant("deis_tab", "peer", "res_2m", scratch.sample_deis_tab),
+        ]
+    return {e.name: e for e in entrants}
+
+
+ENTRANTS: dict[str, Entrant] = _entrants()
+
+
+def get_entrant(name: str) -> Entrant:
+    """The :class:`Entrant` called ``name``; ``KeyError`` listing the known names."""
+    try:
+        return ENTRANTS[name]
+    except KeyError:
+        raise KeyError(f"unknown entrant {name!r}; known: {', '.join(ENTRANTS)}") from None

@@ -1,0 +1,93 @@
+"""Converged reference solutions of the league's testbeds, cached on disk by configuration.
+
+A reference is the probability-flow ODE solved from ``x = sigma_max * noise`` (seeded standard
+normal noise) to ``sigma_min`` by :func:`experiments.reference.converged_reference` (DOP853 in
+``lambda = -log sigma`` at ``rtol = atol`` and ten times tighter; it raises unless the two agree
+to ``bound`` in max norm), followed by the final denoising step ``x = D(x, sigma_min)``: exactly
+what every sampler in the league computes on its grid. Files live in ``cache_dir`` as
+``league-ref-<key>.pt``; the key hashes the testbed name, batch, seed, tolerances and the source
+of :mod:`experiments.league.testbeds` (so changing a testbed invalidates its references).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from experiments.league.testbeds import Testbed
+
+__all__ = ["SIGMA_MAX", "SIGMA_MIN", "LeagueReference", "league_reference", "reference_key"]
+
+SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+_TESTBEDS_SOURCE = Path(__file__).with_name("testbeds.py")
+
+
+@dataclass(frozen=True)
+class LeagueReference:
+    """Noise (float64), the reference sample ``x`` and the reference's error estimate."""
+
+    noise: torch.Tensor
+    x: torch.Tensor
+    error_estimate: float
+
+
+def reference_key(testbed: Testbed, batch: int, seed: int, rtol: float, bound: float) -> str:
+    """Short hash of everything a reference depends on."""
+    payload = {
+        "testbed": testbed.name,
+        "batch": batch,
+        "seed": seed,
+        "rtol": rtol,
+        "bound": bound,
+        "sigmas": [SIGMA_MAX, SIGMA_MIN],
+        "source": hashlib.sha256(_TESTBEDS_SOURCE.read_bytes()).hexdigest(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def league_reference(
+    testbed: Testbed,
+    *,
+    batch: int,
+    seed: int = 0,
+    rtol: float | None = None,
+    bound: float | None = None,
+    cache_dir: Path | None = None,
+) -> LeagueReference:
+    """The reference of ``batch`` samples of ``testbed`` for ``seed`` (solved or read back).
+
+    ``rtol`` defaults to the testbed's ``reference_rtol``, ``bound`` to ``1e3 * rtol``;
+    ``cache_dir=None`` solves without caching.
+    """
+    from experiments.reference import converged_reference
+
+    rtol = testbed.reference_rtol if rtol is None else rtol
+    bound = 1e3 * rtol if bound is None else bound
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"league-ref-{reference_key(testbed, batch, seed, rtol, bound)}.pt"
+        if path.exists():
+            stored = torch.load(path)
+            return LeagueReference(stored["noise"], stored["x"], stored["error_estimate"])
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((batch, *testbed.shape), generator=generator, dtype=torch.float64)
+    solved = converged_reference(
+        testbed.denoiser,
+        noise * SIGMA_MAX,
+        SIGMA_MAX,
+        SIGMA_MIN,
+        rtol=rtol,
+        atol=rtol,
+        refinement=10.0,
+        bound=bound,
+    )
+    final = testbed.denoiser(solved.x, solved.x.new_full((batch,), SIGMA_MIN))
+    reference = LeagueReference(noise, final, solved.error_estimate)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"noise": noise, "x": final, "error_estimate": solved.error_estimate}, path)
+    return reference
