@@ -197,8 +197,7 @@ def luan_ostermann5() -> ExpTableau:
     """expRK5s8 of Luan & Ostermann (2014), as transcribed in Chebfun's ``spin`` (Montanelli).
 
     Paper: "Explicit exponential Runge–Kutta methods of high order for parabolic problems",
-    J. Comput. Appl. Math. 256 (2014) 168–179 (the ``source`` string's "262 (2014) 361-372" is
-    wrong and is corrected at the next export, which the tableau files own).
+    J. Comput. Appl. Math. 256 (2014) 168–179.
 
     ``pt(k, i) = c_i^k phi_k(c_i Z)``; ``a_i1`` from the row sums, ``b_1 = phi_1 - Σ_{i≥2} b_i``.
     """
@@ -247,7 +246,7 @@ def luan_ostermann5() -> ExpTableau:
         c,
         tuple(map(tuple, A)),
         tuple(b),
-        source="Luan & Ostermann, J. Comput. Appl. Math. 262 (2014) 361-372 (expRK5s8); "
+        source="Luan & Ostermann, J. Comput. Appl. Math. 256 (2014) 168-179 (expRK5s8); "
         "coefficients as in Chebfun spin (@expinteg/exprk5s8, H. Montanelli)",
         derivation="literature; a_i1 and b_1 from the row sums / psi_1 = 0",
     )

@@ -606,7 +606,7 @@ class _Reader:
                         ]
                     if b_embedded is not None:
                         rules.append(
-                            ("sum_i b_embedded_i(Z) = phi_1(Z)", b_embedded, mpmath.mpf(1))
+                            ("sum_i b_embedded_i(Z) = phi_1(Z)", b_embedded, one, one)
                         )
                     sums = [(rule, _term_sums(row, point, t, ts)) for rule, row, t, ts in rules]
                 except (ZeroDivisionError, ValueError):

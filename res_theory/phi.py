@@ -58,6 +58,16 @@ class phi(sp.Function):  # noqa: N801  (mathematical name)
     def _eval_rewrite_as_exp(self, k: sp.Expr, z: sp.Expr, **kwargs: object) -> sp.Expr:
         return phi_as_exp(int(k), z)
 
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        """Numeric value through :func:`phi_mp` (without this, ``sp.N`` fell back to an unrelated
+        mpmath function of the same name and gave ``N(phi(2, -7/10)) = 1.5``)."""
+        k, z = self.args
+        if not (k.is_Integer and z.is_number):
+            return None
+        with mpmath.workprec(prec + 10):
+            value = phi_mp(int(k), z._to_mpmath(prec + 10))
+        return sp.Expr._from_mpmath(value, prec)
+
 
 def paper_phi(k: int, h: sp.Expr) -> sp.Expr:
     """The paper's ``φ_k(h) = phi_k(-h)``: ``φ_1(h) = (1 - e^{-h})/h``, ``φ_2 = (1 - φ_1)/h``."""

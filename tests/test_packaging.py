@@ -57,9 +57,10 @@ def test_wheel_is_res_torch_with_an_spdx_licence_and_no_build_warnings(built):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
-    tableaux = {Path(n).stem for n in names if n.startswith("res_torch/tableaux/")}
-    shipped = {p.stem for p in (ROOT / "res_torch" / "tableaux").glob("*.json")}
-    assert tableaux == shipped and len(shipped) >= 16
+    tableaux = {n for n in names if n.startswith("res_torch/tableaux/") and n.endswith(".json")}
+    folder = ROOT / "res_torch" / "tableaux"
+    shipped = {f"res_torch/tableaux/{p.relative_to(folder)}" for p in folder.rglob("*.json")}
+    assert tableaux == shipped and len(shipped) >= 17  # 16 tableaux and the JSON Schema
     assert {n.split("/")[0] for n in names if not n.startswith("res_torch-")} == {
         "res_torch", "res_theory"
     }  # fmt: skip

@@ -10,11 +10,9 @@ for its budget.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import torch
 
@@ -57,18 +55,6 @@ LEAGUE_DESIGNS: tuple[MultistepDesign, ...] = (
 """The designed methods (docs/league.md gives their derivation and reasoning)."""
 
 
-def _scratch_peers():
-    """THROWAWAY until the core's ``res_torch.sample_ipndm`` etc. merge: an untracked local file
-    ``results/scratch_peers.py``; None when absent."""
-    path = Path(__file__).resolve().parents[2] / "results" / "scratch_peers.py"
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("scratch_peers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _entrants() -> dict[str, Entrant]:
     entrants = [
         Entrant(m, "res", m, partial(_res_torch, m))
@@ -85,13 +71,12 @@ def _entrants() -> dict[str, Entrant]:
         Entrant(n, "peer", two_stage.get(n, "res_2m"), partial(sample_k_diffusion, n))
         for n in K_DIFFUSION_PEERS
     ]
-    scratch = _scratch_peers()
-    if scratch is not None:
-        entrants += [
-            Entrant("ipndm", "peer", "res_2m", scratch.sample_ipndm),
-            Entrant("ipndm_v", "peer", "res_2m", scratch.sample_ipndm_v),
-            Entrant("deis_tab", "peer", "res_2m", scratch.sample_deis_tab),
-        ]
+    # iPNDM, iPNDM-v (Zhou et al. 2023, as ComfyUI offers them) and DEIS-tAB (Zhang & Chen)
+    # are published methods: peers, although res_torch ships them (res_torch.sample_ipndm, ...).
+    entrants += [
+        Entrant(n, "peer", "res_2m", partial(_res_torch, m))
+        for n, m in (("ipndm", "ipndm"), ("ipndm_v", "ipndm_v"), ("deis_tab", "deis"))
+    ]
     return {e.name: e for e in entrants}
 
 

@@ -5,7 +5,7 @@ a sample shape and a league batch size. The exact ones are Gaussian mixtures, wh
 mean is closed-form (:class:`experiments.problems.gaussian_mixture.GaussianMixture`):
 
 * ``gmm``: the paper experiments' random 4-component mixture in ``R^16``
-  (:func:`experiments.paper_problems.get_problem`);
+  (:func:`experiments.problems.get_problem`);
 * ``gmm_sharp``: ``R^32``, 4 components with unequal weights ``0.7, 0.2, 0.08, 0.02`` and tiny
   covariances (eigen-standard-deviations uniform in ``[0.01, 0.05]``);
 * ``gmm_aniso``: ``R^32``, 4 components whose covariance eigenvalues are log-uniform in
@@ -129,7 +129,7 @@ def _build(name: str, device: torch.device) -> Testbed:
     import math
 
     if name == "gmm":
-        from experiments.paper_problems import get_problem
+        from experiments.problems import get_problem
 
         problem = get_problem("gmm", device)
         return Testbed(
@@ -195,7 +195,7 @@ def _build(name: str, device: torch.device) -> Testbed:
             f"1000 RGB 8x8 photo crops smoothed by N(0, {KERNEL_SMOOTHING}^2)",
         )
     if name in ("digits", "patches32"):
-        from experiments.paper_problems import get_problem
+        from experiments.problems import get_problem
 
         problem = get_problem(name, device)
         batch = (32, 8) if name == "digits" else (8, 2)

@@ -7,8 +7,6 @@ import torch
 
 import res_torch
 
-needs_core = pytest.mark.xfail(reason="needs core", strict=False)
-
 
 def karras(steps: int) -> torch.Tensor:
     return res_torch.get_sigmas_karras(steps, 0.03, 14.6)
@@ -80,7 +78,6 @@ def test_split_sigmas_runs_compose(comfy, gaussian, noise, flow, method):
     assert (first - whole).abs().max() > 1e-3  # the first half stops at a noisy sigma
 
 
-@needs_core
 @pytest.mark.parametrize("flow", [False, True])
 def test_stochastic_runs_draw_from_extra_args_seed(comfy, gaussian, noise, flow):
     """ComfyUI passes the seed in ``extra_args["seed"]``: same seed, same sample, whatever the
@@ -98,7 +95,6 @@ def test_stochastic_runs_draw_from_extra_args_seed(comfy, gaussian, noise, flow)
     assert (outs[0] - outs[2]).abs().max() > 1e-3
 
 
-@needs_core
 @pytest.mark.parametrize("flow", [False, True])
 def test_single_sigma_returns_x_unchanged(comfy, gaussian, noise, flow):
     """``len(sigmas) == 1``: nothing to do; ComfyUI's and k-diffusion's samplers return x."""

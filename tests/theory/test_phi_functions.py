@@ -86,3 +86,11 @@ def test_symbolic_bad_index() -> None:
         phi(-1, z)
     with pytest.raises(PhiError):
         phi(sp.Rational(1, 2), z)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("z", [sp.Rational(-7, 10), sp.Rational(3, 2), sp.Rational(-1, 10**8)])
+def test_sympy_numeric_evaluation_uses_the_phi_function(k, z):
+    """``sp.N(phi(k, z))`` is phi_k(z) (it once fell back to an unrelated mpmath function)."""
+    exact = sp.N(phi(k, z).rewrite(sp.exp), 60)
+    assert abs(sp.N(phi(k, z), 40) - exact) <= sp.Float("1e-35") * abs(exact)

@@ -108,7 +108,8 @@ def test_b_embedded_is_read_and_checked():
     data.pop("test_vectors")
     tableau = parse_tableau(data)
     assert tableau.b_embedded is not None and len(tableau.b_embedded) == 2
-    assert load_tableau("res_2s").b_embedded is None
+    assert load_tableau("res_2s").b_embedded == tableau.b_embedded  # the shipped pair
+    assert load_tableau("krogstad").b_embedded is None
     data["b_embedded"][0][0]["k"] = 2
     _refused(data, "inconsistent: sum_i b_embedded")
     data["b_embedded"] = [[]]
