@@ -1,4 +1,4 @@
-"""RES schedulers for Hugging Face diffusers (optional: ``pip install 'res[diffusers]'``).
+"""RES schedulers for Hugging Face diffusers (optional: ``pip install 'res-torch[diffusers]'``).
 
 :class:`RESMultistepScheduler` and :class:`RESSinglestepScheduler` run any ``res-tableau`` method
 (``docs/tableau_format.md``) inside a diffusers denoising loop. The method is solved in the
@@ -62,7 +62,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides diffusers
     raise ImportError(
         "res_torch.diffusers needs the optional dependency 'diffusers' "
-        "(install it with: pip install 'res[diffusers]'); the rest of res_torch works without it"
+        "(install it with: pip install 'res-torch[diffusers]'); "
+        "the rest of res_torch works without it"
     ) from exc
 
 from res_torch.adapters import DiscreteSchedule, denoised_from_output

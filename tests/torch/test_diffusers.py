@@ -423,7 +423,7 @@ def test_missing_diffusers_gives_a_helpful_import_error(monkeypatch):
     for name in [m for m in sys.modules if m.startswith("diffusers.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "res_torch.diffusers")
-    with pytest.raises(ImportError, match=r"pip install 'res\[diffusers\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'res-torch\[diffusers\]'"):
         importlib.import_module("res_torch.diffusers")
 
 
