@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import platform
-import sys
 import time
 import types
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from typing import Any
 
 import torch
 
+from experiments.league import peers as league_peers
 from res_torch import get_sigmas_karras, sample_res_2m, sample_res_2s, sigmas_for_nfe
 from res_torch.samplers import clear_plan_cache
 
@@ -46,32 +45,11 @@ def trivial_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def load_k_diffusion_sampling() -> types.ModuleType | None:
-    """``k_diffusion/sampling.py`` without the package's heavy imports (torchvision, torchsde)."""
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = f"{spec.submodule_search_locations[0]}/sampling.py"
-    package = types.ModuleType("k_diffusion")
-    package.__path__ = []
-    utils = types.ModuleType("k_diffusion.utils")
-    utils.append_dims = lambda x, n: x[(...,) + (None,) * (n - x.ndim)]
-    package.utils = utils
-    stubs = {
-        "k_diffusion": package,
-        "k_diffusion.utils": utils,
-        "torchdiffeq": types.SimpleNamespace(odeint=None),
-        "torchsde": types.SimpleNamespace(BrownianTree=None),
-    }
-    added = [name for name in stubs if name not in sys.modules]
-    sys.modules.update({name: stubs[name] for name in added})
+    """k-diffusion's ``sampling.py`` as the league loads it, or None if it is not installed."""
     try:
-        module_spec = importlib.util.spec_from_file_location("k_diffusion.sampling", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    finally:  # the stubs must not fool later imports (diffusers probes for torchsde)
-        for name in added:
-            del sys.modules[name]
-    return module
+        return league_peers.load_k_diffusion_sampling()
+    except league_peers.PeerGridError:
+        return None
 
 
 def lower_bound_runs(nfe: int, x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
