@@ -23,6 +23,7 @@ The trained testbeds are the bundled EDM networks ``digits`` and ``patches32``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -125,9 +126,24 @@ def _mixture(dim: int, weights: list[float], log_std_range: tuple[float, float],
     return GaussianMixture(torch.tensor(weights, dtype=torch.float64), means, covariances)
 
 
-def _build(name: str, device: torch.device) -> Testbed:
-    import math
+_MIXTURES: dict[str, tuple[list[float], tuple[float, float], int, str]] = {
+    "gmm_sharp": (
+        [0.7, 0.2, 0.08, 0.02],
+        (math.log(0.01), math.log(0.05)),
+        1,
+        "R^32, weights 0.7/0.2/0.08/0.02, component stds 0.01-0.05",
+    ),
+    "gmm_aniso": (
+        [0.25, 0.25, 0.25, 0.25],
+        (math.log(1e-2), 0.0),
+        2,
+        "R^32, 4 components, covariance eigenvalues 1e-4..1",
+    ),
+}
+"""The random mixtures in R^32: weights, range of the log component stds, seed, description."""
 
+
+def _build(name: str, device: torch.device) -> Testbed:
     if name == "gmm":
         from experiments.problems import get_problem
 
@@ -142,8 +158,9 @@ def _build(name: str, device: torch.device) -> Testbed:
             1e-10,
             "4-component Gaussian mixture in R^16 (the paper experiments' gmm)",
         )
-    if name == "gmm_sharp":
-        mixture = _mixture(32, [0.7, 0.2, 0.08, 0.02], (math.log(0.01), math.log(0.05)), 1)
+    if name in _MIXTURES:
+        weights, log_std_range, seed, description = _MIXTURES[name]
+        mixture = _mixture(32, weights, log_std_range, seed)
         return Testbed(
             name,
             "exact",
@@ -152,19 +169,7 @@ def _build(name: str, device: torch.device) -> Testbed:
             EXACT_BATCH,
             QUICK_BATCH,
             1e-10,
-            "R^32, weights 0.7/0.2/0.08/0.02, component stds 0.01-0.05",
-        )
-    if name == "gmm_aniso":
-        mixture = _mixture(32, [0.25, 0.25, 0.25, 0.25], (math.log(1e-2), 0.0), 2)
-        return Testbed(
-            name,
-            "exact",
-            (32,),
-            mixture.denoiser,
-            EXACT_BATCH,
-            QUICK_BATCH,
-            1e-10,
-            "R^32, 4 components, covariance eigenvalues 1e-4..1",
+            description,
         )
     if name == "kernel_digits":
         from experiments.models.load import bundled_dataset
