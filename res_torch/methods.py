@@ -25,7 +25,7 @@ from pathlib import Path
 from res_torch.errors import UnknownMethodError
 from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
 
-__all__ = ["METHODS", "Method", "cached_tableau", "method_of"]
+__all__ = ["METHODS", "Method", "cached_tableau", "method_of", "methods_table"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -122,3 +122,22 @@ def method_of(method: str | Path | Tableau | Method) -> Method:
     if method in METHODS:  # looked up each time: a family added at run time is found
         return METHODS[method]
     return _described(str(method))
+
+
+def methods_table() -> str:
+    """A Markdown table of every method ``sample(method=...)`` runs: the named methods of
+    :data:`METHODS`, then the shipped tableaux, one row per descriptor (``docs/methods.md`` holds
+    its output; a test keeps the two equal)."""
+    rows = [
+        "| method | family | variable | prediction | order | evaluations/step | history "
+        "| start-up | noise types | title |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in [*METHODS, *available_tableaux()]:
+        m = method_of(name)
+        startup = ", ".join(m.startup) or ("lower order" if m.family == "adams" else "")
+        rows.append(
+            f"| `{m.name}` | {m.family} | {m.variable} | {m.prediction} | {m.order} | {m.stages} "
+            f"| {m.history} | {startup} | {', '.join(m.noise_types)} | {m.title} |"
+        )
+    return "\n".join(rows) + "\n"

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
+from res_torch.methods import Method as MethodDescriptor
+from res_torch.methods import method_of
+
 __all__ = [
     "DETERMINISTIC_METHODS",
     "METHODS",
@@ -34,6 +37,9 @@ __all__ = [
 SIGMA_MIN = 0.002
 SIGMA_MAX = 80.0
 
+# UniPC spends one evaluation per step, like DPM-Solver++(2M): it gets that method's grid.
+_GRID_OF = {"unipc": "dpmpp_2m"}
+
 
 class MethodError(ValueError):
     """Unknown method, or a budget/option the method cannot honour."""
@@ -41,32 +47,40 @@ class MethodError(ValueError):
 
 @dataclass(frozen=True)
 class Method:
-    """A compared sampler: ``name`` (the res_torch/diffusers name), a plot ``label``,
-    ``family`` (``"res"``, ``"dpmpp"`` or ``"other"``) and ``single_step`` (for line styles)."""
+    """A compared sampler: ``name`` (the res_torch/diffusers name), its plot ``label`` and
+    colour group ``family`` (``"res"``, ``"dpmpp"`` or ``"other"``). What the method *is*
+    (stages, start-up, NFE cost) is its res_torch descriptor, :attr:`descriptor`; a peer that
+    res_torch does not ship (``"unipc"``) is described by the method whose grid it gets."""
 
     name: str
     label: str
     family: str
-    single_step: bool
+
+    @property
+    def descriptor(self) -> MethodDescriptor:
+        """The res_torch descriptor (:func:`res_torch.method_of`) of the method or its grid."""
+        return method_of(_GRID_OF.get(self.name, self.name))
+
+    @property
+    def single_step(self) -> bool:
+        """Whether the method keeps no history (line styles of the figures)."""
+        return not self.descriptor.is_multistep
 
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("ddim", "DDIM", "other", True),
-        Method("dpmpp_2s", "DPM-Solver++(2S)", "dpmpp", True),
-        Method("res_2s", "RES-2S", "res", True),
-        Method("dpmpp_2m", "DPM-Solver++(2M)", "dpmpp", False),
-        Method("res_2m", "RES-2M", "res", False),
-        Method("res_3s", "RES-3S", "res", True),
-        Method("heun", "EDM Heun", "other", True),
-        Method("unipc", "UniPC (diffusers)", "other", False),
+        Method("ddim", "DDIM", "other"),
+        Method("dpmpp_2s", "DPM-Solver++(2S)", "dpmpp"),
+        Method("res_2s", "RES-2S", "res"),
+        Method("dpmpp_2m", "DPM-Solver++(2M)", "dpmpp"),
+        Method("res_2m", "RES-2M", "res"),
+        Method("res_3s", "RES-3S", "res"),
+        Method("heun", "EDM Heun", "other"),
+        Method("unipc", "UniPC (diffusers)", "other"),
     )
 }
 DETERMINISTIC_METHODS: tuple[str, ...] = tuple(METHODS)
-
-# UniPC spends one evaluation per step, like DPM-Solver++(2M): it gets that method's grid.
-_GRID_OF = {"unipc": "dpmpp_2m"}
 
 
 def get_method(name: str) -> Method:
@@ -86,11 +100,11 @@ def attainable_nfe(name: str, nfe: int) -> int:
 
     if not isinstance(nfe, int) or isinstance(nfe, bool):
         raise MethodError(f"nfe must be an integer, got {nfe!r}")
-    get_method(name)
+    grid_method = get_method(name).descriptor.name
 
     def fits(budget: int) -> bool:
         try:
-            return len(sigmas_for_nfe(budget, _GRID_OF.get(name, name))) >= 3
+            return len(sigmas_for_nfe(budget, grid_method)) >= 3
         except NFEBudgetError:
             return False
 
@@ -143,7 +157,7 @@ def build_sigmas(
     try:
         return sigmas_for_nfe(
             nfe,
-            _GRID_OF.get(name, name),
+            get_method(name).descriptor.name,
             schedule=schedule,
             sigma_min=sigma_min,
             sigma_max=sigma_max,
