@@ -302,7 +302,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             )
         self.tableau = self.method.tableau
         self._check_method()
-        if algorithm_type in ("dpmsolver", "sde-dpmsolver", "deis"):
+        if algorithm_type in ("dpmsolver", "sde-dpmsolver"):  # "deis": DEIS's ODE, as DPM-Solver
             warnings.warn(
                 f"{type(self).__name__}: algorithm_type={algorithm_type!r} runs as "
                 f"{'sde-dpmsolver++' if algorithm_type.startswith('sde') else 'dpmsolver++'} "
@@ -517,10 +517,21 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             raise SchedulerError(
                 f"num_inference_steps must be a positive int, got {num_inference_steps}"
             )
-        if self.is_flow:
-            ve = self._flow_grid(num_inference_steps, sigmas, mu)
-        else:
-            ve = self._vp_grid(num_inference_steps, sigmas, timesteps)
+        grid = self._noise_levels(num_inference_steps, sigmas, mu, timesteps)
+        self.sigmas = torch.tensor(grid.tolist(), dtype=torch.float64)
+        self.num_inference_steps = len(grid) - 1
+        self._plan()
+        self.timesteps = self._timesteps_of(self._stage_sigmas).to(device=device)
+        self._step_index = None
+        self._begin_index = None
+
+    def _noise_levels(
+        self, n: int | None, sigmas: Any, mu: float | None, timesteps: Any
+    ) -> np.ndarray:
+        """The VE noise levels of the run, with the final one; a repeated level (a step of
+        length zero, the identity, which diffusers' schedulers run) appears once."""
+        flow = self.is_flow
+        ve = self._flow_grid(n, sigmas, mu) if flow else self._vp_grid(n, sigmas, timesteps)
         if self.config.final_sigmas_type == "zero":
             grid = np.append(ve, 0.0)
         else:  # "sigma_min": end at the smallest training noise level, no denoising step
@@ -531,17 +542,10 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                 else self.schedule.sigma_min
             )
             grid = ve if math.isclose(ve[-1], last, rel_tol=1e-9) else np.append(ve, last)
-        # a repeated noise level is a step of length zero (the identity): drop it, as
-        # diffusers' schedulers run it (many steps on a DDPM grid of 1000 timesteps)
         grid = grid[np.append(True, grid[1:] != grid[:-1])]
         if len(grid) < 2 or not np.all(np.diff(grid) < 0):
             raise SchedulerError(f"noise levels must decrease strictly, got {_clipped(grid)}")
-        self.sigmas = torch.tensor(grid.tolist(), dtype=torch.float64)
-        self.num_inference_steps = len(grid) - 1
-        self._plan()
-        self.timesteps = self._timesteps_of(self._stage_sigmas).to(device=device)
-        self._step_index = None
-        self._begin_index = None
+        return grid
 
     def step(
         self,
@@ -608,7 +612,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         if self.is_flow:
             flow_t = t / self.config.num_train_timesteps
             if not bool(torch.all((flow_t >= 0) & (flow_t <= 1))):
-                raise SchedulerError(f"flow timesteps must lie in [0, T], got {t.tolist()}")
+                raise SchedulerError(f"flow timesteps must lie in [0, T], got {_clipped(t)}")
             signal, noise_scale = 1 - flow_t, flow_t
         else:
             sigma = self.schedule.t_to_sigma(t)
@@ -636,8 +640,9 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                 flow_match or ("shift" in keys and "beta_schedule" not in keys)
             ):
                 kwargs["prediction_type"] = "flow_prediction"
-        if isinstance(config, Mapping):
-            cls._warn_ignored({**dict(config), **kwargs})
+        if isinstance(config, Mapping):  # keys a config got by default are not its choice
+            defaults = set(config.get("_use_default_values", ()))
+            cls._warn_ignored({**{k: v for k, v in config.items() if k not in defaults}, **kwargs})
         return super().from_config(config, return_unused_kwargs, **kwargs)
 
     @classmethod
@@ -667,11 +672,15 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             if n is not None and n != ve.size:
                 raise SchedulerError(f"got {ve.size} sigmas for num_inference_steps={n}")
             if not np.all(ve > 0):
-                raise SchedulerError(f"sigmas must be positive (a final 0 is allowed), got {ve}")
+                raise SchedulerError(
+                    f"sigmas must be positive (a final 0 is allowed), got {_clipped(ve)}"
+                )
             return ve
         big_t = self.config.num_train_timesteps
         if timesteps is not None:
             ts = np.asarray(timesteps, dtype=np.float64).reshape(-1)
+            if not np.all((ts >= 0) & (ts <= big_t - 1)):
+                raise SchedulerError(f"timesteps must lie in [0, {big_t - 1}], got {_clipped(ts)}")
         else:
             spaced = _spaced(self.schedule.sigma_max, self.schedule.sigma_min, n, self.config)
             if spaced is not None:
@@ -686,6 +695,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                 ts = ts + self.config.steps_offset
             else:  # trailing
                 ts = np.arange(last, 0, -big_t / n).round() - 1
+            ts = np.clip(ts, 0, big_t - 1)  # DPM-Solver's np.interp clamps these ends too
         return self.schedule.t_to_sigma(torch.as_tensor(ts.copy())).numpy()
 
     def _flow_grid(self, n: int | None, sigmas: Any, mu: float | None) -> np.ndarray:
@@ -697,7 +707,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             if n is not None and n != t.size:
                 raise SchedulerError(f"got {t.size} sigmas for num_inference_steps={n}")
             if not np.all((t > 0) & (t <= 1)):
-                raise SchedulerError(f"flow sigmas (times t) must lie in (0, 1], got {t}")
+                raise SchedulerError(f"flow sigmas (times t) must lie in (0, 1], got {_clipped(t)}")
         s = self.config.flow_shift if self.config.flow_shift != 1.0 else self.config.shift
         if self.config.use_flow_sigmas and mu is not None:  # DPM-Solver: flow_shift = e^mu
             s, mu = math.exp(mu), None
