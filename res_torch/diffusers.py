@@ -35,8 +35,12 @@ The ``sample`` a pipeline hands to :meth:`step` lives in the model's own scale, 
 * flow matching (``"flow_prediction"`` or ``"flow"``): ``x_t = (1 - t) x``, ``sigma = t/(1 - t)``,
   timestep ``t * num_train_timesteps``, velocity ``v = eps - x_0``, ``D = x_t - t v``. A flow
   schedule that starts at ``t = 1`` (``sigma = inf``, where ``lambda`` is undefined) starts at
-  ``t = 1 - 1/num_train_timesteps`` instead, the first flow time of diffusers'
-  ``DPMSolverMultistepScheduler(use_flow_sigmas=True)``.
+  the first finite time instead: ``t = 1 - 1/num_train_timesteps`` (the first flow time of
+  diffusers' ``DPMSolverMultistepScheduler(use_flow_sigmas=True)``), or the schedule's next
+  time when that already lies above it (one step fewer; ``docs/diffusers.md`` says why).
+
+A repeated noise level (a step of length zero, the identity; diffusers' schedulers run it, e.g.
+DDPM grids of 1000 or more steps) appears once, so every step count diffusers accepts runs.
 
 ``scheduler.sigmas`` holds the VE noise levels of the grid (ending in 0); ``scheduler.timesteps``
 what the network is called with. Config keys of the DDPM/DDIM/DPM-Solver/Euler/FlowMatch
@@ -376,7 +380,9 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """The shared tables (:mod:`res_torch.coefficients`) of the run over ``sigmas[start:]``
         (with ``eta > 0``: the SDE form, ``noise_type="sde"``). A run that starts mid-schedule
         cannot add network calls to ``timesteps``, so its multi-stage start-up methods are
-        replaced by DDIM (``one_evaluation_startup``)."""
+        replaced by DDIM (``one_evaluation_startup``). A step of :meth:`_lowered_steps` that
+        combines more values than allowed takes its table from the lower method's tables on
+        the same grid (:meth:`_lower`)."""
         grid = make_grid(
             self.sigmas[start:], eta=self.eta, s_noise=self.config.s_noise, noise_type="sde"
         )
@@ -553,12 +559,17 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         timestep: float | torch.Tensor,
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
+        variance_noise: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> RESSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
         """Consume one network evaluation; return the input of the next one.
 
-        ``generator`` draws the noise of a stochastic run (config ``eta > 0``); it is unused
-        otherwise. With ``return_dict=False`` returns ``(prev_sample, pred_original_sample)``.
+        ``generator`` draws the noise of a stochastic run (config ``eta > 0``, or an ``sde-*``
+        ``algorithm_type``) in the computing dtype, as DPM-Solver's ``randn_tensor`` does;
+        ``variance_noise`` (standard normal, shaped like ``sample``) replaces the draw. Both are
+        unused otherwise. float16/bfloat16 inputs are stepped in float32 and the results
+        returned in the sample's dtype. With ``return_dict=False`` returns ``(prev_sample,
+        pred_original_sample)``.
         """
         if self.num_inference_steps is None:
             raise SchedulerError("call set_timesteps before step")
@@ -592,7 +603,14 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             )
         x_next, sigma_next, noise = self._advance(x, denoised)
         if noise > 0:  # the SDE noise after a completed step, drawn as res_torch's samplers do
-            x_next = x_next + noise * default_noise_sampler(x_next, generator)(sigma, sigma_next)
+            if variance_noise is None:
+                variance_noise = default_noise_sampler(x_next, generator)(sigma, sigma_next)
+            elif variance_noise.shape != sample.shape:
+                raise SchedulerError(
+                    f"variance_noise has shape {tuple(variance_noise.shape)}, the sample "
+                    f"{tuple(sample.shape)}; they must be equal"
+                )
+            x_next = x_next + noise * variance_noise.to(x_next)
         self._step_index += 1
         prev = (x_next * self._scale(sigma_next)).to(sample.dtype)
         denoised = denoised.to(sample.dtype)

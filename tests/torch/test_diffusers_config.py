@@ -108,6 +108,13 @@ def test_sde_dpm_solver_pp_is_the_sde_with_eta_1_and_draws_noise_as_dpm_solver()
     result = loop(ours, NOISE, 8, torch.Generator().manual_seed(3))
     assert relative(result, expected) < 2e-5
     assert relative(loop(ours, NOISE, 8, torch.Generator().manual_seed(4)), expected) > 1e-2
+    generator = torch.Generator().manual_seed(3)  # the same draws, handed in as variance_noise
+    ours.set_timesteps(8)
+    x = NOISE
+    for t in ours.timesteps:
+        noise = torch.randn(x.shape, generator=generator)
+        x = ours.step(gaussian_eps(x, t), t, x, variance_noise=noise).prev_sample
+    torch.testing.assert_close(x, result, rtol=0, atol=0)
     assert RESMultistepScheduler(algorithm_type="sde-dpmsolver++", eta=0.5).eta == 0.5
     assert RESMultistepScheduler(algorithm_type="dpmsolver++").eta == 0.0
     with pytest.raises(SchedulerError, match="SDE"):
