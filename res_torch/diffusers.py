@@ -727,14 +727,14 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             if not np.all((t > 0) & (t <= 1)):
                 raise SchedulerError(f"flow sigmas (times t) must lie in (0, 1], got {_clipped(t)}")
         s = self.config.flow_shift if self.config.flow_shift != 1.0 else self.config.shift
-        if self.config.use_flow_sigmas and mu is not None:  # DPM-Solver: flow_shift = e^mu
-            s, mu = math.exp(mu), None
 
         def static_shift(t: np.ndarray | float) -> np.ndarray | float:
             return s * t / (1 + (s - 1) * t)
 
         if sigmas is None and self.config.use_flow_sigmas:
-            # DPMSolverMultistepScheduler(use_flow_sigmas=True): from 1 - 1/T, shifted
+            # DPMSolverMultistepScheduler(use_flow_sigmas=True): from 1 - 1/T, shifted by
+            # flow_shift, or by e^mu with dynamic shifting
+            s = s if mu is None else math.exp(mu)
             t = static_shift(np.linspace(1 - 1 / big_t, 0, n + 1)[:-1])
             spaced = _spaced(float(t[0]), float(t[-1]), len(t), self.config)
             return self._flow_t_to_sigma(torch.as_tensor(t if spaced is None else spaced)).numpy()

@@ -222,6 +222,12 @@ def test_lambda_min_clipped_and_flow_sigmas_give_dpm_solver_grids():
     ours.set_timesteps(10)
     torch.testing.assert_close((ours.sigmas / (1 + ours.sigmas)).float(), dpm.sigmas, rtol=1e-6,
                                atol=1e-7)  # fmt: skip
+    dpm = diffusers.DPMSolverMultistepScheduler(**flow, use_dynamic_shifting=True)
+    ours = quiet(lambda: RESMultistepScheduler.from_config(saved(dpm)))
+    dpm.set_timesteps(7, mu=0.7)
+    ours.set_timesteps(7, mu=0.7)
+    torch.testing.assert_close((ours.sigmas / (1 + ours.sigmas)).float(), dpm.sigmas, rtol=1e-6,
+                               atol=1e-7)  # fmt: skip
 
 
 # ---------------------------------------------------------------- every other key: warned
