@@ -388,3 +388,38 @@ def test_a_wrongly_shaped_model_output_is_refused(scheduler_class):
         with pytest.raises(SchedulerError, match="model_output has shape"):
             scheduler.step(wrong, scheduler.timesteps[0], x)
     assert scheduler.step_index is None or scheduler.step_index == 0
+
+
+@pytest.mark.parametrize(
+    "scheduler_class, tableau",
+    [(RESMultistepScheduler, "res_3m"), (RESSinglestepScheduler, "res_3s")],
+)
+def test_lowered_final_steps_survive_a_mid_schedule_start(scheduler_class, tableau):
+    """img2img with lower_order_final: the restarted run lowers the same (global) last steps, so
+    its evaluations match ``timesteps``; on single-point data every step stays exact."""
+    x0 = torch.tensor([[0.5, -0.25]], dtype=torch.float64)
+
+    def point(x, t):
+        sigma = float(np.exp(np.interp(float(t), np.arange(1000), LOG_SIGMAS)))
+        alpha, s_vp = 1 / math.sqrt(1 + sigma**2), sigma / math.sqrt(1 + sigma**2)
+        return (x - alpha * x0) / s_vp
+
+    scheduler = scheduler_class(
+        tableau=tableau, lower_order_final=True, final_sigmas_type="sigma_min"
+    )
+    scheduler.set_timesteps(6)
+    starts = [k for k, (_, i) in enumerate(scheduler._stages) if i == 0]
+    scheduler.set_begin_index(starts[2])
+    alpha_end = 1 / math.sqrt(1 + float(scheduler.sigmas[-1]) ** 2)
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for t in scheduler.timesteps[starts[2] :]:
+        x = scheduler.step(point(x, t), t, x).prev_sample
+    assert scheduler.step_index == len(scheduler.timesteps)
+    assert scheduler._run[2].methods[-1] == "ddim"
+    sigma_b = float(scheduler.sigmas[2])
+    expected_ve = x0 + float(scheduler.sigmas[-1]) / sigma_b * (
+        torch.randn(3, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        * math.sqrt(1 + sigma_b**2)
+        - x0
+    )
+    torch.testing.assert_close(x, alpha_end * expected_ve, rtol=0, atol=1e-9)
