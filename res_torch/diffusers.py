@@ -35,19 +35,30 @@ The ``sample`` a pipeline hands to :meth:`step` lives in the model's own scale, 
 * flow matching (``"flow_prediction"`` or ``"flow"``): ``x_t = (1 - t) x``, ``sigma = t/(1 - t)``,
   timestep ``t * num_train_timesteps``, velocity ``v = eps - x_0``, ``D = x_t - t v``. A flow
   schedule that starts at ``t = 1`` (``sigma = inf``, where ``lambda`` is undefined) starts at
-  ``t = 1 - 1/num_train_timesteps`` instead, the first flow time of diffusers'
-  ``DPMSolverMultistepScheduler(use_flow_sigmas=True)``.
+  the first finite time instead: ``t = 1 - 1/num_train_timesteps`` (the first flow time of
+  diffusers' ``DPMSolverMultistepScheduler(use_flow_sigmas=True)``), or the schedule's next
+  time when that already lies above it (one step fewer; ``docs/diffusers.md`` says why).
+
+A repeated noise level (a step of length zero, the identity; diffusers' schedulers run it, e.g.
+DDPM grids of 1000 or more steps) appears once, so every step count diffusers accepts runs.
 
 ``scheduler.sigmas`` holds the VE noise levels of the grid (ending in 0); ``scheduler.timesteps``
 what the network is called with. Config keys of the DDPM/DDIM/DPM-Solver/Euler/FlowMatch
-schedulers are accepted, so ``RESMultistepScheduler.from_config(pipe.scheduler.config)`` works;
-keys with no meaning for an ODE solver (``thresholding``, ``clip_sample``, ``solver_order``, ...)
-are ignored.
+schedulers are accepted, so ``RESMultistepScheduler.from_config(pipe.scheduler.config)`` works.
+DPM-Solver's keys keep their meaning (``docs/diffusers.md`` has the table): ``solver_order``
+picks the RES method of that order when no ``tableau`` is given, ``algorithm_type`` the ODE or
+(``sde-*``) the SDE with ``eta = 1``, ``lower_order_final``/``euler_at_final`` lower the order of
+the last steps by DPMSolverMultistepScheduler's rule, ``thresholding`` clamps ``D`` as
+``_threshold_sample`` does. ``from_config`` warns once (:class:`res_torch.errors.
+IgnoredConfigWarning`) naming every key it ignores whose value asks for something else than
+these schedulers do. ``step`` computes in float32 for float16/bfloat16 inputs, as DPM-Solver does.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,8 +79,9 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 
 from res_torch.adapters import DiscreteSchedule, denoised_from_output
 from res_torch.coefficients import Coefficients, coefficients
+from res_torch.errors import IgnoredConfigWarning, SchedulerError
 from res_torch.grid import StepGrid, make_grid
-from res_torch.methods import method_of
+from res_torch.methods import Method, method_of
 from res_torch.noise import default_noise_sampler
 from res_torch.reference import corrected_output, prediction, stage_input, step_output
 from res_torch.schedules import (
@@ -88,6 +100,54 @@ __all__ = [
 
 _VP_PREDICTIONS = ("epsilon", "v_prediction", "sample")
 _FLOW_PREDICTIONS = ("flow_prediction", "flow")
+_ALGORITHMS = ("dpmsolver++", "sde-dpmsolver++", "dpmsolver", "sde-dpmsolver", "deis")
+_VARIANCE_TYPES = (None, "learned", "learned_range", "fixed_small", "fixed_small_log",
+                   "fixed_large", "fixed_large_log")  # fmt: skip
+_LOWER_ORDER_BELOW = 15
+"""``lower_order_final`` acts on runs of fewer steps (DPMSolverMultistepScheduler's rule)."""
+
+_IGNORED: dict[str, tuple[tuple[Any, ...], str]] = {
+    "solver_type": (("midpoint", "logrho", "bh1", "bh2"), "the tableau sets the update"),
+    "clip_sample": ((False,), "D is not clipped; thresholding=True clamps it"),
+    "stochastic_sampling": ((False,), "use eta > 0 for the SDE"),
+    "interpolation_type": (("linear",), "noise levels are interpolated in log sigma"),
+    "timestep_type": (("discrete",), "the network gets timesteps t(sigma)"),
+    "predict_x0": ((True,), "RES integrates the data prediction"),
+    "disable_corrector": (([],), "the tableau sets the update"),
+    "solver_p": ((None,), "the tableau sets the update"),
+    "sigma_data": ((), "EDM-preconditioned networks are not supported"),
+    "sigma_schedule": ((), "EDM-preconditioned networks are not supported"),
+}
+"""Config keys of diffusers' compatible schedulers that the RES schedulers ignore: the values
+with no effect here (DPMSolverMultistepScheduler's defaults, or values diffusers maps to them),
+and why any other value is ignored. Any other key outside ``__init__`` is reported too."""
+_NO_EFFECT = ("skip_prk_steps", "set_alpha_to_one", "clip_sample_range", "args")
+"""Keys that configure another scheduler's own stepping (PNDM's Runge–Kutta steps, DDIM's last
+alpha) or only refine an ignored key; never reported."""
+
+
+def _clipped(values: Any, k: int = 6) -> str:
+    """A short listing of ``values``: the first ``k`` entries and how many more."""
+    listed = np.asarray(values).reshape(-1).tolist()
+    shown = ", ".join(f"{v:.6g}" for v in listed[:k])
+    return f"[{shown}{f', ... ({len(listed) - k} more)' if len(listed) > k else ''}]"
+
+
+def _values_per_step(method: Method) -> int:
+    """DPM-Solver's "order" of a method: the values a step combines (multistep: the current one
+    and ``history`` previous ones; single-step: its stages)."""
+    return method.history + 1 if method.is_multistep else method.stages
+
+
+def _threshold(sample: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
+    """Dynamic thresholding (Saharia et al. 2022) exactly as diffusers'
+    ``DDPMScheduler._threshold_sample``: per sample ``s = clamp(quantile(|x|, ratio), 1,
+    max_value)``, ``x -> clamp(x, -s, s)/s`` (in float32 for half inputs)."""
+    batch = sample.shape[0]
+    flat = sample.reshape(batch, -1)
+    flat = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+    s = torch.quantile(flat.abs(), ratio, dim=1).clamp(min=1, max=max_value).unsqueeze(1)
+    return (torch.clamp(flat, -s, s) / s).reshape(sample.shape).to(sample.dtype)
 
 
 @dataclass
@@ -125,6 +185,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         "FlowMatchHeunDiscreteScheduler",
     ]
     _default_tableau = ""
+    _by_solver_order: dict[int, str] = {}
     _stage_sigmas: torch.Tensor  # VE noise level of every entry of ``timesteps`` (set by _plan)
     _stages: list[tuple[int, int]]  # (step, stage) of every entry of ``timesteps`` (set by _plan)
 
@@ -163,52 +224,100 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         max_image_seq_len: int = 4096,
         eta: float = 0.0,
         s_noise: float = 1.0,
+        solver_order: int | None = None,
+        algorithm_type: str = "dpmsolver++",
+        lower_order_final: bool = False,
+        euler_at_final: bool = False,
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        sample_max_value: float = 1.0,
+        variance_type: str | None = None,
+        lambda_min_clipped: float = -math.inf,
     ) -> None:
         if prediction_type not in _VP_PREDICTIONS + _FLOW_PREDICTIONS:
-            raise ValueError(
+            raise SchedulerError(
                 f"prediction_type must be one of {_VP_PREDICTIONS + _FLOW_PREDICTIONS}, "
                 f"got {prediction_type!r}"
             )
         self.is_flow = prediction_type in _FLOW_PREDICTIONS
         if use_flow_sigmas and not self.is_flow:
-            raise ValueError("use_flow_sigmas=True needs prediction_type='flow_prediction'")
+            raise SchedulerError("use_flow_sigmas=True needs prediction_type='flow_prediction'")
         spacings = [use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas, use_lu_lambdas]
         if sum(bool(s) for s in spacings) > 1:
-            raise ValueError(
+            raise SchedulerError(
                 "at most one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas, "
                 "use_lu_lambdas may be set"
             )
         if timestep_spacing not in ("linspace", "leading", "trailing"):
-            raise ValueError(
+            raise SchedulerError(
                 f"timestep_spacing must be 'linspace', 'leading' or 'trailing', "
                 f"got {timestep_spacing!r}"
             )
         if final_sigmas_type not in ("zero", "sigma_min"):
-            raise ValueError(
+            raise SchedulerError(
                 f"final_sigmas_type must be 'zero' or 'sigma_min', got {final_sigmas_type!r}"
             )
         if time_shift_type not in ("exponential", "linear"):
-            raise ValueError(
+            raise SchedulerError(
                 f"time_shift_type must be 'exponential' or 'linear', got {time_shift_type!r}"
             )
         for name, value in (("eta", eta), ("s_noise", s_noise)):
             if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+                raise SchedulerError(f"{name} must be finite and >= 0, got {value}")
         if invert_sigmas:
-            raise ValueError("invert_sigmas=True (Mochi) is not supported by the RES schedulers")
+            raise SchedulerError(
+                "invert_sigmas=True (Mochi) is not supported by the RES schedulers"
+            )
         if rescale_betas_zero_snr:
-            raise ValueError(
+            raise SchedulerError(
                 "rescale_betas_zero_snr=True gives sigma_max = inf, where lambda = -log sigma is "
                 "undefined; the RES schedulers do not support it"
             )
         if shift != 1.0 and flow_shift != 1.0 and shift != flow_shift:
-            raise ValueError(f"shift={shift} and flow_shift={flow_shift} disagree; set only one")
+            raise SchedulerError(
+                f"shift={shift} and flow_shift={flow_shift} disagree; set only one"
+            )
+        if algorithm_type not in _ALGORITHMS:
+            raise SchedulerError(
+                f"algorithm_type must be one of {_ALGORITHMS}, got {algorithm_type!r}"
+            )
+        if variance_type not in _VARIANCE_TYPES:
+            raise SchedulerError(
+                f"variance_type must be one of {_VARIANCE_TYPES}, got {variance_type!r}"
+            )
+        if not 0 <= dynamic_thresholding_ratio <= 1:
+            raise SchedulerError(
+                f"dynamic_thresholding_ratio must lie in [0, 1], got {dynamic_thresholding_ratio}"
+            )
+        if not sample_max_value > 0:
+            raise SchedulerError(f"sample_max_value must be > 0, got {sample_max_value}")
+        if math.isnan(lambda_min_clipped):
+            raise SchedulerError("lambda_min_clipped must not be NaN")
 
-        self.method = method_of(tableau or self._default_tableau)
+        by_order = self._by_order(solver_order)  # checks solver_order even with a tableau
+        self.method = method_of(tableau or by_order)
+        values = _values_per_step(self.method)
+        if tableau and solver_order is not None and values != solver_order:
+            warnings.warn(
+                f"{type(self).__name__}: tableau={tableau!r} wins over solver_order="
+                f"{solver_order} ({self.method.name} combines {values} values per step)",
+                IgnoredConfigWarning,
+                stacklevel=3,
+            )
         self.tableau = self.method.tableau
         self._check_method()
-        if eta > 0 and "sde" not in self.method.noise_types:
-            raise ValueError(f"{self.method.name} steps in sigma and has no SDE form (eta > 0)")
+        if algorithm_type in ("dpmsolver", "sde-dpmsolver"):  # "deis": DEIS's ODE, as DPM-Solver
+            warnings.warn(
+                f"{type(self).__name__}: algorithm_type={algorithm_type!r} runs as "
+                f"{'sde-dpmsolver++' if algorithm_type.startswith('sde') else 'dpmsolver++'} "
+                f"({self.method.name} integrates the data prediction D)",
+                IgnoredConfigWarning,
+                stacklevel=3,
+            )
+        # sde-dpmsolver(++) is the reverse SDE: the SDE form with eta = 1 unless eta is set
+        self.eta = eta if eta > 0 or not algorithm_type.startswith("sde") else 1.0
+        if self.eta > 0 and "sde" not in self.method.noise_types:
+            raise SchedulerError(f"{self.method.name} steps in sigma and has no SDE form (eta > 0)")
         coefficients(self.method, make_grid([2.0, 1.0, 0.5, 0.0]), self._free_parameters())
 
         if self.is_flow:
@@ -231,6 +340,39 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
     def _check_method(self) -> None:
         raise NotImplementedError
 
+    def _by_order(self, solver_order: int | None) -> str:
+        """The method of DPM-Solver's ``solver_order`` (the class default for ``None``)."""
+        if solver_order is None:
+            return self._default_tableau
+        if solver_order not in self._by_solver_order:
+            raise SchedulerError(f"solver_order must be 1, 2 or 3, got {solver_order!r}")
+        return self._by_solver_order[solver_order]
+
+    def _lower(self, values: int) -> tuple[str | Method, dict]:
+        """The method (and parameters) that runs a step of ``self.method`` with at most
+        ``values`` values: a multistep tableau's own start-up method of that order (DDIM for
+        a multi-stage one), an Adams method with ``max_order``, Euler for Heun, ``res_2s`` /
+        DDIM for single-step tableaux."""
+        method = self.method
+        if method.family == "adams":
+            return method, {"max_order": values}
+        if method.family == "sigma_rk":
+            return "euler", {}
+        if method.is_multistep:
+            lower = method_of(method.startup[values - 1])
+            return ("ddim" if not lower.is_multistep and lower.stages > 1 else lower), {}
+        return ("ddim" if values == 1 else "res_2s"), {}
+
+    def _lowered_steps(self) -> dict[int, int]:
+        """Step index -> the most values it may combine (``lower_order_final``: the last step
+        1, the one before 2, for runs of fewer than 15 steps; ``euler_at_final``: the last 1)."""
+        n, config, limits = self.num_inference_steps, self.config, {}
+        if config.lower_order_final and n < _LOWER_ORDER_BELOW:
+            limits = {n - 2: 2, n - 1: 1}
+        if config.euler_at_final:
+            limits[n - 1] = 1
+        return {step: k for step, k in limits.items() if step >= 0}
+
     def _free_parameters(self) -> dict[str, float]:
         return dict(self.config.tableau_parameters or {})
 
@@ -238,15 +380,27 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """The shared tables (:mod:`res_torch.coefficients`) of the run over ``sigmas[start:]``
         (with ``eta > 0``: the SDE form, ``noise_type="sde"``). A run that starts mid-schedule
         cannot add network calls to ``timesteps``, so its multi-stage start-up methods are
-        replaced by DDIM (``one_evaluation_startup``)."""
-        config = self.config
+        replaced by DDIM (``one_evaluation_startup``). A step of :meth:`_lowered_steps` that
+        combines more values than allowed takes its table from the lower method's tables on
+        the same grid (:meth:`_lower`)."""
         grid = make_grid(
-            self.sigmas[start:], eta=config.eta, s_noise=config.s_noise, noise_type="sde"
+            self.sigmas[start:], eta=self.eta, s_noise=self.config.s_noise, noise_type="sde"
         )
         table = coefficients(
             self.method, grid, self._free_parameters(), one_evaluation_startup=start > 0
         )
-        return grid, table
+        steps, names = list(table.steps), list(table.methods)
+        for n, values in self._lowered_steps().items():
+            m = n - start
+            if m < 0 or steps[m].denoising:
+                continue
+            running = method_of(names[m])
+            if running.family != "adams" and _values_per_step(running) <= values:
+                continue
+            lower, parameters = self._lower(values)
+            lowered = coefficients(lower, grid, parameters, one_evaluation_startup=True)
+            steps[m], names[m] = lowered.steps[m], lowered.methods[m]
+        return grid, Coefficients(table.prediction, tuple(steps), tuple(names))
 
     def _plan(self) -> None:
         """Lay out ``timesteps``: every evaluation of every step of the run from step 0."""
@@ -262,7 +416,9 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """Start a run at ``timesteps[index]``, the first evaluation of a step."""
         n, i = self._stages[index]
         if i != 0:
-            raise ValueError(f"timesteps[{index}] is stage {i + 1} of step {n}, not a step start")
+            raise SchedulerError(
+                f"timesteps[{index}] is stage {i + 1} of step {n}, not a step start"
+            )
         self._step_index = index
         if n == 0:
             self._run = (0, *self._tables(0))
@@ -270,7 +426,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             grid, table = self._tables(n)
             listed = [m for m, _ in self._stages if m >= n]
             if [m for k, step in enumerate(table.steps) for m in [n + k] * step.stages] != listed:
-                raise ValueError(
+                raise SchedulerError(
                     f"a run of {self.method.name!r} cannot start at step {n}: its evaluations "
                     "there differ from those listed in timesteps"
                 )
@@ -303,7 +459,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         if i == 0:
             self._x_n, self._values = x, []
         elif self._x_n is None or len(self._values) != i:
-            raise ValueError(f"{type(self).__name__}.step called out of stage order")
+            raise SchedulerError(f"{type(self).__name__}.step called out of stage order")
         self._values.append(value)
         if i + 1 < step.stages:
             return stage_input(step, i + 1, self._x_n, self._values), step.sigmas[i + 1], 0.0
@@ -352,25 +508,36 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         ``t -> e^mu/(e^mu + 1/t - 1)`` (exponential) or ``mu/(mu + 1/t - 1)`` (linear).
         """
         if sigmas is not None and timesteps is not None:
-            raise ValueError("pass either sigmas or timesteps, not both")
+            raise SchedulerError("pass either sigmas or timesteps, not both")
         if num_inference_steps is None and sigmas is None and timesteps is None:
-            raise ValueError("set_timesteps needs num_inference_steps, sigmas or timesteps")
+            raise SchedulerError("set_timesteps needs num_inference_steps, sigmas or timesteps")
         if timesteps is not None and self.is_flow:
-            raise ValueError("flow models take sigmas (flow times), not timesteps")
+            raise SchedulerError("flow models take sigmas (flow times), not timesteps")
         if mu is not None and not self.config.use_dynamic_shifting:
-            raise ValueError("mu is only used with use_dynamic_shifting=True")
+            raise SchedulerError("mu is only used with use_dynamic_shifting=True")
         if self.config.use_dynamic_shifting and mu is None:
-            raise ValueError("use_dynamic_shifting=True needs mu in set_timesteps")
+            raise SchedulerError("use_dynamic_shifting=True needs mu in set_timesteps")
         if num_inference_steps is not None and (
             not isinstance(num_inference_steps, int) or num_inference_steps < 1
         ):
-            raise ValueError(
+            raise SchedulerError(
                 f"num_inference_steps must be a positive int, got {num_inference_steps}"
             )
-        if self.is_flow:
-            ve = self._flow_grid(num_inference_steps, sigmas, mu)
-        else:
-            ve = self._vp_grid(num_inference_steps, sigmas, timesteps)
+        grid = self._noise_levels(num_inference_steps, sigmas, mu, timesteps)
+        self.sigmas = torch.tensor(grid.tolist(), dtype=torch.float64)
+        self.num_inference_steps = len(grid) - 1
+        self._plan()
+        self.timesteps = self._timesteps_of(self._stage_sigmas).to(device=device)
+        self._step_index = None
+        self._begin_index = None
+
+    def _noise_levels(
+        self, n: int | None, sigmas: Any, mu: float | None, timesteps: Any
+    ) -> np.ndarray:
+        """The VE noise levels of the run, with the final one; a repeated level (a step of
+        length zero, the identity, which diffusers' schedulers run) appears once."""
+        flow = self.is_flow
+        ve = self._flow_grid(n, sigmas, mu) if flow else self._vp_grid(n, sigmas, timesteps)
         if self.config.final_sigmas_type == "zero":
             grid = np.append(ve, 0.0)
         else:  # "sigma_min": end at the smallest training noise level, no denoising step
@@ -381,14 +548,10 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                 else self.schedule.sigma_min
             )
             grid = ve if math.isclose(ve[-1], last, rel_tol=1e-9) else np.append(ve, last)
+        grid = grid[np.append(True, grid[1:] != grid[:-1])]
         if len(grid) < 2 or not np.all(np.diff(grid) < 0):
-            raise ValueError(f"noise levels must decrease strictly, got {grid.tolist()}")
-        self.sigmas = torch.tensor(grid.tolist(), dtype=torch.float64)
-        self.num_inference_steps = len(grid) - 1
-        self._plan()
-        self.timesteps = self._timesteps_of(self._stage_sigmas).to(device=device)
-        self._step_index = None
-        self._begin_index = None
+            raise SchedulerError(f"noise levels must decrease strictly, got {_clipped(grid)}")
+        return grid
 
     def step(
         self,
@@ -396,27 +559,61 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         timestep: float | torch.Tensor,
         sample: torch.Tensor,
         generator: torch.Generator | None = None,
+        variance_noise: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> RESSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
         """Consume one network evaluation; return the input of the next one.
 
-        ``generator`` draws the noise of a stochastic run (config ``eta > 0``); it is unused
-        otherwise. With ``return_dict=False`` returns ``(prev_sample, pred_original_sample)``.
+        ``generator`` draws the noise of a stochastic run (config ``eta > 0``, or an ``sde-*``
+        ``algorithm_type``) in the computing dtype, as DPM-Solver's ``randn_tensor`` does;
+        ``variance_noise`` (standard normal, shaped like ``sample``) replaces the draw. Both are
+        unused otherwise. float16/bfloat16 inputs are stepped in float32 and the results
+        returned in the sample's dtype. With ``return_dict=False`` returns ``(prev_sample,
+        pred_original_sample)``.
         """
         if self.num_inference_steps is None:
-            raise ValueError("call set_timesteps before step")
+            raise SchedulerError("call set_timesteps before step")
         if self._step_index is None:
             self._init_step_index(timestep)
         if self._step_index >= len(self._stage_sigmas):
-            raise ValueError("all steps are done; call set_timesteps to sample again")
+            raise SchedulerError("all steps are done; call set_timesteps to sample again")
+        if self.config.variance_type in ("learned", "learned_range"):
+            if model_output.ndim < 2 or model_output.shape[1] != 2 * sample.shape[1]:
+                raise SchedulerError(
+                    f"variance_type={self.config.variance_type!r} needs twice the sample's "
+                    f"channels in model_output, got {tuple(model_output.shape)} for "
+                    f"{tuple(sample.shape)}"
+                )
+            model_output = model_output[:, : sample.shape[1]]  # the mean; the variance unused
+        if model_output.shape != sample.shape:
+            raise SchedulerError(
+                f"model_output has shape {tuple(model_output.shape)}, the sample "
+                f"{tuple(sample.shape)}; they must be equal"
+            )
+        # float16/bfloat16 are stepped in float32 (as DPMSolverMultistepScheduler does)
+        dtype = torch.promote_types(
+            torch.promote_types(sample.dtype, model_output.dtype), torch.float32
+        )
         sigma = float(self._stage_sigmas[self._step_index])
-        x = sample / self._scale(sigma)
-        denoised = self._denoised(model_output, x, sigma)
+        x = sample.to(dtype) / self._scale(sigma)
+        denoised = self._denoised(model_output.to(dtype), x, sigma)
+        if self.config.thresholding:
+            denoised = _threshold(
+                denoised, self.config.dynamic_thresholding_ratio, self.config.sample_max_value
+            )
         x_next, sigma_next, noise = self._advance(x, denoised)
         if noise > 0:  # the SDE noise after a completed step, drawn as res_torch's samplers do
-            x_next = x_next + noise * default_noise_sampler(x_next, generator)(sigma, sigma_next)
+            if variance_noise is None:
+                variance_noise = default_noise_sampler(x_next, generator)(sigma, sigma_next)
+            elif variance_noise.shape != sample.shape:
+                raise SchedulerError(
+                    f"variance_noise has shape {tuple(variance_noise.shape)}, the sample "
+                    f"{tuple(sample.shape)}; they must be equal"
+                )
+            x_next = x_next + noise * variance_noise.to(x_next)
         self._step_index += 1
         prev = (x_next * self._scale(sigma_next)).to(sample.dtype)
+        denoised = denoised.to(sample.dtype)
         if not return_dict:
             return prev, denoised
         return RESSchedulerOutput(prev_sample=prev, pred_original_sample=denoised)
@@ -433,7 +630,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         if self.is_flow:
             flow_t = t / self.config.num_train_timesteps
             if not bool(torch.all((flow_t >= 0) & (flow_t <= 1))):
-                raise ValueError(f"flow timesteps must lie in [0, T], got {t.tolist()}")
+                raise SchedulerError(f"flow timesteps must lie in [0, T], got {_clipped(t)}")
             signal, noise_scale = 1 - flow_t, flow_t
         else:
             sigma = self.schedule.t_to_sigma(t)
@@ -461,7 +658,27 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                 flow_match or ("shift" in keys and "beta_schedule" not in keys)
             ):
                 kwargs["prediction_type"] = "flow_prediction"
+        if isinstance(config, Mapping):  # keys a config got by default are not its choice
+            defaults = set(config.get("_use_default_values", ()))
+            cls._warn_ignored({**{k: v for k, v in config.items() if k not in defaults}, **kwargs})
         return super().from_config(config, return_unused_kwargs, **kwargs)
+
+    @classmethod
+    def _warn_ignored(cls, config: Mapping[str, Any]) -> None:
+        """Warn once, naming every key of ``config`` that is not honoured and asks for
+        something these schedulers do not do (:data:`_IGNORED`; unknown keys always)."""
+        honoured = set(inspect.signature(cls.__init__).parameters)
+        ignored = []
+        for key, value in config.items():
+            if key.startswith("_") or key in honoured or key in _NO_EFFECT:
+                continue
+            neutral, why = _IGNORED.get(key, ((), "not a RES scheduler option"))
+            if not any(type(value) is type(n) and value == n for n in neutral):
+                ignored.append(f"{key}={value!r} ({why})")
+        if ignored:
+            warnings.warn(
+                f"{cls.__name__} ignores " + "; ".join(ignored), IgnoredConfigWarning, stacklevel=3
+            )
 
     # ----------------------------------------------------------------- noise schedule
     def _vp_grid(self, n: int | None, sigmas: Any, timesteps: Any) -> np.ndarray:
@@ -471,24 +688,32 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             ve = np.asarray(sigmas, dtype=np.float64).reshape(-1)
             ve = ve[:-1] if ve.size > 1 and ve[-1] == 0 else ve
             if n is not None and n != ve.size:
-                raise ValueError(f"got {ve.size} sigmas for num_inference_steps={n}")
+                raise SchedulerError(f"got {ve.size} sigmas for num_inference_steps={n}")
             if not np.all(ve > 0):
-                raise ValueError(f"sigmas must be positive (a final 0 is allowed), got {ve}")
+                raise SchedulerError(
+                    f"sigmas must be positive (a final 0 is allowed), got {_clipped(ve)}"
+                )
             return ve
         big_t = self.config.num_train_timesteps
         if timesteps is not None:
             ts = np.asarray(timesteps, dtype=np.float64).reshape(-1)
+            if not np.all((ts >= 0) & (ts <= big_t - 1)):
+                raise SchedulerError(f"timesteps must lie in [0, {big_t - 1}], got {_clipped(ts)}")
         else:
             spaced = _spaced(self.schedule.sigma_max, self.schedule.sigma_min, n, self.config)
             if spaced is not None:
                 return spaced
+            # DPM-Solver's lambda_min_clipped: no timestep where -log sigma < lambda_min_clipped
+            lambdas = -np.log(self.schedule.t_to_sigma(torch.arange(big_t)).numpy())
+            last = big_t - int(np.sum(lambdas < self.config.lambda_min_clipped))
             if self.config.timestep_spacing == "linspace":
-                ts = np.linspace(0, big_t - 1, n + 1).round()[::-1][:-1]
+                ts = np.linspace(0, last - 1, n + 1).round()[::-1][:-1]
             elif self.config.timestep_spacing == "leading":
-                ts = (np.arange(n + 1) * (big_t // (n + 1))).round()[::-1][:-1]
+                ts = (np.arange(n + 1) * (last // (n + 1))).round()[::-1][:-1]
                 ts = ts + self.config.steps_offset
             else:  # trailing
-                ts = np.arange(big_t, 0, -big_t / n).round() - 1
+                ts = np.arange(last, 0, -big_t / n).round() - 1
+            ts = np.clip(ts, 0, big_t - 1)  # DPM-Solver's np.interp clamps these ends too
         return self.schedule.t_to_sigma(torch.as_tensor(ts.copy())).numpy()
 
     def _flow_grid(self, n: int | None, sigmas: Any, mu: float | None) -> np.ndarray:
@@ -498,14 +723,21 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             t = np.asarray(sigmas, dtype=np.float64).reshape(-1)
             t = t[:-1] if t.size > 1 and t[-1] == 0 else t
             if n is not None and n != t.size:
-                raise ValueError(f"got {t.size} sigmas for num_inference_steps={n}")
+                raise SchedulerError(f"got {t.size} sigmas for num_inference_steps={n}")
             if not np.all((t > 0) & (t <= 1)):
-                raise ValueError(f"flow sigmas (times t) must lie in (0, 1], got {t}")
+                raise SchedulerError(f"flow sigmas (times t) must lie in (0, 1], got {_clipped(t)}")
         s = self.config.flow_shift if self.config.flow_shift != 1.0 else self.config.shift
 
         def static_shift(t: np.ndarray | float) -> np.ndarray | float:
             return s * t / (1 + (s - 1) * t)
 
+        if sigmas is None and self.config.use_flow_sigmas:
+            # DPMSolverMultistepScheduler(use_flow_sigmas=True): from 1 - 1/T, shifted by
+            # flow_shift, or by e^mu with dynamic shifting
+            s = s if mu is None else math.exp(mu)
+            t = static_shift(np.linspace(1 - 1 / big_t, 0, n + 1)[:-1])
+            spaced = _spaced(float(t[0]), float(t[-1]), len(t), self.config)
+            return self._flow_t_to_sigma(torch.as_tensor(t if spaced is None else spaced)).numpy()
         if sigmas is None:
             # FlowMatchEulerDiscreteScheduler's grid runs to its (statically shifted) sigma_min
             end = 1 / big_t if self.config.use_dynamic_shifting else static_shift(1 / big_t)
@@ -522,8 +754,14 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             one_minus = 1 - t
             t = 1 - one_minus / (one_minus[-1] / (1 - self.config.shift_terminal))
         spaced = _spaced(float(t[0]), float(t[-1]), len(t), self.config)
-        t = np.minimum(t if spaced is None else spaced, 1 - 1 / big_t)
-        return self._flow_t_to_sigma(torch.as_tensor(t)).numpy()
+        t = np.asarray(t if spaced is None else spaced, dtype=np.float64)
+        # t = 1 is sigma = inf (docs/diffusers.md): the run starts at the first finite time,
+        # 1 - 1/T as DPM-Solver's flow sigmas, or the grid's next time if that lies above it
+        first = 1 - 1 / big_t
+        finite = t[t < 1]
+        if finite.size < t.size and (finite.size == 0 or finite[0] < first):
+            finite = np.append(first, finite)
+        return self._flow_t_to_sigma(torch.as_tensor(finite)).numpy()
 
     @staticmethod
     def _flow_t_to_sigma(t: torch.Tensor) -> torch.Tensor:
@@ -555,7 +793,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         starts = [k for k, (_, i) in enumerate(self._stages) if i == 0]
         matches = [k for k in starts if math.isclose(float(self.timesteps[k]), t, abs_tol=1e-4)]
         if not matches:
-            raise ValueError(f"timestep {t} is not the start of a step of this schedule")
+            raise SchedulerError(f"timestep {t} is not the start of a step of this schedule")
         self._start(matches[0])
 
 
@@ -575,10 +813,11 @@ class RESMultistepScheduler(_RESScheduler):
 
     order = 1
     _default_tableau = "res_2m"
+    _by_solver_order = {1: "ddim", 2: "res_2m", 3: "res_3m"}
 
     def _check_method(self) -> None:
         if self.method.stages != 1:
-            raise ValueError(
+            raise SchedulerError(
                 f"RESMultistepScheduler runs multistep or one-stage methods; "
                 f"{self.method.name!r} is a {self.method.stages}-stage single-step method "
                 "(use RESSinglestepScheduler)"
@@ -596,10 +835,11 @@ class RESSinglestepScheduler(_RESScheduler):
     """
 
     _default_tableau = "res_2s"
+    _by_solver_order = {1: "ddim", 2: "res_2s", 3: "res_3s"}
 
     def _check_method(self) -> None:
         if self.method.is_multistep:
-            raise ValueError(
+            raise SchedulerError(
                 f"RESSinglestepScheduler runs single-step tableaux; {self.method.name!r} is "
                 "multistep (use RESMultistepScheduler)"
             )

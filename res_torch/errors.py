@@ -9,12 +9,14 @@ from __future__ import annotations
 
 __all__ = [
     "ExpressionError",
+    "IgnoredConfigWarning",
     "NFEBudgetError",
     "NoiseError",
     "NonFiniteSampleError",
     "PhiError",
     "ResError",
     "ScheduleError",
+    "SchedulerError",
     "SigmasError",
     "TableauError",
     "UnknownMethodError",
@@ -59,3 +61,11 @@ class UnknownMethodError(ResError):
 
 class NonFiniteSampleError(ResError):
     """The sample became NaN or infinite (usually: the model returned NaN/inf)."""
+
+
+class SchedulerError(ResError):
+    """A diffusers scheduler configuration or call the RES schedulers cannot run."""
+
+
+class IgnoredConfigWarning(UserWarning):
+    """A diffusers config key the RES schedulers do not honour (the warning names it)."""

@@ -60,7 +60,7 @@ def _diffusers_loop(scheduler, unet, noise):
 )
 def test_scheduler_in_a_diffusers_loop_equals_res_torch_sampler(unet64, scheduler_class, sampler):
     unet = unet64
-    ddpm = diffusers.DDPMScheduler()
+    ddpm = diffusers.DDPMScheduler(clip_sample=False)
     scheduler = scheduler_class.from_config(ddpm.config, use_karras_sigmas=True)
     scheduler.set_timesteps(6)
     noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -89,7 +89,7 @@ def test_sde_scheduler_equals_res_torch_sde_sampler_with_the_same_noise(
     unet64, scheduler_class, tableau
 ):
     unet = unet64
-    ddpm = diffusers.DDPMScheduler()
+    ddpm = diffusers.DDPMScheduler(clip_sample=False)
     scheduler = scheduler_class.from_config(
         ddpm.config, tableau=tableau, use_karras_sigmas=True, eta=0.7, s_noise=0.9
     )
@@ -132,7 +132,7 @@ def test_any_tableau_with_v_prediction_equals_sample_erk(
     unet64, scheduler_class, tableau, parameters
 ):
     unet = unet64
-    ddpm = diffusers.DDPMScheduler(prediction_type="v_prediction")
+    ddpm = diffusers.DDPMScheduler(prediction_type="v_prediction", clip_sample=False)
     scheduler = scheduler_class.from_config(
         ddpm.config, tableau=tableau, tableau_parameters=parameters
     )
@@ -248,7 +248,7 @@ def test_a_run_can_start_mid_schedule(scheduler_class):
 
 
 def test_ddpm_pipeline_runs_with_a_res_scheduler(unet):
-    scheduler = RESMultistepScheduler.from_config(diffusers.DDPMScheduler().config)
+    scheduler = RESMultistepScheduler.from_config(diffusers.DDPMScheduler(clip_sample=False).config)
     pipe = diffusers.DDPMPipeline(unet=unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     images = pipe(
@@ -449,7 +449,7 @@ def test_res_3m_starts_mid_schedule_with_one_evaluation_start_up(unet64, begin):
     from res_torch.reference import sample_reference
 
     unet = unet64
-    ddpm = diffusers.DDPMScheduler()
+    ddpm = diffusers.DDPMScheduler(clip_sample=False)
     scheduler = RESMultistepScheduler.from_config(ddpm.config, tableau="res_3m")
     scheduler.set_timesteps(6)
     scheduler.set_begin_index(begin)
@@ -489,7 +489,7 @@ def test_a_mid_stage_begin_index_is_refused():
 @pytest.mark.parametrize("method", ["ipndm", "ipndm_v", "deis"])
 def test_sigma_multistep_methods_run_in_the_scheduler_as_in_the_sampler(unet64, method):
     unet = unet64
-    ddpm = diffusers.DDPMScheduler()
+    ddpm = diffusers.DDPMScheduler(clip_sample=False)
     scheduler = RESMultistepScheduler.from_config(
         ddpm.config, tableau=method, use_karras_sigmas=True
     )
