@@ -75,6 +75,9 @@ class StepCoefficients:
     denoising: bool = False
     corrector: tuple[float, ...] = ()
     """Corrector weights over the stage values, history values and ``Y_new`` (empty: none)."""
+    weights_embedded: tuple[float, ...] = ()
+    """``h b_embedded(h)`` over the ``s`` stage values: the embedded lower-order update is
+    ``decay x_n + sum_i weights_embedded[i] Y_i`` (empty: the tableau has no ``b_embedded``)."""
 
     @property
     def stages(self) -> int:
@@ -121,9 +124,11 @@ def erk_steps(
         return steps
     index = torch.tensor(finite)
     h, step, start = grid.h[index], grid.lambda_step[index], grid.sigma_hat[index]
-    c, a, b = tableau.evaluate(h, dict(values or {}))
+    embedded = tableau.b_embedded is not None
+    c, a, b, *b_hat = tableau.evaluate(h, dict(values or {}), embedded=embedded)
     decay = torch.exp(-h).tolist()
     weights = (h[:, None] * b).tolist()
+    weights_embedded = (h[:, None] * b_hat[0]).tolist() if embedded else [()] * len(finite)
     stage_decay = torch.exp(-c * h[:, None]).tolist()
     stage_weights = (h[:, None, None] * a).tolist()
     sigmas = (start[:, None] * torch.exp(-c * step[:, None])).tolist()
@@ -134,6 +139,7 @@ def erk_steps(
             weights=tuple(weights[m]),
             stage_decay=tuple(stage_decay[m][1:]),
             stage_weights=tuple(tuple(row[:i]) for i, row in enumerate(stage_weights[m]))[1:],
+            weights_embedded=tuple(weights_embedded[m]),
         )
     return steps
 

@@ -16,6 +16,7 @@ __all__ = [
     "ResError",
     "ScheduleError",
     "SigmasError",
+    "StepSizeError",
     "TableauError",
     "UnknownMethodError",
 ]
@@ -35,6 +36,11 @@ class ScheduleError(ResError):
 
 class NoiseError(ResError):
     """Stochastic-sampling options a method cannot run (e.g. an SDE form it does not have)."""
+
+
+class StepSizeError(ResError):
+    """Invalid adaptive step-size options, or an adaptive run that cannot reach ``sigma_min``
+    (step size below ``h_min``, more than ``max_steps`` steps)."""
 
 
 class NFEBudgetError(ResError):
