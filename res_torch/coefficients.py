@@ -24,7 +24,9 @@ evaluates a coefficient. Families (:data:`BUILDERS`):
 
 * ``erk`` (Hochbruck & Ostermann 2010, eq. 2.20, ``L = -1``): ``decay = e^{-h}``,
   ``weights = h b(h)``, ``stage_decay = e^{-c h}``, ``stage_weights = h A(h)``, stages at
-  ``sigma_hat e^{-c lambda_step}`` (``h``, ``lambda_step``: :mod:`res_torch.grid`).
+  ``sigma_hat e^{-c lambda_step}`` (``h``, ``lambda_step``: :mod:`res_torch.grid`); a
+  tableau with ``b_embedded`` also gets ``weights_embedded = h b_embedded(h)`` (the error
+  estimate of :mod:`res_torch.adaptive`).
 * ``multistep``: ``weights = h b(h; c)`` with history nodes ``c_j = (lambda_{n-j+1} -
   lambda_n)/lambda_step_n`` at the actual ``lambda = -log sigma_hat`` of the stored values; the
   first steps use the tableau's ``startup`` methods (a single-step one runs all its stages).
