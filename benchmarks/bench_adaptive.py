@@ -1,17 +1,18 @@
 """Adaptive step size: ``sample_res_adaptive`` against k-diffusion's ``sample_dpm_adaptive``.
 
 Both samplers integrate the probability-flow ODE of the league's exact float64 testbeds
-(``gmm``, ``gmm_sharp``, ``kernel_digits``; :mod:`experiments.league.testbeds`) from
-``sigma_max * noise`` (the league's seeded noise, ``testbed.batch`` samples) at sigma 80 to
-0.002, at identical ``rtol`` and ``atol = rtol * 0.0078/0.05`` (k-diffusion's default ratio),
-as pairs of equal order: RES-3S with its RES-2S estimate against DPM-Solver-23 (``order=3``),
+(``gmm``, ``gmm_sharp``, ``kernel_digits``; :mod:`experiments.league.testbeds`) from ``sigma_max
+* noise`` (the league's seeded noise, ``testbed.batch`` samples) at sigma 80 to 0.002, at
+identical ``rtol`` and ``atol = rtol * 0.0078/0.05`` (k-diffusion's default ratio), as pairs of
+equal order: RES-3S with its RES-2S estimate (default nodes ``c2 = 1/2, c3 = 1``, and ``c3 =
+56/83``, the minimum of its error constant at ``c2 = 1/2``) against DPM-Solver-23 (``order=3``),
 RES-2S with exponential Euler against DPM-Solver-12 (``order=2``). res ends with the denoising
 step ``D(x, 0.002)``; k-diffusion's result at 0.002 gets the same step here (one more model
 call, counted). Every model call is counted by a wrapper (and checked against each sampler's
 reported ``nfe``). Defect: batch mean L2 distance to the league's converged reference
 (:mod:`experiments.league.references`: DOP853 at 1e-10, then the same denoising step).
 
-Writes ``benchmarks/results/adaptive.csv`` and prints a markdown table, and the NFE each res
+Writes ``benchmarks/results/adaptive.csv`` and prints a markdown table with the NFE each res
 pair needs to reach k-diffusion's defect (its NFE-defect curve interpolated in log-log).
 ``--readme`` rewrites README.md's table between the markers :data:`BEGIN` and :data:`END` from
 the CSV without running anything. Run: ``.venv/bin/pip install --no-deps k-diffusion &&
@@ -44,58 +45,64 @@ from experiments.league.testbeds import get_testbed  # noqa: E402
 from res_torch import sample_res_adaptive  # noqa: E402
 
 TESTBEDS = ("gmm", "gmm_sharp", "kernel_digits")
-RTOLS = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+RTOLS = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005)
 TABLE_RTOLS = (0.2, 0.05, 0.01, 0.002)
 ATOL_PER_RTOL = 0.0078 / 0.05
-PAIRS = {3: ("RES-3S/2S", "DPM-Solver-23"), 2: ("RES-2S/exp. Euler", "DPM-Solver-12")}
+C3_DESIGNED = 56 / 83
+ENTRANTS: dict[str, tuple[str, int, dict[str, float]]] = {
+    "res_3s": ("RES-3S/2S", 3, {}),
+    "res_3s_c3": ("RES-3S/2S, c3 = 56/83", 3, {"c3": C3_DESIGNED}),
+    "dpm_solver_23": ("DPM-Solver-23", 3, {}),
+    "res_2s": ("RES-2S/exp. Euler", 2, {}),
+    "dpm_solver_12": ("DPM-Solver-12", 2, {}),
+}
+"""Method -> (label, order, res parameters); ``dpm_solver_*`` are k-diffusion's. ``c3 = 56/83``
+minimises RES-3S's error constant at ``c2 = 1/2`` (``docs/theory.md``, error constants)."""
 CSV = ROOT / "benchmarks" / "results" / "adaptive.csv"
 BEGIN = "<!-- adaptive table: written by benchmarks/bench_adaptive.py --readme from benchmarks/results/adaptive.csv -->"  # noqa: E501
 END = "<!-- end adaptive table -->"
 
 
+def _sample(method: str, model: CountingDenoiser, x0: torch.Tensor, rtol: float, k_diffusion):
+    """``(x, info)`` of one run, k-diffusion's with the final denoising step added (counted)."""
+    _, order, params = ENTRANTS[method]
+    options = dict(order=order, rtol=rtol, atol=rtol * ATOL_PER_RTOL, disable=True)
+    if method.startswith("res"):
+        return sample_res_adaptive(
+            model, x0, SIGMA_MIN, SIGMA_MAX, return_info=True, **options, **params
+        )
+    x, info = k_diffusion.sample_dpm_adaptive(
+        model, x0, SIGMA_MIN, SIGMA_MAX, return_info=True, **options
+    )
+    return model(x, x.new_full((x.shape[0],), SIGMA_MIN)), {**info, "nfe": info["nfe"] + 1}
+
+
 def run(cache_dir: Path) -> list[dict[str, Any]]:
-    """Every (testbed, order, rtol, sampler) row."""
+    """Every (testbed, method, rtol) row."""
     k_diffusion = load_k_diffusion_sampling()
     machine = f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     date = datetime.date.today().isoformat()
     rows = []
-    with tqdm(total=len(TESTBEDS) * len(PAIRS) * len(RTOLS), desc="adaptive") as progress:
+    with tqdm(total=len(TESTBEDS) * len(ENTRANTS) * len(RTOLS), desc="adaptive") as progress:
         for name in TESTBEDS:
             testbed = get_testbed(name)
             progress.set_postfix_str(f"{name}: reference")
             reference = league_reference(testbed, batch=testbed.batch, cache_dir=cache_dir)
             x0 = reference.noise * SIGMA_MAX
-            for order in PAIRS:
+            for method, (_, order, _) in ENTRANTS.items():
                 for rtol in RTOLS:
-                    progress.set_postfix_str(f"{name} order {order} rtol {rtol}")
-                    options = dict(order=order, rtol=rtol, atol=rtol * ATOL_PER_RTOL)
-                    for sampler in ("res", "k_diffusion"):
-                        model = CountingDenoiser(testbed.denoiser)
-                        if sampler == "res":
-                            x, info = sample_res_adaptive(
-                                model, x0, SIGMA_MIN, SIGMA_MAX, disable=True, return_info=True,
-                                **options,
-                            )  # fmt: skip
-                        else:
-                            x, info = k_diffusion.sample_dpm_adaptive(
-                                model, x0, SIGMA_MIN, SIGMA_MAX, disable=True, return_info=True,
-                                **options,
-                            )  # fmt: skip
-                            x = model(x, x.new_full((x.shape[0],), SIGMA_MIN))
-                            info["nfe"] += 1
-                        if info["nfe"] != model.calls:
-                            raise AssertionError(
-                                f"{sampler}: nfe {info['nfe']}, {model.calls} calls"
-                            )
-                        defect = float((x - reference.x).flatten(1).norm(dim=1).mean())
-                        rows.append(
-                            {"testbed": name, "order": order, "sampler": sampler,
-                             "method": PAIRS[order][sampler != "res"], "rtol": rtol,
-                             "atol": options["atol"], "nfe": model.calls,
-                             "n_accept": info["n_accept"], "n_reject": info["n_reject"],
-                             "defect": defect, "batch": testbed.batch, "date": date,
-                             "machine": machine}
-                        )  # fmt: skip
+                    progress.set_postfix_str(f"{name} {method} rtol {rtol}")
+                    model = CountingDenoiser(testbed.denoiser)
+                    x, info = _sample(method, model, x0, rtol, k_diffusion)
+                    if info["nfe"] != model.calls:
+                        raise AssertionError(f"{method}: nfe {info['nfe']}, {model.calls} calls")
+                    rows.append(
+                        {"testbed": name, "method": method, "order": order, "rtol": rtol,
+                         "atol": rtol * ATOL_PER_RTOL, "nfe": model.calls,
+                         "n_accept": info["n_accept"], "n_reject": info["n_reject"],
+                         "defect": float((x - reference.x).flatten(1).norm(dim=1).mean()),
+                         "batch": testbed.batch, "date": date, "machine": machine}
+                    )  # fmt: skip
                     progress.update()
     return rows
 
@@ -114,49 +121,56 @@ def nfe_to_reach(points: Sequence[tuple[float, float]], defect: float) -> tuple[
     return None
 
 
-def _curve(rows: list[dict[str, Any]], name: str, order: int, sampler: str):
-    chosen = [r for r in rows if (r["testbed"], r["order"], r["sampler"]) == (name, order, sampler)]
-    return sorted(((r["nfe"], r["defect"], r["rtol"]) for r in chosen), key=lambda p: p[0])
-
-
 def render(rows: list[dict[str, Any]]) -> str:
     """Markdown: NFE and defect per tolerance, and res's NFE at k-diffusion's defect."""
     lines = [
-        f"NFE (every model call, the final denoising step included) and defect (batch mean L2 "
+        "NFE (every model call, the final denoising step included) and defect (batch mean L2 "
         f"to the converged solution) at identical rtol, atol = {ATOL_PER_RTOL:.3g} rtol; last "
-        "column: NFE res needs to reach k-diffusion's defect (log-log interpolation of its "
-        "curve over rtol 0.2 ... 0.001), as a fraction of k-diffusion's NFE (< 1: res cheaper).",
+        "column: the NFE res needs to reach k-diffusion's defect (log-log interpolation of "
+        f"res's curve over rtol {max(RTOLS):g} ... {min(RTOLS):g}) over k-diffusion's NFE "
+        "(< 1: res cheaper at equal defect).",
         "",
-        "| testbed | pair (res vs k-diffusion) | rtol | res NFE | res defect | k-diff. NFE | "
-        "k-diff. defect | res NFE at k-diff.'s defect |",
+        "| testbed | res vs k-diffusion | rtol | res NFE | res defect | k-diff. NFE | "
+        "k-diff. defect | NFE ratio at equal defect |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    ratios = []
+    curves: dict[tuple[str, str], list[tuple[int, float, float]]] = {}
+    for r in rows:
+        curves.setdefault((r["testbed"], r["method"]), []).append(
+            (r["nfe"], r["defect"], r["rtol"])
+        )
+    ratios: dict[str, list[float]] = {}
+    peers = {order: m for m, (_, order, _) in ENTRANTS.items() if m.startswith("dpm")}
     for name in dict.fromkeys(r["testbed"] for r in rows):
-        for order in sorted({r["order"] for r in rows}, reverse=True):
-            ours = _curve(rows, name, order, "res")
-            theirs = _curve(rows, name, order, "k_diffusion")
-            by_rtol = {p[2]: p for p in theirs}
+        for method, (label, order, _) in ENTRANTS.items():
+            if not method.startswith("res"):
+                continue
+            ours = sorted(curves[name, method])
+            theirs = {p[2]: p for p in curves[name, peers[order]]}
             for nfe, defect, rtol in sorted(ours, key=lambda p: -p[2]):
                 if rtol not in TABLE_RTOLS:
                     continue
-                k_nfe, k_defect, _ = by_rtol[rtol]
+                k_nfe, k_defect, _ = theirs[rtol]
                 needed = nfe_to_reach([p[:2] for p in ours], k_defect)
                 ratio = "—"
                 if needed is not None:
                     ratio = ("" if needed[1] else "≤ ") + f"{needed[0] / k_nfe:.2f}"
-                    ratios.append(needed[0] / k_nfe)
+                    ratios.setdefault(method, []).append(needed[0] / k_nfe)
                 lines.append(
-                    f"| {name} | {' vs '.join(PAIRS[order])} | {rtol:g} | {nfe} | {defect:.3g} | "
-                    f"{k_nfe} | {k_defect:.3g} | {ratio} |"
+                    f"| {name} | {label} vs {ENTRANTS[peers[order]][0]} | {rtol:g} | {nfe} | "
+                    f"{defect:.3g} | {k_nfe} | {k_defect:.3g} | {ratio} |"
                 )
-    wins = sum(r < 1 for r in ratios)
+    cells = len(TABLE_RTOLS) * len({r["testbed"] for r in rows})
+    summary = "; ".join(
+        f"{ENTRANTS[m][0]} in {sum(r < 1 for r in v)} of {cells} (ratio {min(v):.2f}–{max(v):.2f})"
+        for m, v in ratios.items()
+    )
     lines += [
         "",
-        f"res reaches k-diffusion's defect with fewer NFE in {wins} of {len(ratios)} cells "
-        f"(ratio {min(ratios):.2f}–{max(ratios):.2f}; ≤ : res's coarsest run already beats it; — : "
-        "no res run reaches it). Generated by `benchmarks/bench_adaptive.py` on "
-        f"{rows[0]['date']} ({rows[0]['machine']}).",
+        f"Fewer NFE than k-diffusion at its defect: {summary}. ≤: res's coarsest run (rtol "
+        f"{max(RTOLS):g}) already reaches it; —: no res run reaches it (not counted as fewer). "
+        f"Generated by `benchmarks/bench_adaptive.py` on {rows[0]['date']} "
+        f"({rows[0]['machine']}).",
     ]
     return "\n".join(lines)
 
