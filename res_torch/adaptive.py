@@ -26,6 +26,11 @@ its first denoiser value ``D(x_n, sigma_n)``, which does not depend on ``h``, so
 at ``sigma_min``). Pairs: RES-3S (order 3) with RES-2S on its first two stages (``order=3``,
 the default), RES-2S with exponential Euler (``order=2``), or any single-step tableau with
 ``b_embedded`` (``method=``; ``res_theory.embedded`` derives them).
+
+Host cost: each attempted step computes its coefficients anew (``phi`` of 1-element float64
+tensors): about 5-9 ms for RES-3S and 2-4 ms for RES-2S on the development CPU, against
+0.2-0.6 ms per step of k-diffusion's closed forms; small beside a network's evaluations, the
+larger part of the run time for a cheap exact denoiser.
 """
 
 from __future__ import annotations
@@ -87,12 +92,11 @@ class PIDController:
 
 
 def _affine(start: torch.Tensor, weights: Sequence[float], values: list[torch.Tensor]):
-    """``start + sum_j weights_j values_j`` as a new tensor."""
-    out = start.clone()
+    """``start + sum_j weights_j values_j``, accumulated in ``start`` (a tensor made here)."""
     for weight, value in zip(weights, values, strict=False):
         if weight != 0.0:
-            out.add_(value, alpha=weight)
-    return out
+            start.add_(value, alpha=weight)
+    return start
 
 
 def _embedded_step(

@@ -252,11 +252,15 @@ class Tableau:
                         known[k].check(value)
                 params[k] = v.to(dtype=torch.float64, device=h.device)
         n, s = h.shape[0], self.stages
+        phis: dict[tuple[int, str], torch.Tensor] = {}  # each phi_k(-scale h) evaluated once
 
         def evaluate_entry(coefficient: Coefficient) -> torch.Tensor:
             total = torch.zeros(n, dtype=torch.float64, device=h.device)
             for term in coefficient:
-                total = total + term.coefficient(params) * phi(term.k, -term.scale(params) * h)
+                key = (term.k, term.scale.source)
+                if key not in phis:
+                    phis[key] = phi(term.k, -term.scale(params) * h)
+                total = total + term.coefficient(params) * phis[key]
             return total
 
         c = torch.stack(
