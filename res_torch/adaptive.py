@@ -129,6 +129,35 @@ def _number(name: str, value: Any) -> float:
     return number
 
 
+def _tolerances(sigma_min: Any, sigma_max: Any, rtol: Any, atol: Any, h_min: Any):
+    """``sigma_min, sigma_max, rtol, atol, h_min`` as checked floats."""
+    low, high = _number("sigma_min", sigma_min), _number("sigma_max", sigma_max)
+    if not 0 < low < high:
+        raise SigmasError(f"need 0 < sigma_min < sigma_max, got {low} and {high}")
+    numbers = [_number(n, v) for n, v in (("rtol", rtol), ("atol", atol), ("h_min", h_min))]
+    if min(numbers) <= 0:
+        raise StepSizeError(f"rtol, atol, h_min must be > 0, got {numbers}")
+    return low, high, *numbers
+
+
+def _controller_options(
+    h_init: Any, pcoeff: Any, icoeff: Any, dcoeff: Any, safety: Any, max_steps: Any
+) -> tuple[float, list[float], float]:
+    """``h_init, [pcoeff, icoeff, dcoeff], accept_safety`` as checked floats."""
+    h = _number("h_init", h_init)
+    if h <= 0:
+        raise StepSizeError(f"h_init must be > 0, got {h}")
+    gains = [_number(n, v) for n, v in (("pcoeff", pcoeff), ("icoeff", icoeff), ("dcoeff", dcoeff))]
+    if sum(gains) <= 0:
+        raise StepSizeError(f"pcoeff + icoeff + dcoeff must be > 0, got {sum(gains)}")
+    safety = _number("accept_safety", safety)
+    if not 0 < safety <= 1:
+        raise StepSizeError(f"accept_safety must be in (0, 1], got {safety}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise StepSizeError(f"max_steps must be a positive integer, got {max_steps!r}")
+    return h, gains, safety
+
+
 def _pair(order: int | None, method: str | Path | Tableau | None) -> Tableau:
     """The tableau with ``b_embedded`` that ``order``/``method`` select."""
     if method is not None and order is not None:
@@ -187,25 +216,8 @@ def sample_res_adaptive(
     :class:`StepSizeError` if a step falls below ``h_min`` or ``max_steps`` attempts do not
     reach ``sigma_min``; :class:`NonFiniteSampleError` on a NaN/inf error estimate.
     """
-    low, high = _number("sigma_min", sigma_min), _number("sigma_max", sigma_max)
-    if not 0 < low < high:
-        raise SigmasError(f"need 0 < sigma_min < sigma_max, got {low} and {high}")
-    rtol, atol = _number("rtol", rtol), _number("atol", atol)
-    h, h_min = _number("h_init", h_init), _number("h_min", h_min)
-    if min(rtol, atol, h, h_min) <= 0:
-        raise StepSizeError(
-            f"rtol, atol, h_init, h_min must be > 0, got {rtol}, {atol}, {h}, {h_min}"
-        )
-    gains = [
-        _number(name, v) for name, v in (("pcoeff", pcoeff), ("icoeff", icoeff), ("dcoeff", dcoeff))
-    ]
-    if sum(gains) <= 0:
-        raise StepSizeError(f"pcoeff + icoeff + dcoeff must be > 0, got {sum(gains)}")
-    safety = _number("accept_safety", accept_safety)
-    if not 0 < safety <= 1:
-        raise StepSizeError(f"accept_safety must be in (0, 1], got {safety}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise StepSizeError(f"max_steps must be a positive integer, got {max_steps!r}")
+    low, high, rtol, atol, h_min = _tolerances(sigma_min, sigma_max, rtol, atol, h_min)
+    h, gains, safety = _controller_options(h_init, pcoeff, icoeff, dcoeff, accept_safety, max_steps)
     if eta != 0:
         raise NoiseError("sample_res_adaptive samples the ODE only: eta must be 0")
     if not callable(model):
