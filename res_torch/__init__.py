@@ -7,8 +7,9 @@ from res_torch.adapters import (
     EDMDenoiser,
     FlowDenoiser,
 )
+from res_torch.adaptive import PIDController, sample_res_adaptive
 from res_torch.coefficients import Coefficients, StepCoefficients, coefficients
-from res_torch.errors import ResError
+from res_torch.errors import NoiseError, ResError, StepSizeError
 from res_torch.grid import SigmasError, StepGrid, make_grid
 from res_torch.methods import METHODS, Method, method_of
 from res_torch.nfe import NFEBudgetError, evaluations_per_step, nfe, sigmas_for_nfe
@@ -50,6 +51,7 @@ __all__ = [
     "Coefficients",
     "Method",
     "NoiseOptions",
+    "PIDController",
     "StepCoefficients",
     "coefficients",
     "method_of",
@@ -64,10 +66,12 @@ __all__ = [
     "FlowDenoiser",
     "SAMPLERS",
     "NFEBudgetError",
+    "NoiseError",
     "NonFiniteSampleError",
     "ResError",
     "ScheduleError",
     "SigmasError",
+    "StepSizeError",
     "StepGrid",
     "Tableau",
     "TableauError",
@@ -98,5 +102,6 @@ __all__ = [
     "sample_res_2s",
     "sample_res_3m",
     "sample_res_3s",
+    "sample_res_adaptive",
     "sigmas_for_nfe",
 ]

@@ -24,7 +24,9 @@ evaluates a coefficient. Families (:data:`BUILDERS`):
 
 * ``erk`` (Hochbruck & Ostermann 2010, eq. 2.20, ``L = -1``): ``decay = e^{-h}``,
   ``weights = h b(h)``, ``stage_decay = e^{-c h}``, ``stage_weights = h A(h)``, stages at
-  ``sigma_hat e^{-c lambda_step}`` (``h``, ``lambda_step``: :mod:`res_torch.grid`).
+  ``sigma_hat e^{-c lambda_step}`` (``h``, ``lambda_step``: :mod:`res_torch.grid`); a
+  tableau with ``b_embedded`` also gets ``weights_embedded = h b_embedded(h)`` (the error
+  estimate of :mod:`res_torch.adaptive`).
 * ``multistep``: ``weights = h b(h; c)`` with history nodes ``c_j = (lambda_{n-j+1} -
   lambda_n)/lambda_step_n`` at the actual ``lambda = -log sigma_hat`` of the stored values; the
   first steps use the tableau's ``startup`` methods (a single-step one runs all its stages).
@@ -75,6 +77,9 @@ class StepCoefficients:
     denoising: bool = False
     corrector: tuple[float, ...] = ()
     """Corrector weights over the stage values, history values and ``Y_new`` (empty: none)."""
+    weights_embedded: tuple[float, ...] = ()
+    """``h b_embedded(h)`` over the ``s`` stage values: the embedded lower-order update is
+    ``decay x_n + sum_i weights_embedded[i] Y_i`` (empty: the tableau has no ``b_embedded``)."""
 
     @property
     def stages(self) -> int:
@@ -121,9 +126,11 @@ def erk_steps(
         return steps
     index = torch.tensor(finite)
     h, step, start = grid.h[index], grid.lambda_step[index], grid.sigma_hat[index]
-    c, a, b = tableau.evaluate(h, dict(values or {}))
+    embedded = tableau.b_embedded is not None
+    c, a, b, *b_hat = tableau.evaluate(h, dict(values or {}), embedded=embedded)
     decay = torch.exp(-h).tolist()
     weights = (h[:, None] * b).tolist()
+    weights_embedded = (h[:, None] * b_hat[0]).tolist() if embedded else [()] * len(finite)
     stage_decay = torch.exp(-c * h[:, None]).tolist()
     stage_weights = (h[:, None, None] * a).tolist()
     sigmas = (start[:, None] * torch.exp(-c * step[:, None])).tolist()
@@ -134,6 +141,7 @@ def erk_steps(
             weights=tuple(weights[m]),
             stage_decay=tuple(stage_decay[m][1:]),
             stage_weights=tuple(tuple(row[:i]) for i, row in enumerate(stage_weights[m]))[1:],
+            weights_embedded=tuple(weights_embedded[m]),
         )
     return steps
 

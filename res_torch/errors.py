@@ -18,6 +18,7 @@ __all__ = [
     "ScheduleError",
     "SchedulerError",
     "SigmasError",
+    "StepSizeError",
     "TableauError",
     "UnknownMethodError",
 ]
@@ -37,6 +38,11 @@ class ScheduleError(ResError):
 
 class NoiseError(ResError):
     """Stochastic-sampling options a method cannot run (e.g. an SDE form it does not have)."""
+
+
+class StepSizeError(ResError):
+    """Invalid adaptive step-size options, or an adaptive run that cannot reach ``sigma_min``
+    (step size below ``h_min``, more than ``max_steps`` steps)."""
 
 
 class NFEBudgetError(ResError):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -202,15 +202,41 @@ class Tableau:
         values = self.parameter_values(**(values or {}))
         return [float(ci(values)) for ci in self.c]
 
+    @overload
     def evaluate(
-        self, h: torch.Tensor, values: Mapping[str, float | torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self,
+        h: torch.Tensor,
+        values: Mapping[str, float | torch.Tensor] | None = None,
+        *,
+        embedded: Literal[False] = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    @overload
+    def evaluate(
+        self,
+        h: torch.Tensor,
+        values: Mapping[str, float | torch.Tensor] | None = None,
+        *,
+        embedded: Literal[True],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+    def evaluate(
+        self,
+        h: torch.Tensor,
+        values: Mapping[str, float | torch.Tensor] | None = None,
+        *,
+        embedded: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Coefficients for the diffusion case ``L = -1`` (``Z = -h``) at step sizes ``h``.
 
         ``h`` has shape ``(N,)``; ``values`` holds parameters as floats or ``(N,)`` tensors (the
         history nodes of a multistep method vary per step). Returns float64 tensors
-        ``c (N, s)``, ``a (N, s, s)`` and ``b (N, s)``, already *without* the factor ``h``.
+        ``c (N, s)``, ``a (N, s, s)`` and ``b (N, s)``, already *without* the factor ``h``;
+        with ``embedded=True`` also ``b_embedded (N, s)`` (:class:`TableauError` if the tableau
+        has none).
         """
+        if embedded and self.b_embedded is None:
+            raise TableauError(f"tableau {self.name!r} has no b_embedded (no error estimate)")
         h = torch.as_tensor(h, dtype=torch.float64)
         if h.ndim != 1:
             raise TableauError(f"h must be a 1-d tensor of step sizes, got shape {tuple(h.shape)}")
@@ -226,11 +252,15 @@ class Tableau:
                         known[k].check(value)
                 params[k] = v.to(dtype=torch.float64, device=h.device)
         n, s = h.shape[0], self.stages
+        phis: dict[tuple[int, str], torch.Tensor] = {}  # each phi_k(-scale h) evaluated once
 
         def evaluate_entry(coefficient: Coefficient) -> torch.Tensor:
             total = torch.zeros(n, dtype=torch.float64, device=h.device)
             for term in coefficient:
-                total = total + term.coefficient(params) * phi(term.k, -term.scale(params) * h)
+                key = (term.k, term.scale.source)
+                if key not in phis:
+                    phis[key] = phi(term.k, -term.scale(params) * h)
+                total = total + term.coefficient(params) * phis[key]
             return total
 
         c = torch.stack(
@@ -246,7 +276,10 @@ class Tableau:
                 if entry:
                     a[:, i, j] = evaluate_entry(entry)
         b = torch.stack([evaluate_entry(entry) for entry in self.b], dim=-1)
-        return c, a, b
+        if not embedded:
+            return c, a, b
+        b_hat = torch.stack([evaluate_entry(entry) for entry in self.b_embedded], dim=-1)
+        return c, a, b, b_hat
 
 
 def available_tableaux() -> list[str]:

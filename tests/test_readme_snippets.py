@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+BENCH_ADAPTIVE = ROOT / "benchmarks" / "bench_adaptive.py"
 
 
 def _section(title: str) -> str:
@@ -78,3 +79,15 @@ def test_layout_names_every_module_document_and_folder() -> None:
         n for n in _layout_names() if not re.search(rf"(?<![\w.]){re.escape(n)}\b", layout)
     )
     assert not missing, f"README's Layout section does not mention: {missing}"
+
+
+def test_adaptive_table_is_the_committed_csv() -> None:
+    """README's adaptive benchmark table is ``bench_adaptive.render`` of the committed CSV
+    (rewrite it with ``python benchmarks/bench_adaptive.py --readme``)."""
+    spec = importlib.util.spec_from_file_location("bench_adaptive", BENCH_ADAPTIVE)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    start, end = README.index(bench.BEGIN) + len(bench.BEGIN), README.index(bench.END)
+    rows = bench.read_csv(bench.CSV)
+    assert README[start:end].strip() == bench.render(rows)
+    assert {r["method"] for r in rows} == set(bench.ENTRANTS)

@@ -1,6 +1,7 @@
 """Every coefficient res_torch computes from the exported files agrees with the SymPy tableau.
 
-``load_tableau(name).evaluate(h, params)`` (float64) is compared with the SymPy expression of the
+``load_tableau(name).evaluate(h, params, embedded=...)`` (float64; ``b_embedded`` too where the
+tableau has one) is compared with the SymPy expression of the
 same entry evaluated by mpmath at 50 digits, for ``h`` over ``[1e-8, 50]`` and several parameter
 values (including unequal multistep history nodes). Tolerance: ``1e-13`` relative to the
 magnitude of the entry's terms, ``max(|exact|, Σ_t |coefficient_t phi_k(-scale_t h)|)``: a
@@ -56,7 +57,8 @@ def test_torch_coefficients_match_sympy_at_50_digits(name: str) -> None:
     worst = 0.0
     for overrides in PARAMETER_SETS.get(name, [{}]):
         values = symbolic.parameter_values({k: sp.nsimplify(v) for k, v in overrides.items()})
-        c, a, b = torch_tab.evaluate(hs, overrides)
+        embedded = symbolic.b_embedded is not None
+        c, a, b, *b_hat = torch_tab.evaluate(hs, overrides, embedded=embedded)
         for i, ci in enumerate(symbolic.c):
             assert float(c[0, i]) == pytest.approx(float(ci.subs(values)), rel=1e-15)
         with mpmath.workdps(50):
@@ -64,6 +66,10 @@ def test_torch_coefficients_match_sympy_at_50_digits(name: str) -> None:
                 entries = [(b[n, i], symbolic.b[i]) for i in range(symbolic.stages)] + [
                     (a[n, i, j], symbolic.A[i][j]) for i in range(symbolic.stages) for j in range(i)
                 ]
+                if embedded:
+                    entries += [
+                        (b_hat[0][n, i], symbolic.b_embedded[i]) for i in range(symbolic.stages)
+                    ]
                 for got, entry in entries:
                     exact, scale = _exact_and_scale(entry, values, h)
                     if scale == 0:
