@@ -50,6 +50,7 @@ from res_torch.tableau import Tableau
 
 __all__ = [
     "BUILDERS",
+    "NODE_SPACING_MIN",
     "Builder",
     "Coefficients",
     "StepCoefficients",
@@ -58,6 +59,7 @@ __all__ = [
     "erk_steps",
     "lagrange_integrals",
     "sigma_rk_step",
+    "usable_history",
 ]
 
 
@@ -138,10 +140,60 @@ def erk_steps(
     return steps
 
 
+NODE_SPACING_MIN = 1 / 64
+"""Smallest node spacing, in units of the step, that a method may difference over.
+
+A weight that divides by a node spacing ``r`` amplifies errors: RES-2M's weights ``h (phi_1 +
+phi_2/r)`` and ``-h phi_2/r`` (``r = h_{n-1}/h_n``) have ``sum |w| = (1 - e^{-h}) (1 + 2 rho/r)``,
+``rho = phi_2/phi_1`` in ``[1/2, 1)``, so an error ``delta`` in a stored value (the model's error,
+rounding to the sample's dtype) reaches ``x_{n+1}`` multiplied by up to ``1 + 2/r`` instead of 1
+(DDIM); RES-2S's ``b_2 = phi_2/c_2`` does the same with ``r = c_2``. At the reported
+``r = 1e-8`` that is ``2e8`` (float32, ``eps = 6e-8``: 94 % off); at ``r = 1e-4``, ``2e4`` (float16,
+``eps = 4.9e-4``: 93 % off). The bound ``r >= 1/64`` caps the factor at ``1 + 2 * 64 = 129``:
+``129 eps = 8e-6`` in float32, 6 % in float16 at the threshold. It lies below every spacing of
+the regular grids (Karras ``rho`` 1 to 7, ODE, ancestral ``eta = 1``, SDE, churn up to
+``s_churn = 40``, 2 to 1000 steps: smallest ``0.021``, uniform-in-``sigma`` ancestral), so their
+tables are unchanged. The rule acts on the grid (float64), the same for every dtype:
+
+* multistep methods (``multistep``; ``adams`` except iPNDM, whose fixed coefficients do not
+  depend on the grid, ``sum_j |AB_k[j]| <= 20/3``): history values are used up to the first
+  spacing ``r_j = (v_{n-j+1} - v_{n-j}) / (v_to - v_n)`` below the bound (``v``: ``lambda`` for
+  exponential multistep, ``-sigma`` for iPNDM-v, ``-log sigma`` for DEIS; ``v_n`` the node of
+  step ``n``, ``v_to`` the step's end; signed, so a node on the wrong side, as churn can place
+  one, is below too). The step drops the others and runs the lower order (exponential
+  multistep: the start-up method with that many values, DDIM for none; Adams: ``k`` = 1 + the
+  values kept). Same evaluations, same NFE.
+* single-step nodes: ``c_2 >= 1/64`` is the lower bound of the shipped ``c2`` parameters.
+
+A zero-length step (a repeated sigma) is refused by :func:`res_torch.grid.validate_sigmas`.
+"""
+
+
+def usable_history(spacings: Sequence[float]) -> int:
+    """How many history values a step keeps: those before the first spacing below
+    :data:`NODE_SPACING_MIN` (or NaN, or on the wrong side).
+
+    >>> usable_history([1.0, 0.4]), usable_history([1.0, 1e-8]), usable_history([1e-8, 1.0])
+    (2, 1, 0)
+    """
+    for j, spacing in enumerate(spacings):
+        if not spacing >= NODE_SPACING_MIN:
+            return j
+    return len(spacings)
+
+
+def _lower_order(method: Tableau, keep: int) -> Tableau:
+    """The one-evaluation method of ``method``'s start-up with at most ``keep`` history values
+    (DDIM for a multi-stage single-step one)."""
+    lower = method.startup_tableaux(cached_tableau)[keep]
+    return lower if lower.is_multistep or lower.stages == 1 else cached_tableau("ddim")
+
+
 def _multistep(
     tableau: Tableau, grid: StepGrid, values: Mapping[str, float], one_evaluation_startup: bool
 ) -> tuple[list[StepCoefficients], list[str]]:
-    """Steps of a multistep tableau with its start-up methods (module docstring)."""
+    """Steps of a multistep tableau with its start-up methods (module docstring), each falling
+    back to a lower order where a history node spacing is below :data:`NODE_SPACING_MIN`."""
     values = dict(values)
     fixed = set(values) & set(tableau.history_parameters)
     if fixed:
@@ -163,6 +215,16 @@ def _multistep(
             )
     steps = [_denoising(s) for s in grid.sigma_hat.tolist()]
     lam, denoising = grid.lambda_hat, grid.denoising
+    lam_list, step_list = lam.tolist(), grid.lambda_step.tolist()
+    for m, method in enumerate(methods):
+        if method.is_multistep and not denoising[m]:
+            spacings = [
+                (lam_list[m - j + 1] - lam_list[m - j]) / step_list[m]
+                for j in range(1, method.stages)
+            ]
+            keep = usable_history(spacings)
+            if keep < method.stages - 1:
+                methods[m] = _lower_order(method, keep)
     for name in dict.fromkeys(method.name for method in methods):
         index = [m for m in range(n_steps) if methods[m].name == name and not denoising[m]]
         if not index:
@@ -288,11 +350,16 @@ def adams_weights(name: str, nodes: Sequence[float], sigma_to: float) -> list[fl
 def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]:
     steps = []
     sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
+    v = [math.log(s) for s in sigma_hat] if method.name == "deis" else sigma_hat
     for n, denoising in enumerate(grid.denoising):
         if denoising:
             steps.append(_denoising(sigma_hat[n]))
             continue
         k = min(n + 1, order)
+        if method.name != "ipndm":  # NODE_SPACING_MIN: the Lagrange weights divide by spacings
+            end = math.log(sigma_to[n]) if method.name == "deis" else sigma_to[n]
+            spacings = [(v[n - j] - v[n - j + 1]) / (v[n] - end) for j in range(1, k)]
+            k = 1 + usable_history(spacings)
         nodes = [sigma_hat[n - j] for j in range(k)]
         weights = adams_weights(method.name, nodes, sigma_to[n])
         steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(weights)))
