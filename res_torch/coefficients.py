@@ -57,9 +57,9 @@ __all__ = [
     "adams_weights",
     "coefficients",
     "erk_steps",
+    "history_offsets",
     "lagrange_integrals",
     "sigma_rk_step",
-    "usable_history",
 ]
 
 
@@ -156,44 +156,58 @@ the regular grids (Karras ``rho`` 1 to 7, ODE, ancestral ``eta = 1``, SDE, churn
 tables are unchanged. The rule acts on the grid (float64), the same for every dtype:
 
 * multistep methods (``multistep``; ``adams`` except iPNDM, whose fixed coefficients do not
-  depend on the grid, ``sum_j |AB_k[j]| <= 20/3``): history values are used up to the first
-  spacing ``r_j = (v_{n-j+1} - v_{n-j}) / (v_to - v_n)`` below the bound (``v``: ``lambda`` for
-  exponential multistep, ``-sigma`` for iPNDM-v, ``-log sigma`` for DEIS; ``v_n`` the node of
-  step ``n``, ``v_to`` the step's end; signed, so a node on the wrong side, as churn can place
-  one, is below too). The step drops the others and runs the lower order (exponential
+  depend on the grid, ``sum_j |AB_k[j]| <= 20/3``): a stored value whose node lies closer than
+  the bound to the last node used (spacing ``(v_last - v_{n-j}) / (v_to - v_n)``, in the
+  method's variable ``v``: ``lambda`` for exponential multistep, ``sigma`` for iPNDM-v,
+  ``log sigma`` for DEIS) is passed over for the next older one (at most twice as many looked
+  at as the method uses); with too few left the step runs the lower order (exponential
   multistep: the start-up method with that many values, DDIM for none; Adams: ``k`` = 1 + the
-  values kept). Same evaluations, same NFE.
+  values taken). The nodes are the actual ones of the values used, so the step keeps its
+  order conditions. Same evaluations, same NFE; regular grids take ``Y_{n-1}, Y_{n-2}, ...``
+  as before.
 * single-step nodes: ``c_2 >= 1/64`` is the lower bound of the shipped ``c2`` parameters.
 
 A zero-length step (a repeated sigma) is refused by :func:`res_torch.grid.validate_sigmas`.
 """
 
 
-def usable_history(spacings: Sequence[float]) -> int:
-    """How many history values a step keeps: those before the first spacing below
-    :data:`NODE_SPACING_MIN` (or NaN, or on the wrong side).
+def history_offsets(nodes: Sequence[float], end: float, wanted: int) -> list[int]:
+    """The history values a step differences over, as offsets ``j`` (value ``Y_{n-j}``).
 
-    >>> usable_history([1.0, 0.4]), usable_history([1.0, 1e-8]), usable_history([1e-8, 1.0])
-    (2, 1, 0)
+    ``nodes = (v_n, v_{n-1}, ...)`` are the nodes of the step and of the stored values in the
+    method's variable, ``end`` the step's end ``v_to``. Walking back from ``v_n``, a value is
+    taken if its spacing from the last node taken, ``(v_last - v_{n-j}) / (v_to - v_n)``, is at
+    least :data:`NODE_SPACING_MIN` (signed: a node on the wrong side is passed over, as is NaN),
+    until ``wanted`` are taken or ``2 wanted`` values are looked at. On a regular grid the
+    result is ``[1, ..., wanted]``.
+
+    >>> history_offsets([0.0, -1.0, -2.0], 1.0, 2), history_offsets([0.0, -1e-8, -1.0], 1.0, 1)
+    ([1, 2], [2])
     """
-    for j, spacing in enumerate(spacings):
-        if not spacing >= NODE_SPACING_MIN:
-            return j
-    return len(spacings)
+    taken: list[int] = []
+    last, step = nodes[0], end - nodes[0]
+    for j in range(1, min(len(nodes), 2 * wanted + 1)):
+        if len(taken) == wanted:
+            break
+        if (last - nodes[j]) / step >= NODE_SPACING_MIN:
+            taken.append(j)
+            last = nodes[j]
+    return taken
 
 
-def _lower_order(method: Tableau, keep: int) -> Tableau:
-    """The one-evaluation method of ``method``'s start-up with at most ``keep`` history values
-    (DDIM for a multi-stage single-step one)."""
-    lower = method.startup_tableaux(cached_tableau)[keep]
+def _lower_order(method: Tableau, values: int) -> Tableau:
+    """The one-evaluation method of ``method``'s start-up with ``values`` history values (DDIM
+    in place of a multi-stage single-step one)."""
+    lower = method.startup_tableaux(cached_tableau)[values]
     return lower if lower.is_multistep or lower.stages == 1 else cached_tableau("ddim")
 
 
 def _multistep(
     tableau: Tableau, grid: StepGrid, values: Mapping[str, float], one_evaluation_startup: bool
 ) -> tuple[list[StepCoefficients], list[str]]:
-    """Steps of a multistep tableau with its start-up methods (module docstring), each falling
-    back to a lower order where a history node spacing is below :data:`NODE_SPACING_MIN`."""
+    """Steps of a multistep tableau with its start-up methods (module docstring); a history
+    value closer than :data:`NODE_SPACING_MIN` is replaced by an older one, or the step runs
+    the lower order (:func:`history_offsets`)."""
     values = dict(values)
     fixed = set(values) & set(tableau.history_parameters)
     if fixed:
@@ -216,15 +230,13 @@ def _multistep(
     steps = [_denoising(s) for s in grid.sigma_hat.tolist()]
     lam, denoising = grid.lambda_hat, grid.denoising
     lam_list, step_list = lam.tolist(), grid.lambda_step.tolist()
+    offsets: list[list[int]] = [[] for _ in range(n_steps)]
     for m, method in enumerate(methods):
         if method.is_multistep and not denoising[m]:
-            spacings = [
-                (lam_list[m - j + 1] - lam_list[m - j]) / step_list[m]
-                for j in range(1, method.stages)
-            ]
-            keep = usable_history(spacings)
-            if keep < method.stages - 1:
-                methods[m] = _lower_order(method, keep)
+            nodes = [lam_list[m - j] for j in range(m + 1)]
+            offsets[m] = history_offsets(nodes, nodes[0] + step_list[m], method.stages - 1)
+            if len(offsets[m]) < method.stages - 1:
+                methods[m] = _lower_order(method, len(offsets[m]))
     for name in dict.fromkeys(method.name for method in methods):
         index = [m for m in range(n_steps) if methods[m].name == name and not denoising[m]]
         if not index:
@@ -237,15 +249,19 @@ def _multistep(
             continue
         at = torch.tensor(index)
         h = grid.h[at]
+        back = torch.tensor([offsets[m] for m in index])
         step_values: dict = dict(values) if method is tableau else {}
-        for j, parameter in enumerate(method.history_parameters, start=1):
-            step_values[parameter] = (lam[at - j] - lam[at]) / grid.lambda_step[at]
+        for j, parameter in enumerate(method.history_parameters):
+            step_values[parameter] = (lam[at - back[:, j]] - lam[at]) / grid.lambda_step[at]
         _, _, b = method.evaluate(h, step_values)
         weights = (h[:, None] * b).tolist()
         for m, decay, w, s in zip(
             index, torch.exp(-h).tolist(), weights, grid.sigma_hat[at].tolist(), strict=True
         ):
-            steps[m] = StepCoefficients(sigmas=(s,), decay=decay, weights=tuple(w))
+            placed = [w[0]] + [0.0] * max(offsets[m], default=0)
+            for j, weight in zip(offsets[m], w[1:], strict=True):
+                placed[j] = weight
+            steps[m] = StepCoefficients(sigmas=(s,), decay=decay, weights=tuple(placed))
     return steps, [method.name for method in methods]
 
 
@@ -356,13 +372,16 @@ def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]
             steps.append(_denoising(sigma_hat[n]))
             continue
         k = min(n + 1, order)
+        back = list(range(1, k))
         if method.name != "ipndm":  # NODE_SPACING_MIN: the Lagrange weights divide by spacings
             end = math.log(sigma_to[n]) if method.name == "deis" else sigma_to[n]
-            spacings = [(v[n - j] - v[n - j + 1]) / (v[n] - end) for j in range(1, k)]
-            k = 1 + usable_history(spacings)
-        nodes = [sigma_hat[n - j] for j in range(k)]
+            back = history_offsets([v[n - j] for j in range(n + 1)], end, k - 1)
+        nodes = [sigma_hat[n - j] for j in [0, *back]]
         weights = adams_weights(method.name, nodes, sigma_to[n])
-        steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(weights)))
+        placed = [weights[0]] + [0.0] * max(back, default=0)
+        for j, weight in zip(back, weights[1:], strict=True):
+            placed[j] = weight
+        steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(placed)))
     return steps
 
 
