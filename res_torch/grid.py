@@ -40,7 +40,6 @@ __all__ = ["NOISE_TYPES", "SigmasError", "StepGrid", "make_grid", "validate_sigm
 NOISE_TYPES = ("ancestral", "sde")
 
 
-
 def validate_sigmas(sigmas: torch.Tensor | Sequence[float]) -> torch.Tensor:
     """``sigmas`` as a float64 CPU tensor, checked: 1-d, >= 2 entries, finite, strictly
     decreasing, positive except possibly the last entry, which may be 0. A repeated value (a

@@ -40,6 +40,7 @@ __all__ = [
 
 Denoiser = Callable[..., torch.Tensor]
 
+
 def _coefficient_dtype(x: torch.Tensor) -> torch.dtype:
     """Coefficients are applied in at least float32 (half-precision scalars lose too much)."""
     return torch.promote_types(x.dtype, torch.float32)
@@ -193,6 +194,7 @@ class _Tables:
         self.sigma_hat = _on_device(grid.sigma_hat, x)
         self.noise = _GridNoise(grid, x)
 
+
 class _Evaluator:
     """Calls ``model(x, sigma_vector, **extra_args)`` and checks the output
     (:func:`~res_torch.reference.checked_output`: shape, floating dtype, device; cast to the
@@ -259,6 +261,7 @@ def clear_device_tables() -> None:
     """Forget the cached device tables (e.g. to time a first call)."""
     with _TABLES_LOCK:
         _TABLES.clear()
+
 
 class _Ownership:
     """Whether the loop may overwrite its iterate ``x`` in place.
@@ -333,7 +336,6 @@ def _finish(x: torch.Tensor, check_finite: bool) -> torch.Tensor:
             "sizes are too large for the dtype); pass check_finite=False to return it anyway"
         )
     return x
-
 
 
 def _predict(kind: str, x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor):

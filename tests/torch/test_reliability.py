@@ -103,7 +103,8 @@ def test_a_too_close_value_is_passed_over_for_an_older_one():
 
 @pytest.mark.parametrize("method", [*DIFFERENCING, "ipndm"])
 def test_the_rule_keeps_the_evaluation_count(gaussian, counting, method):
-    sigmas = _near_repeat(_near_repeat(get_sigmas_karras(9, 0.002, 80.0).tolist(), 5, 1e-9), 1, 1e-7)
+    sigmas = _near_repeat(get_sigmas_karras(9, 0.002, 80.0).tolist(), 5, 1e-9)
+    sigmas = _near_repeat(sigmas, 1, 1e-7)
     model = counting(gaussian.denoiser)
     _sample(model, torch.ones(2, 3, dtype=torch.float64), sigmas, method)
     assert model.calls == nfe(method, sigmas)
@@ -114,7 +115,8 @@ def test_two_value_weights_amplify_errors_at_most_1_plus_2_over_the_bound(method
     # sum |w| / |sum w| = 1 + 2 rho / r, rho = phi_2/phi_1 < 1, r >= NODE_SPACING_MIN
     generator = torch.Generator().manual_seed(2)
     for _ in range(20):
-        log_steps = torch.exp(torch.empty(12, dtype=torch.float64).uniform_(-20, 1, generator=generator))
+        exponents = torch.empty(12, dtype=torch.float64).uniform_(-20, 1, generator=generator)
+        log_steps = torch.exp(exponents)  # steps in lambda from e^-20 to e
         sigmas = (80.0 * torch.exp(-torch.cumsum(log_steps, 0))).tolist()
         table = coefficients(method, make_grid([80.0, *sigmas]))
         for step in table.steps:
@@ -123,7 +125,8 @@ def test_two_value_weights_amplify_errors_at_most_1_plus_2_over_the_bound(method
 
 
 @pytest.mark.parametrize(
-    ("rho", "sigma_min", "sigma_max"), [(7.0, 0.002, 80.0), (7.0, 0.0292, 14.61), (1.0, 0.002, 80.0)]
+    ("rho", "sigma_min", "sigma_max"),
+    [(7.0, 0.002, 80.0), (7.0, 0.0292, 14.61), (1.0, 0.002, 80.0)],
 )
 def test_regular_grids_give_bitwise_the_same_tables(monkeypatch, rho, sigma_min, sigma_max):
     options = [{}, {"eta": 1.0}, {"eta": 1.0, "noise_type": "sde"}, {"s_churn": 40.0}]
