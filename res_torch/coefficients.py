@@ -27,11 +27,13 @@ evaluates a coefficient. Families (:data:`BUILDERS`):
   ``sigma_hat e^{-c lambda_step}`` (``h``, ``lambda_step``: :mod:`res_torch.grid`).
 * ``multistep``: ``weights = h b(h; c)`` with history nodes ``c_j = (lambda_{n-j+1} -
   lambda_n)/lambda_step_n`` at the actual ``lambda = -log sigma_hat`` of the stored values; the
-  first steps use the tableau's ``startup`` methods (a single-step one runs all its stages).
+  first steps use the tableau's ``startup`` methods (a single-step one runs all its stages). A
+  stored value closer than :data:`NODE_SPACING_MIN` to the last node used is passed over
+  (:func:`history_offsets`; its weight is 0), and a step left with too few runs the lower order.
 * ``sigma_rk``: Euler and EDM-Heun in ``sigma`` written in this affine form
   (:func:`sigma_rk_step`).
 * ``adams``: ``x_{n+1} = x_n + sum_j w_j eps_{n-j}`` with ``k_n = min(n + 1, k)`` values
-  (:func:`adams_weights`).
+  (:func:`adams_weights`; iPNDM-v and DEIS pass over values as ``multistep`` does).
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ def _multistep(
     offsets: list[list[int]] = [[] for _ in range(n_steps)]
     for m, method in enumerate(methods):
         if method.is_multistep and not denoising[m]:
-            nodes = [lam_list[m - j] for j in range(m + 1)]
+            nodes = [lam_list[m - j] for j in range(min(m, 2 * method.stages - 2) + 1)]
             offsets[m] = history_offsets(nodes, nodes[0] + step_list[m], method.stages - 1)
             if len(offsets[m]) < method.stages - 1:
                 methods[m] = _lower_order(method, len(offsets[m]))
@@ -375,7 +377,7 @@ def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]
         back = list(range(1, k))
         if method.name != "ipndm":  # NODE_SPACING_MIN: the Lagrange weights divide by spacings
             end = math.log(sigma_to[n]) if method.name == "deis" else sigma_to[n]
-            back = history_offsets([v[n - j] for j in range(n + 1)], end, k - 1)
+            back = history_offsets([v[n - j] for j in range(min(n, 2 * k - 2) + 1)], end, k - 1)
         nodes = [sigma_hat[n - j] for j in [0, *back]]
         weights = adams_weights(method.name, nodes, sigma_to[n])
         placed = [weights[0]] + [0.0] * max(back, default=0)
