@@ -145,9 +145,16 @@ def test_regular_grids_give_bitwise_the_same_tables(monkeypatch, rho, sigma_min,
 
 
 def test_the_bound_is_the_shipped_c2_bound():
+    from res_theory import library
     from res_theory.tableau import C2_MIN
+    from res_theory.tableau import TableauError as TheoryTableauError
 
     assert NODE_SPACING_MIN == float(C2_MIN) == 1 / 64
+    for name in ("res_2s", "dpmpp_2s", "res_3s"):
+        (c2,) = [p for p in library.get(name).parameters if p.name == "c2"]
+        c2.validate(C2_MIN)
+        with pytest.raises(TheoryTableauError, match="c2"):
+            c2.validate(0.01)
     for name in ("res_2s", "dpmpp_2s", "res_3s"):
         text = resources.files("res_torch.tableaux").joinpath(f"{name}.json").read_text()
         (c2,) = [p for p in json.loads(text)["parameters"] if p["name"] == "c2"]
