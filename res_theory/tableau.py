@@ -45,7 +45,9 @@ weights scale like ``1/c2`` (RES-2S: ``b_2 = phi_2/c2``, ``b_1 = phi_1 - phi_2/c
 ``delta`` in the stage values reaches the step result multiplied by up to ``2/c2 - 1`` (dpmpp_2s:
 ``1/c2 - 1``), so the relative rounding error grows like ``eps/c2`` (c2 = 1e-9 in float32: 86 %
 off; float16 NaN from 1e-5). ``c2 >= 1/64`` caps the factor at 127: ``8e-6`` in float32,
-6 % in float16. The same bound as ``res_torch.coefficients.NODE_SPACING_MIN``, the smallest
+6 % in float16 (measured at c2 = 1/64, 10 Karras steps, exact Gaussian denoiser, largest
+deviation from float64: 9e-6 and 5 %; bfloat16 is not protected: 17 %, 0.8 % at c2 = 1/2).
+The same bound as ``res_torch.coefficients.NODE_SPACING_MIN``, the smallest
 history node spacing a multistep step differences over."""
 
 

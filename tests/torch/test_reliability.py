@@ -60,9 +60,9 @@ def test_nearly_repeated_sigmas_cost_no_accuracy(gaussian, method, dtype, gap):
     scale = reference.abs().max().item()
     # rounding is not amplified: within the 32 units of the half-precision test
     assert (out - same_grid).abs().max().item() <= 32 * torch.finfo(dtype).eps * scale
-    # and the near repeat changes the result only by O(gap): the passed-over value leaves the
-    # same nodes as the schedule without it
-    assert (same_grid - reference).abs().max().item() <= 10 * gap * scale + 1e-12 * scale
+    # and the near repeat changes the result only by O(gap) (measured: <= 0.03 gap, and the
+    # float64 floor at 1e-8): the passed-over value leaves the nodes of the schedule without it
+    assert (same_grid - reference).abs().max().item() <= gap * scale
     exact = gaussian.exact(x, base[0], 0.0)
     assert (out - exact).norm() <= 1.01 * (reference - exact).norm() + 32 * torch.finfo(
         dtype
@@ -179,8 +179,9 @@ def test_c2_at_the_bound_runs_in_float16_and_float32(gaussian, method):
     scale = reference.abs().max().item()
     for dtype in (torch.float32, torch.float16):
         out = _sample(gaussian.denoiser, x.to(dtype), sigmas, method, c2=1 / 64).double()
-        # weights amplify rounding by at most 127 (RES-2S), one step's worth per step
-        assert (out - reference).abs().max().item() <= 127 * 20 * torch.finfo(dtype).eps * scale
+        # the stage weights amplify rounding by at most 2/c2 - 1 = 127 (RES-2S); earlier steps'
+        # errors are damped by e^{-h} (measured: 9e-6 float32, 5e-2 float16 for RES-2S)
+        assert (out - reference).abs().max().item() <= 127 * torch.finfo(dtype).eps * scale
 
 
 # --- model and noise-sampler outputs, callables, meta ------------------------------------------
