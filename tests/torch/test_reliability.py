@@ -101,6 +101,22 @@ def test_a_too_close_value_is_passed_over_for_an_older_one():
     assert len(three.steps[4].weights) == 4  # Y_n, (skipped), Y_{n-2}, Y_{n-3}
 
 
+def test_a_churn_window_that_puts_a_stored_value_inside_the_step_runs(gaussian):
+    # churn from sigma_10 on only: sigma_hat_10 = 1.41 sigma_10 lies above sigma_9, so the
+    # stored D_9 sits inside step 10 (was: TableauError "c2=0.34 is outside (-inf, 0)")
+    sigmas = get_sigmas_karras(40, 0.002, 80.0)
+    options = {"s_churn": 40.0, "s_tmax": float(sigmas[9]) * 1.0001, "s_noise": 0.0}
+    grid = make_grid(sigmas, **options)
+    assert grid.lambda_hat[9] < grid.lambda_hat[8]
+    assert coefficients("res_2m", grid).methods[9] == "ddim"
+    x = 80 * torch.randn(4, 64, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    for method in ("res_2m", "res_3m", "dpmpp_3m"):
+        reference = _sample(gaussian.denoiser, x, sigmas, method, **options)
+        out = _sample(gaussian.denoiser, x.float(), sigmas, method, **options).double()
+        tolerance = 32 * torch.finfo(torch.float32).eps * reference.abs().max().item()
+        assert (out - reference).abs().max().item() <= tolerance
+
+
 @pytest.mark.parametrize("method", [*DIFFERENCING, "ipndm"])
 def test_the_rule_keeps_the_evaluation_count(gaussian, counting, method):
     sigmas = _near_repeat(get_sigmas_karras(9, 0.002, 80.0).tolist(), 5, 1e-9)
