@@ -23,7 +23,7 @@ from sympy.polys.matrices import DomainMatrix
 
 from res_theory.check import taylor_coefficients
 from res_theory.phi import phi
-from res_theory.tableau import ExpTableau, Parameter, Z, phi_terms
+from res_theory.tableau import C2_MIN, ExpTableau, Parameter, Z, phi_terms
 
 __all__ = [
     "Derivation",
@@ -123,9 +123,9 @@ def res_3s_family() -> ExpTableau:
             Parameter(
                 "c2",
                 sp.Rational(1, 2),
-                0,
+                C2_MIN,
                 sp.Rational(2, 3),
-                False,
+                True,
                 False,
                 "second node; c2 = 2/3 is singular (b_3(0) = 0)",
             ),

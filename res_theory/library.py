@@ -13,7 +13,7 @@ import sympy as sp
 
 from res_theory.derive import derive_multistep, res_3s_family
 from res_theory.phi import phi
-from res_theory.tableau import ExpTableau, Parameter, TableauError, Z
+from res_theory.tableau import C2_MIN, ExpTableau, Parameter, TableauError, Z
 
 __all__ = ["get", "names", "LIBRARY"]
 
@@ -30,7 +30,7 @@ ZSC = "Zhang, Song & Chen, arXiv 2308.02157 (2023)"
 
 
 def _c2_param(description: str) -> Parameter:
-    return Parameter("c2", R(1, 2), 0, 1, False, True, description)
+    return Parameter("c2", R(1, 2), C2_MIN, 1, True, True, description)
 
 
 def _history(name: str, default: int) -> Parameter:

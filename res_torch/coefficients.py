@@ -29,11 +29,13 @@ evaluates a coefficient. Families (:data:`BUILDERS`):
   estimate of :mod:`res_torch.adaptive`).
 * ``multistep``: ``weights = h b(h; c)`` with history nodes ``c_j = (lambda_{n-j+1} -
   lambda_n)/lambda_step_n`` at the actual ``lambda = -log sigma_hat`` of the stored values; the
-  first steps use the tableau's ``startup`` methods (a single-step one runs all its stages).
+  first steps use the tableau's ``startup`` methods (a single-step one runs all its stages). A
+  stored value closer than :data:`NODE_SPACING_MIN` to the last node used is passed over
+  (:func:`history_offsets`; its weight is 0), and a step left with too few runs the lower order.
 * ``sigma_rk``: Euler and EDM-Heun in ``sigma`` written in this affine form
   (:func:`sigma_rk_step`).
 * ``adams``: ``x_{n+1} = x_n + sum_j w_j eps_{n-j}`` with ``k_n = min(n + 1, k)`` values
-  (:func:`adams_weights`).
+  (:func:`adams_weights`; iPNDM-v and DEIS pass over values as ``multistep`` does).
 """
 
 from __future__ import annotations
@@ -52,12 +54,14 @@ from res_torch.tableau import Tableau
 
 __all__ = [
     "BUILDERS",
+    "NODE_SPACING_MIN",
     "Builder",
     "Coefficients",
     "StepCoefficients",
     "adams_weights",
     "coefficients",
     "erk_steps",
+    "history_offsets",
     "lagrange_integrals",
     "sigma_rk_step",
 ]
@@ -146,10 +150,74 @@ def erk_steps(
     return steps
 
 
+NODE_SPACING_MIN = 1 / 64
+"""Smallest node spacing, in units of the step, that a method may difference over.
+
+A weight that divides by a node spacing ``r`` amplifies errors: RES-2M's weights ``h (phi_1 +
+phi_2/r)`` and ``-h phi_2/r`` (``r = h_{n-1}/h_n``) have ``sum |w| = (1 - e^{-h}) (1 + 2 rho/r)``,
+``rho = phi_2/phi_1`` in ``[1/2, 1)``, so an error ``delta`` in a stored value (the model's error,
+rounding to the sample's dtype) reaches ``x_{n+1}`` multiplied by up to ``1 + 2/r`` instead of 1
+(DDIM); RES-2S's ``b_2 = phi_2/c_2`` does the same with ``r = c_2``. At the reported
+``r = 1e-8`` that is ``2e8`` (float32, ``eps = 6e-8``: 94 % off); at ``r = 1e-4``, ``2e4`` (float16,
+``eps = 4.9e-4``: 93 % off). The bound ``r >= 1/64`` caps the factor at ``1 + 2 * 64 = 129``:
+``129 eps = 8e-6`` in float32, 6 % in float16 at the threshold. It lies below every spacing of
+the regular grids (Karras ``rho`` 1 to 7, ODE, ancestral ``eta = 1``, SDE, churn up to
+``s_churn = 40``, 2 to 1000 steps: smallest ``0.021``, uniform-in-``sigma`` ancestral), so their
+tables are unchanged. The rule acts on the grid (float64), the same for every dtype:
+
+* multistep methods (``multistep``; ``adams`` except iPNDM, whose fixed coefficients do not
+  depend on the grid, ``sum_j |AB_k[j]| <= 20/3``): a stored value whose node lies closer than
+  the bound to the last node used (spacing ``(v_last - v_{n-j}) / (v_to - v_n)``, in the
+  method's variable ``v``: ``lambda`` for exponential multistep, ``sigma`` for iPNDM-v,
+  ``log sigma`` for DEIS) is passed over for the next older one (at most twice as many looked
+  at as the method uses); with too few left the step runs the lower order (exponential
+  multistep: the start-up method with that many values, DDIM for none; Adams: ``k`` = 1 + the
+  values taken). The nodes are the actual ones of the values used, so the step keeps its
+  order conditions. Same evaluations, same NFE; regular grids take ``Y_{n-1}, Y_{n-2}, ...``
+  as before.
+* single-step nodes: ``c_2 >= 1/64`` is the lower bound of the shipped ``c2`` parameters.
+
+A zero-length step (a repeated sigma) is refused by :func:`res_torch.grid.validate_sigmas`.
+"""
+
+
+def history_offsets(nodes: Sequence[float], end: float, wanted: int) -> list[int]:
+    """The history values a step differences over, as offsets ``j`` (value ``Y_{n-j}``).
+
+    ``nodes = (v_n, v_{n-1}, ...)`` are the nodes of the step and of the stored values in the
+    method's variable, ``end`` the step's end ``v_to``. Walking back from ``v_n``, a value is
+    taken if its spacing from the last node taken, ``(v_last - v_{n-j}) / (v_to - v_n)``, is at
+    least :data:`NODE_SPACING_MIN` (signed: a node on the wrong side is passed over, as is NaN),
+    until ``wanted`` are taken or ``2 wanted`` values are looked at. On a regular grid the
+    result is ``[1, ..., wanted]``.
+
+    >>> history_offsets([0.0, -1.0, -2.0], 1.0, 2), history_offsets([0.0, -1e-8, -1.0], 1.0, 1)
+    ([1, 2], [2])
+    """
+    taken: list[int] = []
+    last, step = nodes[0], end - nodes[0]
+    for j in range(1, min(len(nodes), 2 * wanted + 1)):
+        if len(taken) == wanted:
+            break
+        if (last - nodes[j]) / step >= NODE_SPACING_MIN:
+            taken.append(j)
+            last = nodes[j]
+    return taken
+
+
+def _lower_order(method: Tableau, values: int) -> Tableau:
+    """The one-evaluation method of ``method``'s start-up with ``values`` history values (DDIM
+    in place of a multi-stage single-step one)."""
+    lower = method.startup_tableaux(cached_tableau)[values]
+    return lower if lower.is_multistep or lower.stages == 1 else cached_tableau("ddim")
+
+
 def _multistep(
     tableau: Tableau, grid: StepGrid, values: Mapping[str, float], one_evaluation_startup: bool
 ) -> tuple[list[StepCoefficients], list[str]]:
-    """Steps of a multistep tableau with its start-up methods (module docstring)."""
+    """Steps of a multistep tableau with its start-up methods (module docstring); a history
+    value closer than :data:`NODE_SPACING_MIN` is replaced by an older one, or the step runs
+    the lower order (:func:`history_offsets`)."""
     values = dict(values)
     fixed = set(values) & set(tableau.history_parameters)
     if fixed:
@@ -171,6 +239,14 @@ def _multistep(
             )
     steps = [_denoising(s) for s in grid.sigma_hat.tolist()]
     lam, denoising = grid.lambda_hat, grid.denoising
+    lam_list, step_list = lam.tolist(), grid.lambda_step.tolist()
+    offsets: list[list[int]] = [[] for _ in range(n_steps)]
+    for m, method in enumerate(methods):
+        if method.is_multistep and not denoising[m]:
+            nodes = [lam_list[m - j] for j in range(min(m, 2 * method.stages - 2) + 1)]
+            offsets[m] = history_offsets(nodes, nodes[0] + step_list[m], method.stages - 1)
+            if len(offsets[m]) < method.stages - 1:
+                methods[m] = _lower_order(method, len(offsets[m]))
     for name in dict.fromkeys(method.name for method in methods):
         index = [m for m in range(n_steps) if methods[m].name == name and not denoising[m]]
         if not index:
@@ -183,15 +259,19 @@ def _multistep(
             continue
         at = torch.tensor(index)
         h = grid.h[at]
+        back = torch.tensor([offsets[m] for m in index])
         step_values: dict = dict(values) if method is tableau else {}
-        for j, parameter in enumerate(method.history_parameters, start=1):
-            step_values[parameter] = (lam[at - j] - lam[at]) / grid.lambda_step[at]
+        for j, parameter in enumerate(method.history_parameters):
+            step_values[parameter] = (lam[at - back[:, j]] - lam[at]) / grid.lambda_step[at]
         _, _, b = method.evaluate(h, step_values)
         weights = (h[:, None] * b).tolist()
         for m, decay, w, s in zip(
             index, torch.exp(-h).tolist(), weights, grid.sigma_hat[at].tolist(), strict=True
         ):
-            steps[m] = StepCoefficients(sigmas=(s,), decay=decay, weights=tuple(w))
+            placed = [w[0]] + [0.0] * max(offsets[m], default=0)
+            for j, weight in zip(offsets[m], w[1:], strict=True):
+                placed[j] = weight
+            steps[m] = StepCoefficients(sigmas=(s,), decay=decay, weights=tuple(placed))
     return steps, [method.name for method in methods]
 
 
@@ -296,14 +376,22 @@ def adams_weights(name: str, nodes: Sequence[float], sigma_to: float) -> list[fl
 def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]:
     steps = []
     sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
+    v = [math.log(s) for s in sigma_hat] if method.name == "deis" else sigma_hat
     for n, denoising in enumerate(grid.denoising):
         if denoising:
             steps.append(_denoising(sigma_hat[n]))
             continue
         k = min(n + 1, order)
-        nodes = [sigma_hat[n - j] for j in range(k)]
+        back = list(range(1, k))
+        if method.name != "ipndm":  # NODE_SPACING_MIN: the Lagrange weights divide by spacings
+            end = math.log(sigma_to[n]) if method.name == "deis" else sigma_to[n]
+            back = history_offsets([v[n - j] for j in range(min(n, 2 * k - 2) + 1)], end, k - 1)
+        nodes = [sigma_hat[n - j] for j in [0, *back]]
         weights = adams_weights(method.name, nodes, sigma_to[n])
-        steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(weights)))
+        placed = [weights[0]] + [0.0] * max(back, default=0)
+        for j, weight in zip(back, weights[1:], strict=True):
+            placed[j] = weight
+        steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(placed)))
     return steps
 
 

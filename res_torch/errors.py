@@ -8,8 +8,10 @@ Messages are short: what is wrong and, where it helps, what is accepted.
 from __future__ import annotations
 
 __all__ = [
+    "DeviceError",
     "ExpressionError",
     "IgnoredConfigWarning",
+    "ModelOutputError",
     "NFEBudgetError",
     "NoiseError",
     "NonFiniteSampleError",
@@ -63,6 +65,15 @@ class PhiError(ResError):
 
 class UnknownMethodError(ResError):
     """A method name that is neither a named sampler nor a shipped tableau."""
+
+
+class DeviceError(ResError):
+    """A tensor on a device the request cannot use (the ``meta`` device has no values)."""
+
+
+class ModelOutputError(ResError):
+    """The model (or noise sampler) returned something that is not a floating-point tensor of
+    the sample's shape on the sample's device."""
 
 
 class NonFiniteSampleError(ResError):

@@ -40,13 +40,18 @@ __all__ = ["NOISE_TYPES", "SigmasError", "StepGrid", "make_grid", "validate_sigm
 NOISE_TYPES = ("ancestral", "sde")
 
 
-
 def validate_sigmas(sigmas: torch.Tensor | Sequence[float]) -> torch.Tensor:
     """``sigmas`` as a float64 CPU tensor, checked: 1-d, >= 2 entries, finite, strictly
-    decreasing, positive except possibly the last entry, which may be 0."""
+    decreasing, positive except possibly the last entry, which may be 0. A repeated value (a
+    zero-length step) is refused rather than skipped: every step of the schedule is a step of
+    the run (callback index, NFE count, noise draws); nearly repeated values are accepted (the
+    multistep methods drop history values that are too close,
+    :data:`res_torch.coefficients.NODE_SPACING_MIN`)."""
     if torch.is_tensor(sigmas):
         if sigmas.is_complex() or not (sigmas.is_floating_point() or sigmas.dtype.is_signed):
             raise SigmasError(f"sigmas must be a real tensor, got dtype {sigmas.dtype}")
+        if sigmas.device.type == "meta":
+            raise SigmasError("sigmas are on the meta device (no values); pass them on the CPU")
         values = sigmas.detach().to(device="cpu", dtype=torch.float64)
     else:
         try:
@@ -62,8 +67,17 @@ def validate_sigmas(sigmas: torch.Tensor | Sequence[float]) -> torch.Tensor:
         raise SigmasError(f"sigmas must be finite, got {listed}")
     if min(listed[:-1]) <= 0 or listed[-1] < 0:
         raise SigmasError("sigmas must be positive (only the last entry may be 0)")
-    if any(later >= earlier for earlier, later in zip(listed, listed[1:], strict=False)):
-        raise SigmasError(f"sigmas must be strictly decreasing, got {listed}")
+    for i, (earlier, later) in enumerate(zip(listed, listed[1:], strict=False)):
+        if later == earlier:
+            raise SigmasError(
+                f"sigmas[{i}] = sigmas[{i + 1}] = {earlier}: a zero-length step is refused "
+                "(drop repeated values, e.g. with torch.unique_consecutive)"
+            )
+        if later > earlier:
+            raise SigmasError(
+                f"sigmas must be strictly decreasing, got sigmas[{i}] = {earlier} < "
+                f"sigmas[{i + 1}] = {later}"
+            )
     return values
 
 

@@ -11,6 +11,9 @@ otherwise; for a method without multi-stage start-up, ``nfe = s (N - 1) + 1`` an
 Examples: RES-2S at NFE 9 takes 4 two-stage steps and the final denoising step (5 nonzero
 sigmas); RES-3M (start-up RES-2S, RES-2M) with ``N - 1 >= 1`` non-final steps costs
 ``(N - 1) + 1 + 1`` (one extra evaluation for the RES-2S stage, 1 for the final step).
+A repeated sigma (a zero-length step) is refused (``SigmasError``); a nearly repeated one is a
+step like any other: where a multistep method passes over a too-close stored value or runs a
+lower order (:data:`res_torch.coefficients.NODE_SPACING_MIN`) only its coefficients change.
 """
 
 from __future__ import annotations

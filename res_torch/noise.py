@@ -131,6 +131,13 @@ class NoiseOptions:
     generator: torch.Generator | None = None
     noise_sampler: NoiseSampler | None = None
 
+    def __post_init__(self) -> None:  # checked even for a run that draws no noise
+        if self.generator is not None and not isinstance(self.generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {self.generator!r}")
+        if self.noise_sampler is not None and not callable(self.noise_sampler):
+            raise TypeError("noise_sampler must be callable as noise_sampler(sigma, sigma_next), "
+                            f"got {self.noise_sampler!r}")  # fmt: skip
+
     def grid_options(self) -> dict[str, Any]:
         """The keywords of :func:`res_torch.grid.make_grid` (hashable values)."""
         return dict(
@@ -147,5 +154,6 @@ class NoiseOptions:
         if generator is None and self.noise_sampler is None and seed is not None:
             if not isinstance(seed, int) or isinstance(seed, bool):
                 raise TypeError(f"extra_args['seed'] must be an int, got {seed!r}")
-            generator = torch.Generator(device=x.device).manual_seed(seed)
+            device = "cpu" if x.device.type == "meta" else x.device  # meta: no generator
+            generator = torch.Generator(device=device).manual_seed(seed)
         return resolve_noise_sampler(x, generator, self.noise_sampler)

@@ -13,10 +13,54 @@ from typing import Any
 import torch
 
 from res_torch.coefficients import Coefficients, StepCoefficients
+from res_torch.errors import ModelOutputError, NoiseError, ResError
 from res_torch.grid import StepGrid
 from res_torch.noise import NoiseSampler
 
-__all__ = ["corrected_output", "prediction", "sample_reference", "stage_input", "step_output"]
+__all__ = [
+    "checked_noise_sampler",
+    "checked_output",
+    "corrected_output",
+    "prediction",
+    "sample_reference",
+    "stage_input",
+    "step_output",
+]
+
+
+def checked_output(
+    value: Any, x: torch.Tensor, what: str = "model", error: type[ResError] = ModelOutputError
+) -> torch.Tensor:
+    """``value``, returned by the model (or a noise sampler) for the sample ``x``, as a tensor
+    of ``x``'s dtype; ``error`` unless it is a floating-point tensor of ``x``'s shape on ``x``'s
+    device (an int tensor would be truncated, a ``(1, d)`` one broadcast over the batch). The
+    usual case costs three attribute comparisons and no synchronisation."""
+    if (
+        torch.is_tensor(value)
+        and value.dtype == x.dtype
+        and value.shape == x.shape
+        and value.device == x.device
+    ):
+        return value
+    if not torch.is_tensor(value):
+        raise error(f"{what} returned {type(value).__name__}, expected a tensor of shape "
+                    f"{tuple(x.shape)}")  # fmt: skip
+    if value.shape != x.shape:
+        raise error(f"{what} returned shape {tuple(value.shape)}, expected {tuple(x.shape)}")
+    if not value.is_floating_point():
+        raise error(f"{what} returned dtype {value.dtype}, expected a floating-point tensor")
+    if value.device != x.device:
+        raise error(f"{what} returned a tensor on {value.device}, expected {x.device}")
+    return value.to(x.dtype)  # e.g. half-precision output under autocast
+
+
+def checked_noise_sampler(sampler: NoiseSampler, x: torch.Tensor) -> NoiseSampler:
+    """``sampler`` with its draws checked by :func:`checked_output` (:class:`NoiseError`)."""
+
+    def draw(sigma: Any, sigma_next: Any) -> torch.Tensor:
+        return checked_output(sampler(sigma, sigma_next), x, "noise_sampler", NoiseError)
+
+    return draw
 
 
 def prediction(kind: str, x: torch.Tensor, denoised: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -61,12 +105,14 @@ def sample_reference(
 ) -> torch.Tensor:
     """Run ``table`` on ``grid`` (draws noise in the same order as the fast loop)."""
     extra_args, s_in, history = dict(extra_args or {}), x.new_ones(x.shape[0]), []
+    if noise_sampler is not None:
+        noise_sampler = checked_noise_sampler(noise_sampler, x)
     pending = None  # (D, Y) evaluated at the predicted point of a corrected step
     for n, step in enumerate(table.steps):
         if grid.churn_noise[n] > 0:
             x = x + grid.churn_noise[n].item() * noise_sampler(grid.sigma_hat[n], grid.sigma[n])
         if pending is None:
-            denoised = model(x, step.sigmas[0] * s_in, **extra_args)
+            denoised = checked_output(model(x, step.sigmas[0] * s_in, **extra_args), x)
             first = prediction(table.prediction, x, denoised, step.sigmas[0])
         else:
             (denoised, first), pending = pending, None
@@ -76,12 +122,12 @@ def sample_reference(
             values = [first]
             for i in range(1, step.stages):
                 u = stage_input(step, i, x, values)
-                denoised_i = model(u, step.sigmas[i] * s_in, **extra_args)
+                denoised_i = checked_output(model(u, step.sigmas[i] * s_in, **extra_args), u)
                 values.append(prediction(table.prediction, u, denoised_i, step.sigmas[i]))
             x_next = step_output(step, x, values + history)
             if step.corrector:
                 sigma_new = table.steps[n + 1].sigmas[0]
-                denoised_new = model(x_next, sigma_new * s_in, **extra_args)
+                denoised_new = checked_output(model(x_next, sigma_new * s_in, **extra_args), x_next)
                 new = prediction(table.prediction, x_next, denoised_new, sigma_new)
                 pending = (denoised_new, new)
                 x_next = corrected_output(step, x, values + history, new)

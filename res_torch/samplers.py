@@ -3,7 +3,11 @@
 Every sampler is ``sample_X(model, x, sigmas, extra_args=None, callback=None, disable=None,
 **options)``: ``model(x, sigma * x.new_ones(batch), **extra_args)`` returns the denoised estimate
 ``D(x, sigma)`` (EDM / variance-exploding parameterisation, ``x = x_0 + sigma eps``); ``sigmas``
-is strictly decreasing and may end in 0 (that last step returns the denoiser output, 1 NFE);
+is strictly decreasing (a repeated value, a zero-length step, is refused) and may end in 0 (that
+last step returns the denoiser output, 1 NFE); nearly repeated values are fine: a multistep
+method passes over a stored value closer than ``NODE_SPACING_MIN = 1/64`` of the step and uses
+an older one or a lower order (:data:`res_torch.coefficients.NODE_SPACING_MIN`, the error
+analysis there);
 ``callback`` receives ``{'x', 'i', 'sigma', 'sigma_hat', 'denoised'}`` after each step's first
 evaluation; ``disable`` switches the tqdm bar off.
 
@@ -42,7 +46,14 @@ Options shared by all samplers:
   do); ``extra_args`` still reaches the model unchanged.
 * ``sigmas`` with a single entry: ``x`` is returned unchanged (no step, no evaluation).
 * ``check_finite`` (default True): one check after the loop; raises
-  :class:`~res_torch.steppers.NonFiniteSampleError` if the sample is NaN/inf.
+  :class:`~res_torch.steppers.NonFiniteSampleError` if the sample is NaN/inf. A ``meta``-device
+  ``x`` (a shape-only run) needs ``check_finite=False`` (:class:`~res_torch.errors.DeviceError`).
+* Checks before the first evaluation: ``model``, ``callback`` and ``noise_sampler`` callable,
+  ``generator`` a ``torch.Generator`` (``TypeError``). Every model output and noise draw must be
+  a floating-point tensor of ``x``'s shape on ``x``'s device (else
+  :class:`~res_torch.errors.ModelOutputError` / :class:`~res_torch.errors.NoiseError`: an int
+  output would be truncated, a ``(1, d)`` draw broadcast over the batch); another floating
+  dtype is cast to ``x``'s.
 """
 
 from __future__ import annotations
@@ -260,18 +271,20 @@ sample_ddim = _named(
 sample_res_2s = _named(
     "res_2s",
     "RES 2-stage single-step (Zhang, Song & Chen 2023, Alg. 1): ``a_21 = c2 phi_1(c2 h)``, "
-    "``b_2 = phi_2(h)/c2``, ``b_1 = phi_1(h) - b_2``; ``c2`` in (0, 1], default 1/2.",
+    "``b_2 = phi_2(h)/c2``, ``b_1 = phi_1(h) - b_2``; ``c2`` in [1/64, 1], default 1/2 (the "
+    "weights grow like 1/c2: :data:`res_torch.coefficients.NODE_SPACING_MIN`).",
     ("c2",),
 )
 sample_dpmpp_2s = _named(
     "dpmpp_2s",
     "DPM-Solver++(2S): ``a_21 = c2 phi_1(c2 h)``, ``b_2 = phi_1(h)/(2 c2)``, "
-    "``b_1 = phi_1(h) - b_2``; default ``c2 = 1/2``.",
+    "``b_1 = phi_1(h) - b_2``; ``c2`` in [1/64, 1], default 1/2.",
     ("c2",),
 )
 sample_res_3s = _named(
     "res_3s",
-    "RES 3-stage single-step (third order, order conditions met identically in h).",
+    "RES 3-stage single-step (third order, order conditions met identically in h); ``c2`` in "
+    "[1/64, 2/3), ``c3`` in (2/3, 1].",
     ("c2", "c3"),
 )
 sample_res_2m = _named(

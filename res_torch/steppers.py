@@ -24,9 +24,10 @@ import torch
 from tqdm.auto import trange
 
 from res_torch.coefficients import Coefficients, StepCoefficients
-from res_torch.errors import NonFiniteSampleError
+from res_torch.errors import DeviceError, NonFiniteSampleError
 from res_torch.grid import StepGrid
 from res_torch.noise import NoiseSampler
+from res_torch.reference import checked_noise_sampler, checked_output
 
 __all__ = [
     "LERP_AMPLIFICATION_LIMIT",
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 Denoiser = Callable[..., torch.Tensor]
+
 
 def _coefficient_dtype(x: torch.Tensor) -> torch.dtype:
     """Coefficients are applied in at least float32 (half-precision scalars lose too much)."""
@@ -192,22 +194,17 @@ class _Tables:
         self.sigma_hat = _on_device(grid.sigma_hat, x)
         self.noise = _GridNoise(grid, x)
 
+
 class _Evaluator:
-    """Calls ``model(x, sigma_vector, **extra_args)``, checks the output's shape and brings it
-    to the sample's dtype."""
+    """Calls ``model(x, sigma_vector, **extra_args)`` and checks the output
+    (:func:`~res_torch.reference.checked_output`: shape, floating dtype, device; cast to the
+    sample's dtype)."""
 
     def __init__(self, model: Denoiser, x: torch.Tensor, extra_args: dict) -> None:
-        self.model, self.extra_args = model, extra_args
-        self.shape, self.dtype = x.shape, x.dtype
+        self.model, self.extra_args, self.like = model, extra_args, x
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        denoised = self.model(x, sigma, **self.extra_args)
-        if not torch.is_tensor(denoised) or denoised.shape != self.shape:
-            shape = tuple(denoised.shape) if torch.is_tensor(denoised) else type(denoised).__name__
-            raise ValueError(f"model returned {shape}, expected a tensor of shape {self.shape}")
-        if denoised.dtype != self.dtype:  # e.g. half-precision output under autocast
-            denoised = denoised.to(self.dtype)
-        return denoised
+        return checked_output(self.model(x, sigma, **self.extra_args), self.like)
 
 
 class _GridNoise:
@@ -265,6 +262,7 @@ def clear_device_tables() -> None:
     with _TABLES_LOCK:
         _TABLES.clear()
 
+
 class _Ownership:
     """Whether the loop may overwrite its iterate ``x`` in place.
 
@@ -294,14 +292,28 @@ class _Ownership:
 
 
 def _check_inputs(
-    model: Any, x: Any, extra_args: Any, grid: StepGrid, sampler: NoiseSampler | None
+    model: Any,
+    x: Any,
+    extra_args: Any,
+    grid: StepGrid,
+    sampler: NoiseSampler | None,
+    callback: Any,
+    check_finite: bool,
 ) -> dict:
+    """Everything checkable before the first model call."""
     if not callable(model):
         raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(dict) or None, got {callback!r}")
+    if sampler is not None and not callable(sampler):
+        raise TypeError(f"noise_sampler must be callable as noise_sampler(sigma, sigma_next), "
+                        f"got {sampler!r}")  # fmt: skip
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
     if x.ndim < 1:
         raise ValueError("x must have a batch dimension (ndim >= 1)")
+    if check_finite and x.device.type == "meta":
+        raise DeviceError("x is on the meta device (no values to check): pass check_finite=False")
     if extra_args is not None and not isinstance(extra_args, Mapping):
         raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
     if grid.stochastic and sampler is None:
@@ -326,7 +338,6 @@ def _finish(x: torch.Tensor, check_finite: bool) -> torch.Tensor:
     return x
 
 
-
 def _predict(kind: str, x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor):
     """``Y``: ``D``, or ``eps = (x - D)/sigma`` (a new tensor)."""
     return denoised if kind == "denoised" else torch.sub(x, denoised).div_(sigma)
@@ -347,7 +358,9 @@ def run(
 ) -> torch.Tensor:
     """Run the tables ``table`` over ``grid`` (``sigmas``: the caller's schedule tensor,
     passed to ``callback`` and the noise sampler)."""
-    extra_args = _check_inputs(model, x, extra_args, grid, noise_sampler)
+    extra_args = _check_inputs(model, x, extra_args, grid, noise_sampler, callback, check_finite)
+    if noise_sampler is not None:
+        noise_sampler = checked_noise_sampler(noise_sampler, x)
     tables = _device_tables(grid, table, x, _Tables)
     sigma_hat, noise, kind = tables.sigma_hat, tables.noise, table.prediction
     evaluate = _Evaluator(model, x, extra_args)

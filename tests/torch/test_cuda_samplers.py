@@ -71,3 +71,23 @@ def test_cuda_loop_never_synchronises(gaussian, method):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert out.device.type == "cuda"
+
+
+def test_cuda_model_output_on_another_device_is_refused(gaussian):
+    from res_torch.errors import ModelOutputError
+
+    x = torch.ones(2, 3, device="cuda")
+    with pytest.raises(ModelOutputError, match="expected cuda"):
+        sample(lambda x, s: x.cpu(), x, get_sigmas_karras(4, 0.002, 80.0), method="res_2m",
+               disable=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_cuda_near_repeated_sigmas_match_the_cpu(gaussian, dtype):
+    sigmas = get_sigmas_karras(10, 0.002, 80.0).tolist()
+    sigmas = torch.tensor(sigmas[:4] + [sigmas[3] * (1 - 1e-6)] + sigmas[4:], dtype=torch.float64)
+    x = 80 * torch.randn(4, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    reference = sample(gaussian.denoiser, x, sigmas, method="res_3m", disable=True)
+    gpu = sample(gaussian.denoiser, x.to("cuda", dtype), sigmas, method="res_3m", disable=True)
+    tolerance = 32 * torch.finfo(dtype).eps * reference.abs().max().item()
+    assert (gpu.double().cpu() - reference).abs().max().item() <= tolerance
