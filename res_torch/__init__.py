@@ -10,7 +10,7 @@ from res_torch.adapters import (
 from res_torch.coefficients import Coefficients, StepCoefficients, coefficients
 from res_torch.errors import ResError
 from res_torch.grid import SigmasError, StepGrid, make_grid
-from res_torch.methods import METHODS, Method, method_of
+from res_torch.methods import METHODS, InterpolatedMethod, Method, method_of
 from res_torch.nfe import NFEBudgetError, evaluations_per_step, nfe, sigmas_for_nfe
 from res_torch.noise import NoiseOptions, ancestral_step, churn_gamma, default_noise_sampler
 from res_torch.phi import phi
@@ -33,6 +33,9 @@ from res_torch.samplers import (
     sample_res_2s,
     sample_res_3m,
     sample_res_3s,
+    sample_res_pc2_lambda,
+    sample_res_pc4_logsigma,
+    sample_res_pc4_sigma,
 )
 from res_torch.schedules import (
     ScheduleError,
@@ -48,6 +51,7 @@ from res_torch.tableau import Tableau, TableauError, available_tableaux, load_ta
 __all__ = [
     "METHODS",
     "Coefficients",
+    "InterpolatedMethod",
     "Method",
     "NoiseOptions",
     "StepCoefficients",
@@ -98,5 +102,8 @@ __all__ = [
     "sample_res_2s",
     "sample_res_3m",
     "sample_res_3s",
+    "sample_res_pc2_lambda",
+    "sample_res_pc4_logsigma",
+    "sample_res_pc4_sigma",
     "sigmas_for_nfe",
 ]

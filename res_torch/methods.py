@@ -25,7 +25,7 @@ from pathlib import Path
 from res_torch.errors import UnknownMethodError
 from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
 
-__all__ = ["METHODS", "Method", "cached_tableau", "method_of"]
+__all__ = ["METHODS", "InterpolatedMethod", "Method", "cached_tableau", "method_of"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -68,6 +68,25 @@ class Method:
         return costs + [self.stages] * (steps - len(costs))
 
 
+@dataclass(frozen=True)
+class InterpolatedMethod(Method):
+    """A ``lagrange``-family method: the stored prediction ``Y`` (``prediction``: ``eps`` or
+    ``D``) interpolated by a polynomial in ``interpolation`` (``"sigma"`` or ``"log_sigma"``)
+    through the last ``k_n = min(n + 1, order)`` values and integrated exactly; with
+    ``corrector``, a UniC-style corrector through the new point (no extra evaluation).
+    ``linearisation_scale`` ``s`` (``None``: PEC) sets the next step's values after a
+    correction from the denoiser linearised with Jacobian ``s^2/(s^2 + sigma^2)``, exact for
+    data ``N(mu, s^2 I)`` (:class:`res_torch.coefficients.StepCoefficients`)."""
+
+    interpolation: str = "sigma"
+    corrector: bool = False
+    linearisation_scale: float | None = None
+
+    @property
+    def is_multistep(self) -> bool:
+        return True
+
+
 def _from_tableau(tableau: Tableau) -> Method:
     order = tableau.stiff_order or tableau.classical_order or 1
     if tableau.is_multistep:
@@ -80,6 +99,9 @@ def _from_tableau(tableau: Tableau) -> Method:
 
 _ADAMS = dict(family="adams", variable="sigma", prediction="noise", noise_types=("ancestral",))
 _IN_SIGMA = dict(family="sigma_rk", variable="sigma", noise_types=("ancestral",))
+_INTERPOLATED_NOISE = dict(
+    family="lagrange", variable="sigma", prediction="noise", noise_types=("ancestral",)
+)
 
 METHODS: dict[str, Method] = {
     "euler": Method("euler", title="Euler in sigma (k-diffusion sample_euler)", order=1,
@@ -93,6 +115,19 @@ METHODS: dict[str, Method] = {
     "deis": Method("deis", title="DEIS tAB: eps extrapolated by Lagrange polynomials in "
                    "log sigma, integrated exactly in sigma (Zhang & Chen 2023)", order=3,
                    history=2, **_ADAMS),
+    "res_pc4_sigma": InterpolatedMethod(
+        "res_pc4_sigma", title="eps interpolated in sigma (4 values), corrector; history eps "
+        "from the corrected state and D(x^p)", order=5, history=3, interpolation="sigma",
+        corrector=True, linearisation_scale=0.0, **_INTERPOLATED_NOISE),
+    "res_pc4_logsigma": InterpolatedMethod(
+        "res_pc4_logsigma", title="eps interpolated in log sigma (4 values), corrector; history "
+        "from the denoiser linearised for data scale 0.5", order=5, history=3,
+        interpolation="log_sigma", corrector=True, linearisation_scale=0.5,
+        **_INTERPOLATED_NOISE),
+    "res_pc2_lambda": InterpolatedMethod(
+        "res_pc2_lambda", title="D interpolated in lambda (2 values: RES-2M), exponential "
+        "Adams-Moulton corrector (PEC)", order=3, history=1, interpolation="log_sigma",
+        corrector=True, family="lagrange", prediction="denoised", noise_types=("ancestral",)),
 }  # fmt: skip
 """The named methods that are not plain tableaux; every shipped tableau is described by
 :func:`method_of` (its descriptor is read from the tableau file)."""

@@ -85,6 +85,9 @@ __all__ = [
     "sample_res_2s",
     "sample_res_3m",
     "sample_res_3s",
+    "sample_res_pc2_lambda",
+    "sample_res_pc4_logsigma",
+    "sample_res_pc4_sigma",
 ]
 
 Callback = Callable[[dict], Any]
@@ -320,6 +323,27 @@ sample_deis = _named(
     ("max_order (1-3, default 3)",),
 )
 
+sample_res_pc4_sigma = _named(
+    "res_pc4_sigma",
+    "Designed: ``eps`` interpolated in ``sigma`` through 4 values, integrated exactly (variable-"
+    "step AB4 = iPNDM-v), corrector through the new point (AM5, no extra evaluation); after a "
+    "correction the next ``eps`` is ``(x_{n+1} - D(x^p))/sigma`` (``docs/designed_methods.md``).",
+    ("values (1-4, default 4)",),
+)
+sample_res_pc4_logsigma = _named(
+    "res_pc4_logsigma",
+    "Designed: ``eps`` interpolated in ``log sigma`` through 4 values (DEIS-4), integrated "
+    "exactly, corrector through the new point; after a correction the denoiser is linearised "
+    "with Jacobian ``0.25/(0.25 + sigma^2)`` (``docs/designed_methods.md``).",
+    ("values (1-4, default 4)",),
+)
+sample_res_pc2_lambda = _named(
+    "res_pc2_lambda",
+    "Designed: ``D`` interpolated in ``lambda`` through 2 values (RES-2M) with the exponential "
+    "Adams–Moulton corrector through the new point, PEC (``docs/designed_methods.md``).",
+    ("values (1-2, default 2)",),
+)
+
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "ddim": sample_ddim,
     "euler": sample_euler,
@@ -334,6 +358,9 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "ipndm": sample_ipndm,
     "ipndm_v": sample_ipndm_v,
     "deis": sample_deis,
+    "res_pc4_sigma": sample_res_pc4_sigma,
+    "res_pc4_logsigma": sample_res_pc4_logsigma,
+    "res_pc2_lambda": sample_res_pc2_lambda,
 }
 """The named samplers; :func:`sample` also accepts any shipped tableau name."""
 
