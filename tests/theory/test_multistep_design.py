@@ -8,8 +8,6 @@ import pytest
 import sympy as sp
 import torch
 
-from res_torch import METHODS, coefficients, get_sigmas_karras, make_grid
-from res_torch.coefficients import interpolation_weights
 from res_theory.derive import quadrature_weights
 from res_theory.multistep_design import (
     FORMS,
@@ -25,6 +23,8 @@ from res_theory.multistep_design import (
     weights,
 )
 from res_theory.tableau import Z
+from res_torch import METHODS, coefficients, get_sigmas_karras, make_grid
+from res_torch.coefficients import interpolation_weights
 
 c1 = sp.Symbol("c1", negative=True)
 FAMILIES = [StepFamily(f, v) for f in FORMS for v in VARIABLES]
