@@ -35,6 +35,7 @@ from res_torch.samplers import (
     sample_res_3s,
     sample_res_pc2_lambda,
     sample_res_pc4_logsigma,
+    sample_res_pc4_rho7,
     sample_res_pc4_sigma,
 )
 from res_torch.schedules import (
@@ -104,6 +105,7 @@ __all__ = [
     "sample_res_3s",
     "sample_res_pc2_lambda",
     "sample_res_pc4_logsigma",
+    "sample_res_pc4_rho7",
     "sample_res_pc4_sigma",
     "sigmas_for_nfe",
 ]

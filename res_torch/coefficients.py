@@ -307,6 +307,14 @@ def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]
     return steps
 
 
+_VARIABLES: dict[str, Callable[[float], float]] = {
+    "sigma": lambda s: s,
+    "log_sigma": math.log,
+    "rho7": lambda s: s ** (1 / 7),
+}
+"""The interpolation variables ``u(sigma)`` of the ``lagrange`` family."""
+
+
 def interpolation_weights(
     nodes: Sequence[float], sigma_from: float, sigma_to: float, prediction: str, variable: str
 ) -> list[float]:
@@ -319,8 +327,9 @@ def interpolation_weights(
     * ``prediction="denoised"``: ``x' = (sigma_to/sigma_from) x + sigma_to int D/s^2 ds``,
       ``w_j = sigma_to int_{sigma_to}^{sigma_from} ell_j(u(s)) / s^2 ds``,
 
-    with ``u = sigma`` (``variable="sigma"``) or ``u = log sigma`` (``"log_sigma"``; in
-    ``lambda = -log sigma`` for the data form). Computed by ``_GAUSS``-point Gauss–Legendre in
+    with ``u = sigma`` (``variable="sigma"``), ``u = log sigma`` (``"log_sigma"``; in
+    ``lambda = -log sigma`` for the data form) or ``u = sigma^(1/7)`` (``"rho7"``, the variable
+    in which the EDM grid is uniform). Computed by ``_GAUSS``-point Gauss–Legendre in
     ``theta``, ``sigma(theta) = sigma_from e^{-h theta}``, ``h = log(sigma_from/sigma_to)``: the
     integrands are entire in ``theta`` (exponential polynomials), and the rule's error is below
     float64 rounding for the ``h`` of EDM grids.
@@ -335,8 +344,7 @@ def interpolation_weights(
         mass = [-h / 2 * q * s for q, s in zip(quad, levels, strict=True)]
     else:
         mass = [sigma_to * h / 2 * q / s for q, s in zip(quad, levels, strict=True)]
-    u = levels if variable == "sigma" else [math.log(s) for s in levels]
-    at = list(nodes) if variable == "sigma" else [math.log(s) for s in nodes]
+    u, at = [_VARIABLES[variable](s) for s in levels], [_VARIABLES[variable](s) for s in nodes]
     weights = []
     for j, node in enumerate(at):
         others = [o for i, o in enumerate(at) if i != j]
@@ -371,9 +379,14 @@ def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficie
                 [*nodes, sigma_to[n]], sigma_hat[n], sigma_to[n], method.prediction,
                 method.interpolation,
             )  # fmt: skip
-            scale = method.linearisation_scale
-            if scale is not None:
-                linearisation = scale**2 / (scale**2 + sigma_to[n] ** 2) if scale > 0 else 0.0
+            # the corrector only where x -> base + v_new Y(x) contracts: |v_new| L < 1 with the
+            # Lipschitz bound L = 1/sigma of eps = (x - D)/sigma (L = 1 for D), 0 <= dD/dx <= I
+            lipschitz = 1 / sigma_to[n] if method.prediction == "noise" else 1.0
+            if abs(corrector[-1]) * lipschitz >= 1:
+                corrector = []
+        scale = method.linearisation_scale
+        if corrector and scale is not None:
+            linearisation = scale**2 / (scale**2 + sigma_to[n] ** 2) if scale > 0 else 0.0
         steps.append(
             StepCoefficients(
                 sigmas=(sigma_hat[n],), decay=decay, weights=tuple(weights),

@@ -71,12 +71,14 @@ class Method:
 @dataclass(frozen=True)
 class InterpolatedMethod(Method):
     """A ``lagrange``-family method: the stored prediction ``Y`` (``prediction``: ``eps`` or
-    ``D``) interpolated by a polynomial in ``interpolation`` (``"sigma"`` or ``"log_sigma"``)
-    through the last ``k_n = min(n + 1, order)`` values and integrated exactly; with
-    ``corrector``, a UniC-style corrector through the new point (no extra evaluation).
+    ``D``) interpolated by a polynomial in ``interpolation`` (``"sigma"``, ``"log_sigma"`` or
+    ``"rho7"``) through the last ``k_n = min(n + 1, history + 1)`` values and integrated
+    exactly; with ``corrector``, a UniC-style corrector through the new point (no extra
+    evaluation) where it is a contraction (``docs/designed_methods.md``).
     ``linearisation_scale`` ``s`` (``None``: PEC) sets the next step's values after a
     correction from the denoiser linearised with Jacobian ``s^2/(s^2 + sigma^2)``, exact for
-    data ``N(mu, s^2 I)`` (:class:`res_torch.coefficients.StepCoefficients`)."""
+    data ``N(mu, s^2 I)``; ``s = 0`` keeps ``D(x^p)`` and recomputes ``eps`` at the corrected
+    point (:class:`res_torch.coefficients.StepCoefficients`)."""
 
     interpolation: str = "sigma"
     corrector: bool = False
@@ -100,8 +102,9 @@ def _from_tableau(tableau: Tableau) -> Method:
 _ADAMS = dict(family="adams", variable="sigma", prediction="noise", noise_types=("ancestral",))
 _IN_SIGMA = dict(family="sigma_rk", variable="sigma", noise_types=("ancestral",))
 _INTERPOLATED_NOISE = dict(
-    family="lagrange", variable="sigma", prediction="noise", noise_types=("ancestral",)
-)
+    family="lagrange", variable="sigma", prediction="noise", noise_types=("ancestral",),
+    corrector=True, linearisation_scale=0.0,
+)  # fmt: skip
 
 METHODS: dict[str, Method] = {
     "euler": Method("euler", title="Euler in sigma (k-diffusion sample_euler)", order=1,
@@ -116,14 +119,14 @@ METHODS: dict[str, Method] = {
                    "log sigma, integrated exactly in sigma (Zhang & Chen 2023)", order=3,
                    history=2, **_ADAMS),
     "res_pc4_sigma": InterpolatedMethod(
-        "res_pc4_sigma", title="eps interpolated in sigma (4 values), corrector; history eps "
-        "from the corrected state and D(x^p)", order=5, history=3, interpolation="sigma",
-        corrector=True, linearisation_scale=0.0, **_INTERPOLATED_NOISE),
+        "res_pc4_sigma", title="eps interpolated in sigma (4 values), contractive corrector",
+        order=5, history=3, interpolation="sigma", **_INTERPOLATED_NOISE),
     "res_pc4_logsigma": InterpolatedMethod(
-        "res_pc4_logsigma", title="eps interpolated in log sigma (4 values), corrector; history "
-        "from the denoiser linearised for data scale 0.5", order=5, history=3,
-        interpolation="log_sigma", corrector=True, linearisation_scale=0.5,
-        **_INTERPOLATED_NOISE),
+        "res_pc4_logsigma", title="eps interpolated in log sigma (4 values), contractive "
+        "corrector", order=5, history=3, interpolation="log_sigma", **_INTERPOLATED_NOISE),
+    "res_pc4_rho7": InterpolatedMethod(
+        "res_pc4_rho7", title="eps interpolated in sigma^(1/7) (4 values), contractive corrector",
+        order=5, history=3, interpolation="rho7", **_INTERPOLATED_NOISE),
     "res_pc2_lambda": InterpolatedMethod(
         "res_pc2_lambda", title="D interpolated in lambda (2 values: RES-2M), exponential "
         "Adams-Moulton corrector (PEC)", order=3, history=1, interpolation="log_sigma",

@@ -87,6 +87,7 @@ __all__ = [
     "sample_res_3s",
     "sample_res_pc2_lambda",
     "sample_res_pc4_logsigma",
+    "sample_res_pc4_rho7",
     "sample_res_pc4_sigma",
 ]
 
@@ -323,18 +324,26 @@ sample_deis = _named(
     ("max_order (1-3, default 3)",),
 )
 
+_DESIGNED = (
+    "integrated exactly, with the corrector through the new point where it contracts (no extra "
+    "evaluation); after a correction the next ``eps`` is ``(x_{n+1} - D(x^p))/sigma`` "
+    "(``docs/designed_methods.md``)."
+)
 sample_res_pc4_sigma = _named(
     "res_pc4_sigma",
-    "Designed: ``eps`` interpolated in ``sigma`` through 4 values, integrated exactly (variable-"
-    "step AB4 = iPNDM-v), corrector through the new point (AM5, no extra evaluation); after a "
-    "correction the next ``eps`` is ``(x_{n+1} - D(x^p))/sigma`` (``docs/designed_methods.md``).",
+    "Designed: ``eps`` interpolated in ``sigma`` through 4 values (variable-step AB4 = "
+    "iPNDM-v), " + _DESIGNED,
     ("values (1-4, default 4)",),
 )
 sample_res_pc4_logsigma = _named(
     "res_pc4_logsigma",
-    "Designed: ``eps`` interpolated in ``log sigma`` through 4 values (DEIS-4), integrated "
-    "exactly, corrector through the new point; after a correction the denoiser is linearised "
-    "with Jacobian ``0.25/(0.25 + sigma^2)`` (``docs/designed_methods.md``).",
+    "Designed: ``eps`` interpolated in ``log sigma`` through 4 values (DEIS-4), " + _DESIGNED,
+    ("values (1-4, default 4)",),
+)
+sample_res_pc4_rho7 = _named(
+    "res_pc4_rho7",
+    "Designed: ``eps`` interpolated in ``sigma^(1/7)`` (uniform on EDM grids) through 4 values, "
+    + _DESIGNED,
     ("values (1-4, default 4)",),
 )
 sample_res_pc2_lambda = _named(
@@ -360,6 +369,7 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "deis": sample_deis,
     "res_pc4_sigma": sample_res_pc4_sigma,
     "res_pc4_logsigma": sample_res_pc4_logsigma,
+    "res_pc4_rho7": sample_res_pc4_rho7,
     "res_pc2_lambda": sample_res_pc2_lambda,
 }
 """The named samplers; :func:`sample` also accepts any shipped tableau name."""

@@ -50,8 +50,8 @@ def test_data_form_in_lambda_is_exponential_adams():
         assert abs(value - reference) < sp.Float(10) ** -35
 
 
-VARIABLE_OF = {"lambda": "log_sigma", "sigma": "sigma"}
-FAMILY_OF = {"log_sigma": "lambda", "sigma": "sigma"}
+VARIABLE_OF = {"lambda": "log_sigma", "sigma": "sigma", "rho7": "rho7"}
+FAMILY_OF = {"log_sigma": "lambda", "sigma": "sigma", "rho7": "rho7"}
 
 
 @pytest.mark.parametrize(
@@ -83,6 +83,7 @@ LAGRANGE = [name for name, method in METHODS.items() if method.family == "lagran
 IRREGULAR = {
     "karras_nfe6": get_sigmas_karras(6, 0.002, 80.0),
     "karras_nfe12_rho3": get_sigmas_karras(12, 0.002, 80.0, rho=3.0),
+    "karras_nfe30": get_sigmas_karras(30, 0.002, 80.0),
     "random": torch.tensor([60.0, 31.0, 29.5, 9.0, 2.2, 1.9, 0.4, 0.05, 0.011, 0.0]),
 }
 
@@ -91,8 +92,9 @@ IRREGULAR = {
 @pytest.mark.parametrize("name", LAGRANGE)
 def test_sampler_coefficients_are_the_order_condition_solutions(name, grid):
     """Every predictor and corrector weight (and the decay) the core computes for the designed
-    methods equals the 40-digit solution of the order conditions C_q at the step's actual
-    history nodes, relative 1e-12 (of the step's sum of |w|), on irregular grids."""
+    methods (correctors where they contract: tests/torch/test_designed_methods.py) equals the
+    40-digit solution of the order conditions C_q at the step's actual history nodes, relative
+    1e-12 (of the step's sum of |w|), on irregular grids."""
     method = METHODS[name]
     family = StepFamily(method.prediction, FAMILY_OF[method.interpolation])
     table = coefficients(method, make_grid(IRREGULAR[grid]))
@@ -115,7 +117,10 @@ def test_sampler_coefficients_are_the_order_condition_solutions(name, grid):
             checked += 1
         decay = 1.0 if method.prediction == "noise" else s_next / s_n
         assert step.decay == pytest.approx(decay, rel=1e-15)
-    assert checked >= len(levels) - 1 + method.corrector * (len(levels) - 2)
+    corrected = sum(bool(step.corrector) for step in table.steps)
+    assert checked == len(levels) - 1 + corrected
+    if grid == "karras_nfe30":  # steps short in lambda: the corrector acts on most of them
+        assert corrected >= 20
 
 
 def test_adams_bashforth_error_constant():

@@ -1,12 +1,14 @@
-"""The designed ``lagrange`` methods (``res_pc4_sigma``, ``res_pc4_logsigma``, ``res_pc2_lambda``):
-weights against textbook formulas, the linearised history, orders of convergence on the exact
-Gaussian ODE, NFE and bad input. Their coefficients against the SymPy order conditions:
-``tests/theory/test_multistep_design.py``; fast loop against the reference loop:
-``tests/torch/test_reference_loop.py`` (every name in ``SAMPLERS``)."""
+"""The designed ``lagrange`` methods (``res_pc4_sigma``, ``_logsigma``, ``_rho7``,
+``res_pc2_lambda``): weights against textbook formulas, the linearised history, orders of
+convergence on the exact Gaussian ODE, where the corrector acts, NFE and bad input. Their
+coefficients against the SymPy order conditions: ``tests/theory/test_multistep_design.py``;
+fast loop against the reference loop: ``tests/torch/test_reference_loop.py`` (every name in
+``SAMPLERS``)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -26,6 +28,7 @@ from res_torch import (
 from res_torch.coefficients import coefficients, interpolation_weights
 from res_torch.errors import NFEBudgetError, TableauError
 from res_torch.grid import make_grid
+from res_torch.samplers import sample_method
 
 from .conftest import GaussianProblem
 
@@ -44,7 +47,7 @@ ADAMS_MOULTON = {  # on (eps_n, eps_{n-1}, ..., eps_new)
 
 
 def test_the_designs_are_registered_samplers():
-    assert DESIGNED == ["res_pc4_sigma", "res_pc4_logsigma", "res_pc2_lambda"]
+    assert DESIGNED == ["res_pc4_sigma", "res_pc4_logsigma", "res_pc4_rho7", "res_pc2_lambda"]
     for name in DESIGNED:
         assert METHODS[name].is_multistep and METHODS[name].stages == 1
 
@@ -135,31 +138,34 @@ def test_global_order_with_free_warm_start(name):
     assert slope == pytest.approx(3, abs=0.3), (errors, slope)
 
 
-def test_linearised_history_is_the_denoiser_at_the_corrected_point_for_matching_data():
-    """res_pc4_logsigma linearises with Jacobian 0.25/(0.25 + sigma^2): exact for data with
-    standard deviation 0.5, so every value the run hands on after a correction is D(x_{n+1})."""
-    problem = GaussianProblem(mu=0.3, s=0.5)
+def _handed_on(method, problem, x0, sigmas):
+    """``(x, D)`` at each step start: D is what the run uses there (evaluated or handed on)."""
     seen = []
+    sample_method(
+        method, problem.denoiser, x0, sigmas, disable=True,
+        callback=lambda info: seen.append((info["x"].clone(), info["denoised"].clone(),
+                                           float(info["sigma"]))),
+    )  # fmt: skip
+    return [
+        float((d - problem.denoiser(x, torch.full((x.shape[0],), s, dtype=x.dtype))).abs().max())
+        for x, d, s in seen
+    ]
+
+
+def test_linearised_history_is_the_denoiser_at_the_corrected_point_for_matching_data():
+    """With ``linearisation_scale = s`` the values handed on after a correction come from the
+    denoiser linearised with Jacobian ``s^2/(s^2 + sigma^2)``: exact for data N(mu, s^2), so
+    every handed-on D equals D(x_{n+1}). The shipped ``s = 0`` keeps D(x^p) (not D(x_{n+1}),
+    the corrected point differs), the PEC rule of ``res_pc2_lambda`` likewise."""
+    problem = GaussianProblem(mu=0.3, s=0.5)
     x0 = 80 * torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    sample_res_pc4_logsigma(
-        problem.denoiser, x0, sigmas_for_nfe(10, "res_pc4_logsigma"), disable=True,
-        callback=lambda info: seen.append((info["x"].clone(), info["denoised"].clone(),
-                                           info["sigma"])),
-    )  # fmt: skip
-    assert len(seen) == 10
-    for x, denoised, sigma in seen:
-        exact = problem.denoiser(x, torch.full((x.shape[0],), float(sigma), dtype=x.dtype))
-        assert (denoised - exact).abs().max() <= 1e-12 * exact.abs().max()
-    # with the PEC rule (res_pc2_lambda) the handed-on D is at the predicted point instead
-    seen.clear()
-    sample_res_pc2_lambda(
-        problem.denoiser, x0, sigmas_for_nfe(10, "res_pc2_lambda"), disable=True,
-        callback=lambda info: seen.append((info["x"].clone(), info["denoised"].clone(),
-                                           info["sigma"])),
-    )  # fmt: skip
-    x, denoised, sigma = seen[3]
-    exact = problem.denoiser(x, torch.full((x.shape[0],), float(sigma), dtype=x.dtype))
-    assert (denoised - exact).abs().max() > 1e-6
+    sigmas = sigmas_for_nfe(10, "res_pc4_sigma")
+    matched = replace(METHODS["res_pc4_sigma"], name="matched", linearisation_scale=0.5)
+    table = coefficients(matched, make_grid(sigmas))
+    assert sum(bool(step.corrector) for step in table.steps) >= 4
+    assert max(_handed_on(matched, problem, x0, sigmas)) <= 1e-12 * 80
+    for name in ("res_pc4_sigma", "res_pc2_lambda"):
+        assert max(_handed_on(METHODS[name], problem, x0, sigmas)) > 1e-6
 
 
 @pytest.mark.parametrize("name", DESIGNED)
@@ -172,13 +178,30 @@ def test_one_evaluation_per_step(name, counting):
     assert len(sigmas_for_nfe(5, name)) == 6
 
 
-def test_no_corrector_where_noise_comes_in_between():
+def test_corrector_only_where_no_noise_comes_in_between_and_it_contracts():
     grid = make_grid(get_sigmas_karras(6, 0.01, 60.0), eta=0.5)
-    table = coefficients("res_pc4_sigma", grid)
-    assert not any(step.corrector for step in table.steps)
-    grid = make_grid(get_sigmas_karras(6, 0.01, 60.0))
-    corrected = [bool(s.corrector) for s in coefficients("res_pc4_sigma", grid).steps]
-    assert corrected == [True] * 5 + [False]
+    assert not any(step.corrector for step in coefficients("res_pc4_sigma", grid).steps)
+    sigmas = sigmas_for_nfe(10, "res_pc4_sigma")
+    for name in DESIGNED:
+        table = coefficients(name, make_grid(sigmas))
+        levels = sigmas[1:-1].tolist()
+        lipschitz = [1 / s if table.prediction == "noise" else 1.0 for s in levels]
+        for n, step in enumerate(table.steps[:-1]):
+            full = interpolation_weights(
+                [*[sigmas[n - j].item() for j in range(len(step.weights))], sigmas[n + 1].item()],
+                sigmas[n].item(), sigmas[n + 1].item(), table.prediction,
+                METHODS[name].interpolation,
+            )  # fmt: skip
+            assert bool(step.corrector) == (abs(full[-1]) * lipschitz[n] < 1), (name, n)
+            assert (step.linearisation is not None) == (
+                bool(step.corrector) and table.prediction == "noise"
+            )
+    # EDM grid, NFE 10 (sigma 80, 42, ..., 0.47, 0.117, 0.020, 0.002, 0): the last steps, long
+    # in lambda (h = 1.4 .. 2.3), stay uncorrected; at NFE 5 (h >= 1.9 after the first) all do
+    corrected = [bool(s.corrector) for s in coefficients("res_pc4_sigma", make_grid(sigmas)).steps]
+    assert corrected == [True] * 6 + [False] * 4
+    grid = make_grid(sigmas_for_nfe(5, "res_pc4_sigma"))
+    assert not any(s.corrector for s in coefficients("res_pc4_sigma", grid).steps)
 
 
 def test_bad_input():
