@@ -14,6 +14,7 @@ from res_torch.methods import METHODS, InterpolatedMethod, Method, method_of
 from res_torch.nfe import NFEBudgetError, evaluations_per_step, nfe, sigmas_for_nfe
 from res_torch.noise import NoiseOptions, ancestral_step, churn_gamma, default_noise_sampler
 from res_torch.phi import phi
+from res_torch.recommend import AUTO_TABLE, recommend
 from res_torch.samplers import (
     SAMPLERS,
     UnknownMethodError,
@@ -50,6 +51,7 @@ from res_torch.steppers import NonFiniteSampleError
 from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
 
 __all__ = [
+    "AUTO_TABLE",
     "METHODS",
     "Coefficients",
     "InterpolatedMethod",
@@ -91,6 +93,7 @@ __all__ = [
     "make_grid",
     "nfe",
     "phi",
+    "recommend",
     "sample",
     "sample_ddim",
     "sample_dpmpp_2m",

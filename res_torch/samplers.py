@@ -61,6 +61,7 @@ from res_torch.errors import NoiseError, UnknownMethodError
 from res_torch.grid import StepGrid, make_grid, validate_sigmas
 from res_torch.methods import METHODS, Method, cached_tableau, method_of
 from res_torch.noise import NoiseOptions, NoiseSampler
+from res_torch.recommend import budget_of, recommend
 from res_torch.steppers import Denoiser, clear_device_tables, run
 from res_torch.tableau import Tableau, available_tableaux
 
@@ -388,13 +389,22 @@ def sample(
 ) -> torch.Tensor:
     """Dispatch to ``sample_<method>`` (``SAMPLERS``), to :func:`sample_method` for another
     descriptor of :data:`res_torch.methods.METHODS`, or, for any other shipped tableau name
-    (``krogstad``, ``hochbruck_ostermann4``, ...), to :func:`sample_erk`. ``method`` is
+    (``krogstad``, ``hochbruck_ostermann4``, ...), to :func:`sample_erk`. ``method="auto"``
+    runs the method :func:`res_torch.recommend.recommend` names for the budget ``sigmas``
+    implies (``len(sigmas) - 1`` evaluations, spent exactly). ``method`` is
     keyword-only (k-diffusion's positional order: ``model, x, sigmas, extra_args, callback,
     disable``)."""
     if isinstance(extra_args, str):
         raise TypeError(f"method is keyword-only: sample(model, x, sigmas, method={extra_args!r})")
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
+    if method == "auto":  # the table of res_torch.recommend for the budget the sigmas imply
+        if not (torch.is_tensor(sigmas) or isinstance(sigmas, Sequence)):
+            raise TypeError(f"sigmas must be a tensor or a sequence, got {type(sigmas).__name__}")
+        budget = budget_of(sigmas)
+        if budget == 0:
+            return x  # no step (as every sampler)
+        method = recommend(budget)
     if method in SAMPLERS:
         return SAMPLERS[method](model, x, sigmas, extra_args, callback, disable, **options)
     if method in METHODS:  # a descriptor without a named sampler (e.g. registered at run time)

@@ -16,9 +16,11 @@ import torch
 from res_torch import (
     METHODS,
     ResError,
+    SigmasError,
     get_sigmas_exponential,
     get_sigmas_karras,
     nfe,
+    recommend,
     sample,
     sample_res_pc2_lambda,
     sample_res_pc4_logsigma,
@@ -222,3 +224,33 @@ def test_bad_input():
         sample_res_pc4_sigma(model, x, sigmas, tableau="res_2m")
     with pytest.raises(NFEBudgetError):
         sigmas_for_nfe(0, "res_pc4_sigma")
+
+
+def test_auto_runs_the_table_method_on_the_callers_sigmas(counting):
+    problem = GaussianProblem(mu=0.2, s=0.5)
+    x = 80 * torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for steps in (6, 15, 30):
+        sigmas = torch.cat([torch.linspace(80.0, 0.01, steps), torch.zeros(1)])
+        model = counting(problem.denoiser)
+        got = sample(model, x, sigmas, method="auto", disable=True)
+        assert model.calls == steps == len(sigmas) - 1
+        expected = sample(problem.denoiser, x, sigmas, method=recommend(steps), disable=True)
+        assert torch.equal(got, expected)
+    assert [recommend(n) for n in (1, 12, 13, 17, 18, 1000)] == [
+        "res_pc4_rho7", "res_pc4_rho7", "res_pc4_sigma", "res_pc4_sigma",
+        "res_pc4_logsigma", "res_pc4_logsigma",
+    ]  # fmt: skip
+    assert torch.equal(sample(problem.denoiser, x, [80.0], method="auto"), x)
+
+
+def test_auto_bad_input():
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    model = GaussianProblem().denoiser
+    with pytest.raises(SigmasError):
+        sample(model, x, torch.tensor([1.0, 2.0, 0.0]), method="auto")
+    with pytest.raises(TypeError, match="sigmas"):
+        sample(model, x, 3.0, method="auto")
+    with pytest.raises(NFEBudgetError):
+        recommend(0)
+    with pytest.raises(NFEBudgetError):
+        recommend(2.5)
