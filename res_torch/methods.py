@@ -127,6 +127,9 @@ METHODS: dict[str, Method] = {
     "res_pc4_rho7": InterpolatedMethod(
         "res_pc4_rho7", title="eps interpolated in sigma^(1/7) (4 values), contractive corrector",
         order=5, history=3, interpolation="rho7", **_INTERPOLATED_NOISE),
+    "res_pc3_rho7": InterpolatedMethod(
+        "res_pc3_rho7", title="eps interpolated in sigma^(1/7) (3 values), contractive corrector",
+        order=4, history=2, interpolation="rho7", **_INTERPOLATED_NOISE),
     "res_pc2_lambda": InterpolatedMethod(
         "res_pc2_lambda", title="D interpolated in lambda (2 values: RES-2M), exponential "
         "Adams-Moulton corrector (PEC)", order=3, history=1, interpolation="log_sigma",

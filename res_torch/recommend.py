@@ -5,21 +5,21 @@ The budget of a run is what a one-evaluation-per-step method spends on the calle
 spends exactly that budget. Ranges and reasoning (``docs/designed_methods.md`` has the
 measured numbers; exact-denoiser testbeds, EDM Karras grid rho = 7, 80 -> 0.002 -> 0):
 
-* up to 12 evaluations, ``res_pc4_rho7``: most steps are long in ``lambda``; interpolating
-  ``eps`` in ``sigma^(1/7)``, the variable in which this grid is uniform, keeps the
-  extrapolation weights those of equal steps, and the corrector is off on the long steps
-  (where it would not contract);
-* 13–17, ``res_pc4_sigma``: ``eps`` in ``sigma`` (iPNDM-v's variable) with the corrector on
-  the steps where it contracts; measured best at NFE 15;
-* 18 and more, ``res_pc4_logsigma``: ``eps`` in ``log sigma`` (DEIS's variable) with the
-  corrector on almost every step; best at NFE 20 and 30, tied with ``res_pc4_rho7`` at 50.
+* up to 15 evaluations, ``res_pc3_rho7``: most steps are long in ``lambda``; interpolating
+  ``eps`` through 3 values in ``sigma^(1/7)``, the variable in which this grid is uniform,
+  keeps the extrapolation weights those of equal steps whatever the step ratio, and the
+  corrector is off on the long steps (where it would not contract); 4 values extrapolate
+  worse over such steps (measured at every NFE from 6 to 15);
+* 16 and more, ``res_pc4_logsigma``: ``eps`` through 4 values in ``log sigma`` (DEIS's
+  variable) with the corrector on almost every step; best at NFE 20 and 30, tied with
+  ``res_pc4_rho7`` at 50.
 
 The table is data, not read from experiment files at run time (``res_torch`` never imports
 ``experiments``); ``tests/experiments/test_auto_table.py`` checks it against the committed
 league results.
 
->>> recommend(10), recommend(15), recommend(50)
-('res_pc4_rho7', 'res_pc4_sigma', 'res_pc4_logsigma')
+>>> recommend(10), recommend(15), recommend(16)
+('res_pc3_rho7', 'res_pc3_rho7', 'res_pc4_logsigma')
 """
 
 from __future__ import annotations
@@ -33,11 +33,7 @@ from res_torch.errors import NFEBudgetError
 
 __all__ = ["AUTO_TABLE", "auto_table_markdown", "budget_of", "recommend"]
 
-AUTO_TABLE: tuple[tuple[float, str], ...] = (
-    (12, "res_pc4_rho7"),
-    (17, "res_pc4_sigma"),
-    (math.inf, "res_pc4_logsigma"),
-)
+AUTO_TABLE: tuple[tuple[float, str], ...] = ((15, "res_pc3_rho7"), (math.inf, "res_pc4_logsigma"))
 """``(largest NFE, method)`` rows in increasing order: the first row whose bound is at least the
 budget names the method (module docstring for the reasoning)."""
 

@@ -87,6 +87,7 @@ __all__ = [
     "sample_res_3m",
     "sample_res_3s",
     "sample_res_pc2_lambda",
+    "sample_res_pc3_rho7",
     "sample_res_pc4_logsigma",
     "sample_res_pc4_rho7",
     "sample_res_pc4_sigma",
@@ -347,6 +348,11 @@ sample_res_pc4_rho7 = _named(
     + _DESIGNED,
     ("values (1-4, default 4)",),
 )
+sample_res_pc3_rho7 = _named(
+    "res_pc3_rho7",
+    "Designed: ``eps`` interpolated in ``sigma^(1/7)`` through 3 values, " + _DESIGNED,
+    ("values (1-3, default 3)",),
+)
 sample_res_pc2_lambda = _named(
     "res_pc2_lambda",
     "Designed: ``D`` interpolated in ``lambda`` through 2 values (RES-2M) with the exponential "
@@ -371,6 +377,7 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "res_pc4_sigma": sample_res_pc4_sigma,
     "res_pc4_logsigma": sample_res_pc4_logsigma,
     "res_pc4_rho7": sample_res_pc4_rho7,
+    "res_pc3_rho7": sample_res_pc3_rho7,
     "res_pc2_lambda": sample_res_pc2_lambda,
 }
 """The named samplers; :func:`sample` also accepts any shipped tableau name."""

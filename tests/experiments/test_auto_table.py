@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments.league.designs import ratio_table
 from experiments.league.entrants import ENTRANTS
 from res_torch import AUTO_TABLE, METHODS, nfe, recommend
 from res_torch.recommend import auto_table_markdown
@@ -74,3 +75,14 @@ def test_the_table_methods_are_league_entrants_spending_one_evaluation_per_step(
 
 def test_the_doc_quotes_the_table():
     assert auto_table_markdown() in (ROOT / "docs/designed_methods.md").read_text()
+
+
+def test_ratio_table_is_the_geometric_mean_of_the_ratio_to_the_best_peer():
+    rows = [
+        {"testbed": t, "nfe": n, "entrant": e, "family": f, "defect": d}
+        for t, n, e, f, d in [
+            ("a", 5, "p1", "peer", 2.0), ("a", 5, "p2", "peer", 1.0), ("a", 5, "r", "res", 4.0),
+            ("b", 5, "p1", "peer", 1.0), ("b", 5, "p2", "peer", 3.0), ("b", 5, "r", "res", 0.25),
+        ]
+    ]  # fmt: skip
+    assert ratio_table(rows) == {"r": {5: pytest.approx(1.0)}}

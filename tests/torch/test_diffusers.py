@@ -495,6 +495,7 @@ def test_a_mid_stage_begin_index_is_refused():
         "res_pc4_sigma",
         "res_pc4_logsigma",
         "res_pc4_rho7",
+        "res_pc3_rho7",
         "res_pc2_lambda",
     ],
 )
