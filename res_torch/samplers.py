@@ -406,12 +406,11 @@ def sample(
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     if method == "auto":  # the table of res_torch.recommend for the budget the sigmas imply
-        if not (torch.is_tensor(sigmas) or isinstance(sigmas, Sequence)):
-            raise TypeError(f"sigmas must be a tensor or a sequence, got {type(sigmas).__name__}")
-        budget = budget_of(sigmas)
-        if budget == 0:
+        if (torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() == 1) or (
+            isinstance(sigmas, Sequence) and len(sigmas) == 1
+        ):
             return x  # no step (as every sampler)
-        method = recommend(budget)
+        method = recommend(budget_of(validate_sigmas(sigmas)))
     if method in SAMPLERS:
         return SAMPLERS[method](model, x, sigmas, extra_args, callback, disable, **options)
     if method in METHODS:  # a descriptor without a named sampler (e.g. registered at run time)

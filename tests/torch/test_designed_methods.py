@@ -249,8 +249,9 @@ def test_auto_bad_input():
     model = GaussianProblem().denoiser
     with pytest.raises(SigmasError):
         sample(model, x, torch.tensor([1.0, 2.0, 0.0]), method="auto")
-    with pytest.raises(TypeError, match="sigmas"):
-        sample(model, x, 3.0, method="auto")
+    for bad in (3.0, torch.tensor(3.0), torch.zeros(2, 2), "80 0"):
+        with pytest.raises(SigmasError):
+            sample(model, x, bad, method="auto")
     with pytest.raises(NFEBudgetError):
         recommend(0)
     with pytest.raises(NFEBudgetError):
