@@ -51,6 +51,7 @@ __all__ = [
     "error_constant",
     "evaluate",
     "moment",
+    "numeric_weights",
     "order_condition_residuals",
     "weights",
 ]
@@ -133,6 +134,30 @@ def error_constant(family: StepFamily, nodes: Sequence[sp.Expr]) -> sp.Expr:
     m = len(nodes)
     residual = order_condition_residuals(family, nodes, weights(family, nodes), m + 1)[m]
     return -residual / sp.factorial(m)
+
+
+def numeric_weights(
+    family: StepFamily,
+    nodes: Sequence[object],
+    step: object,
+    level: object = 1,
+    digits: int = 40,
+) -> list[mpmath.mpf]:
+    """The weights of :func:`weights` at ``h = step``, ``sigma_n = level`` (numbers or decimal
+    strings, read exactly): the order conditions ``C_0 .. C_{m-1}`` with the exact moments
+    (:func:`moment`) solved at ``digits`` significant digits (fast where the symbolic solve of
+    :func:`weights` is slow; a test checks that both agree)."""
+    nodes = tuple(sp.Rational(str(c)) for c in nodes)
+    if not nodes or len(set(nodes)) != len(nodes):
+        raise MultistepDesignError(f"nodes must be distinct and non-empty, got {nodes}")
+    subs = {h: sp.Rational(str(step)), sigma_n: sp.Rational(str(level))}
+    m = len(nodes)
+    with mpmath.workdps(digits + 10):
+        u = [mpmath.mpf(sp.N(family.u(c).subs(subs), digits + 10)) for c in nodes]
+        rhs = [mpmath.mpf(sp.N(moment(family, q).subs(subs), digits + 10)) for q in range(m)]
+        matrix = mpmath.matrix([[uj**q for uj in u] for q in range(m)])
+        solution = mpmath.lu_solve(matrix, mpmath.matrix(rhs))
+        return [+solution[j] for j in range(m)]
 
 
 def evaluate(expr: sp.Expr, values: dict[sp.Symbol, object], digits: int = 40) -> sp.Float:

@@ -11,10 +11,11 @@ from res_torch.adaptive import PIDController, sample_res_adaptive
 from res_torch.coefficients import Coefficients, StepCoefficients, coefficients
 from res_torch.errors import NoiseError, ResError, StepSizeError
 from res_torch.grid import SigmasError, StepGrid, make_grid
-from res_torch.methods import METHODS, Method, method_of
+from res_torch.methods import METHODS, InterpolatedMethod, Method, method_of
 from res_torch.nfe import NFEBudgetError, evaluations_per_step, nfe, sigmas_for_nfe
 from res_torch.noise import NoiseOptions, ancestral_step, churn_gamma, default_noise_sampler
 from res_torch.phi import phi
+from res_torch.recommend import AUTO_TABLE, recommend
 from res_torch.samplers import (
     SAMPLERS,
     UnknownMethodError,
@@ -34,6 +35,11 @@ from res_torch.samplers import (
     sample_res_2s,
     sample_res_3m,
     sample_res_3s,
+    sample_res_pc2_lambda,
+    sample_res_pc3_rho7,
+    sample_res_pc4_logsigma,
+    sample_res_pc4_rho7,
+    sample_res_pc4_sigma,
 )
 from res_torch.schedules import (
     ScheduleError,
@@ -47,8 +53,10 @@ from res_torch.steppers import NonFiniteSampleError
 from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
 
 __all__ = [
+    "AUTO_TABLE",
     "METHODS",
     "Coefficients",
+    "InterpolatedMethod",
     "Method",
     "NoiseOptions",
     "PIDController",
@@ -90,6 +98,7 @@ __all__ = [
     "make_grid",
     "nfe",
     "phi",
+    "recommend",
     "sample",
     "sample_ddim",
     "sample_dpmpp_2m",
@@ -103,5 +112,10 @@ __all__ = [
     "sample_res_3m",
     "sample_res_3s",
     "sample_res_adaptive",
+    "sample_res_pc2_lambda",
+    "sample_res_pc3_rho7",
+    "sample_res_pc4_logsigma",
+    "sample_res_pc4_rho7",
+    "sample_res_pc4_sigma",
     "sigmas_for_nfe",
 ]

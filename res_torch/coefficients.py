@@ -36,6 +36,9 @@ evaluates a coefficient. Families (:data:`BUILDERS`):
   (:func:`sigma_rk_step`).
 * ``adams``: ``x_{n+1} = x_n + sum_j w_j eps_{n-j}`` with ``k_n = min(n + 1, k)`` values
   (:func:`adams_weights`; iPNDM-v and DEIS pass over values as ``multistep`` does).
+* ``lagrange``: ``Y`` (``eps`` or ``D``) interpolated in ``sigma`` or ``log sigma`` through
+  ``k_n = min(n + 1, k)`` values and integrated exactly against the step's exact form, with a
+  corrector through the new point (:func:`interpolation_weights`, ``docs/designed_methods.md``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ __all__ = [
     "coefficients",
     "erk_steps",
     "history_offsets",
+    "interpolation_weights",
     "lagrange_integrals",
     "sigma_rk_step",
 ]
@@ -84,6 +88,10 @@ class StepCoefficients:
     weights_embedded: tuple[float, ...] = ()
     """``h b_embedded(h)`` over the ``s`` stage values: the embedded lower-order update is
     ``decay x_n + sum_i weights_embedded[i] Y_i`` (empty: the tableau has no ``b_embedded``)."""
+    linearisation: float | None = None
+    """After a correction, the next step's values: ``None`` keeps ``D(x^p)`` and ``Y(x^p)``
+    (PEC); a number ``c`` gives ``D = D(x^p) + c (x_{n+1} - x^p)`` and ``Y`` from it at
+    ``x_{n+1}`` (the denoiser linearised with Jacobian ``c I``)."""
 
     @property
     def stages(self) -> int:
@@ -395,6 +403,95 @@ def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]
     return steps
 
 
+_VARIABLES: dict[str, Callable[[float], float]] = {
+    "sigma": lambda s: s,
+    "log_sigma": math.log,
+    "rho7": lambda s: s ** (1 / 7),
+}
+"""The interpolation variables ``u(sigma)`` of the ``lagrange`` family."""
+
+
+def interpolation_weights(
+    nodes: Sequence[float], sigma_from: float, sigma_to: float, prediction: str, variable: str
+) -> list[float]:
+    """``w_j`` of the ``lagrange`` family's step ``sigma_from -> sigma_to`` (``0 < sigma_to <
+    sigma_from``): the exact integral of the Lagrange basis ``ell_j`` on ``u(nodes)`` against the
+    step's exact form (``docs/designed_methods.md``; ``res_theory.multistep_design``),
+
+    * ``prediction="noise"``: ``x' = x + int eps dsigma``, ``w_j = int_{sigma_from}^{sigma_to}
+      ell_j(u(s)) ds``;
+    * ``prediction="denoised"``: ``x' = (sigma_to/sigma_from) x + sigma_to int D/s^2 ds``,
+      ``w_j = sigma_to int_{sigma_to}^{sigma_from} ell_j(u(s)) / s^2 ds``,
+
+    with ``u = sigma`` (``variable="sigma"``), ``u = log sigma`` (``"log_sigma"``; in
+    ``lambda = -log sigma`` for the data form) or ``u = sigma^(1/7)`` (``"rho7"``, the variable
+    in which the EDM grid is uniform). Computed by ``_GAUSS``-point Gauss–Legendre in
+    ``theta``, ``sigma(theta) = sigma_from e^{-h theta}``, ``h = log(sigma_from/sigma_to)``: the
+    integrands are entire in ``theta`` (exponential polynomials), and the rule's error is below
+    float64 rounding for the ``h`` of EDM grids.
+
+    >>> [round(w, 12) for w in interpolation_weights([2.0, 3.0], 2.0, 1.0, "noise", "sigma")]
+    [-1.5, 0.5]
+    """
+    h = math.log(sigma_from / sigma_to)
+    points, quad = _gauss_legendre()
+    levels = [sigma_from * math.exp(-h * (p + 1) / 2) for p in points]
+    if prediction == "noise":
+        mass = [-h / 2 * q * s for q, s in zip(quad, levels, strict=True)]
+    else:
+        mass = [sigma_to * h / 2 * q / s for q, s in zip(quad, levels, strict=True)]
+    u, at = [_VARIABLES[variable](s) for s in levels], [_VARIABLES[variable](s) for s in nodes]
+    weights = []
+    for j, node in enumerate(at):
+        others = [o for i, o in enumerate(at) if i != j]
+        weights.append(
+            math.fsum(
+                m * math.prod((v - o) / (node - o) for o in others)
+                for v, m in zip(u, mass, strict=True)
+            )
+        )
+    return weights
+
+
+def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficients]:
+    """Steps of a ``lagrange`` method (:class:`res_torch.methods.InterpolatedMethod`) with at
+    most ``values`` predictor values; correctors where no noise comes in between."""
+    sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
+    quiet, churn = (grid.step_noise == 0).tolist(), (grid.churn_noise > 0).tolist()
+    steps = []
+    for n, denoising in enumerate(grid.denoising):
+        if denoising:
+            steps.append(_denoising(sigma_hat[n]))
+            continue
+        k = min(n + 1, values)
+        nodes = [sigma_hat[n - j] for j in range(k)]
+        weights = interpolation_weights(
+            nodes, sigma_hat[n], sigma_to[n], method.prediction, method.interpolation
+        )
+        decay = 1.0 if method.prediction == "noise" else sigma_to[n] / sigma_hat[n]
+        corrector, linearisation = (), None
+        if method.corrector and n + 1 < grid.steps and quiet[n] and not churn[n + 1]:
+            corrector = interpolation_weights(
+                [*nodes, sigma_to[n]], sigma_hat[n], sigma_to[n], method.prediction,
+                method.interpolation,
+            )  # fmt: skip
+            # the corrector only where x -> base + v_new Y(x) contracts: |v_new| L < 1 with the
+            # Lipschitz bound L = 1/sigma of eps = (x - D)/sigma (L = 1 for D), 0 <= dD/dx <= I
+            lipschitz = 1 / sigma_to[n] if method.prediction == "noise" else 1.0
+            if abs(corrector[-1]) * lipschitz >= 1:
+                corrector = []
+        scale = method.linearisation_scale
+        if corrector and scale is not None:
+            linearisation = scale**2 / (scale**2 + sigma_to[n] ** 2) if scale > 0 else 0.0
+        steps.append(
+            StepCoefficients(
+                sigmas=(sigma_hat[n],), decay=decay, weights=tuple(weights),
+                corrector=tuple(corrector), linearisation=linearisation,
+            )
+        )  # fmt: skip
+    return steps
+
+
 def _check_order(method: Method, params: Mapping[str, float]) -> int:
     unknown = set(params) - {"max_order"}
     if unknown:
@@ -435,16 +532,29 @@ def _adams_builder(method: Method, grid: StepGrid, params: dict, _: bool):
     return _adams(method, grid, _check_order(method, params)), [method.name] * grid.steps
 
 
+def _lagrange_builder(method: Method, grid: StepGrid, params: dict, _: bool):
+    unknown = set(params) - {"values"}
+    if unknown:
+        raise TableauError(f"{method.name} has no parameter(s) {sorted(unknown)}; it has values")
+    most = method.history + 1
+    values = params.get("values", most)
+    if not isinstance(values, int) or isinstance(values, bool) or not 1 <= values <= most:
+        raise TableauError(f"{method.name}: values must be an integer in [1, {most}]")
+    return _lagrange(method, grid, values), [method.name] * grid.steps
+
+
 BUILDERS: dict[str, Builder] = {
     "erk": _erk_builder,
     "multistep": _multistep_builder,
     "sigma_rk": _sigma_rk_builder,
     "adams": _adams_builder,
+    "lagrange": _lagrange_builder,
 }
 """The coefficient builder of each method family (``Method.family``): ``erk`` single-step
 exponential Runge–Kutta tableaux, ``multistep`` exponential multistep tableaux with start-up
 methods, ``sigma_rk`` Euler/Heun in ``sigma``, ``adams`` linear multistep on ``eps`` in
-``sigma`` (iPNDM, iPNDM-v, DEIS) with warm start ``k_n = min(n + 1, k)``. A new family adds
+``sigma`` (iPNDM, iPNDM-v, DEIS) with warm start ``k_n = min(n + 1, k)``, ``lagrange`` the
+designed interpolation methods with corrector (:func:`interpolation_weights`). A new family adds
 its builder here (or registers it at run time)."""
 
 

@@ -83,7 +83,13 @@ from res_torch.errors import IgnoredConfigWarning, SchedulerError
 from res_torch.grid import StepGrid, make_grid
 from res_torch.methods import Method, method_of
 from res_torch.noise import default_noise_sampler
-from res_torch.reference import corrected_output, prediction, stage_input, step_output
+from res_torch.reference import (
+    corrected_output,
+    corrected_values,
+    prediction,
+    stage_input,
+    step_output,
+)
 from res_torch.schedules import (
     alphas_cumprod_from_betas,
     get_sigmas_beta,
@@ -453,7 +459,11 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         if i == 0 and self._corrector is not None:  # the previous step's corrector, from this D
             previous, x_previous, inputs = self._corrector
             self._corrector = None
-            x = corrected_output(previous, x_previous, inputs, value)
+            corrected = corrected_output(previous, x_previous, inputs, value)
+            denoised, value = corrected_values(
+                previous, table.prediction, corrected, x, denoised, value, step.sigmas[0]
+            )
+            x = corrected
         if step.denoising:
             return denoised, 0.0, 0.0
         if i == 0:

@@ -25,7 +25,14 @@ from pathlib import Path
 from res_torch.errors import UnknownMethodError
 from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
 
-__all__ = ["METHODS", "Method", "cached_tableau", "method_of", "methods_table"]
+__all__ = [
+    "METHODS",
+    "InterpolatedMethod",
+    "Method",
+    "cached_tableau",
+    "method_of",
+    "methods_table",
+]
 
 
 @functools.lru_cache(maxsize=64)
@@ -68,6 +75,27 @@ class Method:
         return costs + [self.stages] * (steps - len(costs))
 
 
+@dataclass(frozen=True)
+class InterpolatedMethod(Method):
+    """A ``lagrange``-family method: the stored prediction ``Y`` (``prediction``: ``eps`` or
+    ``D``) interpolated by a polynomial in ``interpolation`` (``"sigma"``, ``"log_sigma"`` or
+    ``"rho7"``) through the last ``k_n = min(n + 1, history + 1)`` values and integrated
+    exactly; with ``corrector``, a UniC-style corrector through the new point (no extra
+    evaluation) where it is a contraction (``docs/designed_methods.md``).
+    ``linearisation_scale`` ``s`` (``None``: PEC) sets the next step's values after a
+    correction from the denoiser linearised with Jacobian ``s^2/(s^2 + sigma^2)``, exact for
+    data ``N(mu, s^2 I)``; ``s = 0`` keeps ``D(x^p)`` and recomputes ``eps`` at the corrected
+    point (:class:`res_torch.coefficients.StepCoefficients`)."""
+
+    interpolation: str = "sigma"
+    corrector: bool = False
+    linearisation_scale: float | None = None
+
+    @property
+    def is_multistep(self) -> bool:
+        return True
+
+
 def _from_tableau(tableau: Tableau) -> Method:
     order = tableau.stiff_order or tableau.classical_order or 1
     if tableau.is_multistep:
@@ -80,6 +108,10 @@ def _from_tableau(tableau: Tableau) -> Method:
 
 _ADAMS = dict(family="adams", variable="sigma", prediction="noise", noise_types=("ancestral",))
 _IN_SIGMA = dict(family="sigma_rk", variable="sigma", noise_types=("ancestral",))
+_INTERPOLATED_NOISE = dict(
+    family="lagrange", variable="sigma", prediction="noise", noise_types=("ancestral",),
+    corrector=True, linearisation_scale=0.0,
+)  # fmt: skip
 
 METHODS: dict[str, Method] = {
     "euler": Method("euler", title="Euler in sigma (k-diffusion sample_euler)", order=1,
@@ -93,6 +125,22 @@ METHODS: dict[str, Method] = {
     "deis": Method("deis", title="DEIS tAB: eps extrapolated by Lagrange polynomials in "
                    "log sigma, integrated exactly in sigma (Zhang & Chen 2023)", order=3,
                    history=2, **_ADAMS),
+    "res_pc4_sigma": InterpolatedMethod(
+        "res_pc4_sigma", title="eps interpolated in sigma (4 values), contractive corrector",
+        order=5, history=3, interpolation="sigma", **_INTERPOLATED_NOISE),
+    "res_pc4_logsigma": InterpolatedMethod(
+        "res_pc4_logsigma", title="eps interpolated in log sigma (4 values), contractive "
+        "corrector", order=5, history=3, interpolation="log_sigma", **_INTERPOLATED_NOISE),
+    "res_pc4_rho7": InterpolatedMethod(
+        "res_pc4_rho7", title="eps interpolated in sigma^(1/7) (4 values), contractive corrector",
+        order=5, history=3, interpolation="rho7", **_INTERPOLATED_NOISE),
+    "res_pc3_rho7": InterpolatedMethod(
+        "res_pc3_rho7", title="eps interpolated in sigma^(1/7) (3 values), contractive corrector",
+        order=4, history=2, interpolation="rho7", **_INTERPOLATED_NOISE),
+    "res_pc2_lambda": InterpolatedMethod(
+        "res_pc2_lambda", title="D interpolated in lambda (2 values: RES-2M), exponential "
+        "Adams-Moulton corrector (PEC)", order=3, history=1, interpolation="log_sigma",
+        corrector=True, family="lagrange", prediction="denoised", noise_types=("ancestral",)),
 }  # fmt: skip
 """The named methods that are not plain tableaux; every shipped tableau is described by
 :func:`method_of` (its descriptor is read from the tableau file)."""
@@ -135,7 +183,7 @@ def methods_table() -> str:
     ]
     for name in [*METHODS, *available_tableaux()]:
         m = method_of(name)
-        startup = ", ".join(m.startup) or ("lower order" if m.family == "adams" else "")
+        startup = ", ".join(m.startup) or ("lower order" if m.history else "")
         rows.append(
             f"| `{m.name}` | {m.family} | {m.variable} | {m.prediction} | {m.order} | {m.stages} "
             f"| {m.history} | {startup} | {', '.join(m.noise_types)} | {m.title} |"

@@ -21,6 +21,7 @@ __all__ = [
     "checked_noise_sampler",
     "checked_output",
     "corrected_output",
+    "corrected_values",
     "prediction",
     "sample_reference",
     "stage_input",
@@ -95,6 +96,24 @@ def corrected_output(
     return x_next + weight_new * new
 
 
+def corrected_values(
+    step: StepCoefficients,
+    kind: str,
+    x_corrected: torch.Tensor,
+    x_predicted: torch.Tensor,
+    denoised: torch.Tensor,
+    value: torch.Tensor,
+    sigma: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next step's ``(D, Y)`` after a correction: ``(D(x^p), Y(x^p))`` (PEC), or with
+    ``step.linearisation = c`` ``D = D(x^p) + c (x_{n+1} - x^p)`` and ``Y`` from it at
+    ``x_{n+1}``."""
+    if step.linearisation is None:
+        return denoised, value
+    linearised = denoised + step.linearisation * (x_corrected - x_predicted)
+    return linearised, prediction(kind, x_corrected, linearised, sigma)
+
+
 def sample_reference(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -129,8 +148,10 @@ def sample_reference(
                 sigma_new = table.steps[n + 1].sigmas[0]
                 denoised_new = checked_output(model(x_next, sigma_new * s_in, **extra_args), x_next)
                 new = prediction(table.prediction, x_next, denoised_new, sigma_new)
-                pending = (denoised_new, new)
-                x_next = corrected_output(step, x, values + history, new)
+                x_corrected = corrected_output(step, x, values + history, new)
+                pending = corrected_values(step, table.prediction, x_corrected, x_next,
+                                           denoised_new, new, sigma_new)  # fmt: skip
+                x_next = x_corrected
             x = x_next
             history = [values[0], *history][: table.history]
         if grid.step_noise[n] > 0:

@@ -72,6 +72,7 @@ from res_torch.errors import NoiseError, UnknownMethodError
 from res_torch.grid import StepGrid, make_grid, validate_sigmas
 from res_torch.methods import METHODS, Method, cached_tableau, method_of
 from res_torch.noise import NoiseOptions, NoiseSampler
+from res_torch.recommend import budget_of, recommend
 from res_torch.steppers import Denoiser, clear_device_tables, run
 from res_torch.tableau import Tableau, available_tableaux
 
@@ -96,6 +97,11 @@ __all__ = [
     "sample_res_2s",
     "sample_res_3m",
     "sample_res_3s",
+    "sample_res_pc2_lambda",
+    "sample_res_pc3_rho7",
+    "sample_res_pc4_logsigma",
+    "sample_res_pc4_rho7",
+    "sample_res_pc4_sigma",
 ]
 
 Callback = Callable[[dict], Any]
@@ -333,6 +339,40 @@ sample_deis = _named(
     ("max_order (1-3, default 3)",),
 )
 
+_DESIGNED = (
+    "integrated exactly, with the corrector through the new point where it contracts (no extra "
+    "evaluation); after a correction the next ``eps`` is ``(x_{n+1} - D(x^p))/sigma`` "
+    "(``docs/designed_methods.md``)."
+)
+sample_res_pc4_sigma = _named(
+    "res_pc4_sigma",
+    "Designed: ``eps`` interpolated in ``sigma`` through 4 values (variable-step AB4 = "
+    "iPNDM-v), " + _DESIGNED,
+    ("values (1-4, default 4)",),
+)
+sample_res_pc4_logsigma = _named(
+    "res_pc4_logsigma",
+    "Designed: ``eps`` interpolated in ``log sigma`` through 4 values (DEIS-4), " + _DESIGNED,
+    ("values (1-4, default 4)",),
+)
+sample_res_pc4_rho7 = _named(
+    "res_pc4_rho7",
+    "Designed: ``eps`` interpolated in ``sigma^(1/7)`` (uniform on EDM grids) through 4 values, "
+    + _DESIGNED,
+    ("values (1-4, default 4)",),
+)
+sample_res_pc3_rho7 = _named(
+    "res_pc3_rho7",
+    "Designed: ``eps`` interpolated in ``sigma^(1/7)`` through 3 values, " + _DESIGNED,
+    ("values (1-3, default 3)",),
+)
+sample_res_pc2_lambda = _named(
+    "res_pc2_lambda",
+    "Designed: ``D`` interpolated in ``lambda`` through 2 values (RES-2M) with the exponential "
+    "Adams–Moulton corrector through the new point, PEC (``docs/designed_methods.md``).",
+    ("values (1-2, default 2)",),
+)
+
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "ddim": sample_ddim,
     "euler": sample_euler,
@@ -347,6 +387,11 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "ipndm": sample_ipndm,
     "ipndm_v": sample_ipndm_v,
     "deis": sample_deis,
+    "res_pc4_sigma": sample_res_pc4_sigma,
+    "res_pc4_logsigma": sample_res_pc4_logsigma,
+    "res_pc4_rho7": sample_res_pc4_rho7,
+    "res_pc3_rho7": sample_res_pc3_rho7,
+    "res_pc2_lambda": sample_res_pc2_lambda,
 }
 """The named samplers; :func:`sample` also accepts any shipped tableau name."""
 
@@ -364,13 +409,21 @@ def sample(
 ) -> torch.Tensor:
     """Dispatch to ``sample_<method>`` (``SAMPLERS``), to :func:`sample_method` for another
     descriptor of :data:`res_torch.methods.METHODS`, or, for any other shipped tableau name
-    (``krogstad``, ``hochbruck_ostermann4``, ...), to :func:`sample_erk`. ``method`` is
+    (``krogstad``, ``hochbruck_ostermann4``, ...), to :func:`sample_erk`. ``method="auto"``
+    runs the method :func:`res_torch.recommend.recommend` names for the budget ``sigmas``
+    implies (``len(sigmas) - 1`` evaluations, spent exactly). ``method`` is
     keyword-only (k-diffusion's positional order: ``model, x, sigmas, extra_args, callback,
     disable``)."""
     if isinstance(extra_args, str):
         raise TypeError(f"method is keyword-only: sample(model, x, sigmas, method={extra_args!r})")
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
+    if method == "auto":  # the table of res_torch.recommend for the budget the sigmas imply
+        if (torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() == 1) or (
+            isinstance(sigmas, Sequence) and len(sigmas) == 1
+        ):
+            return x  # no step (as every sampler)
+        method = recommend(budget_of(validate_sigmas(sigmas)))
     if method in SAMPLERS:
         return SAMPLERS[method](model, x, sigmas, extra_args, callback, disable, **options)
     if method in METHODS:  # a descriptor without a named sampler (e.g. registered at run time)

@@ -170,6 +170,8 @@ class _StepPlan:
         self.update = None if step.denoising else _row(numbers, step.decay, step.weights)
         self.corrector = _row(numbers, step.decay, step.corrector) if step.corrector else None
         self.corrector_values = len(step.corrector) - 1
+        linearisation = step.linearisation
+        self.linearisation = None if linearisation is None else numbers.add(linearisation)
 
     def resolve(self, scalars: list[torch.Tensor], vectors: list[torch.Tensor]) -> None:
         self.sigma_vector = [vectors[k] for k in self.sigma]
@@ -177,6 +179,8 @@ class _StepPlan:
         self.stage_rows = [_resolve(row, scalars) for row in self.stage_rows]
         self.update = None if self.update is None else _resolve(self.update, scalars)
         self.corrector = None if self.corrector is None else _resolve(self.corrector, scalars)
+        if self.linearisation is not None:
+            self.linearisation = scalars[self.linearisation]
 
 
 class _Tables:
@@ -401,6 +405,9 @@ def run(
                 pending = (new, _predict(kind, predicted, new, following.sigma[0]))
                 used = (values + history)[: step.corrector_values]
                 x = _apply(step.corrector, x, [*used, pending[1]], in_place)
+                if step.linearisation is not None:  # D and Y at the corrected point
+                    new = torch.sub(x, predicted).mul_(step.linearisation).add_(new)
+                    pending = (new, _predict(kind, x, new, following.sigma[0]))
             ownership.made(fresh=True)
             if keep:
                 history = [values[0], *history[: keep - 1]]

@@ -16,7 +16,6 @@ from functools import partial
 
 import torch
 
-from experiments.league.multistep import MultistepDesign, sample_multistep
 from experiments.league.peers import (
     DIFFUSERS_PEERS,
     K_DIFFUSION_PEERS,
@@ -45,23 +44,14 @@ def _res_torch(method: str, model, x, sigmas):
     return sample(model, x, sigmas, method=method, disable=True)
 
 
-LEAGUE_DESIGNS: tuple[MultistepDesign, ...] = (
-    MultistepDesign("res_pc4_sigma", "noise", "sigma", 4, corrector=True, linearised_history=0.0),
-    MultistepDesign(
-        "res_pc4_logsigma", "noise", "log_sigma", 4, corrector=True, linearised_history=0.5
-    ),
-    MultistepDesign("res_pc2_lambda", "denoised", "log_sigma", 2, corrector=True),
-)
-"""The designed methods (docs/league.md gives their derivation and reasoning)."""
+LEAGUE_DESIGNS: tuple[str, ...] = ("res_pc3_rho7", "res_pc4_rho7", "res_pc4_logsigma")
+"""The designed methods (res_torch samplers; ``docs/designed_methods.md``)."""
 
 
 def _entrants() -> dict[str, Entrant]:
     entrants = [
         Entrant(m, "res", m, partial(_res_torch, m))
-        for m in ("res_2m", "res_3m", "res_2s", "res_3s")
-    ]
-    entrants += [
-        Entrant(d.name, "res", "res_2m", partial(sample_multistep, d)) for d in LEAGUE_DESIGNS
+        for m in ("res_2m", "res_3m", "res_2s", "res_3s", *LEAGUE_DESIGNS)
     ]
     entrants += [
         Entrant(n, "peer", "res_2m", partial(sample_diffusers, n)) for n in DIFFUSERS_PEERS

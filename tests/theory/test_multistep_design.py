@@ -1,12 +1,13 @@
-"""res_theory.multistep_design: order conditions, weights and error constants of the league's
-multistep family, checked symbolically and against the float64 samplers at 40 digits."""
+"""res_theory.multistep_design: order conditions, weights and error constants of the
+interpolation multistep family, checked symbolically and against the coefficients the res_torch
+samplers use (the ``lagrange`` family) at 40 digits."""
 
 import math
 
 import pytest
 import sympy as sp
+import torch
 
-from experiments.league.multistep import lagrange_weights
 from res_theory.derive import quadrature_weights
 from res_theory.multistep_design import (
     FORMS,
@@ -16,11 +17,14 @@ from res_theory.multistep_design import (
     error_constant,
     evaluate,
     h,
+    numeric_weights,
     order_condition_residuals,
     sigma_n,
     weights,
 )
 from res_theory.tableau import Z
+from res_torch import METHODS, coefficients, get_sigmas_karras, make_grid
+from res_torch.coefficients import interpolation_weights
 
 c1 = sp.Symbol("c1", negative=True)
 FAMILIES = [StepFamily(f, v) for f in FORMS for v in VARIABLES]
@@ -47,24 +51,76 @@ def test_data_form_in_lambda_is_exponential_adams():
 
 
 VARIABLE_OF = {"lambda": "log_sigma", "sigma": "sigma", "rho7": "rho7"}
+FAMILY_OF = {"log_sigma": "lambda", "sigma": "sigma", "rho7": "rho7"}
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f"{f.form}-{f.variable}")
+@pytest.mark.parametrize(
+    "family",
+    [f for f in FAMILIES if f.variable in VARIABLE_OF],
+    ids=lambda f: f"{f.form}-{f.variable}",
+)
 @pytest.mark.parametrize("corrector", [False, True])
 def test_float64_weights_agree_with_sympy_at_40_digits(family, corrector):
-    """A Karras-like step with three history levels (and the new one for the corrector)."""
+    """A Karras-like step with three history levels (and the new one for the corrector): the
+    fully symbolic weights, the 40-digit solve of the same conditions and the float64 ones."""
     levels = [9.5, 4.1, 1.6, 0.55]  # sigma_{n-2}, sigma_{n-1}, sigma_n, sigma_{n+1}
     s_n, s_next = levels[2], levels[3]
     step = math.log(s_n / s_next)
     history = [levels[2], levels[1], levels[0]]
-    points = ([s_next] if corrector else []) + history
+    points = history + ([s_next] if corrector else [])
     nodes = [sp.nsimplify(math.log(s_n / s) / step, rational=True) for s in points]
     exact = weights(family, nodes)
-    floats = lagrange_weights(s_n, s_next, points, family.form, VARIABLE_OF[family.variable])
+    solved = numeric_weights(family, nodes, repr(step), repr(s_n))
+    floats = interpolation_weights(points, s_n, s_next, family.form, VARIABLE_OF[family.variable])
     values = {h: repr(step), sigma_n: repr(s_n)}
     scale = sum(abs(float(evaluate(w, values))) for w in exact)
-    for w, f in zip(exact, floats, strict=True):
-        assert abs(float(evaluate(w, values)) - f) <= 1e-13 * scale
+    for w, n, f in zip(exact, solved, floats, strict=True):
+        assert abs(float(evaluate(w, values)) - float(n)) <= 1e-30 * scale
+        assert abs(float(n) - f) <= 1e-13 * scale
+
+
+LAGRANGE = [name for name, method in METHODS.items() if method.family == "lagrange"]
+IRREGULAR = {
+    "karras_nfe6": get_sigmas_karras(6, 0.002, 80.0),
+    "karras_nfe12_rho3": get_sigmas_karras(12, 0.002, 80.0, rho=3.0),
+    "karras_nfe30": get_sigmas_karras(30, 0.002, 80.0),
+    "random": torch.tensor([60.0, 31.0, 29.5, 9.0, 2.2, 1.9, 0.4, 0.05, 0.011, 0.0]),
+}
+
+
+@pytest.mark.parametrize("grid", IRREGULAR, ids=str)
+@pytest.mark.parametrize("name", LAGRANGE)
+def test_sampler_coefficients_are_the_order_condition_solutions(name, grid):
+    """Every predictor and corrector weight (and the decay) the core computes for the designed
+    methods (correctors where they contract: tests/torch/test_designed_methods.py) equals the
+    40-digit solution of the order conditions C_q at the step's actual history nodes, relative
+    1e-12 (of the step's sum of |w|), on irregular grids."""
+    method = METHODS[name]
+    family = StepFamily(method.prediction, FAMILY_OF[method.interpolation])
+    table = coefficients(method, make_grid(IRREGULAR[grid]))
+    levels = [step.sigmas[0] for step in table.steps]
+    checked = 0
+    for n, step in enumerate(table.steps[:-1]):
+        s_n, s_next = levels[n], levels[n + 1]
+        h_n = math.log(s_n / s_next)
+        k = len(step.weights)
+        assert k == min(n + 1, method.history + 1)
+        theta = [math.log(s_n / levels[n - j]) / h_n for j in range(k)]
+        rows = [(step.weights, theta)]
+        if step.corrector:
+            rows.append((step.corrector, [*theta, 1.0]))
+        for got, nodes in rows:
+            exact = numeric_weights(family, [repr(c) for c in nodes], repr(h_n), repr(s_n))
+            scale = sum(abs(float(w)) for w in exact)
+            for g, w in zip(got, exact, strict=True):
+                assert abs(g - float(w)) <= 1e-12 * scale, (n, got, exact)
+            checked += 1
+        decay = 1.0 if method.prediction == "noise" else s_next / s_n
+        assert step.decay == pytest.approx(decay, rel=1e-15)
+    corrected = sum(bool(step.corrector) for step in table.steps)
+    assert checked == len(levels) - 1 + corrected
+    if grid == "karras_nfe30":  # steps short in lambda: the corrector acts on most of them
+        assert corrected >= 20
 
 
 def test_adams_bashforth_error_constant():

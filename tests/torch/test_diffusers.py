@@ -486,7 +486,9 @@ def test_a_mid_stage_begin_index_is_refused():
         scheduler.step(torch.zeros_like(x), scheduler.timesteps[1], x)
 
 
-@pytest.mark.parametrize("method", ["ipndm", "ipndm_v", "deis"])
+@pytest.mark.parametrize(  # the designed methods: one with the linearised history, one PEC
+    "method", ["ipndm", "ipndm_v", "deis", "res_pc3_rho7", "res_pc2_lambda"]
+)
 def test_sigma_multistep_methods_run_in_the_scheduler_as_in_the_sampler(unet64, method):
     unet = unet64
     ddpm = diffusers.DDPMScheduler(clip_sample=False)

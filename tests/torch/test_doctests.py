@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["res_torch.coefficients", "res_torch.methods", "res_torch.nfe"]
+MODULES = ["res_torch.coefficients", "res_torch.methods", "res_torch.nfe", "res_torch.recommend"]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
