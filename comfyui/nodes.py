@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from res_torch import ResError
+from res_torch import ResError, load_tableau
 
 from .methods import free_parameters, methods
 from .sampler import comfy_sampler
@@ -55,6 +55,11 @@ def sampler_options(method: str, **values: Any) -> dict[str, Any]:
     return options
 
 
+C2_MIN = float(next(p for p in load_tableau("res_2s").parameters if p.name == "c2").lower())
+"""The smallest ``c2`` the shipped tableaux accept (docs/MATH.md section 4: below it the stage
+weights, of size ``1/c2``, amplify rounding)."""
+
+
 def _float(default: float, low: float, high: float, tooltip: str) -> tuple[str, dict]:
     return ("FLOAT", {"default": default, "min": low, "max": high, "step": 0.01,
                       "tooltip": tooltip})  # fmt: skip
@@ -73,7 +78,7 @@ class ResTorchSampler:
                     "how eta adds noise: ancestral (k-diffusion) or sde (SDE-DPM-Solver++ "
                     "form, better for multistep methods)")}),
                 "s_noise": _float(1.0, 0.0, 100.0, "scale of the added noise (eta and churn)"),
-                "c2": _float(0.5, 0.0, 1.0, "second node c2 (res_2s, dpmpp_2s, res_3s)"),
+                "c2": _float(0.5, C2_MIN, 1.0, "second node c2 (res_2s, dpmpp_2s, res_3s)"),
                 "c3": _float(1.0, 0.0, 1.0, "third node c3 (res_3s)"),
                 "s_churn": _float(0.0, 0.0, 1000.0, "EDM churn (Karras et al. Alg. 2)"),
                 "s_tmin": _float(0.0, 0.0, 1e4, "churn only at sigma >= s_tmin"),

@@ -9,16 +9,31 @@ from res_torch.adapters import (
 )
 from res_torch.adaptive import PIDController, sample_res_adaptive
 from res_torch.coefficients import Coefficients, StepCoefficients, coefficients
-from res_torch.errors import NoiseError, ResError, StepSizeError
-from res_torch.grid import SigmasError, StepGrid, make_grid
+from res_torch.errors import (
+    DeviceError,
+    ExpressionError,
+    IgnoredConfigWarning,
+    ModelOutputError,
+    NFEBudgetError,
+    NoiseError,
+    NonFiniteSampleError,
+    PhiError,
+    ResError,
+    ScheduleError,
+    SchedulerError,
+    SigmasError,
+    StepSizeError,
+    TableauError,
+    UnknownMethodError,
+)
+from res_torch.grid import StepGrid, make_grid
 from res_torch.methods import METHODS, InterpolatedMethod, Method, method_of
-from res_torch.nfe import NFEBudgetError, evaluations_per_step, nfe, sigmas_for_nfe
+from res_torch.nfe import evaluations_per_step, nfe, sigmas_for_nfe
 from res_torch.noise import NoiseOptions, ancestral_step, churn_gamma, default_noise_sampler
 from res_torch.phi import phi
 from res_torch.recommend import AUTO_TABLE, recommend
 from res_torch.samplers import (
     SAMPLERS,
-    UnknownMethodError,
     sample,
     sample_ddim,
     sample_deis,
@@ -42,51 +57,50 @@ from res_torch.samplers import (
     sample_res_pc4_sigma,
 )
 from res_torch.schedules import (
-    ScheduleError,
     get_sigmas_exponential,
     get_sigmas_karras,
     get_sigmas_polyexponential,
     get_sigmas_uniform,
     get_sigmas_vp,
 )
-from res_torch.steppers import NonFiniteSampleError
-from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
+from res_torch.tableau import Tableau, available_tableaux, load_tableau
 
 __all__ = [
     "AUTO_TABLE",
-    "METHODS",
     "Coefficients",
-    "InterpolatedMethod",
-    "Method",
-    "NoiseOptions",
-    "PIDController",
-    "StepCoefficients",
-    "coefficients",
-    "method_of",
-    "sample_deis",
-    "sample_ipndm",
-    "sample_ipndm_v",
-    "sample_method",
+    "DeviceError",
     "DiscreteEpsDenoiser",
     "DiscreteSchedule",
     "DiscreteVDenoiser",
     "EDMDenoiser",
+    "ExpressionError",
     "FlowDenoiser",
-    "SAMPLERS",
+    "IgnoredConfigWarning",
+    "InterpolatedMethod",
+    "METHODS",
+    "Method",
+    "ModelOutputError",
     "NFEBudgetError",
     "NoiseError",
+    "NoiseOptions",
     "NonFiniteSampleError",
+    "PIDController",
+    "PhiError",
     "ResError",
+    "SAMPLERS",
     "ScheduleError",
+    "SchedulerError",
     "SigmasError",
-    "StepSizeError",
+    "StepCoefficients",
     "StepGrid",
+    "StepSizeError",
     "Tableau",
     "TableauError",
     "UnknownMethodError",
     "ancestral_step",
     "available_tableaux",
     "churn_gamma",
+    "coefficients",
     "default_noise_sampler",
     "evaluations_per_step",
     "get_sigmas_exponential",
@@ -96,17 +110,22 @@ __all__ = [
     "get_sigmas_vp",
     "load_tableau",
     "make_grid",
+    "method_of",
     "nfe",
     "phi",
     "recommend",
     "sample",
     "sample_ddim",
+    "sample_deis",
     "sample_dpmpp_2m",
     "sample_dpmpp_2s",
     "sample_dpmpp_3m",
     "sample_erk",
     "sample_euler",
     "sample_heun",
+    "sample_ipndm",
+    "sample_ipndm_v",
+    "sample_method",
     "sample_res_2m",
     "sample_res_2s",
     "sample_res_3m",
