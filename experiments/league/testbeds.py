@@ -210,7 +210,7 @@ def _build(name: str, device: torch.device) -> Testbed:
             problem.shape,
             problem.denoiser,
             *batch,
-            1e-7,
+            1e-6,
             f"trained EDM network {name} (float32)",
         )
     raise TestbedError(f"unknown testbed {name!r}; known: {', '.join(TESTBEDS)}")
