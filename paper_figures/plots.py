@@ -487,7 +487,7 @@ def plot_league(rows: Rows, cells: Rows, path: Path) -> Path:
         _plain_log_y(ax)
         ax.grid(True, which="both", alpha=0.3)
     ratio_ax = axes[len(testbeds)]
-    colours = plt.get_cmap("tab10")
+    colours = plt.get_cmap("Dark2")  # not the blue / red of the families
     for index, testbed in enumerate(testbeds):
         points = sorted(
             (c["nfe"], c["ratio"])
@@ -495,10 +495,10 @@ def plot_league(rows: Rows, cells: Rows, path: Path) -> Path:
             if c["testbed"] == testbed and _finite_positive(c["ratio"])
         )
         if points:
-            ratio_ax.plot(*zip(*points, strict=True), color=colours(index % 10), marker="o",
+            ratio_ax.plot(*zip(*points, strict=True), color=colours(index % 8), marker="o",
                           markersize=3.5, linewidth=1.2, label=f"ratio: {testbed}")  # fmt: skip
     ratio_ax.axhline(1.0, color="k", linewidth=1.0)
-    ratio_ax.axhline(LEAGUE_TARGET, color="tab:green", linewidth=1.2, linestyle="--",
+    ratio_ax.axhline(LEAGUE_TARGET, color="k", linewidth=1.2, linestyle="--",
                      label=f"target {LEAGUE_TARGET} (exact testbeds)")  # fmt: skip
     ratio_ax.set_xscale("log")
     ticks = sorted({c["nfe"] for c in cells})

@@ -41,7 +41,7 @@ __all__ = [
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 KERNEL_SMOOTHING = 0.15
-EXACT_BATCH, QUICK_BATCH = 32, 8  # league sample counts of the exact testbeds
+EXACT_BATCH, QUICK_BATCH = 32, 16  # league sample counts of the exact testbeds
 
 
 class TestbedError(ValueError):
