@@ -8,9 +8,11 @@
 #   3. the league's timing on cuda: the quick league (python -m experiments.league --quick
 #      --device cuda), 150 s at most.
 # Python: $PYTHON if set, else .venv/bin/python, else .ci/install makes .venv (120 s at most;
-# its torch must be a CUDA build: set TORCH_INDEX_URL to a CUDA wheel index if needed). Logs
-# and tables go to $OUT if set, else benchmarks/results/gpu-<UTC time>/. Every part runs even if
-# an earlier one fails; the exit status is the number of parts that failed (0: all passed).
+# its torch must be a CUDA build: set TORCH_INDEX_URL to a CUDA wheel index if needed). The
+# whole script stops within GPU_CHECK_SECONDS (default 470 s): a part's timeout is cut to the
+# time left, and a part with none left is skipped (and counted as failed). Logs and tables go
+# to $OUT if set, else benchmarks/results/gpu-<UTC time>/. Every part runs even if an earlier
+# one fails; the exit status is the number of parts that failed (0: all passed).
 # Usage: bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 98
@@ -20,6 +22,7 @@ mkdir -p "$results"
 summary="$results/gpu_check_summary.txt"
 : >"$summary"
 failed=0
+deadline=$(($(date +%s) + ${GPU_CHECK_SECONDS:-470}))
 
 note() { echo "$*" | tee -a "$summary"; }
 
@@ -27,6 +30,12 @@ part() { # part NAME SECONDS COMMAND...: run COMMAND under a timeout, log to NAM
   local name=$1 limit=$2 start status
   shift 2
   start=$(date +%s)
+  if [ $((deadline - start)) -lt "$limit" ]; then limit=$((deadline - start)); fi
+  if [ "$limit" -le 0 ]; then
+    note "== $name: skipped, no time left"
+    failed=$((failed + 1))
+    return
+  fi
   note "== $name (timeout ${limit} s): $*"
   PYTHONUNBUFFERED=1 timeout "$limit" "$@" 2>&1 | tee "$results/$name.log"
   status=${PIPESTATUS[0]}
