@@ -31,7 +31,6 @@ def test_graph_helper_refuses_a_cpu_tensor() -> None:
         _bench().graphed(lambda y: y * 2, torch.ones(3))
 
 
-@pytest.mark.slow  # 10-40 s: both batch sizes, every contender
 def test_sampler_benchmark_runs_on_the_cpu_without_graph_rows() -> None:
     result = subprocess.run(
         [sys.executable, "benchmarks/bench_samplers.py", "--device", "cpu", "--repeats", "1",
