@@ -7,7 +7,9 @@ spend odd budgets), the sample from ``sigma_max * noise``, and its defect, the b
 L2 distance to the reference (as :mod:`experiments.defect`). Every denoiser call is counted
 (:class:`CountingDenoiser`) and asserted equal to the budget. Rows: ``testbed, kind, entrant,
 family, nfe, nfe_spent, defect, reference_error``; :func:`cell_summary` gives per cell
-(testbed, NFE) the best res method, the best peer and their ratio.
+(testbed, NFE) the best res method, the best peer and their ratio;
+:func:`run_league_experiment` adds the derivative norms of :mod:`experiments.league.mechanisms`
+(the figure pipeline's ``league`` table).
 
 Run: ``python -m experiments.league [--quick] [--out DIR]`` (writes ``DIR/league.csv`` and
 prints the cell table).
@@ -79,7 +81,6 @@ class LeagueConfig:
             tuple(ENTRANTS),
             (5, 10, 20, 50),
             mechanism_testbeds=("gmm", "gmm_sharp"),
-            mechanism_batch=4,
         )
 
     @classmethod
