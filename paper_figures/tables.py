@@ -331,7 +331,7 @@ def league_block(rows: Rows) -> str:
             "",
             f"Target met in {met} of {len(cells)} cells. Best res entrant most often: "
             f"{most_often('best_res')}; best peer most often: {most_often('best_peer')} "
-            "(cells won, of "
-            f"{len(cells)}). Per-cell names and defects: `paper_figures/output/RESULTS.md`.",
+            f"(in brackets: in how many of the {len(cells)} cells). Per-cell names and defects: "
+            "`paper_figures/output/RESULTS.md`.",
         ]
     )
