@@ -203,7 +203,7 @@ def _build(name: str, device: torch.device) -> Testbed:
         from experiments.problems import get_problem
 
         problem = get_problem(name, device)
-        batch = (32, 8) if name == "digits" else (8, 2)
+        batch = (32, 8) if name == "digits" else (4, 2)  # docs/league.md: Sample counts
         return Testbed(
             name,
             "trained",
