@@ -14,9 +14,12 @@ single-step method spends ``2N + 1`` evaluations, so RES-2S runs at NFE 9, 19, 4
 
 Prints a markdown table of best-of-N wall times and ratios to the lower bound at the same NFE,
 for that batch and for a 1 x 3 x 8 x 8 one (kernels of about a microsecond: the host-bound regime
-of a GPU run, where Python and kernel launches are the cost).
+of a GPU run, where Python and kernel launches are the cost). On CUDA the small batch also
+runs RES-2M and the lower bound captured in a CUDA graph (:func:`graphed`: the fixed-step loop
+on fixed sigmas with its precomputed tables, replayed with one launch; target: RES-2M graphed
+<= 1.2 x the eager lower bound). CPU runs skip the graph rows.
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_samplers.py [--threads 1]
-[--device cpu] [--repeats 7]``.
+[--device cpu] [--repeats 7] [--nfes 10 20 50]``.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ from typing import Any
 import torch
 
 from experiments.league import peers as league_peers
-from res_torch import get_sigmas_karras, sample_res_2m, sample_res_2s, sigmas_for_nfe
+from res_torch import get_sigmas_karras, sample, sample_res_2m, sample_res_2s, sigmas_for_nfe
 from res_torch.samplers import clear_plan_cache
 
 SHAPE = (64, 3, 64, 64)
 SMALL_SHAPE = (1, 3, 8, 8)  # kernels take ~1 us: the host-bound regime of a GPU run
 NFES = (10, 20, 50)
+GRAPH_TARGET = 1.2  # issue 10: RES-2M in a CUDA graph <= 1.2 x the eager one-axpy bound
 
 
 def trivial_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -95,6 +99,51 @@ def lower_bound_runs(nfe: int, x: torch.Tensor) -> dict[str, Callable[[], torch.
         "lerp": lerp,
         "lerp_ in place": lerp_in_place,
     }
+
+
+def graphed(
+    run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, warmup: int = 3
+) -> Callable[[], torch.Tensor]:
+    """``run(x)`` captured once in a ``torch.cuda.CUDAGraph``; the returned callable copies
+    ``x`` into the graph's input and replays the whole loop with one launch.
+
+    ``run`` must not synchronise with the host (fixed sigmas on the host, coefficient tables
+    already on the device: the warm-up calls, on a side stream as the PyTorch docs require,
+    build them). ``ValueError`` for a tensor that is not on a CUDA device.
+    """
+    if x.device.type != "cuda":
+        raise ValueError(f"CUDA graphs need a CUDA tensor, got one on {x.device}")
+    static = x.clone()
+    side = torch.cuda.Stream(x.device)
+    side.wait_stream(torch.cuda.current_stream(x.device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            run(static)
+    torch.cuda.current_stream(x.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = run(static)
+
+    def replay() -> torch.Tensor:
+        static.copy_(x)
+        graph.replay()
+        return out
+
+    return replay
+
+
+def graph_runs(nfe: int, x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+    """RES-2M and the ``lerp`` lower bound, each captured in a CUDA graph (:func:`graphed`);
+    RES-2M runs on host sigmas with ``check_finite=False`` (the finiteness check reads the
+    device, which a capture forbids)."""
+    sigmas = sigmas_for_nfe(nfe, "res_2m")  # on the host: planning reads no device memory
+
+    def res_2m(y: torch.Tensor) -> torch.Tensor:
+        return sample(trivial_denoiser, y, sigmas, method="res_2m", disable=True,
+                      check_finite=False)  # fmt: skip
+
+    bound = lower_bound_runs(nfe, x)["lerp"]
+    return {"RES-2M graph": graphed(res_2m, x), "bound graph": graphed(lambda _: bound(), x)}
 
 
 def diffusers_run(nfe: int, x: torch.Tensor) -> Callable[[], torch.Tensor] | None:
@@ -190,17 +239,21 @@ def ratio(times: dict[str, float], name: str, peer: str) -> str:
 
 
 def table(shape: tuple[int, ...], args: argparse.Namespace, k_sampling: Any) -> None:
-    """Print the markdown table of one sample shape."""
+    """Print the markdown table of one sample shape (with the CUDA-graph rows on CUDA for the
+    small batch)."""
     device = torch.device(args.device)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+    graphs = device.type == "cuda" and shape == SMALL_SHAPE
     print(f"batch {'x'.join(map(str, shape))}:")
     print()
     print("| run | NFE | time (ms) | / lower bound | / k-diffusion dpmpp_2m | / diffusers |")
     print("|---|---|---|---|---|---|")
     with torch.inference_mode():
-        for nfe in NFES:
+        for nfe in args.nfes:
             times = best_times(contenders(nfe, x, k_sampling), args.repeats, device)
             times |= best_times(cold_runs(nfe, x), args.repeats, device)
+            if graphs:
+                times |= best_times(graph_runs(nfe, x), args.repeats, device)
 
             for name, count in (("RES-2M", nfe), ("RES-2M cold", nfe), ("RES-2S", nfe - 1)):
                 bound = lower_bound(times, count)[1]
@@ -209,10 +262,15 @@ def table(shape: tuple[int, ...], args: argparse.Namespace, k_sampling: Any) -> 
                       f"{ratio(times, name, 'diffusers')} |")  # fmt: skip
             form, value = lower_bound(times, nfe)
             print(f"| lower bound ({form}) | {nfe} | {value:.2f} | 1.00 | | |")
-            for peer in ("k-diffusion", "diffusers"):
+            for peer in ("k-diffusion", "diffusers", "RES-2M graph", "bound graph"):
                 if peer in times:
                     print(f"| {peer} | {nfe} | {times[peer]:.2f} | "
                           f"{times[peer] / value:.2f} | | |")  # fmt: skip
+            if graphs:
+                share = times["RES-2M graph"] / value
+                verdict = "met" if share <= GRAPH_TARGET else "NOT met"
+                print(f"| RES-2M graph / eager bound | {nfe} | {share:.2f} "
+                      f"(target {GRAPH_TARGET}: {verdict}) | | | |")  # fmt: skip
     print()
 
 
@@ -221,6 +279,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--nfes", type=int, nargs="+", default=list(NFES), help="budgets run")
     parser.add_argument(
         "--no-small", action="store_true", help=f"skip the host-bound {SMALL_SHAPE} table"
     )

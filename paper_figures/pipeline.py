@@ -9,7 +9,7 @@ figures and RESULTS.md; :mod:`paper_figures.readme` puts the README blocks betwe
 markers in README.md (the full run does so at the end; a test fails when README.md and the
 committed tables disagree).
 
-Adding an experiment (e.g. a league table):
+Adding an experiment (as the sampler league, ``"league"``, was added):
 
 1. a module ``experiments/.../NAME.py`` with a frozen config dataclass (``quick()``,
    ``full()``) and ``run(config, device) -> list[dict]`` (one dict per table row);
@@ -46,8 +46,14 @@ from experiments.experiment_runner import (
     resolve_device,
     write_csv,
 )
+from experiments.league.run import LeagueConfig, run_league_experiment
 from paper_figures import plots, tables
-from paper_figures.summary import compare_res_to_dpmpp, results_markdown
+from paper_figures.summary import (
+    compare_res_to_dpmpp,
+    league_cells,
+    league_markdown,
+    results_markdown,
+)
 
 __all__ = ["EXPERIMENTS", "Experiment", "run_pipeline"]
 
@@ -161,6 +167,35 @@ def _draw_convergence(rows: Rows, out: Path, command: str) -> Figures:
     ]
 
 
+def _draw_league(rows: Rows, out: Path, command: str) -> Figures:
+    league = [r for r in rows if r["table"] == "league"]
+    plots.plot_league(league, league_cells(league), out / "league.png")
+    figures = [
+        (
+            "league.png",
+            "The sampler league: defect against NFE of every entrant on each testbed (EDM "
+            "Karras grid rho = 7, sigma 80 -> 0.002 -> 0; res entrants thin blue, peers thin "
+            "grey dashed; thick: the best res entrant and the best peer per NFE); last panel: "
+            "their ratio per cell, with the target 0.8 (exact testbeds) and 1. Made by "
+            f"`{command}`; table league.csv (table = league), `docs/league.md`.",
+        )
+    ]
+    mechanism = [r for r in rows if r["table"] == "mechanism"]
+    if mechanism:
+        plots.plot_mechanism(mechanism, out / "league_mechanism.png")
+        figures.append(
+            (
+                "league_mechanism.png",
+                "Why methods win or lose: the step-scaled k-th Taylor term |Y^(k)| du^k / k! "
+                "of the extrapolated quantity (D in lambda: res / DPM-Solver++; eps in sigma: "
+                "iPNDM; eps in log sigma: DEIS) per sigma band along exact trajectories, du "
+                "the NFE-10 Karras step. Made by "
+                f"`{command}`; table league.csv (table = mechanism).",
+            )
+        )
+    return figures
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "defect": Experiment(DefectConfig, run_defect, _draw_defect, tables.defect_block),
     "quality": Experiment(QualityConfig, run_quality, _draw_quality, tables.quality_block),
@@ -176,6 +211,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "convergence": Experiment(
         ConvergenceConfig, run_convergence_table, _draw_convergence, tables.convergence_block
     ),
+    "league": Experiment(LeagueConfig, run_league_experiment, _draw_league, tables.league_block),
 }
 
 
@@ -256,7 +292,8 @@ def run_pipeline(
         write_csv([*defect_cmp, *quality_cmp], out / "res_vs_dpmpp.csv")
     notes = [f"experiment `{n}` failed: {m}" for n, m in failures.items()]
     notes += _reference_notes(results.get("defect", []))
+    sections = [league_markdown(results["league"])] if "league" in results else []
     (out / "RESULTS.md").write_text(
-        results_markdown(defect_cmp, quality_cmp, figures, command, notes)
+        results_markdown(defect_cmp, quality_cmp, figures, command, notes, sections)
     )
     return failures

@@ -30,6 +30,8 @@ __all__ = [
     "panel_shape",
     "plot_c2_sweep",
     "plot_convergence",
+    "plot_league",
+    "plot_mechanism",
     "plot_metric_vs_nfe",
     "plot_psi_residuals",
     "plot_schedule_robustness",
@@ -428,4 +430,117 @@ def plot_convergence(rows: Rows, path: Path) -> Path:
             bbox_to_anchor=(0.5, -0.14),
             frameon=False,
         )
+    return _save(fig, path)
+
+
+LEAGUE_TARGET = 0.8  # the league's target ratio (best res / best peer) on the exact testbeds
+
+
+def _best_envelope(rows: Rows, family: str) -> tuple[list[int], list[float]]:
+    best: dict[int, float] = {}
+    for r in rows:
+        if (r["family"] == "res") == (family == "res") and _finite_positive(r["defect"]):
+            best[r["nfe"]] = min(best.get(r["nfe"], math.inf), r["defect"])
+    points = sorted(best.items())
+    return [n for n, _ in points], [d for _, d in points]
+
+
+def plot_league(rows: Rows, cells: Rows, path: Path) -> Path:
+    """One log-log panel per testbed: defect against the NFE budget of every league entrant
+    (res entrants thin blue, peers thin grey dashed), the best res entrant and the best peer per
+    budget as thick lines; a last panel: the ratio best res / best peer per cell (``cells``,
+    :func:`experiments.league.run.cell_summary`) per testbed, with the target 0.8 and 1."""
+    testbeds = _unique(r["testbed"] for r in rows)
+    fig, axes = _panels(len(testbeds) + 1)
+    for ax, testbed in zip(axes, testbeds, strict=False):
+        mine = [r for r in rows if r["testbed"] == testbed]
+        for entrant in _unique(r["entrant"] for r in mine):
+            points = sorted(
+                (r["nfe"], r["defect"])
+                for r in mine
+                if r["entrant"] == entrant and _finite_positive(r["defect"])
+            )
+            if not points:
+                continue
+            res = next(r["family"] for r in mine if r["entrant"] == entrant) == "res"
+            ax.plot(
+                *zip(*points, strict=True),
+                color="tab:blue" if res else "0.55",
+                linestyle="-" if res else "--",
+                linewidth=0.7,
+                alpha=0.45,
+                label="res entrants" if res else "peers",
+            )
+        for family, colour, label in (
+            ("res", "tab:blue", "best res entrant"),
+            ("peer", "tab:red", "best peer"),
+        ):
+            ax.plot(*_best_envelope(mine, family), color=colour, linewidth=2.2, marker="o",
+                    markersize=4, label=label)  # fmt: skip
+        ax.set_xscale("log")
+        ticks = sorted({r["nfe"] for r in mine})
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(nfe_ticks(ticks)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set(yscale="log", xlabel="NFE", ylabel="defect (mean L2)")
+        ax.set_title(f"{testbed} ({mine[0]['kind']})")
+        _plain_log_y(ax)
+        ax.grid(True, which="both", alpha=0.3)
+    ratio_ax = axes[len(testbeds)]
+    colours = plt.get_cmap("Dark2")  # not the blue / red of the families
+    for index, testbed in enumerate(testbeds):
+        points = sorted(
+            (c["nfe"], c["ratio"])
+            for c in cells
+            if c["testbed"] == testbed and _finite_positive(c["ratio"])
+        )
+        if points:
+            ratio_ax.plot(*zip(*points, strict=True), color=colours(index % 8), marker="o",
+                          markersize=3.5, linewidth=1.2, label=f"ratio: {testbed}")  # fmt: skip
+    ratio_ax.axhline(1.0, color="k", linewidth=1.0)
+    ratio_ax.axhline(LEAGUE_TARGET, color="k", linewidth=1.2, linestyle="--",
+                     label=f"target {LEAGUE_TARGET} (exact testbeds)")  # fmt: skip
+    ratio_ax.set_xscale("log")
+    ticks = sorted({c["nfe"] for c in cells})
+    ratio_ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(nfe_ticks(ticks)))
+    ratio_ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ratio_ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ratio_ax.set(yscale="log", xlabel="NFE", ylabel="best res / best peer (defect)")
+    ratio_ax.set_title("ratio per cell (below 1: res wins)")
+    _plain_log_y(ratio_ax)
+    ratio_ax.grid(True, which="both", alpha=0.3)
+    _figure_legend(fig, axes)
+    return _save(fig, path)
+
+
+MECHANISM_STYLE: dict[str, str] = {
+    "D in lambda": "tab:blue",
+    "eps in sigma": "tab:red",
+    "eps in log sigma": "tab:orange",
+}
+
+
+def plot_mechanism(rows: Rows, path: Path) -> Path:
+    """One panel per testbed: the step-scaled k-th Taylor term ``|Y^(k)| du^k / k!`` (NFE-10
+    Karras spacing) per sigma band (largest sigma left) of each extrapolated quantity
+    (:mod:`experiments.league.mechanisms`); colour: quantity, marker and line style: ``k``."""
+    testbeds = _unique(r["testbed"] for r in rows)
+    fig, axes = _panels(len(testbeds))
+    markers, styles = "os^", ("-", "--", ":")
+    for ax, testbed in zip(axes, testbeds, strict=False):
+        mine = [r for r in rows if r["testbed"] == testbed]
+        bands = _unique(r["band"] for r in mine)
+        for quantity in _unique(r["quantity"] for r in mine):
+            for k in sorted({r["k"] for r in mine}):
+                values = {r["band"]: r["step_scaled"] for r in mine
+                          if r["quantity"] == quantity and r["k"] == k}  # fmt: skip
+                xs = [i for i, b in enumerate(bands) if _finite_positive(values.get(b))]
+                ax.plot(xs, [values[bands[i]] for i in xs],
+                        color=MECHANISM_STYLE.get(quantity, "0.4"),
+                        marker=markers[(k - 1) % 3], linestyle=styles[(k - 1) % 3],
+                        label=f"{quantity}, k = {k}")  # fmt: skip
+        ax.set_xticks(range(len(bands)), bands, rotation=30)
+        ax.set(yscale="log", xlabel="sigma band", ylabel="|Y^(k)| du^k / k!", title=testbed)
+        ax.grid(True, which="both", alpha=0.3)
+    _figure_legend(fig, axes)
     return _save(fig, path)

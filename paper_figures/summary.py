@@ -13,7 +13,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["PAIRS", "PAPER_NFE", "compare_res_to_dpmpp", "results_markdown"]
+__all__ = [
+    "LEAGUE_TARGETS",
+    "PAIRS",
+    "PAPER_NFE",
+    "compare_res_to_dpmpp",
+    "league_cells",
+    "league_markdown",
+    "results_markdown",
+]
 
 PAIRS: tuple[tuple[str, str], ...] = (("res_2s", "dpmpp_2s"), ("res_2m", "dpmpp_2m"))
 PAPER_NFE = 9
@@ -93,9 +101,11 @@ def results_markdown(
     figures: Sequence[tuple[str, str]],
     command: str,
     notes: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> str:
     """The text of RESULTS.md: per problem (trained models first) the defect and quality change
-    of RES against DPM-Solver++, then every figure with its caption; ``figures`` is a list of
+    of RES against DPM-Solver++, then ``sections`` (Markdown, e.g. :func:`league_markdown`),
+    the notes and every figure with its caption; ``figures`` is a list of
     ``(file name, caption)``."""
     lines = [
         "# Results",
@@ -120,9 +130,145 @@ def results_markdown(
             lines.append("Sample quality (Fréchet distance to the data set, in fixed features):")
             lines += [_pair_sentence(quality_cmp, problem, r, d, "Fréchet") for r, d in PAIRS]
         lines.append("")
+    for section in sections:
+        lines += [section.strip(), ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     lines += ["## Figures", ""]
     for name, caption in figures:
         lines += [f"![{name}]({name})", "", f"*{name}*: {caption}", ""]
+    return "\n".join(lines)
+
+
+LEAGUE_TARGETS: dict[str, float] = {"exact": 0.8, "trained": 1.0}
+"""Issue 10's target per testbed kind: best res defect <= target x best peer defect."""
+
+
+def league_cells(rows: Rows) -> list[dict[str, Any]]:
+    """Per (testbed, NFE) of the league rows (``table == "league"``): the best res entrant and
+    best peer with their defects and ratio (:func:`experiments.league.run.cell_summary`), the
+    kind's ``target`` (:data:`LEAGUE_TARGETS`) and ``met`` (ratio <= target)."""
+    from experiments.league.run import cell_summary
+
+    league = [r for r in rows if r.get("table", "league") == "league"]
+    cells = cell_summary(league)
+    for cell in cells:
+        cell["target"] = LEAGUE_TARGETS[cell["kind"]]
+        cell["met"] = bool(cell["ratio"] <= cell["target"])
+    return cells
+
+
+def _geometric_mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v > 0 and math.isfinite(v)]
+    return math.exp(sum(map(math.log, finite)) / len(finite)) if finite else math.nan
+
+
+MECHANISM_K = 2  # the Taylor term the mechanism paragraph compares (second-order methods)
+
+
+def _mechanism_paragraph(rows: Rows, cells: Sequence[dict[str, Any]]) -> list[str]:
+    mechanism = [r for r in rows if r.get("table") == "mechanism"]
+    if not mechanism:
+        return []
+    testbeds = list(dict.fromkeys(r["testbed"] for r in mechanism))
+    bands = list(dict.fromkeys(r["band"] for r in mechanism))
+    quantities = list(dict.fromkeys(r["quantity"] for r in mechanism))
+    lines = [
+        "### Mechanism: which extrapolated quantity is smoother where",
+        "",
+        f"Step-scaled Taylor term |Y^(k)| du^k / k! at k = {MECHANISM_K} (du: the NFE-10 Karras "
+        "step in that variable; `experiments.league.mechanisms`, exact trajectories) per sigma "
+        "band; bold: the smallest of the three quantities in that band. Last column: the "
+        "league's geometric-mean ratio best res / best peer on that testbed (all NFEs).",
+        "",
+        "| testbed | quantity | " + " | ".join(f"sigma {b}" for b in bands) + " | league ratio |",
+        "|" + "---|" * (len(bands) + 3),
+    ]
+    smallest: dict[str, dict[str, int]] = {b: dict.fromkeys(quantities, 0) for b in bands}
+    for testbed in testbeds:
+        value = {(r["quantity"], r["band"]): r["step_scaled"] for r in mechanism
+                 if r["testbed"] == testbed and r["k"] == MECHANISM_K}  # fmt: skip
+        best = {b: min(quantities, key=lambda q, b=b: value[(q, b)]) for b in bands}
+        for band, quantity in best.items():
+            smallest[band][quantity] += 1
+        ratio = _geometric_mean([c["ratio"] for c in cells if c["testbed"] == testbed])
+        for index, quantity in enumerate(quantities):
+            entries = [
+                f"**{value[(quantity, b)]:.3g}**" if best[b] == quantity
+                else f"{value[(quantity, b)]:.3g}"
+                for b in bands
+            ]  # fmt: skip
+            tail = f"{ratio:.2f}" if index == 0 and math.isfinite(ratio) else ""
+            lines.append(f"| {testbed if index == 0 else ''} | {quantity} | "
+                         + " | ".join(entries) + f" | {tail} |")  # fmt: skip
+    per_band = "; ".join(
+        f"sigma {band}: " + ", ".join(f"{q} {n}" for q, n in counts.items() if n)
+        for band, counts in smallest.items()
+    )
+    lines += [
+        "",
+        f"Smallest k = {MECHANISM_K} term, counted over the {len(testbeds)} testbeds, per band: "
+        f"{per_band}.",
+    ]
+    winners = [c for c in cells if c["testbed"] in testbeds]
+    if winners:
+        res_wins = sum(c["ratio"] < 1 for c in winners)
+        lines.append(
+            f"On these testbeds the best res entrant beats the best peer in {res_wins} of "
+            f"{len(winners)} league cells. The norms rank the variables band by band; they do "
+            "not say in which band a cell's defect is made, so they alone do not decide which "
+            "method wins a cell."
+        )
+    return lines
+
+
+def league_markdown(rows: Rows) -> str:
+    """RESULTS.md's league section: target met per testbed kind, every cell that misses it with
+    its numbers, the full cell table, and the mechanism table (:func:`_mechanism_paragraph`)."""
+    cells = league_cells(rows)
+    if not cells:
+        return ""
+    met = [c for c in cells if c["met"]]
+    lines = [
+        "## Sampler league: best res entrant against the best peer",
+        "",
+        "Defect (mean L2 to the converged reference) of every league entrant on the EDM Karras "
+        "grid (rho = 7, sigma 80 -> 0.002 -> 0) at each NFE, every denoiser call counted "
+        "(`docs/league.md`). Target (issue 10): best res <= 0.8 x best peer on the exact "
+        "testbeds, <= 1 x on the trained networks.",
+        "",
+        f"Target met in {len(met)} of {len(cells)} cells.",
+    ]
+    for kind in dict.fromkeys(c["kind"] for c in cells):
+        mine = [c for c in cells if c["kind"] == kind]
+        missed = [c for c in mine if not c["met"]]
+        lines.append(
+            f"- {kind} testbeds (target {LEAGUE_TARGETS[kind]:g}): met in "
+            f"{len(mine) - len(missed)} of {len(mine)} cells; geometric-mean ratio "
+            f"{_geometric_mean([c['ratio'] for c in mine]):.2f}."
+        )
+        if missed:
+            lines.append(
+                "  Missed: "
+                + "; ".join(
+                    f"{c['testbed']} NFE {c['nfe']} ({c['best_res']} {c['best_res_defect']:.3g} "
+                    f"vs {c['best_peer']} {c['best_peer_defect']:.3g}, ratio {c['ratio']:.2f})"
+                    for c in missed
+                )
+                + "."
+            )
+    lines += [
+        "",
+        "| testbed | NFE | best res | defect | best peer | defect | ratio | target met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {c['testbed']} ({c['kind']}) | {c['nfe']} | {c['best_res']} | "
+            f"{c['best_res_defect']:.3g} | {c['best_peer']} | {c['best_peer_defect']:.3g} | "
+            f"{c['ratio']:.2f} | {'yes' if c['met'] else 'no'} |"
+        )
+    mechanism = _mechanism_paragraph(rows, cells)
+    if mechanism:
+        lines += ["", *mechanism]
     return "\n".join(lines)

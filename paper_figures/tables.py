@@ -14,11 +14,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from experiments.diffusion.methods import METHODS
-from paper_figures.summary import PAIRS, PAPER_NFE, compare_res_to_dpmpp
+from paper_figures.summary import (
+    LEAGUE_TARGETS,
+    PAIRS,
+    PAPER_NFE,
+    compare_res_to_dpmpp,
+    league_cells,
+)
 
 __all__ = [
     "convergence_block",
     "defect_block",
+    "league_block",
     "quality_block",
     "residuals_block",
     "schedule_block",
@@ -287,3 +294,44 @@ def residuals_block(rows: Rows) -> str:
     if best:
         lines.append("Smallest defect over c2: " + "; ".join(best) + ".")
     return "\n\n".join(lines)
+
+
+def league_block(rows: Rows) -> str:
+    """The league per cell: ratio best res / best peer (defect) per testbed and NFE, bold where
+    issue 10's target is met (:data:`paper_figures.summary.LEAGUE_TARGETS`), with the number of
+    cells met and the entrants that are best most often."""
+    cells = league_cells(rows)
+    testbeds = _unique(c["testbed"] for c in cells)
+    nfes = sorted(_unique(c["nfe"] for c in cells))
+    table = []
+    for testbed in testbeds:
+        mine = {c["nfe"]: c for c in cells if c["testbed"] == testbed}
+        row = [f"{testbed} ({next(iter(mine.values()))['kind']})"]
+        for nfe in nfes:
+            cell = mine.get(nfe)
+            text = "—" if cell is None else f"{cell['ratio']:.2f}"
+            row.append(f"**{text}**" if cell is not None and cell["met"] else text)
+        table.append(row)
+
+    def most_often(key: str) -> str:
+        counts: dict[str, int] = {}
+        for c in cells:
+            counts[c[key]] = counts.get(c[key], 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:3]
+        return ", ".join(f"{name} ({count})" for name, count in ranked)
+
+    met = sum(c["met"] for c in cells)
+    targets = ", ".join(f"{kind} {value:g}" for kind, value in LEAGUE_TARGETS.items())
+    return "\n".join(
+        [
+            "Ratio of the defects best res entrant / best peer per testbed and NFE (below 1: "
+            f"res wins; bold: the target is met — {targets}):",
+            "",
+            *_table(["testbed", *(f"NFE {n}" for n in nfes)], table),
+            "",
+            f"Target met in {met} of {len(cells)} cells. Best res entrant most often: "
+            f"{most_often('best_res')}; best peer most often: {most_often('best_peer')} "
+            f"(in brackets: in how many of the {len(cells)} cells). Per-cell names and defects: "
+            "`paper_figures/output/RESULTS.md`.",
+        ]
+    )

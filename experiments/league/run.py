@@ -7,7 +7,9 @@ spend odd budgets), the sample from ``sigma_max * noise``, and its defect, the b
 L2 distance to the reference (as :mod:`experiments.defect`). Every denoiser call is counted
 (:class:`CountingDenoiser`) and asserted equal to the budget. Rows: ``testbed, kind, entrant,
 family, nfe, nfe_spent, defect, reference_error``; :func:`cell_summary` gives per cell
-(testbed, NFE) the best res method, the best peer and their ratio.
+(testbed, NFE) the best res method, the best peer and their ratio;
+:func:`run_league_experiment` adds the derivative norms of :mod:`experiments.league.mechanisms`
+(the figure pipeline's ``league`` table).
 
 Run: ``python -m experiments.league [--quick] [--out DIR]`` (writes ``DIR/league.csv`` and
 prints the cell table).
@@ -36,6 +38,7 @@ __all__ = [
     "cell_summary",
     "league_grid",
     "run_league",
+    "run_league_experiment",
 ]
 
 NFES: tuple[int, ...] = (5, 6, 8, 10, 12, 15, 20, 30, 50)
@@ -59,24 +62,35 @@ class CountingDenoiser:
 
 @dataclass(frozen=True)
 class LeagueConfig:
-    """Testbeds with batch sizes, entrants and budgets of one league run."""
+    """Testbeds with batch sizes, entrants and budgets of one league run, and the exact testbeds
+    (with their batch) on which :mod:`experiments.league.mechanisms` measures derivatives."""
 
     testbeds: tuple[tuple[str, int], ...]
     entrants: tuple[str, ...]
     nfes: tuple[int, ...] = NFES
     seed: int = 0
     rho: float = 7.0
+    mechanism_testbeds: tuple[str, ...] = ()
+    mechanism_batch: int = 8
 
     @classmethod
     def quick(cls) -> LeagueConfig:
         names = ("gmm", "gmm_sharp", "kernel_digits")
         return cls(
-            tuple((n, get_testbed(n).quick_batch) for n in names), tuple(ENTRANTS), (5, 10, 20, 50)
+            tuple((n, get_testbed(n).quick_batch) for n in names),
+            tuple(ENTRANTS),
+            (5, 10, 20, 50),
+            mechanism_testbeds=("gmm", "gmm_sharp"),
         )
 
     @classmethod
     def full(cls) -> LeagueConfig:
-        return cls(tuple((n, get_testbed(n).batch) for n in TESTBEDS), tuple(ENTRANTS))
+        exact = tuple(n for n in TESTBEDS if get_testbed(n).kind == "exact")
+        return cls(
+            tuple((n, get_testbed(n).batch) for n in TESTBEDS),
+            tuple(ENTRANTS),
+            mechanism_testbeds=exact,
+        )
 
 
 def league_grid(grid_method: str, nfe: int, rho: float = 7.0) -> tuple[torch.Tensor, int]:
@@ -155,6 +169,21 @@ def cell_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for cell in cells.values():
         cell["ratio"] = cell["best_res_defect"] / cell["best_peer_defect"]
     return list(cells.values())
+
+
+def run_league_experiment(config: LeagueConfig, device: torch.device) -> list[dict[str, Any]]:
+    """The figure pipeline's league table: the league rows (``table = "league"``) followed by
+    the derivative norms of :func:`experiments.league.mechanisms.derivative_norms` on
+    ``config.mechanism_testbeds`` (``table = "mechanism"``; computed on the CPU, in float64)."""
+    from experiments.league.mechanisms import derivative_norms
+
+    rows = [{"table": "league", **row} for row in run_league(config, device)]
+    for name in tqdm(config.mechanism_testbeds, desc="league mechanisms"):
+        rows += [
+            {"table": "mechanism", **row}
+            for row in derivative_norms(name, batch=config.mechanism_batch, seed=config.seed)
+        ]
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:

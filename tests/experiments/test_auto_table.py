@@ -30,11 +30,10 @@ TABLE_METHODS = {method for _, method in AUTO_TABLE}
 
 LEAGUE_CSVS = {
     "designs": ROOT / "benchmarks/results/league_designs.csv",
-    "quick": ROOT / "benchmarks/results/league_quick.csv",
     "full": ROOT / "paper_figures/output/league.csv",
 }
-"""The committed league results: the designs' run (nine NFEs, five exact testbeds), the quick
-run and, once committed with these entrants, the full run."""
+"""The committed league results: the designs' run (nine NFEs, five exact testbeds) and the figure
+run's full league."""
 
 
 def _geometric_means(rows) -> dict[int, dict[str, float]]:

@@ -1,6 +1,7 @@
 """The figure pipeline end to end: ``python -m paper_figures --quick`` writes every figure, table
-and RESULTS.md (0.5-1.5 minutes on 2 shared cores), and the same pipeline on tiny configurations
-of the exact Gaussian-mixture problem, run twice to check that the second run is all cache."""
+(the league's too) and RESULTS.md (0.5-1.5 minutes on 2 shared cores), and the same pipeline on
+tiny configurations of the exact Gaussian-mixture problem, run twice to check that the second run
+is all cache."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ TABLES = (
     "convergence.csv",
     "res_vs_dpmpp.csv",
 )
+LEAGUE_FILES = ("league.csv", "league.png", "league_mechanism.png")
 
 
 def test_pipeline_on_tiny_exact_problem(tmp_path: Path) -> None:
@@ -111,7 +113,8 @@ def test_quick_figure_run_writes_every_file(tmp_path: Path) -> None:
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in (*FIGURES, *TABLES, "RESULTS.md"):
+    for name in (*FIGURES, *TABLES, *LEAGUE_FILES, "RESULTS.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     results = (tmp_path / "RESULTS.md").read_text()
     assert "## digits (trained)" in results and "failed" not in results
+    assert "## Sampler league" in results and "### Mechanism" in results
