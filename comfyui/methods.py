@@ -1,10 +1,12 @@
 """Which res_torch methods the node pack offers, under which menu names, with which parameters.
 
-Every named sampler of :data:`res_torch.SAMPLERS` and every shipped tableau
-(:func:`res_torch.available_tableaux`) is offered. In ComfyUI's sampler menus a method appears
-as ``MENU_PREFIX + method`` (``res_torch_res_2s``, ``res_torch_krogstad``, ...), so that it never
-replaces a stock sampler of the same name (ComfyUI's own ``euler``, ``heun``, ``ddim``,
-``dpmpp_2m``) nor one of another node pack (RES4LYF registers ``res_2m``, ``res_3s``, ...).
+``auto`` (``res_torch.sample(method="auto")``: the method recommended for the budget the sigmas
+imply, :mod:`res_torch.recommend`), every named sampler of :data:`res_torch.SAMPLERS` and every
+shipped tableau (:func:`res_torch.available_tableaux`) are offered. In ComfyUI's sampler menus a
+method appears as ``MENU_PREFIX + method`` (``res_torch_res_2s``, ``res_torch_krogstad``, ...),
+so that it never replaces a stock sampler of the same name (ComfyUI's own ``euler``, ``heun``,
+``ddim``, ``dpmpp_2m``) nor one of another node pack (RES4LYF registers ``res_2m``, ``res_3s``,
+...).
 
 >>> menu_name("res_2s")
 'res_torch_res_2s'
@@ -21,15 +23,17 @@ from __future__ import annotations
 import res_torch
 from res_torch.tableau import Parameter
 
-__all__ = ["MENU_PREFIX", "free_parameters", "menu_name", "method_of", "methods"]
+__all__ = ["AUTO", "MENU_PREFIX", "free_parameters", "menu_name", "method_of", "methods"]
 
 MENU_PREFIX = "res_torch_"
+AUTO = "auto"
 
 
 def methods() -> list[str]:
-    """The method names the pack offers: the named samplers, then the other shipped tableaux."""
+    """The method names the pack offers: ``auto``, the named samplers, then the other shipped
+    tableaux."""
     named = list(res_torch.SAMPLERS)
-    return named + sorted(set(res_torch.available_tableaux()) - set(named))
+    return [AUTO, *named, *sorted(set(res_torch.available_tableaux()) - set(named))]
 
 
 def menu_name(method: str) -> str:
@@ -46,7 +50,9 @@ def method_of(name: str) -> str:
 
 def free_parameters(method: str) -> tuple[Parameter, ...]:
     """The user-set parameters of ``method`` (e.g. ``c2`` of RES-2S): the free parameters of its
-    tableau; none for a method that is not a tableau (Euler, Heun)."""
+    tableau; none for a method that is not a tableau (Euler, Heun) and for ``auto``."""
+    if method == AUTO:
+        return ()
     if method not in res_torch.available_tableaux():
         if method not in res_torch.SAMPLERS:
             known = ", ".join(methods())

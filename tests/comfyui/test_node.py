@@ -18,7 +18,7 @@ def test_node_declares_comfyui_interface(comfy):
     assert callable(getattr(node(), node.FUNCTION))
     required = node.INPUT_TYPES()["required"]
     assert set(required) == {"method", *WIDGETS}
-    assert set(required["method"][0]) == set(res_torch.SAMPLERS) | set(
+    assert set(required["method"][0]) == {"auto"} | set(res_torch.SAMPLERS) | set(
         res_torch.available_tableaux()
     )
     for name, value in WIDGETS.items():

@@ -17,7 +17,7 @@ STOCK = ["euler", "heun", "dpmpp_2m", "res_multistep"]
 
 
 def all_methods() -> set[str]:
-    return set(res_torch.SAMPLERS) | set(res_torch.available_tableaux())
+    return {"auto"} | set(res_torch.SAMPLERS) | set(res_torch.available_tableaux())
 
 
 def test_every_method_and_tableau_is_in_the_stock_menus(comfy):
