@@ -165,24 +165,27 @@ A weight that divides by a node spacing ``r`` amplifies errors: RES-2M's weights
 phi_2/r)`` and ``-h phi_2/r`` (``r = h_{n-1}/h_n``) have ``sum |w| = (1 - e^{-h}) (1 + 2 rho/r)``,
 ``rho = phi_2/phi_1`` in ``[1/2, 1)``, so an error ``delta`` in a stored value (the model's error,
 rounding to the sample's dtype) reaches ``x_{n+1}`` multiplied by up to ``1 + 2/r`` instead of 1
-(DDIM); RES-2S's ``b_2 = phi_2/c_2`` does the same with ``r = c_2``. At the reported
-``r = 1e-8`` that is ``2e8`` (float32, ``eps = 6e-8``: 94 % off); at ``r = 1e-4``, ``2e4`` (float16,
-``eps = 4.9e-4``: 93 % off). The bound ``r >= 1/64`` caps the factor at ``1 + 2 * 64 = 129``:
-``129 eps = 8e-6`` in float32, 6 % in float16 at the threshold. It lies below every spacing of
-the regular grids (Karras ``rho`` 1 to 7, ODE, ancestral ``eta = 1``, SDE, churn up to
-``s_churn = 40``, 2 to 1000 steps: smallest ``0.021``, uniform-in-``sigma`` ancestral), so their
-tables are unchanged. The rule acts on the grid (float64), the same for every dtype:
+(DDIM); RES-2S's ``b_2 = phi_2/c_2`` does the same with ``r = c_2`` (factor ``2/c_2 - 1``). At the
+reported ``r = 1e-8`` that is ``2e8`` (float32, ``eps = 6e-8``: 94 % off); at ``r = 1e-4``, ``2e4``
+(float16, ``eps = 4.9e-4``: 93 % off). The bound ``r >= 1/64`` caps the factor at ``1 + 2 * 64 =
+129``: ``129 eps = 8e-6`` in float32, 6 % in float16 at the threshold. It lies below every spacing
+of the regular grids (Karras ``rho`` 1 to 7, ODE, ancestral ``eta = 1``, SDE, churn up to ``s_churn
+= 40``, 2 to 1000 steps: smallest ``0.021``, uniform-in-``sigma`` ancestral), so their tables are
+unchanged (one exception, tested: ``res_pc4_logsigma`` on 5 uniform-in-``sigma`` ancestral steps, a
+spacing of 0.015617 in ``log sigma``). The rule acts on the grid (float64), the same for every
+dtype:
 
-* multistep methods (``multistep``; ``adams`` except iPNDM, whose fixed coefficients do not
-  depend on the grid, ``sum_j |AB_k[j]| <= 20/3``): a stored value whose node lies closer than
-  the bound to the last node used (spacing ``(v_last - v_{n-j}) / (v_to - v_n)``, in the
-  method's variable ``v``: ``lambda`` for exponential multistep, ``sigma`` for iPNDM-v,
-  ``log sigma`` for DEIS) is passed over for the next older one (at most twice as many looked
-  at as the method uses); with too few left the step runs the lower order (exponential
-  multistep: the start-up method with that many values, DDIM for none; Adams: ``k`` = 1 + the
-  values taken). The nodes are the actual ones of the values used, so the step keeps its
-  order conditions. Same evaluations, same NFE; regular grids take ``Y_{n-1}, Y_{n-2}, ...``
-  as before.
+* multistep methods (``multistep``, ``lagrange``; ``adams`` except iPNDM, whose fixed
+  coefficients do not depend on the grid, ``sum_j |AB_k[j]| <= 20/3``): a stored value whose
+  node lies closer than the bound to the last node used (spacing ``(v_last - v_{n-j}) / (v_to -
+  v_n)``, in the method's variable ``v``: ``lambda`` for exponential multistep, ``sigma`` for
+  iPNDM-v, ``log sigma`` for DEIS, the interpolation variable for ``lagrange``) is passed
+  over for the next older one (at most twice as many looked at as the method uses); with too
+  few left the step runs the lower order (exponential multistep: the start-up method with that
+  many values, DDIM for none; Adams and ``lagrange``: 1 + the values taken). A step whose
+  length rounds to 0 in the variable uses no stored value. The nodes are the actual ones of
+  the values used, so the step keeps its order conditions. Same evaluations, same NFE; regular
+  grids take ``Y_{n-1}, Y_{n-2}, ...`` as before.
 * single-step nodes: ``c_2 >= 1/64`` is the lower bound of the shipped ``c2`` parameters.
 
 A zero-length step (a repeated sigma) is refused by :func:`res_torch.grid.validate_sigmas`.
@@ -204,6 +207,8 @@ def history_offsets(nodes: Sequence[float], end: float, wanted: int) -> list[int
     """
     taken: list[int] = []
     last, step = nodes[0], end - nodes[0]
+    if step == 0:  # a step that rounds to zero length in the variable: no spacing is safe
+        return taken
     for j in range(1, min(len(nodes), 2 * wanted + 1)):
         if len(taken) == wanted:
             break
@@ -211,6 +216,15 @@ def history_offsets(nodes: Sequence[float], end: float, wanted: int) -> list[int
             taken.append(j)
             last = nodes[j]
     return taken
+
+
+def _placed(weights: Sequence[float], back: Sequence[int]) -> list[float]:
+    """``weights`` over ``Y_n`` and the values ``Y_{n-j}``, ``j`` in ``back``, placed at the
+    history positions ``0, 1, 2, ...`` (0 for a value passed over)."""
+    placed = [weights[0]] + [0.0] * max(back, default=0)
+    for j, weight in zip(back, weights[1:], strict=True):
+        placed[j] = weight
+    return placed
 
 
 def _lower_order(method: Tableau, values: int) -> Tableau:
@@ -395,11 +409,8 @@ def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]
             end = math.log(sigma_to[n]) if method.name == "deis" else sigma_to[n]
             back = history_offsets([v[n - j] for j in range(min(n, 2 * k - 2) + 1)], end, k - 1)
         nodes = [sigma_hat[n - j] for j in [0, *back]]
-        weights = adams_weights(method.name, nodes, sigma_to[n])
-        placed = [weights[0]] + [0.0] * max(back, default=0)
-        for j, weight in zip(back, weights[1:], strict=True):
-            placed[j] = weight
-        steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(placed)))
+        weights = _placed(adams_weights(method.name, nodes, sigma_to[n]), back)
+        steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(weights)))
     return steps
 
 
@@ -458,23 +469,32 @@ def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficie
     most ``values`` predictor values; correctors where no noise comes in between."""
     sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
     quiet, churn = (grid.step_noise == 0).tolist(), (grid.churn_noise > 0).tolist()
+    u = _VARIABLES[method.interpolation]
     steps = []
     for n, denoising in enumerate(grid.denoising):
         if denoising:
             steps.append(_denoising(sigma_hat[n]))
             continue
         k = min(n + 1, values)
-        nodes = [sigma_hat[n - j] for j in range(k)]
-        weights = interpolation_weights(
-            nodes, sigma_hat[n], sigma_to[n], method.prediction, method.interpolation
+        back = history_offsets(  # NODE_SPACING_MIN, in the interpolation variable
+            [u(sigma_hat[n - j]) for j in range(min(n, 2 * k - 2) + 1)], u(sigma_to[n]), k - 1
+        )
+        nodes = [sigma_hat[n - j] for j in [0, *back]]
+        weights = _placed(
+            interpolation_weights(
+                nodes, sigma_hat[n], sigma_to[n], method.prediction, method.interpolation
+            ),
+            back,
         )
         decay = 1.0 if method.prediction == "noise" else sigma_to[n] / sigma_hat[n]
         corrector, linearisation = (), None
-        if method.corrector and n + 1 < grid.steps and quiet[n] and not churn[n + 1]:
-            corrector = interpolation_weights(
+        resolved = u(sigma_to[n]) != u(sigma_hat[n])  # the corrector's new node is distinct
+        if method.corrector and resolved and n + 1 < grid.steps and quiet[n] and not churn[n + 1]:
+            *old, new = interpolation_weights(
                 [*nodes, sigma_to[n]], sigma_hat[n], sigma_to[n], method.prediction,
                 method.interpolation,
             )  # fmt: skip
+            corrector = [*_placed(old, back), new]
             # the corrector only where x -> base + v_new Y(x) contracts: |v_new| L < 1 with the
             # Lipschitz bound L = 1/sigma of eps = (x - D)/sigma (L = 1 for D), 0 <= dD/dx <= I
             lipschitz = 1 / sigma_to[n] if method.prediction == "noise" else 1.0

@@ -357,11 +357,14 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
     def _lower(self, values: int) -> tuple[str | Method, dict]:
         """The method (and parameters) that runs a step of ``self.method`` with at most
         ``values`` values: a multistep tableau's own start-up method of that order (DDIM for
-        a multi-stage one), an Adams method with ``max_order``, Euler for Heun, ``res_2s`` /
+        a multi-stage one), an Adams method with ``max_order``, a ``lagrange`` one with
+        ``values``, Euler for Heun, ``res_2s`` /
         DDIM for single-step tableaux."""
         method = self.method
         if method.family == "adams":
             return method, {"max_order": values}
+        if method.family == "lagrange":
+            return method, {"values": values}
         if method.family == "sigma_rk":
             return "euler", {}
         if method.is_multistep:
@@ -744,6 +747,10 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         if sigmas is None and self.config.use_flow_sigmas:
             # DPMSolverMultistepScheduler(use_flow_sigmas=True): from 1 - 1/T, shifted by
             # flow_shift, or by e^mu with dynamic shifting
+            if mu is not None and self.config.time_shift_type != "exponential":
+                raise SchedulerError(  # as DPMSolverMultistepScheduler, which asserts it
+                    "use_flow_sigmas with a shift mu needs time_shift_type='exponential'"
+                )
             s = s if mu is None else math.exp(mu)
             t = static_shift(np.linspace(1 - 1 / big_t, 0, n + 1)[:-1])
             spaced = _spaced(float(t[0]), float(t[-1]), len(t), self.config)
@@ -752,8 +759,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             # FlowMatchEulerDiscreteScheduler's grid runs to its (statically shifted) sigma_min
             end = 1 / big_t if self.config.use_dynamic_shifting else static_shift(1 / big_t)
             t = np.linspace(1.0, end, n)
-        if self.config.use_dynamic_shifting:
-            assert mu is not None
+        if self.config.use_dynamic_shifting:  # mu is given: set_timesteps checked it
             if self.config.time_shift_type == "exponential":
                 t = math.exp(mu) / (math.exp(mu) + (1 / t - 1))
             else:

@@ -179,6 +179,15 @@ def test_lower_order_final_lowers_only_the_last_two_steps_of_short_runs():
     adams.set_timesteps(6)
     reference = coefficients("ipndm", make_grid(adams.sigmas), {"max_order": 2})
     assert adams._run[2].steps[4] == reference.steps[4]
+    for designed in ("res_pc4_logsigma", "res_pc2_lambda"):  # the lagrange family: values=
+        ours = RESMultistepScheduler(
+            tableau=designed, lower_order_final=True, euler_at_final=True,
+            final_sigmas_type="sigma_min",
+        )  # fmt: skip
+        ours.set_timesteps(6)
+        for step, values in ((-1, 1), (-2, 2)):  # the last step 1 value, the one before 2
+            reference = coefficients(designed, make_grid(ours.sigmas), {"values": values})
+            assert ours._run[2].steps[step] == reference.steps[step]
 
 
 def test_thresholding_is_diffusers_threshold_sample():
@@ -423,3 +432,12 @@ def test_lowered_final_steps_survive_a_mid_schedule_start(scheduler_class, table
         - x0
     )
     torch.testing.assert_close(x, alpha_end * expected_ve, rtol=0, atol=1e-9)
+
+
+def test_flow_sigmas_with_a_linear_time_shift_are_refused_as_dpm_solver_does():
+    ours = RESMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, use_dynamic_shifting=True,
+        time_shift_type="linear",
+    )  # fmt: skip
+    with pytest.raises(SchedulerError, match="time_shift_type='exponential'"):
+        ours.set_timesteps(4, mu=0.7)

@@ -26,7 +26,8 @@ from res_torch.samplers import sample
 from res_torch.schedules import get_sigmas_karras
 
 coefficients_module = importlib.import_module("res_torch.coefficients")
-DIFFERENCING = ["res_2m", "res_3m", "dpmpp_2m", "dpmpp_3m", "ipndm_v", "deis"]
+DESIGNED = ["res_pc4_sigma", "res_pc4_logsigma", "res_pc4_rho7", "res_pc3_rho7", "res_pc2_lambda"]
+DIFFERENCING = ["res_2m", "res_3m", "dpmpp_2m", "dpmpp_3m", "ipndm_v", "deis", *DESIGNED]
 """The multistep methods whose weights divide by node spacings (iPNDM's are fixed)."""
 
 
@@ -61,8 +62,12 @@ def test_nearly_repeated_sigmas_cost_no_accuracy(gaussian, method, dtype, gap):
     # rounding is not amplified: within the 32 units of the half-precision test
     assert (out - same_grid).abs().max().item() <= 32 * torch.finfo(dtype).eps * scale
     # and the near repeat changes the result only by O(gap) (measured: <= 0.03 gap, and the
-    # float64 floor at 1e-8): the passed-over value leaves the nodes of the schedule without it
-    assert (same_grid - reference).abs().max().item() <= gap * scale
+    # float64 floor at 1e-8): the passed-over value leaves the nodes of the schedule without it.
+    # Not so for the designed methods: their value at the extra node is evaluated at the
+    # corrected point of the step before (x^c, not x^p), which moves the result by the
+    # corrector's size (local error), not by O(gap); their accuracy is checked below.
+    if method not in DESIGNED:
+        assert (same_grid - reference).abs().max().item() <= gap * scale
     exact = gaussian.exact(x, base[0], 0.0)
     assert (out - exact).norm() <= 1.01 * (reference - exact).norm() + 32 * torch.finfo(
         dtype
@@ -152,8 +157,11 @@ def test_regular_grids_give_bitwise_the_same_tables(monkeypatch, rho, sigma_min,
         for option in options:
             grid = make_grid(sigmas, **option)
             for method in DIFFERENCING:
-                if option.get("noise_type") == "sde" and method in ("ipndm_v", "deis"):
+                if option.get("noise_type") == "sde" and method in ("ipndm_v", "deis", *DESIGNED):
                     continue
+                if (method, rho, steps, option) == ("res_pc4_logsigma", 1.0, 5, {"eta": 1.0}):
+                    continue  # a real close node: step 3 ends at sigma_down = 2e-7, so in log
+                    # sigma its fourth value lies 0.015617 < 1/64 steps from the third
                 cases.append((method, grid, coefficients(method, grid)))
     monkeypatch.setattr(coefficients_module, "NODE_SPACING_MIN", -math.inf)  # the rule off
     for method, grid, table in cases:
@@ -275,3 +283,14 @@ def test_meta_device_inputs_get_clear_errors(gaussian, counting):
     out = sample(model, torch.empty(2, 3, device="meta"), sigmas, method="res_2m", eta=1.0,
                  extra_args={"seed": 1}, check_finite=False, disable=True)  # fmt: skip
     assert out.device.type == "meta"
+
+
+def test_a_step_below_the_resolution_of_the_interpolation_variable_runs(gaussian):
+    """1 -> 1 - 2^-52 is a step in sigma but not in sigma^(1/7): no node spacing there is safe
+    (no stored value is used, no corrector), where it used to divide by zero."""
+    x = torch.randn(2, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sigmas = torch.tensor([1.0, 1 - 2**-52, 0.5, 0.0], dtype=torch.float64)
+    for method in ("auto", *DESIGNED):
+        out = _sample(gaussian.denoiser, x, sigmas, method)
+        reference = _sample(gaussian.denoiser, x, [1.0, 0.5, 0.0], "ddim")
+        assert (out - reference).abs().max().item() < 1e-6, method
