@@ -340,13 +340,21 @@ def lagrange_integrals(
         u = [0.5 * (end - start) * p + 0.5 * (start + end) for p in points]
         mass = [0.5 * (end - start) * q for q in quad]
         at = list(nodes)
+    return _basis_integrals(at, u, mass)
+
+
+def _basis_integrals(at: Sequence[float], u: Sequence[float], mass: Sequence[float]) -> list[float]:
+    """``sum_i mass_i ell_j(u_i)`` for the Lagrange basis ``ell_j`` on the nodes ``at``: a
+    quadrature rule (points ``u``, weights ``mass``) applied to each basis polynomial."""
     weights = []
     for j, node in enumerate(at):
         others = [o for i, o in enumerate(at) if i != j]
-        total = 0.0
-        for v, m in zip(u, mass, strict=True):
-            total += m * math.prod((v - o) / (node - o) for o in others)
-        weights.append(total)
+        weights.append(
+            math.fsum(
+                m * math.prod((v - o) / (node - o) for o in others)
+                for v, m in zip(u, mass, strict=True)
+            )
+        )
     return weights
 
 
@@ -452,16 +460,7 @@ def interpolation_weights(
     else:
         mass = [sigma_to * h / 2 * q / s for q, s in zip(quad, levels, strict=True)]
     u, at = [_VARIABLES[variable](s) for s in levels], [_VARIABLES[variable](s) for s in nodes]
-    weights = []
-    for j, node in enumerate(at):
-        others = [o for i, o in enumerate(at) if i != j]
-        weights.append(
-            math.fsum(
-                m * math.prod((v - o) / (node - o) for o in others)
-                for v, m in zip(u, mass, strict=True)
-            )
-        )
-    return weights
+    return _basis_integrals(at, u, mass)
 
 
 def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficients]:
