@@ -97,7 +97,11 @@ def _nfe_axis(ax, rows: Rows) -> None:
     for r in rows:
         runs[r["nfe"]] = runs.get(r["nfe"], 0) + 1
     common = [n for n, count in runs.items() if 2 * count >= len(methods)]
-    ticks = nfe_ticks([*common, min(runs), max(runs)])
+    _log_nfe_ticks(ax, nfe_ticks([*common, min(runs), max(runs)]))
+
+
+def _log_nfe_ticks(ax, ticks: Sequence[int]) -> None:
+    """A log x axis labelled at exactly ``ticks`` (no minor ticks)."""
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([str(t) for t in ticks]))
@@ -128,6 +132,12 @@ def _unique(values: Iterable[Any]) -> list[Any]:
 
 def _finite_positive(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def _points(rows: Rows, key: str, value: Any, x: str, y: str) -> list[tuple[Any, Any]]:
+    """``(r[x], r[y])`` of the rows with ``r[key] == value`` and a finite positive ``r[y]`` (a
+    log-scale curve), sorted by ``x``."""
+    return sorted((r[x], r[y]) for r in rows if r[key] == value and _finite_positive(r[y]))
 
 
 def _panels(count: int, width: float = 4.2, height: float = 3.4):
@@ -162,7 +172,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def _line(ax, rows: Rows, x: str, y: str, method: str, suffix: str = "") -> None:
-    points = sorted((r[x], r[y]) for r in rows if r["method"] == method and _finite_positive(r[y]))
+    points = _points(rows, "method", method, x, y)
     if points:
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, label=_label(method) + suffix, **STYLE.get(method, {}))
@@ -392,11 +402,7 @@ def plot_convergence(rows: Rows, path: Path) -> Path:
     for ax, problem in zip(axes, problems, strict=False):
         mine = [r for r in errors if r["problem"] == problem]
         for index, method in enumerate(methods):
-            points = sorted(
-                (r["h"], r["error"])
-                for r in mine
-                if r["method"] == method and _finite_positive(r["error"])
-            )
+            points = _points(mine, "method", method, "h", "error")
             if not points:
                 continue
             fit = slopes.get((problem, method), {})
@@ -455,11 +461,7 @@ def plot_league(rows: Rows, cells: Rows, path: Path) -> Path:
     for ax, testbed in zip(axes, testbeds, strict=False):
         mine = [r for r in rows if r["testbed"] == testbed]
         for entrant in _unique(r["entrant"] for r in mine):
-            points = sorted(
-                (r["nfe"], r["defect"])
-                for r in mine
-                if r["entrant"] == entrant and _finite_positive(r["defect"])
-            )
+            points = _points(mine, "entrant", entrant, "nfe", "defect")
             if not points:
                 continue
             res = next(r["family"] for r in mine if r["entrant"] == entrant) == "res"
@@ -477,11 +479,7 @@ def plot_league(rows: Rows, cells: Rows, path: Path) -> Path:
         ):
             ax.plot(*_best_envelope(mine, family), color=colour, linewidth=2.2, marker="o",
                     markersize=4, label=label)  # fmt: skip
-        ax.set_xscale("log")
-        ticks = sorted({r["nfe"] for r in mine})
-        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(nfe_ticks(ticks)))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        _log_nfe_ticks(ax, nfe_ticks({r["nfe"] for r in mine}))
         ax.set(yscale="log", xlabel="NFE", ylabel="defect (mean L2)")
         ax.set_title(f"{testbed} ({mine[0]['kind']})")
         _plain_log_y(ax)
@@ -489,22 +487,14 @@ def plot_league(rows: Rows, cells: Rows, path: Path) -> Path:
     ratio_ax = axes[len(testbeds)]
     colours = plt.get_cmap("Dark2")  # not the blue / red of the families
     for index, testbed in enumerate(testbeds):
-        points = sorted(
-            (c["nfe"], c["ratio"])
-            for c in cells
-            if c["testbed"] == testbed and _finite_positive(c["ratio"])
-        )
+        points = _points(cells, "testbed", testbed, "nfe", "ratio")
         if points:
             ratio_ax.plot(*zip(*points, strict=True), color=colours(index % 8), marker="o",
                           markersize=3.5, linewidth=1.2, label=f"ratio: {testbed}")  # fmt: skip
     ratio_ax.axhline(1.0, color="k", linewidth=1.0)
     ratio_ax.axhline(LEAGUE_TARGET, color="k", linewidth=1.2, linestyle="--",
                      label=f"target {LEAGUE_TARGET} (exact testbeds)")  # fmt: skip
-    ratio_ax.set_xscale("log")
-    ticks = sorted({c["nfe"] for c in cells})
-    ratio_ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(nfe_ticks(ticks)))
-    ratio_ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ratio_ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    _log_nfe_ticks(ratio_ax, nfe_ticks({c["nfe"] for c in cells}))
     ratio_ax.set(yscale="log", xlabel="NFE", ylabel="best res / best peer (defect)")
     ratio_ax.set_title("ratio per cell (below 1: res wins)")
     _plain_log_y(ratio_ax)
