@@ -81,12 +81,10 @@ def test_layout_names_every_module_document_and_folder() -> None:
     assert not missing, f"README's Layout section does not mention: {missing}"
 
 
-def test_adaptive_table_is_the_committed_csv() -> None:
+def test_adaptive_table_is_the_committed_csv(load_script) -> None:
     """README's adaptive benchmark table is ``bench_adaptive.render`` of the committed CSV
     (rewrite it with ``python benchmarks/bench_adaptive.py --readme``)."""
-    spec = importlib.util.spec_from_file_location("bench_adaptive", BENCH_ADAPTIVE)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script(BENCH_ADAPTIVE)
     start, end = README.index(bench.BEGIN) + len(bench.BEGIN), README.index(bench.END)
     rows = bench.read_csv(bench.CSV)
     assert README[start:end].strip() == bench.render(rows)

@@ -5,7 +5,6 @@ reproduces them."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from importlib import resources
 from pathlib import Path
@@ -35,13 +34,7 @@ def _schema_validator():
     return jsonschema.Draft202012Validator(schema)
 
 
-def _reader():
-    spec = importlib.util.spec_from_file_location(
-        "reference_reader", ROOT / "docs" / "reference_reader.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+READER = ROOT / "docs" / "reference_reader.py"
 
 
 def test_the_schema_ships_beside_the_tableaux_and_is_not_a_tableau():
@@ -108,8 +101,8 @@ def test_vectors_are_the_coefficients_to_30_digits(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_reference_reader_reproduces_the_vectors(name):
-    reader = _reader()
+def test_reference_reader_reproduces_the_vectors(name, load_script):
+    reader = load_script(READER)
     doc = _doc(name)
     vectors = doc["test_vectors"]
     for n, z in enumerate(vectors["Z"]):
@@ -138,8 +131,8 @@ def test_res_torch_reproduces_the_vectors(name):
                     assert abs(a[n, i, j].item() - expected) <= 1e-13 * max(abs(expected), 1.0)
 
 
-def test_reference_reader_parses_the_grammar():
-    reader = _reader()
+def test_reference_reader_parses_the_grammar(load_script):
+    reader = load_script(READER)
     cases = {"-c3^2/c2": -4.5, "c3**2/c2": 4.5, "2^-1 + 2**(+2) - (-2)^2": 0.5,
              "sqrt(4)*-3": -6.0, "-(c2 + c3)/(c2*c3)": -5 / 6, "1.5e1/(3)": 5.0}  # fmt: skip
     for source, value in cases.items():

@@ -4,7 +4,6 @@ benchmark, as far as a machine without a CUDA device can run them: the benchmark
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,18 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_samplers", ROOT / "benchmarks" / "bench_samplers.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+BENCH = ROOT / "benchmarks" / "bench_samplers.py"
 
 
-def test_graph_helper_refuses_a_cpu_tensor() -> None:
+def test_graph_helper_refuses_a_cpu_tensor(load_script) -> None:
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA tensor"):
-        _bench().graphed(lambda y: y * 2, torch.ones(3))
+        load_script(BENCH).graphed(lambda y: y * 2, torch.ones(3))
 
 
 def test_sampler_benchmark_runs_on_the_cpu_without_graph_rows() -> None:
