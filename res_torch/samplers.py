@@ -156,6 +156,13 @@ def clear_plan_cache() -> None:
     clear_device_tables()
 
 
+def _single_level(sigmas: Any) -> bool:
+    """Whether ``sigmas`` holds one noise level only (a run of no step, which returns ``x``)."""
+    return (torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() == 1) or (
+        isinstance(sigmas, Sequence) and len(sigmas) == 1
+    )
+
+
 def sample_method(
     method: str | Path | Tableau | Method,
     model: Denoiser,
@@ -175,9 +182,7 @@ def sample_method(
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
     if extra_args is not None and not isinstance(extra_args, Mapping):
         raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
-    if (torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() == 1) or (
-        isinstance(sigmas, Sequence) and len(sigmas) == 1
-    ):
+    if _single_level(sigmas):
         return x  # no step (k-diffusion and ComfyUI do the same)
     if noise.noise_type not in described.noise_types:
         raise NoiseError(
@@ -419,9 +424,7 @@ def sample(
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     if method == "auto":  # the table of res_torch.recommend for the budget the sigmas imply
-        if (torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() == 1) or (
-            isinstance(sigmas, Sequence) and len(sigmas) == 1
-        ):
+        if _single_level(sigmas):
             return x  # no step (as every sampler)
         method = recommend(budget_of(validate_sigmas(sigmas)))
     if method in SAMPLERS:
