@@ -18,8 +18,10 @@ are exactness for polynomials in ``u``:
 ``m`` the number of nodes; they determine the weights (a Vandermonde system: the Lagrange
 weights ``w_j = int rho l_j(u)``). Variables: ``u = theta`` (``lambda`` or ``log sigma``,
 equivalent since Lagrange interpolation is invariant under affine maps), ``u = e^{-h theta}``
-(``sigma / sigma_n``) and ``u = e^{-h theta / 7}`` (``(sigma / sigma_n)^{1/7}``, the variable in
-which the EDM rho = 7 grid is uniform). The **error constant** is the first unmet condition,
+(``sigma / sigma_n``), ``u = e^{-h theta / 7}`` (``(sigma / sigma_n)^{1/7}``, the variable in
+which the EDM rho = 7 grid is uniform) and ``u = e^{-h p theta}`` for any ``p > 0`` (the
+``"grid"`` variable of ``res_torch``, ``p`` per step from the grid). The **error constant** is
+the first unmet condition,
 
     E_m = (int_0^1 rho u^m dtheta - sum_j w_j u(c_j)^m) / m!,
 
@@ -59,7 +61,7 @@ __all__ = [
 h, theta, sigma_n = sp.symbols("h theta sigma_n", positive=True)
 
 FORMS = ("noise", "denoised")
-VARIABLES = ("lambda", "sigma", "rho7")
+VARIABLES = ("lambda", "sigma", "rho7", "power")
 
 
 class MultistepDesignError(ValueError):
@@ -69,10 +71,12 @@ class MultistepDesignError(ValueError):
 @dataclass(frozen=True)
 class StepFamily:
     """The extrapolated prediction ``form`` (``"noise"`` or ``"denoised"``) and the
-    interpolation ``variable`` (``"lambda"``, ``"sigma"`` or ``"rho7"``)."""
+    interpolation ``variable`` (``"lambda"``, ``"sigma"``, ``"rho7"`` or ``"power"``:
+    ``(sigma/sigma_n)^p`` with ``p = exponent``, a positive rational)."""
 
     form: str
     variable: str
+    exponent: sp.Rational | None = None
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -81,6 +85,12 @@ class StepFamily:
             raise MultistepDesignError(
                 f"variable must be one of {VARIABLES}, got {self.variable!r}"
             )
+        if (self.variable == "power") != (self.exponent is not None):
+            raise MultistepDesignError("an exponent is given with variable='power' and only then")
+        if self.exponent is not None and not (
+            isinstance(self.exponent, sp.Rational) and self.exponent > 0
+        ):
+            raise MultistepDesignError(f"exponent must be a positive Rational, got {self.exponent}")
 
     def density(self) -> sp.Expr:
         """``rho(theta)`` (module docstring)."""
@@ -92,7 +102,7 @@ class StepFamily:
         """The interpolation variable at ``theta = at``."""
         if self.variable == "lambda":
             return sp.sympify(at)
-        scale = 1 if self.variable == "sigma" else sp.Rational(1, 7)
+        scale = {"sigma": 1, "rho7": sp.Rational(1, 7)}.get(self.variable, self.exponent)
         return sp.exp(-h * scale * at)
 
 

@@ -34,9 +34,11 @@ evaluates a coefficient. Families (:data:`BUILDERS`):
   (:func:`history_offsets`; its weight is 0), and a step left with too few runs the lower order.
 * ``sigma_rk``: Euler and EDM-Heun in ``sigma`` written in this affine form
   (:func:`sigma_rk_step`).
-* ``adams``: ``x_{n+1} = x_n + sum_j w_j eps_{n-j}`` with ``k_n = min(n + 1, k)`` values
+* ``adams``: ``x_{n+1} = x_n + sum_j w_j eps_{n-j}`` with ``k_n = min(n + 1, k)`` values (only
+  those since noise last entered the run, :func:`noise_free_values`)
   (:func:`adams_weights`; iPNDM-v and DEIS pass over values as ``multistep`` does).
-* ``lagrange``: ``Y`` (``eps`` or ``D``) interpolated in ``sigma`` or ``log sigma`` through
+* ``lagrange``: ``Y`` (``eps`` or ``D``) interpolated in ``sigma``, ``log sigma``, ``sigma^(1/7)``
+  or the grid's own variable (:func:`grid_exponents`) through
   ``k_n = min(n + 1, k)`` values and integrated exactly against the step's exact form, with a
   corrector through the new point (:func:`interpolation_weights`, ``docs/designed_methods.md``).
 """
@@ -64,10 +66,14 @@ __all__ = [
     "adams_weights",
     "coefficients",
     "erk_steps",
+    "grid_exponents",
     "history_offsets",
     "interpolation_weights",
     "lagrange_integrals",
+    "noise_free_values",
+    "power_variable",
     "sigma_rk_step",
+    "uniformising_exponent",
 ]
 
 
@@ -403,19 +409,38 @@ def adams_weights(name: str, nodes: Sequence[float], sigma_to: float) -> list[fl
     return lagrange_integrals(nodes, nodes[0], sigma_to, log=name == "deis")
 
 
+def noise_free_values(grid: StepGrid) -> list[int]:
+    """Per step ``n``, how many first-stage values of steps ``n, n-1, ...`` lie on the stretch
+    of the run that no noise has entered since: ``n + 1`` for an ODE run, 1 after a step that
+    adds noise (``step_noise``) or at a step that churns (``churn_noise``). The noise-form
+    families (``adams``, ``lagrange``) extrapolate only these: a stored ``eps = (x - D)/sigma``
+    holds the state ``x`` it was evaluated at, which added noise has since moved by an amount
+    not small in the step, so the older values are not samples of one smooth ``eps`` along the
+    trajectory (with EDM churn, keeping them made iPNDM-v and the designs diverge as the steps
+    shrink; ``tests/torch/test_stochastic_sampling.py``)."""
+    step_noise, churn = grid.step_noise.tolist(), grid.churn_noise.tolist()
+    counts, count = [], 0
+    for n in range(grid.steps):
+        count = count + 1 if n > 0 and step_noise[n - 1] == 0 and churn[n] == 0 else 1
+        counts.append(count)
+    return counts
+
+
 def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]:
     steps = []
     sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
     v = [math.log(s) for s in sigma_hat] if method.name == "deis" else sigma_hat
-    for n, denoising in enumerate(grid.denoising):
+    runs = zip(grid.denoising, noise_free_values(grid), strict=True)
+    for n, (denoising, available) in enumerate(runs):
         if denoising:
             steps.append(_denoising(sigma_hat[n]))
             continue
-        k = min(n + 1, order)
+        k = min(available, order)
         back = list(range(1, k))
         if method.name != "ipndm":  # NODE_SPACING_MIN: the Lagrange weights divide by spacings
             end = math.log(sigma_to[n]) if method.name == "deis" else sigma_to[n]
-            back = history_offsets([v[n - j] for j in range(min(n, 2 * k - 2) + 1)], end, k - 1)
+            nodes = [v[n - j] for j in range(min(available - 1, 2 * k - 2) + 1)]
+            back = history_offsets(nodes, end, k - 1)
         nodes = [sigma_hat[n - j] for j in [0, *back]]
         weights = _placed(adams_weights(method.name, nodes, sigma_to[n]), back)
         steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(weights)))
@@ -427,11 +452,98 @@ _VARIABLES: dict[str, Callable[[float], float]] = {
     "log_sigma": math.log,
     "rho7": lambda s: s ** (1 / 7),
 }
-"""The interpolation variables ``u(sigma)`` of the ``lagrange`` family."""
+"""The fixed interpolation variables ``u(sigma)`` of the ``lagrange`` family (``"grid"``: each
+step's own power of ``sigma``, :func:`grid_exponents`)."""
+
+
+def power_variable(exponent: float) -> Callable[[float], float]:
+    """The Box–Cox variable ``u(sigma) = (sigma^p - 1)/p`` for ``p = exponent > 0``, ``log
+    sigma`` for ``p = 0`` (its limit), computed as ``expm1(p log sigma)/p`` so that it stays
+    accurate as ``p -> 0``; an affine image of ``sigma^p``, so the interpolation weights are
+    those of ``sigma^p``."""
+    if exponent == 0:
+        return math.log
+    return lambda s: math.expm1(exponent * math.log(s)) / exponent
+
+
+_EXPONENT_TOL = 1e-13
+
+
+def uniformising_exponent(sigmas: Sequence[float]) -> float:
+    """The ``p`` in ``[0, 1]`` for which the positive ``sigmas`` (decreasing) are most evenly
+    spaced in ``u = sigma^p`` (``log sigma`` at 0): the minimiser of the squared second
+    differences of ``u`` relative to its range, ``sum_i (u_{i+1} - 2 u_i + u_{i-1})^2 /
+    (u_0 - u_N)^2``. A Karras grid (``sigma_i^(1/rho)`` equally spaced) gives ``1/rho``, the
+    exponential grid 0, the uniform grid 1 (to ``1e-12``); fewer than three values give
+    ``1/7``, the EDM default. Golden-section search after a scan of 101 points, so a grid with
+    several local minima gets the best scanned one refined.
+
+    >>> karras = [(80 ** (1 / 7) + i / 9 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7
+    ...           for i in range(10)]
+    >>> round(uniformising_exponent(karras), 10)
+    0.1428571429
+    """
+    if len(sigmas) < 3:
+        return 1 / 7
+
+    def unevenness(p: float) -> float:
+        u = [power_variable(p)(s) for s in sigmas]
+        second = math.fsum((a - 2 * b + c) ** 2 for a, b, c in zip(u, u[1:], u[2:], strict=False))
+        return second / (u[0] - u[-1]) ** 2
+
+    scan = [i / 100 for i in range(101)]
+    best = min(range(101), key=lambda i: unevenness(scan[i]))
+    lo, hi = scan[max(best - 1, 0)], scan[min(best + 1, 100)]
+    golden = (math.sqrt(5) - 1) / 2
+    while hi - lo > _EXPONENT_TOL:
+        a, b = hi - golden * (hi - lo), lo + golden * (hi - lo)
+        if unevenness(a) <= unevenness(b):
+            hi = b
+        else:
+            lo = a
+    p = (lo + hi) / 2
+    return min((p, 0.0, 1.0), key=unevenness) if best in (0, 100) else p
+
+
+def grid_exponents(grid: StepGrid, values: int) -> list[float]:
+    """Per step, the exponent ``p_n`` of the ``"grid"`` variable ``u = sigma^p_n`` of a
+    ``lagrange`` method with at most ``values`` values: :func:`uniformising_exponent` of the
+    step's own levels, ``sigma_hat`` of its ``k_n`` (at most ``values``) values and its end
+    ``sigma_to``, with the next positive ``sigma_to`` added while fewer than three (levels
+    closer than :data:`NODE_SPACING_MIN` of the step in ``log sigma`` are passed over, as
+    :func:`history_offsets` passes over their values). The nodes of
+    each step are so equally spaced in ``u`` as a power can make them (exactly on Karras,
+    exponential and uniform grids, where ``p_n`` is ``1/rho``, 0 and 1 at every step), and the
+    extrapolation has the weights of equal steps; a grid whose spacing law changes along it (a
+    flow grid, uniform in ``sigma/(sigma + shift)``: ``p`` near 1 at its end) gets the variable
+    of each part. Denoising steps get ``nan``."""
+    sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
+    exponents = []
+    runs = zip(grid.denoising, noise_free_values(grid), strict=True)
+    for n, (denoising, available) in enumerate(runs):
+        if denoising:
+            exponents.append(math.nan)
+            continue
+        k = min(available, values)
+        logs = [math.log(sigma_hat[n - j]) for j in range(min(available - 1, 2 * k - 2) + 1)]
+        back = history_offsets(logs, math.log(sigma_to[n]), k - 1)  # as the step will
+        window = [sigma_hat[n - j] for j in [*back[::-1], 0]] + [sigma_to[n]]
+        spacing = NODE_SPACING_MIN * math.log(sigma_hat[n] / sigma_to[n])
+        for s in sigma_to[n + 1 :]:
+            if len(window) >= 3 or s <= 0:
+                break
+            if math.log(window[-1] / s) >= spacing:
+                window.append(s)
+        exponents.append(uniformising_exponent(window))
+    return exponents
 
 
 def interpolation_weights(
-    nodes: Sequence[float], sigma_from: float, sigma_to: float, prediction: str, variable: str
+    nodes: Sequence[float],
+    sigma_from: float,
+    sigma_to: float,
+    prediction: str,
+    variable: str | Callable[[float], float],
 ) -> list[float]:
     """``w_j`` of the ``lagrange`` family's step ``sigma_from -> sigma_to`` (``0 < sigma_to <
     sigma_from``): the exact integral of the Lagrange basis ``ell_j`` on ``u(nodes)`` against the
@@ -443,11 +555,11 @@ def interpolation_weights(
       ``w_j = sigma_to int_{sigma_to}^{sigma_from} ell_j(u(s)) / s^2 ds``,
 
     with ``u = sigma`` (``variable="sigma"``), ``u = log sigma`` (``"log_sigma"``; in
-    ``lambda = -log sigma`` for the data form) or ``u = sigma^(1/7)`` (``"rho7"``, the variable
-    in which the EDM grid is uniform). Computed by ``_GAUSS``-point Gauss–Legendre in
-    ``theta``, ``sigma(theta) = sigma_from e^{-h theta}``, ``h = log(sigma_from/sigma_to)``: the
-    integrands are entire in ``theta`` (exponential polynomials), and the rule's error is below
-    float64 rounding for the ``h`` of EDM grids.
+    ``lambda = -log sigma`` for the data form), ``u = sigma^(1/7)`` (``"rho7"``, the variable
+    in which the EDM grid is uniform) or a given function ``u``. Computed by ``_GAUSS``-point
+    Gauss–Legendre in ``theta``, ``sigma(theta) = sigma_from e^{-h theta}``, ``h =
+    log(sigma_from/sigma_to)``: the integrands are entire in ``theta`` (exponential
+    polynomials), and the rule's error is below float64 rounding for the ``h`` of EDM grids.
 
     >>> [round(w, 12) for w in interpolation_weights([2.0, 3.0], 2.0, 1.0, "noise", "sigma")]
     [-1.5, 0.5]
@@ -459,8 +571,8 @@ def interpolation_weights(
         mass = [-h / 2 * q * s for q, s in zip(quad, levels, strict=True)]
     else:
         mass = [sigma_to * h / 2 * q / s for q, s in zip(quad, levels, strict=True)]
-    u, at = [_VARIABLES[variable](s) for s in levels], [_VARIABLES[variable](s) for s in nodes]
-    return _basis_integrals(at, u, mass)
+    var = _VARIABLES[variable] if isinstance(variable, str) else variable
+    return _basis_integrals([var(s) for s in nodes], [var(s) for s in levels], mass)
 
 
 def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficients]:
@@ -468,21 +580,24 @@ def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficie
     most ``values`` predictor values; correctors where no noise comes in between."""
     sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
     quiet, churn = (grid.step_noise == 0).tolist(), (grid.churn_noise > 0).tolist()
-    u = _VARIABLES[method.interpolation]
+    if method.interpolation == "grid":
+        variables = [power_variable(p) for p in grid_exponents(grid, values)]
+    else:
+        variables = [_VARIABLES[method.interpolation]] * grid.steps
     steps = []
-    for n, denoising in enumerate(grid.denoising):
+    available = noise_free_values(grid)
+    for n, (denoising, u) in enumerate(zip(grid.denoising, variables, strict=True)):
         if denoising:
             steps.append(_denoising(sigma_hat[n]))
             continue
-        k = min(n + 1, values)
+        k = min(available[n], values)
         back = history_offsets(  # NODE_SPACING_MIN, in the interpolation variable
-            [u(sigma_hat[n - j]) for j in range(min(n, 2 * k - 2) + 1)], u(sigma_to[n]), k - 1
-        )
+            [u(sigma_hat[n - j]) for j in range(min(available[n] - 1, 2 * k - 2) + 1)],
+            u(sigma_to[n]), k - 1,
+        )  # fmt: skip
         nodes = [sigma_hat[n - j] for j in [0, *back]]
         weights = _placed(
-            interpolation_weights(
-                nodes, sigma_hat[n], sigma_to[n], method.prediction, method.interpolation
-            ),
+            interpolation_weights(nodes, sigma_hat[n], sigma_to[n], method.prediction, u),
             back,
         )
         decay = 1.0 if method.prediction == "noise" else sigma_to[n] / sigma_hat[n]
@@ -490,9 +605,8 @@ def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficie
         resolved = u(sigma_to[n]) != u(sigma_hat[n])  # the corrector's new node is distinct
         if method.corrector and resolved and n + 1 < grid.steps and quiet[n] and not churn[n + 1]:
             *old, new = interpolation_weights(
-                [*nodes, sigma_to[n]], sigma_hat[n], sigma_to[n], method.prediction,
-                method.interpolation,
-            )  # fmt: skip
+                [*nodes, sigma_to[n]], sigma_hat[n], sigma_to[n], method.prediction, u
+            )
             corrector = [*_placed(old, back), new]
             # the corrector only where x -> base + v_new Y(x) contracts: |v_new| L < 1 with the
             # Lipschitz bound L = 1/sigma of eps = (x - D)/sigma (L = 1 for D), 0 <= dD/dx <= I

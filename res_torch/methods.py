@@ -78,8 +78,10 @@ class Method:
 @dataclass(frozen=True)
 class InterpolatedMethod(Method):
     """A ``lagrange``-family method: the stored prediction ``Y`` (``prediction``: ``eps`` or
-    ``D``) interpolated by a polynomial in ``interpolation`` (``"sigma"``, ``"log_sigma"`` or
-    ``"rho7"``) through the last ``k_n = min(n + 1, history + 1)`` values and integrated
+    ``D``) interpolated by a polynomial in ``interpolation`` (``"sigma"``, ``"log_sigma"``,
+    ``"rho7"`` or ``"grid"``: ``sigma^p`` with ``p`` per step from the grid,
+    :func:`res_torch.coefficients.grid_exponents`) through the last ``k_n = min(n + 1,
+    history + 1)`` values (those since noise last entered the run) and integrated
     exactly; with ``corrector``, a UniC-style corrector through the new point (no extra
     evaluation) where it is a contraction (``docs/designed_methods.md``).
     ``linearisation_scale`` ``s`` (``None``: PEC) sets the next step's values after a
@@ -137,6 +139,12 @@ METHODS: dict[str, Method] = {
     "res_pc3_rho7": InterpolatedMethod(
         "res_pc3_rho7", title="eps interpolated in sigma^(1/7) (3 values), contractive corrector",
         order=4, history=2, interpolation="rho7", **_INTERPOLATED_NOISE),
+    "res_pc3_grid": InterpolatedMethod(
+        "res_pc3_grid", title="eps interpolated in the grid's own variable sigma^p (3 values), "
+        "contractive corrector", order=4, history=2, interpolation="grid", **_INTERPOLATED_NOISE),
+    "res_pc4_grid": InterpolatedMethod(
+        "res_pc4_grid", title="eps interpolated in the grid's own variable sigma^p (4 values), "
+        "contractive corrector", order=5, history=3, interpolation="grid", **_INTERPOLATED_NOISE),
     "res_pc2_lambda": InterpolatedMethod(
         "res_pc2_lambda", title="D interpolated in lambda (2 values: RES-2M), exponential "
         "Adams-Moulton corrector (PEC)", order=3, history=1, interpolation="log_sigma",

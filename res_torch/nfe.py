@@ -27,8 +27,10 @@ import torch
 from res_torch.errors import NFEBudgetError
 from res_torch.grid import validate_sigmas
 from res_torch.methods import Method, method_of
+from res_torch.recommend import budget_of, recommend
 from res_torch.schedules import (
     get_sigmas_exponential,
+    get_sigmas_flow,
     get_sigmas_karras,
     get_sigmas_polyexponential,
     get_sigmas_uniform,
@@ -41,6 +43,7 @@ __all__ = ["NFEBudgetError", "SCHEDULES", "evaluations_per_step", "nfe", "sigmas
 SCHEDULES: dict[str, Callable[..., torch.Tensor]] = {
     "karras": get_sigmas_karras,
     "exponential": get_sigmas_exponential,
+    "flow": get_sigmas_flow,
     "uniform": get_sigmas_uniform,
     "polyexponential": get_sigmas_polyexponential,
     "vp": get_sigmas_vp,
@@ -66,10 +69,13 @@ def _step_costs(method: str | Path | Tableau | Method, steps: int) -> list[int]:
 
 
 def nfe(method: str | Path | Tableau | Method, sigmas: torch.Tensor | Sequence[float]) -> int:
-    """Number of denoiser evaluations of ``method`` over ``sigmas`` (rule: module docstring).
+    """Number of denoiser evaluations of ``method`` over ``sigmas`` (rule: module docstring);
+    ``"auto"`` counts those of the method it runs there (:mod:`res_torch.recommend`).
 
     >>> nfe("res_2s", [80.0, 10.0, 1.0, 0.0]), nfe("res_3m", [80.0, 10.0, 1.0, 0.0])
     (5, 4)
+    >>> nfe("auto", [80.0, 10.0, 1.0, 0.0])
+    3
     >>> nfe("res_2m", [1.0])
     0
     """
@@ -78,6 +84,8 @@ def nfe(method: str | Path | Tableau | Method, sigmas: torch.Tensor | Sequence[f
     ):
         return 0  # no step: the samplers return x unchanged
     values = validate_sigmas(sigmas)
+    if method == "auto":
+        method = recommend(budget_of(values))
     steps = values.numel() - 1
     final = int(values[-1] == 0)
     return sum(_step_costs(method, steps - final)) + final
@@ -97,7 +105,8 @@ def sigmas_for_nfe(
     """The ``schedule`` (ending in 0) on which ``method`` uses exactly ``nfe`` evaluations.
 
     Solves ``nfe = sum_{k < n - 1} cost_k + 1`` (module docstring; ``s (n - 1) + 1`` for an
-    ``s``-stage method) for the number ``n`` of nonzero sigmas; raises :class:`NFEBudgetError`
+    ``s``-stage method; ``method="auto"``: the method :func:`res_torch.recommend.recommend`
+    names for ``nfe``) for the number ``n`` of nonzero sigmas; raises :class:`NFEBudgetError`
     when there is no integer solution (e.g. NFE 10 for a 2-stage method, NFE 2 for RES-3M,
     whose first step costs 2). ``rho`` goes to schedules that have it (``karras``: default 7,
     ``polyexponential``: default 1); ``schedule_options`` to the schedule function (e.g.
@@ -105,6 +114,8 @@ def sigmas_for_nfe(
     """
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
         raise NFEBudgetError(f"nfe must be an integer >= 1, got {nfe!r}")
+    if method == "auto":
+        method = recommend(nfe)
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
     costs = _step_costs(method, nfe)  # at least 1 evaluation per step: nfe steps suffice

@@ -98,7 +98,9 @@ __all__ = [
     "sample_res_3m",
     "sample_res_3s",
     "sample_res_pc2_lambda",
+    "sample_res_pc3_grid",
     "sample_res_pc3_rho7",
+    "sample_res_pc4_grid",
     "sample_res_pc4_logsigma",
     "sample_res_pc4_rho7",
     "sample_res_pc4_sigma",
@@ -371,6 +373,19 @@ sample_res_pc3_rho7 = _named(
     "Designed: ``eps`` interpolated in ``sigma^(1/7)`` through 3 values, " + _DESIGNED,
     ("values (1-3, default 3)",),
 )
+sample_res_pc3_grid = _named(
+    "res_pc3_grid",
+    "Designed: ``eps`` interpolated in ``sigma^p`` through 3 values, ``p`` per step the power "
+    "in which the step's nodes are most evenly spaced (``1/rho`` on Karras grids, 0 on "
+    "exponential ones), " + _DESIGNED,
+    ("values (1-3, default 3)",),
+)
+sample_res_pc4_grid = _named(
+    "res_pc4_grid",
+    "Designed: ``eps`` interpolated in the grid's own ``sigma^p`` (as ``res_pc3_grid``) through "
+    "4 values, " + _DESIGNED,
+    ("values (1-4, default 4)",),
+)
 sample_res_pc2_lambda = _named(
     "res_pc2_lambda",
     "Designed: ``D`` interpolated in ``lambda`` through 2 values (RES-2M) with the exponential "
@@ -396,6 +411,8 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "res_pc4_logsigma": sample_res_pc4_logsigma,
     "res_pc4_rho7": sample_res_pc4_rho7,
     "res_pc3_rho7": sample_res_pc3_rho7,
+    "res_pc3_grid": sample_res_pc3_grid,
+    "res_pc4_grid": sample_res_pc4_grid,
     "res_pc2_lambda": sample_res_pc2_lambda,
 }
 """The named samplers; :func:`sample` also accepts any shipped tableau name."""

@@ -19,12 +19,12 @@ __all__ = [
     "alphas_cumprod_from_betas",
     "get_sigmas_beta",
     "get_sigmas_exponential",
+    "get_sigmas_flow",
     "get_sigmas_karras",
     "get_sigmas_polyexponential",
     "get_sigmas_uniform",
     "get_sigmas_vp",
 ]
-
 
 
 def _check_n(n: int) -> None:
@@ -97,6 +97,29 @@ def get_sigmas_uniform(
     _check_range(sigma_min, sigma_max)
     ramp = _ramp(n, device, dtype)
     return _append_zero(sigma_max + ramp * (sigma_min - sigma_max))
+
+
+def get_sigmas_flow(
+    n: int,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    shift: float = 3.0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """A rectified-flow grid (SD3, Flux; Esser et al. 2024) in VE noise levels: flow times
+    uniform in ``tau`` and shifted, ``t = shift tau/(1 + (shift - 1) tau)``, with ``sigma =
+    t/(1 - t)``; since ``sigma = shift tau/(1 - tau)``, the grid is uniform in ``tau =
+    sigma/(sigma + shift)`` between ``sigma_max`` and ``sigma_min``, then 0 (``shift = 3``: SD3's
+    default; diffusers' ``FlowMatchEulerDiscreteScheduler`` with ``shift``, cut to the range)."""
+    _check_n(n)
+    _check_range(sigma_min, sigma_max)
+    if not (math.isfinite(shift) and shift > 0):
+        raise ScheduleError(f"shift must be finite and > 0, got {shift}")
+    ramp = _ramp(n, device, dtype)
+    top, bottom = sigma_max / (sigma_max + shift), sigma_min / (sigma_min + shift)
+    tau = top + ramp * (bottom - top)
+    return _append_zero(shift * tau / (1 - tau))
 
 
 def get_sigmas_beta(

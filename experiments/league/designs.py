@@ -6,10 +6,12 @@ budgets (:data:`experiments.league.run.NFES`) and every exact testbed, at the qu
 sizes. :func:`ratio_table` gives, per res entrant and NFE, the geometric mean over the
 testbeds of its defect divided by the best peer's in the cell (< 1: better than every peer).
 
-Run: ``python -m experiments.league.designs [--out DIR] [--testbeds NAME ...]`` (writes
-``DIR/league_designs.csv``, or ``league_designs_<names>.csv`` for other testbeds, with the
-runner's columns, and prints the ratio table; under a minute on 2 CPU cores with the
-references cached, for the exact testbeds and for the trained ``digits`` network alike).
+Run: ``python -m experiments.league.designs [--out DIR] [--testbeds NAME ...] [--schedule
+GRID [--rho RHO]]`` (writes ``DIR/league_designs.csv``, or ``league_designs_<names>_<grid>.csv``
+for other testbeds and grids, with the runner's columns, and prints the ratio table; about a
+minute on 2 CPU cores with the references cached, for the exact testbeds and for the trained
+``digits`` network alike). ``--doc`` rewrites the generated block of
+``docs/designed_methods.md`` from the committed CSVs (:data:`DOC_RUNS`) instead.
 """
 
 from __future__ import annotations
@@ -28,17 +30,23 @@ from experiments.league.entrants import ENTRANTS
 from experiments.league.run import NFES, LeagueConfig, run_league
 from experiments.league.testbeds import TESTBEDS, get_testbed
 
-__all__ = ["exact_config", "main", "ratio_table"]
+__all__ = ["DOC_RUNS", "GRIDS", "doc_block", "exact_config", "main", "ratio_table", "update_doc"]
+
+GRIDS: tuple[str, ...] = ("karras", "exponential", "flow", "uniform")
+"""The schedules (``res_torch.nfe.SCHEDULES``) that span the references' sigma 80 -> 0.002."""
 
 
-def exact_config(testbeds: Sequence[str] | None = None) -> LeagueConfig:
+def exact_config(
+    testbeds: Sequence[str] | None = None, schedule: str = "karras", rho: float = 7.0
+) -> LeagueConfig:
     """Every entrant, every league NFE, on ``testbeds`` (default: every exact one) at their
-    quick batch sizes."""
+    quick batch sizes, on the ``schedule`` grid (default: the EDM Karras grid, ``rho`` 7)."""
     if testbeds is None:
         testbeds = [n for n in TESTBEDS if get_testbed(n).kind == "exact"]
     return LeagueConfig(
-        tuple((n, get_testbed(n).quick_batch) for n in testbeds), tuple(ENTRANTS), NFES
-    )
+        tuple((n, get_testbed(n).quick_batch) for n in testbeds), tuple(ENTRANTS), NFES,
+        rho=rho, schedule=schedule,
+    )  # fmt: skip
 
 
 def ratio_table(rows: Sequence[dict[str, Any]]) -> dict[str, dict[int, float]]:
@@ -60,15 +68,89 @@ def ratio_table(rows: Sequence[dict[str, Any]]) -> dict[str, dict[int, float]]:
     }
 
 
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "designed_methods.md"
+DOC_RUNS: dict[str, str] = {
+    "league_designs.csv": "exact testbeds, EDM Karras grid rho = 7",
+    "league_designs_karras_rho3.csv": "exact testbeds, Karras grid rho = 3",
+    "league_designs_exponential.csv": "exact testbeds, exponential grid (uniform in log sigma)",
+    "league_designs_flow.csv": "exact testbeds, flow grid shift 3 (uniform in sigma/(sigma + 3))",
+    "league_designs_digits.csv": "trained digits network, EDM Karras grid rho = 7",
+}
+"""The committed designs runs (``benchmarks/results/``) of the doc's generated block."""
+_BEGIN = "<!-- generated: designs (python -m experiments.league.designs --doc) -->"
+_END = "<!-- end generated: designs -->"
+
+
+def _cells(rows: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
+    """``(cells, res at most 0.8x the best peer, res better than the best peer)``."""
+    best: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        cell, family = best[(row["testbed"], int(row["nfe"]))], row["family"]
+        cell[family] = min(cell.get(family, math.inf), float(row["defect"]))
+    ratios = [c["res"] / c["peer"] for c in best.values()]
+    return len(ratios), sum(r <= 0.8 for r in ratios), sum(r < 1 for r in ratios)
+
+
+def doc_block(results: Path = RESULTS) -> str:
+    """The Markdown of the doc's generated block: per committed run, the :func:`ratio_table`
+    of every res entrant and the count of cells the best res entrant wins."""
+    parts = []
+    for name, title in DOC_RUNS.items():
+        path = results / name
+        if not path.exists():
+            continue
+        with path.open() as f:
+            rows = list(csv.DictReader(f))
+        table = ratio_table(rows)
+        nfes = sorted({int(r["nfe"]) for r in rows})
+        cells, target, wins = _cells(rows)
+        parts += [
+            f"**{title}** (`benchmarks/results/{name}`): best res entrant <= 0.8x the best peer "
+            f"in {target} of {cells} cells, better than it in {wins}.",
+            "",
+            "| res entrant | " + " | ".join(map(str, nfes)) + " |",
+            "|---|" + "---|" * len(nfes),
+            *(
+                f"| {e} | " + " | ".join(f"{by[n]:.2f}" for n in nfes) + " |"
+                for e, by in table.items()
+            ),
+            "",
+        ]
+    return "\n".join(parts).strip()
+
+
+def update_doc(doc: Path = DOC, results: Path = RESULTS) -> bool:
+    """Rewrite the generated block of ``doc``; whether it changed (``ValueError`` without the
+    block's marker lines)."""
+    text = doc.read_text()
+    if _BEGIN not in text or _END not in text:
+        raise ValueError(f"{doc} has no lines {_BEGIN!r} ... {_END!r}")
+    head, rest = text.split(_BEGIN, 1)
+    old, tail = rest.split(_END, 1)
+    new = f"\n{doc_block(results)}\n"
+    doc.write_text(head + _BEGIN + new + _END + tail)
+    return old != new
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--testbeds", nargs="+", choices=TESTBEDS, help="default: the exact ones")
+    parser.add_argument("--schedule", choices=GRIDS, default="karras")
+    parser.add_argument("--rho", type=float, default=7.0, help="karras only (default 7)")
+    parser.add_argument("--doc", action="store_true", help=f"rewrite {DOC.name}'s block only")
     args = parser.parse_args(argv)
-    config = exact_config(args.testbeds)
+    if args.doc:
+        print(f"{DOC}: {'updated' if update_doc() else 'unchanged'}")
+        return
+    config = exact_config(args.testbeds, args.schedule, args.rho)
     rows = run_league(config, torch.device("cpu"), cache_dir=args.out / "cache")
     args.out.mkdir(parents=True, exist_ok=True)
     name = "league_designs" + "".join(f"_{n}" for n in args.testbeds or ())
+    if (args.schedule, args.rho) != ("karras", 7.0):
+        name += f"_{args.schedule}" + (f"_rho{args.rho:g}" if args.schedule == "karras" else "")
     with (args.out / f"{name}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -70,6 +70,7 @@ class LeagueConfig:
     nfes: tuple[int, ...] = NFES
     seed: int = 0
     rho: float = 7.0
+    schedule: str = "karras"
     mechanism_testbeds: tuple[str, ...] = ()
     mechanism_batch: int = 8
 
@@ -93,16 +94,21 @@ class LeagueConfig:
         )
 
 
-def league_grid(grid_method: str, nfe: int, rho: float = 7.0) -> tuple[torch.Tensor, int]:
-    """``(sigmas, spent)``: the Karras grid on which ``grid_method``'s NFE rule spends the
-    largest budget ``spent <= nfe`` exactly; ``ValueError`` if not even one step fits."""
+def league_grid(
+    grid_method: str, nfe: int, rho: float = 7.0, schedule: str = "karras"
+) -> tuple[torch.Tensor, int]:
+    """``(sigmas, spent)``: the grid (``schedule``, a :data:`res_torch.nfe.SCHEDULES` name from
+    ``sigma_max`` to ``sigma_min``, then 0; ``rho`` for ``karras``) on which ``grid_method``'s
+    NFE rule spends the largest budget ``spent <= nfe`` exactly; ``ValueError`` if not even one
+    step fits."""
     from res_torch import NFEBudgetError, sigmas_for_nfe
 
     for budget in range(nfe, 1, -1):
         try:
             sigmas = sigmas_for_nfe(
-                budget, grid_method, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, rho=rho
-            )
+                budget, grid_method, schedule, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
+                rho=rho if schedule == "karras" else None,
+            )  # fmt: skip
         except NFEBudgetError:
             continue
         if len(sigmas) >= 3:
@@ -128,7 +134,9 @@ def run_league(
                 progress.set_postfix_str(f"{name} NFE {nfe}")
                 for entrant_name in config.entrants:
                     entrant = get_entrant(entrant_name)
-                    sigmas, spent = league_grid(entrant.grid_method, nfe, config.rho)
+                    sigmas, spent = league_grid(
+                        entrant.grid_method, nfe, config.rho, config.schedule
+                    )
                     sigmas = sigmas.to(device=device, dtype=torch.float64)
                     counter = CountingDenoiser(testbed.denoiser)
                     out = entrant.run(counter, noise * sigmas[0], sigmas)

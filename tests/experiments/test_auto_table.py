@@ -25,15 +25,23 @@ from res_torch.recommend import auto_table_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTOR = 1.25
+OTHER_GRID_FACTOR = 2.0
+"""On the grids other than the EDM one the table is a default, not chosen cell by cell: its
+method must stay within 2x of the best res method there (measured worst: 1.61, Karras rho 3 at
+NFE 20; the previous table, ``res_pc3_rho7`` / ``res_pc4_logsigma``, was 4.6x there and 4.2x on
+the flow grid at NFE 30)."""
 TABLE_METHODS = {method for _, method in AUTO_TABLE}
 
 
 LEAGUE_CSVS = {
     "designs": ROOT / "benchmarks/results/league_designs.csv",
+    "designs_karras_rho3": ROOT / "benchmarks/results/league_designs_karras_rho3.csv",
+    "designs_exponential": ROOT / "benchmarks/results/league_designs_exponential.csv",
+    "designs_flow": ROOT / "benchmarks/results/league_designs_flow.csv",
     "full": ROOT / "paper_figures/output/league.csv",
 }
-"""The committed league results: the designs' run (nine NFEs, five exact testbeds) and the figure
-run's full league."""
+"""The committed league results: the designs' runs (nine NFEs, five exact testbeds; EDM grid,
+Karras rho 3, exponential and flow grids) and the figure run's full league (EDM grid)."""
 
 
 def _geometric_means(rows) -> dict[int, dict[str, float]]:
@@ -51,7 +59,7 @@ def _geometric_means(rows) -> dict[int, dict[str, float]]:
 def test_the_table_picks_the_best_res_method_of_the_league_at_every_nfe(run):
     path = LEAGUE_CSVS[run]
     if not path.exists():
-        pytest.skip(f"{path.name} is not committed")
+        pytest.fail(f"{path.name} is not committed")
     rows = list(csv.DictReader(path.open()))
     if not {row["entrant"] for row in rows} >= TABLE_METHODS:
         if run == "full":
@@ -62,7 +70,8 @@ def test_the_table_picks_the_best_res_method_of_the_league_at_every_nfe(run):
     for budget, by_method in sorted(means.items()):
         chosen = recommend(budget)
         best = min(by_method.values())
-        assert by_method[chosen] <= FACTOR * best, (budget, chosen, by_method)
+        factor = FACTOR if run in ("designs", "full") else OTHER_GRID_FACTOR
+        assert by_method[chosen] <= factor * best, (budget, chosen, by_method)
 
 
 def test_the_table_methods_are_league_entrants_spending_one_evaluation_per_step():
@@ -85,3 +94,10 @@ def test_ratio_table_is_the_geometric_mean_of_the_ratio_to_the_best_peer():
         ]
     ]  # fmt: skip
     assert ratio_table(rows) == {"r": {5: pytest.approx(1.0)}}
+
+
+def test_the_doc_block_is_generated_from_the_committed_designs_runs():
+    from experiments.league.designs import DOC, DOC_RUNS, RESULTS, doc_block
+
+    assert all((RESULTS / name).exists() for name in DOC_RUNS)
+    assert doc_block() in DOC.read_text(), "run: python -m experiments.league.designs --doc"

@@ -23,11 +23,13 @@ from res_theory.multistep_design import (
     weights,
 )
 from res_theory.tableau import Z
-from res_torch import METHODS, coefficients, get_sigmas_karras, make_grid
-from res_torch.coefficients import interpolation_weights
+from res_torch import METHODS, coefficients, get_sigmas_flow, get_sigmas_karras, make_grid
+from res_torch.coefficients import grid_exponents, interpolation_weights
 
 c1 = sp.Symbol("c1", negative=True)
-FAMILIES = [StepFamily(f, v) for f in FORMS for v in VARIABLES]
+FAMILIES = [StepFamily(f, v) for f in FORMS for v in VARIABLES if v != "power"] + [
+    StepFamily(f, "power", sp.Rational(2, 9)) for f in FORMS
+]
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f"{f.form}-{f.variable}")
@@ -80,11 +82,25 @@ def test_float64_weights_agree_with_sympy_at_40_digits(family, corrector):
 
 
 LAGRANGE = [name for name, method in METHODS.items() if method.family == "lagrange"]
+
+
+def _family(method, sigmas, n: int) -> StepFamily:
+    """The step family of step ``n``: the method's fixed variable, or for ``"grid"`` the power
+    ``sigma^p_n`` the core chose for that step (read exactly from its float)."""
+    if method.interpolation != "grid":
+        return StepFamily(method.prediction, FAMILY_OF[method.interpolation])
+    p = grid_exponents(make_grid(sigmas), method.history + 1)[n]
+    if p == 0:
+        return StepFamily(method.prediction, "lambda")
+    return StepFamily(method.prediction, "power", sp.Rational(p))
+
+
 IRREGULAR = {
     "karras_nfe6": get_sigmas_karras(6, 0.002, 80.0),
     "karras_nfe12_rho3": get_sigmas_karras(12, 0.002, 80.0, rho=3.0),
     "karras_nfe30": get_sigmas_karras(30, 0.002, 80.0),
     "random": torch.tensor([60.0, 31.0, 29.5, 9.0, 2.2, 1.9, 0.4, 0.05, 0.011, 0.0]),
+    "flow_nfe10": get_sigmas_flow(10, 0.002, 80.0),
 }
 
 
@@ -96,11 +112,11 @@ def test_sampler_coefficients_are_the_order_condition_solutions(name, grid):
     40-digit solution of the order conditions C_q at the step's actual history nodes, relative
     1e-12 (of the step's sum of |w|), on irregular grids."""
     method = METHODS[name]
-    family = StepFamily(method.prediction, FAMILY_OF[method.interpolation])
     table = coefficients(method, make_grid(IRREGULAR[grid]))
     levels = [step.sigmas[0] for step in table.steps]
     checked = 0
     for n, step in enumerate(table.steps[:-1]):
+        family = _family(method, IRREGULAR[grid], n)
         s_n, s_next = levels[n], levels[n + 1]
         h_n = math.log(s_n / s_next)
         k = len(step.weights)
@@ -140,5 +156,11 @@ def test_bad_input():
         StepFamily("velocity", "sigma")
     with pytest.raises(MultistepDesignError, match="variable"):
         StepFamily("noise", "time")
+    with pytest.raises(MultistepDesignError, match="exponent"):
+        StepFamily("noise", "power")
+    with pytest.raises(MultistepDesignError, match="exponent"):
+        StepFamily("noise", "power", sp.Rational(-1, 2))
+    with pytest.raises(MultistepDesignError, match="exponent"):
+        StepFamily("noise", "sigma", sp.Rational(1, 2))
     with pytest.raises(MultistepDesignError, match="distinct"):
         weights(StepFamily("noise", "sigma"), (0, 0))

@@ -1,5 +1,6 @@
-"""The designed ``lagrange`` methods (``res_pc4_sigma``, ``_logsigma``, ``_rho7``,
-``res_pc3_rho7``, ``res_pc2_lambda``): weights against textbook formulas, the linearised
+"""The designed ``lagrange`` methods (``res_pc4_sigma``, ``_logsigma``, ``_rho7``, ``_grid``,
+``res_pc3_rho7``, ``_grid``, ``res_pc2_lambda``): weights against textbook formulas, the grid's
+own variable, the linearised
 history, orders of convergence on the exact Gaussian ODE, where the corrector acts, NFE and bad
 input. Their coefficients against the SymPy order conditions:
 ``tests/theory/test_multistep_design.py``; fast loop against the reference loop:
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import mpmath
 import pytest
 import torch
 
@@ -18,6 +20,7 @@ from res_torch import (
     ResError,
     SigmasError,
     get_sigmas_exponential,
+    get_sigmas_flow,
     get_sigmas_karras,
     nfe,
     recommend,
@@ -27,7 +30,13 @@ from res_torch import (
     sample_res_pc4_sigma,
     sigmas_for_nfe,
 )
-from res_torch.coefficients import coefficients, interpolation_weights
+from res_torch.coefficients import (
+    coefficients,
+    grid_exponents,
+    interpolation_weights,
+    power_variable,
+    uniformising_exponent,
+)
 from res_torch.errors import NFEBudgetError, TableauError
 from res_torch.grid import make_grid
 from res_torch.samplers import sample_method
@@ -50,7 +59,8 @@ ADAMS_MOULTON = {  # on (eps_n, eps_{n-1}, ..., eps_new)
 
 def test_the_designs_are_registered_samplers():
     assert DESIGNED == [
-        "res_pc4_sigma", "res_pc4_logsigma", "res_pc4_rho7", "res_pc3_rho7", "res_pc2_lambda"
+        "res_pc4_sigma", "res_pc4_logsigma", "res_pc4_rho7", "res_pc3_rho7", "res_pc3_grid",
+        "res_pc4_grid", "res_pc2_lambda",
     ]  # fmt: skip
     for name in DESIGNED:
         assert METHODS[name].is_multistep and METHODS[name].stages == 1
@@ -70,6 +80,68 @@ def test_corrector_in_sigma_on_equal_steps_is_adams_moulton(k):
     nodes = [3.0 - step * j for j in range(k - 1)] + [3.0 + step]
     w = interpolation_weights(nodes, 3.0, 3.0 + step, "noise", "sigma")
     assert [v / step for v in w] == pytest.approx(ADAMS_MOULTON[k], rel=1e-13, abs=1e-13)
+
+
+@pytest.mark.parametrize("n", [3, 6, 31])
+@pytest.mark.parametrize("rho", [1.0, 3.0, 7.0, 20.0])
+def test_the_uniformising_exponent_of_a_karras_grid_is_one_over_rho(rho, n):
+    sigmas = get_sigmas_karras(n, 0.002, 80.0, rho=rho)[:-1].tolist()
+    assert uniformising_exponent(sigmas) == pytest.approx(1 / rho, abs=1e-12)
+    assert uniformising_exponent(sigmas[::-1]) == pytest.approx(1 / rho, abs=1e-12)
+
+
+def test_the_uniformising_exponent_of_exponential_and_flow_grids():
+    assert uniformising_exponent(get_sigmas_exponential(9, 0.01, 50.0)[:-1].tolist()) == 0.0
+    flow = get_sigmas_flow(30, 0.002, 80.0, shift=3.0)[:-1].tolist()
+    # uniform in sigma/(sigma + 3): like log sigma where sigma >> 3, like sigma where sigma << 3
+    assert uniformising_exponent(flow[:4]) < 0.05 and uniformising_exponent(flow[-4:]) > 0.9
+    assert uniformising_exponent([2.0, 1.0]) == pytest.approx(1 / 7)  # too few: the EDM default
+
+
+def test_power_variable_is_accurate_as_the_exponent_vanishes():
+    """``(sigma^p - 1)/p`` to a few ulps against 40-digit mpmath, where ``sigma^p`` itself
+    would lose all digits of the spacing (p = 1e-14)."""
+    with mpmath.workdps(40):
+        for p in (1e-14, 1e-8, 1 / 7, 1.0):
+            for s in (0.002, 0.7, 3.0, 80.0):
+                exact = mpmath.expm1(mpmath.mpf(p) * mpmath.log(s)) / mpmath.mpf(p)
+                assert power_variable(p)(s) == pytest.approx(float(exact), rel=4e-16, abs=0)
+    assert power_variable(0.0) is math.log
+
+
+@pytest.mark.parametrize(
+    ("sigmas", "fixed"),
+    [
+        (get_sigmas_karras(12, 0.002, 80.0), "res_pc4_rho7"),
+        (get_sigmas_exponential(12, 0.002, 80.0), "res_pc4_logsigma"),
+        (torch.linspace(20.0, 0.5, 12, dtype=torch.float64).tolist() + [0.0], "res_pc4_sigma"),
+    ],
+    ids=["karras7", "exponential", "uniform"],
+)
+def test_the_grid_variable_is_the_fixed_one_on_grids_uniform_in_it(sigmas, fixed):
+    """On a grid uniform in sigma^(1/7), log sigma or sigma every step's exponent is that power,
+    and the grid methods' tables are the fixed-variable methods' (relative 1e-12)."""
+    grid = make_grid(sigmas)
+    for values in (3, 4):
+        exponents = grid_exponents(grid, values)
+        p = {"res_pc4_rho7": 1 / 7, "res_pc4_logsigma": 0.0, "res_pc4_sigma": 1.0}[fixed]
+        assert exponents[:-1] == pytest.approx([p] * (len(exponents) - 1), abs=1e-12)
+        assert math.isnan(exponents[-1])
+        ours = coefficients(f"res_pc{values}_grid", grid)
+        theirs = coefficients(fixed, grid, {"values": values})
+        for a, b in zip(ours.steps, theirs.steps, strict=True):
+            assert len(a.corrector) == len(b.corrector)
+            scale = max(map(abs, a.weights + a.corrector), default=1.0)
+            for x, y in zip(a.weights + a.corrector, b.weights + b.corrector, strict=True):
+                assert abs(x - y) <= 1e-12 * scale
+
+
+def test_the_grid_variable_follows_a_flow_grid_along_it():
+    """A flow grid (uniform in sigma/(sigma + 3)) gets log sigma at its start and nearly sigma
+    at its end, where a fixed sigma^(1/7) extrapolates over a step 4x the node spacing."""
+    exponents = grid_exponents(make_grid(get_sigmas_flow(20, 0.002, 80.0)), 3)[:-1]
+    assert exponents[0] < 0.05 and exponents[-2] > 0.5
+    assert all(a <= b + 1e-9 for a, b in zip(exponents[:-2], exponents[1:-1], strict=True))
 
 
 def test_data_form_weights_are_the_res_multistep_ones():
@@ -187,14 +259,18 @@ def test_corrector_only_where_no_noise_comes_in_between_and_it_contracts():
     assert not any(step.corrector for step in coefficients("res_pc4_sigma", grid).steps)
     sigmas = sigmas_for_nfe(10, "res_pc4_sigma")
     for name in DESIGNED:
+        method = METHODS[name]
         table = coefficients(name, make_grid(sigmas))
         levels = sigmas[1:-1].tolist()
         lipschitz = [1 / s if table.prediction == "noise" else 1.0 for s in levels]
-        for n, step in enumerate(table.steps[:-1]):
+        if method.interpolation == "grid":
+            variables = map(power_variable, grid_exponents(make_grid(sigmas), method.history + 1))
+        else:
+            variables = [method.interpolation] * len(levels)
+        for n, (step, variable) in enumerate(zip(table.steps[:-1], variables, strict=False)):
             full = interpolation_weights(
                 [*[sigmas[n - j].item() for j in range(len(step.weights))], sigmas[n + 1].item()],
-                sigmas[n].item(), sigmas[n + 1].item(), table.prediction,
-                METHODS[name].interpolation,
+                sigmas[n].item(), sigmas[n + 1].item(), table.prediction, variable,
             )  # fmt: skip
             assert bool(step.corrector) == (abs(full[-1]) * lipschitz[n] < 1), (name, n)
             assert (step.linearisation is not None) == (
@@ -235,11 +311,12 @@ def test_auto_runs_the_table_method_on_the_callers_sigmas(counting):
         sigmas = torch.cat([torch.linspace(80.0, 0.01, steps), torch.zeros(1)])
         model = counting(problem.denoiser)
         got = sample(model, x, sigmas, method="auto", disable=True)
-        assert model.calls == steps == len(sigmas) - 1
+        assert model.calls == steps == len(sigmas) - 1 == nfe("auto", sigmas)
+        assert nfe("auto", sigmas_for_nfe(steps, "auto")) == steps
         expected = sample(problem.denoiser, x, sigmas, method=recommend(steps), disable=True)
         assert torch.equal(got, expected)
     assert [recommend(n) for n in (1, 15, 16, 1000)] == [
-        "res_pc3_rho7", "res_pc3_rho7", "res_pc4_logsigma", "res_pc4_logsigma",
+        "res_pc3_grid", "res_pc3_grid", "res_pc4_grid", "res_pc4_grid",
     ]  # fmt: skip
     assert torch.equal(sample(problem.denoiser, x, [80.0], method="auto"), x)
 

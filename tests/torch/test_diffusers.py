@@ -486,14 +486,16 @@ def test_a_mid_stage_begin_index_is_refused():
         scheduler.step(torch.zeros_like(x), scheduler.timesteps[1], x)
 
 
-@pytest.mark.parametrize(  # the designed methods: one with the linearised history, one PEC
-    "method", ["ipndm", "ipndm_v", "deis", "res_pc3_rho7", "res_pc2_lambda"]
-)
-def test_sigma_multistep_methods_run_in_the_scheduler_as_in_the_sampler(unet64, method):
+@pytest.mark.parametrize(  # the designed methods: linearised history, PEC, the grid's variable
+    ("method", "karras"),
+    [("ipndm", True), ("ipndm_v", True), ("deis", True), ("res_pc3_rho7", True),
+     ("res_pc2_lambda", True), ("res_pc4_grid", False)],
+)  # fmt: skip
+def test_sigma_multistep_methods_run_in_the_scheduler_as_in_the_sampler(unet64, method, karras):
     unet = unet64
     ddpm = diffusers.DDPMScheduler(clip_sample=False)
     scheduler = RESMultistepScheduler.from_config(
-        ddpm.config, tableau=method, use_karras_sigmas=True
+        ddpm.config, tableau=method, use_karras_sigmas=karras
     )
     scheduler.set_timesteps(7)
     noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)

@@ -26,7 +26,10 @@ from res_torch.samplers import sample
 from res_torch.schedules import get_sigmas_karras
 
 coefficients_module = importlib.import_module("res_torch.coefficients")
-DESIGNED = ["res_pc4_sigma", "res_pc4_logsigma", "res_pc4_rho7", "res_pc3_rho7", "res_pc2_lambda"]
+DESIGNED = [
+    "res_pc4_sigma", "res_pc4_logsigma", "res_pc4_rho7", "res_pc3_rho7", "res_pc3_grid",
+    "res_pc4_grid", "res_pc2_lambda",
+]  # fmt: skip
 DIFFERENCING = ["res_2m", "res_3m", "dpmpp_2m", "dpmpp_3m", "ipndm_v", "deis", *DESIGNED]
 """The multistep methods whose weights divide by node spacings (iPNDM's are fixed)."""
 

@@ -10,6 +10,7 @@ import torch
 from res_torch import (
     ScheduleError,
     get_sigmas_exponential,
+    get_sigmas_flow,
     get_sigmas_karras,
     get_sigmas_polyexponential,
     get_sigmas_uniform,
@@ -40,6 +41,16 @@ def test_uniform_is_uniform_in_sigma():
     assert sigmas.tolist() == [4.5, 3.5, 2.5, 1.5, 0.5, 0.0]
 
 
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_flow_is_uniform_in_unshifted_flow_time(shift):
+    sigmas = get_sigmas_flow(7, 0.002, 80.0, shift=shift)[:-1]
+    t = sigmas / (1 + sigmas)  # flow time, x_t = (1 - t) x_0 + t eps, rescaled to VE
+    tau = t / (shift - (shift - 1) * t)  # inverse of the shift t = s tau / (1 + (s - 1) tau)
+    steps = torch.diff(tau)
+    assert torch.allclose(steps, steps[0].expand_as(steps), rtol=1e-12)
+    assert sigmas[0].item() == pytest.approx(80.0) and sigmas[-1].item() == pytest.approx(0.002)
+
+
 def test_polyexponential_with_rho_one_is_exponential():
     assert torch.allclose(
         get_sigmas_polyexponential(6, 0.002, 80.0, rho=1.0), get_sigmas_exponential(6, 0.002, 80.0)
@@ -55,7 +66,13 @@ def test_vp_follows_the_vp_sde():
 
 @pytest.mark.parametrize(
     "schedule",
-    [get_sigmas_karras, get_sigmas_exponential, get_sigmas_uniform, get_sigmas_polyexponential],
+    [
+        get_sigmas_karras,
+        get_sigmas_exponential,
+        get_sigmas_uniform,
+        get_sigmas_polyexponential,
+        get_sigmas_flow,
+    ],
 )
 @pytest.mark.parametrize("n", [1, 2, 10])
 def test_schedules_are_valid_sampling_grids(schedule, n):
@@ -77,6 +94,7 @@ def test_schedules_are_valid_sampling_grids(schedule, n):
         (lambda: get_sigmas_karras(5, rho=0.0), "rho"),
         (lambda: get_sigmas_polyexponential(5, rho=-1.0), "rho"),
         (lambda: get_sigmas_vp(5, eps_s=1.5), "eps_s"),
+        (lambda: get_sigmas_flow(5, shift=0.0), "shift"),
         (lambda: get_sigmas_vp(5, beta_d=-1.0), "beta_d"),
     ],
 )

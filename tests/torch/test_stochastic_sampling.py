@@ -17,6 +17,7 @@ from res_torch import (
     sample_res_2s,
 )
 from res_torch.coefficients import coefficients as method_coefficients
+from res_torch.coefficients import noise_free_values
 
 
 class ListNoise:
@@ -225,6 +226,51 @@ def test_stochastic_samplers_sample_the_gaussian_data_distribution(gaussian, met
                  **options)  # fmt: skip
     assert out.mean().item() == pytest.approx(gaussian.mu, abs=4 * gaussian.s / math.sqrt(n))
     assert out.std().item() == pytest.approx(gaussian.s, abs=4 * gaussian.s / math.sqrt(2 * n))
+
+
+NOISE_FORM_MULTISTEP = ["ipndm", "ipndm_v", "deis", "res_pc4_grid", "res_pc3_rho7"]
+EVERY_STEP_CHURN = {"s_churn": 40.0}
+
+
+def test_noise_free_values_restart_where_noise_enters():
+    sigmas = get_sigmas_karras(8, 0.01, 50.0)
+    assert noise_free_values(make_grid(sigmas)) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert noise_free_values(make_grid(sigmas, eta=1.0)) == [1] * 8
+    churned = make_grid(sigmas, s_churn=8.0, s_tmin=1.0, s_tmax=20.0)  # churn at 1 <= sigma <= 20
+    inside = [1.0 <= s <= 20.0 for s in sigmas[:-1].tolist()]
+    counts = noise_free_values(churned)
+    for n, (count, churn) in enumerate(zip(counts, inside, strict=True)):
+        assert count == (1 if churn or n == 0 else counts[n - 1] + 1)
+
+
+@pytest.mark.parametrize("method", NOISE_FORM_MULTISTEP)
+@pytest.mark.parametrize("options", [{"eta": 1.0}, EVERY_STEP_CHURN], ids=["eta", "churn"])
+def test_noise_form_multistep_steps_are_euler_where_noise_enters_every_step(method, options):
+    """A stored eps = (x - D)/sigma holds the state it was evaluated at; with noise entering
+    every step no stored value is reused: every step is Euler's, ``x' = x + (sigma_to -
+    sigma_hat) eps``."""
+    grid = make_grid(get_sigmas_karras(10, 0.002, 80.0), **options)
+    table = method_coefficients(method, grid)
+    assert table.prediction == "noise"
+    hat, to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
+    for n, step in enumerate(table.steps[:-1]):
+        assert step.weights[0] == pytest.approx(to[n] - hat[n], rel=1e-13)
+        assert all(w == 0 for w in step.weights[1:]) and not step.corrector
+
+
+@pytest.mark.parametrize("method", NOISE_FORM_MULTISTEP)
+def test_noise_form_multistep_with_churn_samples_the_gaussian_as_euler_does(gaussian, method):
+    """EDM churn on 160 steps: the samples' spread is Euler's (first order in the noise; the
+    reused stale values made iPNDM-v and the designs diverge, std 1e63 at 160 steps)."""
+    n, sigmas = 4000, get_sigmas_karras(160, 0.002, 80.0)
+    x = 80 * torch.randn(n, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    runs = {
+        m: sample(gaussian.denoiser, x, sigmas, method=m, disable=True,
+                  generator=torch.Generator().manual_seed(4), **EVERY_STEP_CHURN).std().item()
+        for m in (method, "euler")
+    }  # fmt: skip
+    assert runs[method] == pytest.approx(runs["euler"], rel=1e-9)
+    assert runs[method] == pytest.approx(gaussian.s, rel=0.1)
 
 
 def test_bad_noise_options_are_rejected(gaussian):
