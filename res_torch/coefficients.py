@@ -507,26 +507,32 @@ def uniformising_exponent(sigmas: Sequence[float]) -> float:
 
 def grid_exponents(grid: StepGrid, values: int) -> list[float]:
     """Per step, the exponent ``p_n`` of the ``"grid"`` variable ``u = sigma^p_n`` of a
-    ``lagrange`` method with at most ``values`` values: :func:`uniformising_exponent` of the
-    step's own levels, ``sigma_hat`` of its ``k_n`` (at most ``values``) values and its end
-    ``sigma_to``, with the next positive ``sigma_to`` added while fewer than three (levels
-    closer than :data:`NODE_SPACING_MIN` of the step in ``log sigma`` are passed over, as
-    :func:`history_offsets` passes over their values). The nodes of
-    each step are so equally spaced in ``u`` as a power can make them (exactly on Karras,
-    exponential and uniform grids, where ``p_n`` is ``1/rho``, 0 and 1 at every step), and the
-    extrapolation has the weights of equal steps; a grid whose spacing law changes along it (a
-    flow grid, uniform in ``sigma/(sigma + shift)``: ``p`` near 1 at its end) gets the variable
-    of each part. Denoising steps get ``nan``."""
+    noise-form ``lagrange`` method with at most ``values`` values: :func:`uniformising_exponent`
+    of the step's own levels, ``sigma_hat`` of the values it uses and its end ``sigma_to``, with
+    the next positive ``sigma_to`` added while fewer than three. The values are chosen as
+    :func:`history_offsets` chooses them, in ``log sigma`` (scale-free before ``p`` is known),
+    among those since noise last entered the run (:func:`noise_free_values`); the step uses
+    exactly these. The nodes of each step are so equally spaced in ``u`` as a power can make
+    them (exactly on Karras, exponential and uniform grids without noise, where ``p_n`` is
+    ``1/rho``, 0 and 1 at every step), and the extrapolation has the weights of equal steps; a
+    grid whose spacing law changes along it (a flow grid, uniform in ``sigma/(sigma + shift)``:
+    ``p`` near 1 at its end) gets the variable of each part. Denoising steps get ``nan``."""
+    return [p for p, _ in _grid_choices(grid, values, noise_free_values(grid))]
+
+
+def _grid_choices(
+    grid: StepGrid, values: int, available: Sequence[int]
+) -> list[tuple[float, list[int]]]:
+    """``(p_n, history offsets)`` per step (:func:`grid_exponents`)."""
     sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
-    exponents = []
-    runs = zip(grid.denoising, noise_free_values(grid), strict=True)
-    for n, (denoising, available) in enumerate(runs):
+    choices: list[tuple[float, list[int]]] = []
+    for n, denoising in enumerate(grid.denoising):
         if denoising:
-            exponents.append(math.nan)
+            choices.append((math.nan, []))
             continue
-        k = min(available, values)
-        logs = [math.log(sigma_hat[n - j]) for j in range(min(available - 1, 2 * k - 2) + 1)]
-        back = history_offsets(logs, math.log(sigma_to[n]), k - 1)  # as the step will
+        k = min(available[n], values)
+        logs = [math.log(sigma_hat[n - j]) for j in range(min(available[n] - 1, 2 * k - 2) + 1)]
+        back = history_offsets(logs, math.log(sigma_to[n]), k - 1)
         window = [sigma_hat[n - j] for j in [*back[::-1], 0]] + [sigma_to[n]]
         spacing = NODE_SPACING_MIN * math.log(sigma_hat[n] / sigma_to[n])
         for s in sigma_to[n + 1 :]:
@@ -534,8 +540,8 @@ def grid_exponents(grid: StepGrid, values: int) -> list[float]:
                 break
             if math.log(window[-1] / s) >= spacing:
                 window.append(s)
-        exponents.append(uniformising_exponent(window))
-    return exponents
+        choices.append((uniformising_exponent(window), back))
+    return choices
 
 
 def interpolation_weights(
@@ -580,21 +586,23 @@ def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficie
     most ``values`` predictor values; correctors where no noise comes in between."""
     sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
     quiet, churn = (grid.step_noise == 0).tolist(), (grid.churn_noise > 0).tolist()
+    # the stored eps hold the state they were evaluated at; D is reused across noise (as RES-2M)
+    noise_form = method.prediction == "noise"
+    available = noise_free_values(grid) if noise_form else list(range(1, grid.steps + 1))
     if method.interpolation == "grid":
-        variables = [power_variable(p) for p in grid_exponents(grid, values)]
+        choices = _grid_choices(grid, values, available)
     else:
-        variables = [_VARIABLES[method.interpolation]] * grid.steps
+        choices = [(None, None)] * grid.steps
     steps = []
-    available = noise_free_values(grid)
-    for n, (denoising, u) in enumerate(zip(grid.denoising, variables, strict=True)):
+    for n, (denoising, (p, back)) in enumerate(zip(grid.denoising, choices, strict=True)):
         if denoising:
             steps.append(_denoising(sigma_hat[n]))
             continue
         k = min(available[n], values)
-        back = history_offsets(  # NODE_SPACING_MIN, in the interpolation variable
-            [u(sigma_hat[n - j]) for j in range(min(available[n] - 1, 2 * k - 2) + 1)],
-            u(sigma_to[n]), k - 1,
-        )  # fmt: skip
+        u = _VARIABLES[method.interpolation] if p is None else power_variable(p)
+        if back is None:  # NODE_SPACING_MIN, in the interpolation variable
+            window = [u(sigma_hat[n - j]) for j in range(min(available[n] - 1, 2 * k - 2) + 1)]
+            back = history_offsets(window, u(sigma_to[n]), k - 1)
         nodes = [sigma_hat[n - j] for j in [0, *back]]
         weights = _placed(
             interpolation_weights(nodes, sigma_hat[n], sigma_to[n], method.prediction, u),

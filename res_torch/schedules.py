@@ -116,10 +116,10 @@ def get_sigmas_flow(
     _check_range(sigma_min, sigma_max)
     if not (math.isfinite(shift) and shift > 0):
         raise ScheduleError(f"shift must be finite and > 0, got {shift}")
-    ramp = _ramp(n, device, dtype)
+    ramp = _ramp(n, device, torch.float64)  # 1 - tau cancels: float64, then the dtype
     top, bottom = sigma_max / (sigma_max + shift), sigma_min / (sigma_min + shift)
     tau = top + ramp * (bottom - top)
-    return _append_zero(shift * tau / (1 - tau))
+    return _append_zero((shift * tau / (1 - tau)).to(dtype))
 
 
 def get_sigmas_beta(

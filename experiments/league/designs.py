@@ -8,9 +8,9 @@ testbeds of its defect divided by the best peer's in the cell (< 1: better than 
 
 Run: ``python -m experiments.league.designs [--out DIR] [--testbeds NAME ...] [--schedule
 GRID [--rho RHO]]`` (writes ``DIR/league_designs.csv``, or ``league_designs_<names>_<grid>.csv``
-for other testbeds and grids, with the runner's columns, and prints the ratio table; about a
-minute on 2 CPU cores with the references cached, for the exact testbeds and for the trained
-``digits`` network alike). ``--doc`` rewrites the generated block of
+for other testbeds and grids, ``<grid>`` as ``flow`` or ``karras_rho3``, with the runner's
+columns, and prints the ratio table; about a minute on 2 CPU cores with the references cached,
+for the exact testbeds and for the trained ``digits`` network alike). ``--doc`` rewrites the generated block of
 ``docs/designed_methods.md`` from the committed CSVs (:data:`DOC_RUNS`) instead.
 """
 
@@ -100,7 +100,7 @@ def doc_block(results: Path = RESULTS) -> str:
     for name, title in DOC_RUNS.items():
         path = results / name
         if not path.exists():
-            continue
+            raise FileNotFoundError(f"{path} is missing: run python -m experiments.league.designs")
         with path.open() as f:
             rows = list(csv.DictReader(f))
         table = ratio_table(rows)
@@ -142,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rho", type=float, default=7.0, help="karras only (default 7)")
     parser.add_argument("--doc", action="store_true", help=f"rewrite {DOC.name}'s block only")
     args = parser.parse_args(argv)
+    if args.schedule != "karras" and args.rho != 7.0:
+        parser.error(f"--rho is a Karras parameter; the {args.schedule} grid has none")
     if args.doc:
         print(f"{DOC}: {'updated' if update_doc() else 'unchanged'}")
         return

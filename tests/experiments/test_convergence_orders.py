@@ -87,24 +87,7 @@ def test_classical_order_on_manufactured_problems(problem, method):
     _check(_results(problem, tuple(METHODS))[method])
 
 
-_ROUND_OFF_LIMITED = pytest.mark.xfail(
-    strict=False,
-    reason="luan_ostermann5's two finest PDE errors (2.6e-13, 2.5e-13) sit at the round-off level "
-    "of the matrix phi functions, just above the fixed 2.2e-13 floor, on some CPUs (open: the "
-    "floor should come from the problem's round-off, not a constant)",
-)
-
-
-def _pde_params():
-    return [
-        pytest.param(*param.values, marks=[*param.marks, _ROUND_OFF_LIMITED], id=param.id)
-        if param.id.endswith("-luan_ostermann5")
-        else param
-        for param in _params(["hochbruck_ostermann"], METHODS)
-    ]
-
-
-@pytest.mark.parametrize(("problem", "method"), _pde_params())
+@pytest.mark.parametrize(("problem", "method"), _params(["hochbruck_ostermann"], METHODS))
 def test_stiff_order_is_reached_on_the_parabolic_pde(problem, method):
     result = _results(problem, tuple(METHODS))[method]
     assert result.prediction_used == "stiff"

@@ -138,7 +138,7 @@ def test_the_grid_variable_is_the_fixed_one_on_grids_uniform_in_it(sigmas, fixed
 
 def test_the_grid_variable_follows_a_flow_grid_along_it():
     """A flow grid (uniform in sigma/(sigma + 3)) gets log sigma at its start and nearly sigma
-    at its end, where a fixed sigma^(1/7) extrapolates over a step 4x the node spacing."""
+    at its end, the exponent rising along it."""
     exponents = grid_exponents(make_grid(get_sigmas_flow(20, 0.002, 80.0)), 3)[:-1]
     assert exponents[0] < 0.05 and exponents[-2] > 0.5
     assert all(a <= b + 1e-9 for a, b in zip(exponents[:-2], exponents[1:-1], strict=True))

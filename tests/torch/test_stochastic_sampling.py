@@ -233,14 +233,25 @@ EVERY_STEP_CHURN = {"s_churn": 40.0}
 
 
 def test_noise_free_values_restart_where_noise_enters():
-    sigmas = get_sigmas_karras(8, 0.01, 50.0)
+    sigmas = get_sigmas_karras(8, 0.01, 50.0)  # 50, 22.4, 9.3, 3.5, 1.2, 0.35, 0.09, 0.01
     assert noise_free_values(make_grid(sigmas)) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert noise_free_values(make_grid(sigmas, eta=1.0)) == [1] * 8
+    assert noise_free_values(make_grid(sigmas, eta=1.0, s_noise=0.0)) == [1, 2, 3, 4, 5, 6, 7, 8]
     churned = make_grid(sigmas, s_churn=8.0, s_tmin=1.0, s_tmax=20.0)  # churn at 1 <= sigma <= 20
-    inside = [1.0 <= s <= 20.0 for s in sigmas[:-1].tolist()]
-    counts = noise_free_values(churned)
-    for n, (count, churn) in enumerate(zip(counts, inside, strict=True)):
-        assert count == (1 if churn or n == 0 else counts[n - 1] + 1)
+    assert noise_free_values(churned) == [1, 2, 1, 1, 1, 2, 3, 4]
+    both = make_grid(sigmas, s_churn=8.0, s_tmin=1.0, s_tmax=20.0, eta=0.5)
+    assert noise_free_values(both) == [1] * 8
+
+
+@pytest.mark.parametrize("method", ["res_2m", "res_pc2_lambda"])
+def test_data_form_multistep_keeps_its_history_across_noise(method):
+    """D is reused across ancestral noise and churn (as k-diffusion's DPM-Solver++(2M) SDE and
+    ComfyUI's res_multistep_ancestral do): two values on every step after the first."""
+    sigmas = get_sigmas_karras(8, 0.01, 50.0)
+    for options in ({"eta": 1.0}, EVERY_STEP_CHURN):
+        table = method_coefficients(method, make_grid(sigmas, **options))
+        used = [sum(w != 0 for w in step.weights) for step in table.steps[1:-1]]
+        assert used == [2] * len(used), (options, used)
 
 
 @pytest.mark.parametrize("method", NOISE_FORM_MULTISTEP)
