@@ -10,8 +10,9 @@ Run: ``python -m experiments.league.designs [--out DIR] [--testbeds NAME ...] [-
 GRID [--rho RHO]]`` (writes ``DIR/league_designs.csv``, or ``league_designs_<names>_<grid>.csv``
 for other testbeds and grids, ``<grid>`` as ``flow`` or ``karras_rho3``, with the runner's
 columns, and prints the ratio table; about a minute on 2 CPU cores with the references cached,
-for the exact testbeds and for the trained ``digits`` network alike). ``--doc`` rewrites the generated block of
-``docs/designed_methods.md`` from the committed CSVs (:data:`DOC_RUNS`) instead.
+for the exact testbeds and for the trained ``digits`` network alike). ``--doc`` rewrites the
+generated block of ``docs/designed_methods.md`` from the committed CSVs (:data:`DOC_RUNS`)
+instead.
 """
 
 from __future__ import annotations
