@@ -224,6 +224,12 @@ def history_offsets(nodes: Sequence[float], end: float, wanted: int) -> list[int
     return taken
 
 
+def _looked_at(values: Sequence[float], n: int, available: int, k: int) -> list[float]:
+    """``values[n], values[n-1], ...``: the stored values :func:`history_offsets` looks at for a
+    step with ``k`` values (``2 (k - 1)`` back), of the ``available`` ones it may use."""
+    return [values[n - j] for j in range(min(available - 1, 2 * k - 2) + 1)]
+
+
 def _placed(weights: Sequence[float], back: Sequence[int]) -> list[float]:
     """``weights`` over ``Y_n`` and the values ``Y_{n-j}``, ``j`` in ``back``, placed at the
     history positions ``0, 1, 2, ...`` (0 for a value passed over)."""
@@ -271,7 +277,7 @@ def _multistep(
     offsets: list[list[int]] = [[] for _ in range(n_steps)]
     for m, method in enumerate(methods):
         if method.is_multistep and not denoising[m]:
-            nodes = [lam_list[m - j] for j in range(min(m, 2 * method.stages - 2) + 1)]
+            nodes = _looked_at(lam_list, m, m + 1, method.stages)
             offsets[m] = history_offsets(nodes, nodes[0] + step_list[m], method.stages - 1)
             if len(offsets[m]) < method.stages - 1:
                 methods[m] = _lower_order(method, len(offsets[m]))
@@ -439,8 +445,7 @@ def _adams(method: Method, grid: StepGrid, order: int) -> list[StepCoefficients]
         back = list(range(1, k))
         if method.name != "ipndm":  # NODE_SPACING_MIN: the Lagrange weights divide by spacings
             end = math.log(sigma_to[n]) if method.name == "deis" else sigma_to[n]
-            nodes = [v[n - j] for j in range(min(available - 1, 2 * k - 2) + 1)]
-            back = history_offsets(nodes, end, k - 1)
+            back = history_offsets(_looked_at(v, n, available, k), end, k - 1)
         nodes = [sigma_hat[n - j] for j in [0, *back]]
         weights = _placed(adams_weights(method.name, nodes, sigma_to[n]), back)
         steps.append(StepCoefficients(sigmas=(sigma_hat[n],), decay=1.0, weights=tuple(weights)))
@@ -487,7 +492,8 @@ def uniformising_exponent(sigmas: Sequence[float]) -> float:
         return 1 / 7
 
     def unevenness(p: float) -> float:
-        u = [power_variable(p)(s) for s in sigmas]
+        var = power_variable(p)
+        u = [var(s) for s in sigmas]
         second = math.fsum((a - 2 * b + c) ** 2 for a, b, c in zip(u, u[1:], u[2:], strict=False))
         return second / (u[0] - u[-1]) ** 2
 
@@ -531,7 +537,7 @@ def _grid_choices(
             choices.append((math.nan, []))
             continue
         k = min(available[n], values)
-        logs = [math.log(sigma_hat[n - j]) for j in range(min(available[n] - 1, 2 * k - 2) + 1)]
+        logs = [math.log(s) for s in _looked_at(sigma_hat, n, available[n], k)]
         back = history_offsets(logs, math.log(sigma_to[n]), k - 1)
         window = [sigma_hat[n - j] for j in [*back[::-1], 0]] + [sigma_to[n]]
         spacing = NODE_SPACING_MIN * math.log(sigma_hat[n] / sigma_to[n])
@@ -601,7 +607,7 @@ def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficie
         k = min(available[n], values)
         u = _VARIABLES[method.interpolation] if p is None else power_variable(p)
         if back is None:  # NODE_SPACING_MIN, in the interpolation variable
-            window = [u(sigma_hat[n - j]) for j in range(min(available[n] - 1, 2 * k - 2) + 1)]
+            window = [u(s) for s in _looked_at(sigma_hat, n, available[n], k)]
             back = history_offsets(window, u(sigma_to[n]), k - 1)
         nodes = [sigma_hat[n - j] for j in [0, *back]]
         weights = _placed(

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from experiments.league.entrants import ENTRANTS
-from experiments.league.run import NFES, LeagueConfig, run_league
+from experiments.league.run import NFES, LeagueConfig, cell_summary, run_league
 from experiments.league.testbeds import TESTBEDS, get_testbed
 
 __all__ = ["DOC_RUNS", "GRIDS", "doc_block", "exact_config", "main", "ratio_table", "update_doc"]
@@ -86,11 +86,7 @@ _END = "<!-- end generated: designs -->"
 
 def _cells(rows: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
     """``(cells, res at most 0.8x the best peer, res better than the best peer)``."""
-    best: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
-    for row in rows:
-        cell, family = best[(row["testbed"], int(row["nfe"]))], row["family"]
-        cell[family] = min(cell.get(family, math.inf), float(row["defect"]))
-    ratios = [c["res"] / c["peer"] for c in best.values()]
+    ratios = [cell["ratio"] for cell in cell_summary(rows)]
     return len(ratios), sum(r <= 0.8 for r in ratios), sum(r < 1 for r in ratios)
 
 
@@ -103,7 +99,10 @@ def doc_block(results: Path = RESULTS) -> str:
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run python -m experiments.league.designs")
         with path.open() as f:
-            rows = list(csv.DictReader(f))
+            rows = [
+                {**row, "nfe": int(row["nfe"]), "defect": float(row["defect"])}
+                for row in csv.DictReader(f)
+            ]
         table = ratio_table(rows)
         nfes = sorted({int(r["nfe"]) for r in rows})
         cells, target, wins = _cells(rows)
