@@ -222,9 +222,38 @@ def _mechanism_paragraph(rows: Rows, cells: Sequence[dict[str, Any]]) -> list[st
     return lines
 
 
+def _gain_paragraph(rows: Rows) -> list[str]:
+    gain = [r for r in rows if r.get("table") == "gain"]
+    if not gain:
+        return []
+    bands = list(dict.fromkeys(r["band"] for r in gain))
+    lines = [
+        "### Mechanism: where denoisers leave the corrector's class",
+        "",
+        "Largest eigenvalue of dD/dx = Cov[x0 | x] / sigma^2 along the exact trajectories "
+        "(`experiments.league.mechanisms.denoiser_gain`), per sigma band: batch mean / worst "
+        "sample. The designed correctors act where they contract for every denoiser with "
+        "0 <= dD/dx <= I; above 1 a denoiser leaves that class (`docs/designed_methods.md`).",
+        "",
+        "| testbed | " + " | ".join(f"sigma {b}" for b in bands) + " |",
+        "|" + "---|" * (len(bands) + 1),
+    ]
+    for testbed in dict.fromkeys(r["testbed"] for r in gain):
+        by_band = {r["band"]: r for r in gain if r["testbed"] == testbed}
+        lines.append(
+            f"| {testbed} | "
+            + " | ".join(
+                f"{by_band[b]['mean_gain']:.2f} / {by_band[b]['max_gain']:.2f}" for b in bands
+            )
+            + " |"
+        )
+    return lines
+
+
 def league_markdown(rows: Rows) -> str:
     """RESULTS.md's league section: target met per testbed kind, every cell that misses it with
-    its numbers, the full cell table, and the mechanism table (:func:`_mechanism_paragraph`)."""
+    its numbers, the full cell table, the mechanism table (:func:`_mechanism_paragraph`) and the
+    denoiser gains (:func:`_gain_paragraph`)."""
     cells = league_cells(rows)
     if not cells:
         return ""
@@ -268,7 +297,7 @@ def league_markdown(rows: Rows) -> str:
             f"{c['best_res_defect']:.3g} | {c['best_peer']} | {c['best_peer_defect']:.3g} | "
             f"{c['ratio']:.2f} | {'yes' if c['met'] else 'no'} |"
         )
-    mechanism = _mechanism_paragraph(rows, cells)
-    if mechanism:
-        lines += ["", *mechanism]
+    for paragraph in (_mechanism_paragraph(rows, cells), _gain_paragraph(rows)):
+        if paragraph:
+            lines += ["", *paragraph]
     return "\n".join(lines)

@@ -13,7 +13,17 @@ largest ``|d^k Y / du^k|`` (L2 norm over the sample) for
 and the step-scaled size ``|Y^{(k)}| du^k / k!`` with ``du`` the local spacing of the EDM Karras
 grid at NFE 10 in that variable (the size of the k-th Taylor term over one step). Derivatives are
 finite differences of the dense solution (``numpy.gradient``, second order, applied ``k`` times
-on the non-uniform coordinates). Run: ``python -m experiments.league.mechanisms``.
+on the non-uniform coordinates).
+
+:func:`denoiser_gain` measures along the same trajectories the largest eigenvalue of the
+denoiser's Jacobian ``dD/dx``, which is ``Cov[x_0 | x] / sigma^2`` (the second-order Tweedie
+identity for ``x = x_0 + sigma n``): symmetric, positive semi-definite, and at most ``I`` only
+where the posterior's spread is below ``sigma``. The designed correctors act where their
+fixed-point map contracts for every denoiser with ``0 <= dD/dx <= I``
+(``docs/designed_methods.md``); the gain says where real denoisers leave that class (a
+multimodal posterior at the noise level where the modes separate).
+
+Run: ``python -m experiments.league.mechanisms``.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from scipy.integrate import solve_ivp
 from experiments.league.references import SIGMA_MAX, SIGMA_MIN
 from experiments.league.testbeds import get_testbed
 
-__all__ = ["BANDS", "derivative_norms", "main"]
+__all__ = ["BANDS", "denoiser_gain", "derivative_norms", "jacobian_eigenvalue", "main"]
 
 BANDS: tuple[tuple[float, float], ...] = ((80, 10), (10, 1), (1, 0.1), (0.1, 0.01), (0.01, 0.002))
 POINTS = 2001
@@ -101,6 +111,51 @@ def derivative_norms(
     return rows
 
 
+def jacobian_eigenvalue(
+    denoiser, x: torch.Tensor, sigma: float, iterations: int = 50, seed: int = 0
+) -> torch.Tensor:
+    """Per sample, the largest eigenvalue of the symmetric ``dD/dx`` at ``(x, sigma)``: power
+    iteration on Jacobian-vector products (``torch.func.jvp``), the Rayleigh quotient of the
+    last iterate. Converges to the largest ``|eigenvalue|``, which is the largest eigenvalue
+    because ``dD/dx`` is positive semi-definite (module docstring)."""
+    sigmas = torch.full((x.shape[0],), sigma, dtype=x.dtype)
+    generator = torch.Generator().manual_seed(seed)
+    v = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    quotient = torch.zeros(x.shape[0], dtype=x.dtype)
+    for _ in range(iterations):
+        v = v / v.flatten(1).norm(dim=1).clamp_min(1e-300).view(-1, *[1] * (x.dim() - 1))
+        _, jv = torch.func.jvp(lambda y: denoiser(y, sigmas), (x,), (v,))
+        quotient = (jv * v).flatten(1).sum(dim=1)
+        v = jv
+    return quotient
+
+
+def denoiser_gain(
+    name: str, batch: int = 8, seed: int = 0, every: int = 20
+) -> list[dict[str, Any]]:
+    """Rows ``{testbed, band, mean_gain, max_gain}``: per band of ``sigma`` and sample, the
+    largest eigenvalue of ``dD/dx`` (:func:`jacobian_eigenvalue`) over every ``every``-th point
+    of the exact trajectories (those of :func:`derivative_norms`, same seed); its batch mean and
+    its batch maximum (the sample that leaves ``dD/dx <= I`` furthest)."""
+    testbed = get_testbed(name)
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn((batch, *testbed.shape), generator=generator, dtype=torch.float64)
+    lam, states = _trajectory(testbed.denoiser, noise * SIGMA_MAX)
+    gains = []
+    for i in range(0, POINTS, every):
+        x = torch.from_numpy(np.ascontiguousarray(states[i])).reshape(batch, *testbed.shape)
+        gains.append(jacobian_eigenvalue(testbed.denoiser, x, math.exp(-lam[i])).numpy())
+    sigma, top = np.exp(-lam[::every]), np.array(gains)  # (points, batch)
+    rows = []
+    for high, low in BANDS:
+        inside = (sigma <= high) & (sigma >= low)
+        per_sample = top[inside].max(axis=0)
+        rows.append({"testbed": name, "band": f"{high:g}-{low:g}",
+                     "mean_gain": float(per_sample.mean()),
+                     "max_gain": float(per_sample.max())})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     for name in ("gmm", "gmm_sharp", "gmm_aniso", "kernel_digits", "kernel_patches"):
         rows = derivative_norms(name)
@@ -112,6 +167,10 @@ def main() -> None:
                 cells = {r["band"]: r["step_scaled"] for r in rows
                          if r["quantity"] == label and r["k"] == k}  # fmt: skip
                 print(f"{label:18s} {k} " + " ".join(f"{cells[b]:11.3g}" for b in bands))
+        gains = denoiser_gain(name)
+        for key in ("mean_gain", "max_gain"):
+            gain = {r["band"]: r[key] for r in gains}
+            print(f"{'dD/dx ' + key:20s} " + " ".join(f"{gain[b]:11.3g}" for b in bands))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ L2 distance to the reference (as :mod:`experiments.defect`). Every denoiser call
 (:class:`CountingDenoiser`) and asserted equal to the budget. Rows: ``testbed, kind, entrant,
 family, nfe, nfe_spent, defect, reference_error``; :func:`cell_summary` gives per cell
 (testbed, NFE) the best res method, the best peer and their ratio;
-:func:`run_league_experiment` adds the derivative norms of :mod:`experiments.league.mechanisms`
-(the figure pipeline's ``league`` table).
+:func:`run_league_experiment` adds the derivative norms and denoiser gains of
+:mod:`experiments.league.mechanisms` (the figure pipeline's ``league`` table).
 
 Run: ``python -m experiments.league [--quick] [--out DIR]`` (writes ``DIR/league.csv`` and
 prints the cell table).
@@ -180,17 +180,21 @@ def cell_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run_league_experiment(config: LeagueConfig, device: torch.device) -> list[dict[str, Any]]:
-    """The figure pipeline's league table: the league rows (``table = "league"``) followed by
-    the derivative norms of :func:`experiments.league.mechanisms.derivative_norms` on
-    ``config.mechanism_testbeds`` (``table = "mechanism"``; computed on the CPU, in float64)."""
-    from experiments.league.mechanisms import derivative_norms
+    """The figure pipeline's league table: the league rows (``table = "league"``) followed by,
+    on ``config.mechanism_testbeds``, the derivative norms of
+    :func:`experiments.league.mechanisms.derivative_norms` (``table = "mechanism"``) and the
+    denoiser gains of :func:`experiments.league.mechanisms.denoiser_gain` (``table = "gain"``);
+    both computed on the CPU, in float64."""
+    from experiments.league.mechanisms import denoiser_gain, derivative_norms
 
     rows = [{"table": "league", **row} for row in run_league(config, device)]
+    measures = {"mechanism": derivative_norms, "gain": denoiser_gain}
     for name in tqdm(config.mechanism_testbeds, desc="league mechanisms"):
-        rows += [
-            {"table": "mechanism", **row}
-            for row in derivative_norms(name, batch=config.mechanism_batch, seed=config.seed)
-        ]
+        for table, measure in measures.items():
+            rows += [
+                {"table": table, **row}
+                for row in measure(name, batch=config.mechanism_batch, seed=config.seed)
+            ]
     return rows
 
 

@@ -136,3 +136,21 @@ def test_an_entrant_spending_more_than_its_budget_is_caught(tmp_path, monkeypatc
     monkeypatch.setitem(ENTRANTS, "greedy", Entrant("greedy", "res", "res_2m", greedy))
     with pytest.raises(BudgetError, match="greedy"):
         run_league(LeagueConfig((("gmm", 2),), ("greedy",), (5,)), torch.device("cpu"), tmp_path)
+
+
+def test_jacobian_eigenvalue_is_the_posterior_covariance_over_sigma_squared():
+    from experiments.league.mechanisms import jacobian_eigenvalue
+
+    # one Gaussian N(mu, diag(s^2)): dD/dx = diag(s^2 / (s^2 + sigma^2)), at most I
+    s = torch.tensor([0.2, 0.5, 1.5], dtype=F64)
+    gaussian = GaussianMixture(torch.ones(1, dtype=F64), torch.zeros(1, 3, dtype=F64),
+                               torch.diag(s**2)[None])  # fmt: skip
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    got = jacobian_eigenvalue(gaussian.denoiser, x, 0.7)
+    assert torch.allclose(got, (s.max() ** 2 / (s.max() ** 2 + 0.49)).expand(4), rtol=1e-10)
+    # two narrow modes at +-1, halfway between them: Cov[x0 | x] ~ 1 along the axis
+    modes = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=F64)
+    narrow = 1e-4 * torch.eye(2, dtype=F64).repeat(2, 1, 1)
+    pair = GaussianMixture(torch.ones(2, dtype=F64), modes, narrow)
+    gain = jacobian_eigenvalue(pair.denoiser, torch.zeros(1, 2, dtype=F64), 0.5)
+    assert 3.9 < gain.item() < 4.0  # about 1 / 0.5^2: this posterior leaves dD/dx <= I

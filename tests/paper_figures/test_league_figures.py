@@ -1,5 +1,6 @@
 """The league in the figure pipeline: cells and targets, the README block, the RESULTS.md
-section (misses listed with their numbers, the mechanism table) and a tiny end-to-end run."""
+section (misses listed with their numbers, the mechanism and gain tables) and a tiny end-to-end
+run."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ def _rows() -> list[dict]:
             for value, band in zip(values, ("80-10", "10-0.002"), strict=True):
                 rows.append({"table": "mechanism", "testbed": "gmm", "quantity": quantity, "k": k,
                              "band": band, "norm": value, "step_scaled": value})  # fmt: skip
+    for band, mean, worst in (("80-10", 0.2, 0.4), ("10-0.002", 1.25, 3.5)):
+        rows.append({"table": "gain", "testbed": "gmm", "band": band, "mean_gain": mean,
+                     "max_gain": worst})  # fmt: skip
     return rows
 
 
@@ -59,6 +63,7 @@ def test_results_section_lists_every_miss_with_its_numbers() -> None:
     assert "|  | eps in sigma | **0.5** | 4 |  |" in text
     assert "sigma 80-10: eps in sigma 1; sigma 10-0.002: D in lambda 1." in text
     assert "beats the best peer in 2 of 2 league cells" in text
+    assert "| gmm | 0.20 / 0.40 | 1.25 / 3.50 |" in text  # the denoiser gain, mean / worst
 
 
 def test_league_figures_are_drawn(tmp_path: Path) -> None:
@@ -81,4 +86,5 @@ def test_tiny_league_through_the_pipeline(tmp_path: Path) -> None:
         assert (tmp_path / name).stat().st_size > 1000, name
     results = (tmp_path / "RESULTS.md").read_text()
     assert "## Sampler league" in results and "### Mechanism" in results
+    assert "where denoisers leave the corrector's class" in results
     assert "| gmm (exact) | 5 |" in results and "![league.png](league.png)" in results
