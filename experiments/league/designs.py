@@ -12,7 +12,7 @@ for other testbeds and grids, ``<grid>`` as ``flow`` or ``karras_rho3``, with th
 columns, and prints the ratio table; about a minute on 2 CPU cores with the references cached,
 for the exact testbeds and for the trained ``digits`` network alike). ``--doc`` rewrites the
 generated block of ``docs/designed_methods.md`` from the committed CSVs (:data:`DOC_RUNS`)
-instead.
+and draws them (``docs/designs_league.png``, :func:`plot_runs`) instead.
 """
 
 from __future__ import annotations
@@ -31,7 +31,18 @@ from experiments.league.entrants import ENTRANTS
 from experiments.league.run import NFES, LeagueConfig, cell_summary, run_league
 from experiments.league.testbeds import TESTBEDS, get_testbed
 
-__all__ = ["DOC_RUNS", "GRIDS", "doc_block", "exact_config", "main", "ratio_table", "update_doc"]
+__all__ = [
+    "DOC_RUNS",
+    "GRIDS",
+    "best_res_ratios",
+    "doc_block",
+    "exact_config",
+    "main",
+    "plot_runs",
+    "ratio_table",
+    "read_run",
+    "update_doc",
+]
 
 GRIDS: tuple[str, ...] = ("karras", "exponential", "flow", "uniform")
 """The schedules (``res_torch.nfe.SCHEDULES``) that span the references' sigma 80 -> 0.002."""
@@ -72,6 +83,7 @@ def ratio_table(rows: Sequence[dict[str, Any]]) -> dict[str, dict[int, float]]:
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "designed_methods.md"
+FIGURE = ROOT / "docs" / "designs_league.png"
 DOC_RUNS: dict[str, str] = {
     "league_designs.csv": "exact testbeds, EDM Karras grid rho = 7",
     "league_designs_karras_rho3.csv": "exact testbeds, Karras grid rho = 3",
@@ -90,19 +102,23 @@ def _cells(rows: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
     return len(ratios), sum(r <= 0.8 for r in ratios), sum(r < 1 for r in ratios)
 
 
+def read_run(path: Path) -> list[dict[str, Any]]:
+    """The rows of a committed designs run, ``nfe`` and ``defect`` as numbers."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run python -m experiments.league.designs")
+    with path.open() as f:
+        return [
+            {**row, "nfe": int(row["nfe"]), "defect": float(row["defect"])}
+            for row in csv.DictReader(f)
+        ]
+
+
 def doc_block(results: Path = RESULTS) -> str:
     """The Markdown of the doc's generated block: per committed run, the :func:`ratio_table`
     of every res entrant and the count of cells the best res entrant wins."""
     parts = []
     for name, title in DOC_RUNS.items():
-        path = results / name
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: run python -m experiments.league.designs")
-        with path.open() as f:
-            rows = [
-                {**row, "nfe": int(row["nfe"]), "defect": float(row["defect"])}
-                for row in csv.DictReader(f)
-            ]
+        rows = read_run(results / name)
         table = ratio_table(rows)
         nfes = sorted({int(r["nfe"]) for r in rows})
         cells, target, wins = _cells(rows)
@@ -119,6 +135,57 @@ def doc_block(results: Path = RESULTS) -> str:
             "",
         ]
     return "\n".join(parts).strip()
+
+
+def best_res_ratios(rows: Sequence[dict[str, Any]]) -> dict[int, float]:
+    """``{nfe: geometric mean over testbeds of best res defect / best peer defect}``: the
+    envelope of the res entrants, chosen per cell (the league's per-cell ratio)."""
+    logs: dict[int, list[float]] = defaultdict(list)
+    for cell in cell_summary(rows):
+        logs[int(cell["nfe"])].append(math.log(cell["ratio"]))
+    return {nfe: math.exp(sum(v) / len(v)) for nfe, v in sorted(logs.items())}
+
+
+def plot_runs(png: Path = FIGURE, results: Path = RESULTS) -> None:
+    """Draw one panel per committed run: each res entrant's :func:`ratio_table` line against
+    NFE (the designed ``res_pc*`` methods thick), the per-cell best res entrant
+    (:func:`best_res_ratios`, black) and the target 0.8 and parity 1 (dotted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = 3
+    shape = (math.ceil((len(DOC_RUNS) + 1) / columns), columns)  # + 1: the legend's panel
+    fig, grid = plt.subplots(*shape, figsize=(4.6 * shape[1], 4.2 * shape[0]), sharey=True)
+    axes = list(grid.flat)
+    colours = plt.get_cmap("tab10")
+    for ax, (name, title) in zip(axes, DOC_RUNS.items(), strict=False):  # spare: legend
+        rows = read_run(results / name)
+        for i, (entrant, by_nfe) in enumerate(ratio_table(rows).items()):
+            designed = entrant.startswith("res_pc")
+            ax.plot(
+                list(by_nfe), list(by_nfe.values()), marker="o" if designed else None,
+                lw=2 if designed else 1, alpha=1 if designed else 0.5, color=colours(i),
+                label=entrant,
+            )  # fmt: skip
+        envelope = best_res_ratios(rows)
+        ax.plot(list(envelope), list(envelope.values()), "k-", lw=2.5, label="best res per cell")
+        for level in (0.8, 1.0):
+            ax.axhline(level, color="grey", ls=":", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel="NFE", title=title.replace(", ", ",\n", 1))
+        ax.set_xticks(NFES, [str(n) for n in NFES])
+        ax.set_xticks([], minor=True)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes[::columns]:
+        ax.set_ylabel("defect / best peer's (geo. mean over testbeds)")
+    for ax in axes[len(DOC_RUNS) :]:
+        ax.axis("off")
+    axes[-1].legend(*axes[0].get_legend_handles_labels(), loc="center")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
 
 
 def update_doc(doc: Path = DOC, results: Path = RESULTS) -> bool:
@@ -146,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"--rho is a Karras parameter; the {args.schedule} grid has none")
     if args.doc:
         print(f"{DOC}: {'updated' if update_doc() else 'unchanged'}")
+        plot_runs()
+        print(f"{FIGURE}: drawn")
         return
     config = exact_config(args.testbeds, args.schedule, args.rho)
     rows = run_league(config, torch.device("cpu"), cache_dir=args.out / "cache")

@@ -101,3 +101,23 @@ def test_the_doc_block_is_generated_from_the_committed_designs_runs():
 
     assert all((RESULTS / name).exists() for name in DOC_RUNS)
     assert doc_block() in DOC.read_text(), "run: python -m experiments.league.designs --doc"
+
+
+def test_best_res_ratios_is_the_geometric_mean_of_the_per_cell_ratios():
+    from experiments.league.designs import best_res_ratios
+
+    rows = [
+        {"testbed": t, "kind": "exact", "nfe": 5, "family": f, "entrant": e, "defect": d}
+        for t, f, e, d in [
+            ("a", "res", "r1", 2.0), ("a", "res", "r2", 1.0), ("a", "peer", "p", 4.0),
+            ("b", "res", "r1", 9.0), ("b", "res", "r2", 16.0), ("b", "peer", "p", 1.0),
+        ]
+    ]  # fmt: skip
+    assert best_res_ratios(rows) == {5: pytest.approx((0.25 * 9.0) ** 0.5)}
+
+
+def test_the_designs_figure_is_drawn_from_the_committed_runs(tmp_path):
+    from experiments.league.designs import plot_runs
+
+    plot_runs(tmp_path / "designs.png")
+    assert (tmp_path / "designs.png").stat().st_size > 10_000
