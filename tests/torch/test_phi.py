@@ -12,8 +12,9 @@ import torch
 from res_torch.phi import phi
 
 mpmath.mp.dps = 40
-# the bounds stated in res_torch/phi.py's docstring (measured on this grid)
-ULP_BOUND_FLOAT64 = {0: 0.51, 1: 4, 2: 4, 3: 4, 4: 4, 5: 4, 6: 6}
+# the bounds stated in res_torch/phi.py's docstring (measured on this grid); k = 0 is torch.exp,
+# whose float64 error depends on the CPU's vector instructions (0.51 and 0.63 ulp measured)
+ULP_BOUND_FLOAT64 = {0: 1.0, 1: 4, 2: 4, 3: 4, 4: 4, 5: 4, 6: 6}
 MAGNITUDES = np.concatenate([np.logspace(-12, 3, 300), np.linspace(0.01, 40, 800)])
 ARGUMENTS = np.concatenate([MAGNITUDES, -MAGNITUDES, [0.0]])
 
