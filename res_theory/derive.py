@@ -23,7 +23,7 @@ from sympy.polys.matrices import DomainMatrix
 
 from res_theory.check import taylor_coefficients
 from res_theory.phi import phi
-from res_theory.tableau import C2_MIN, ExpTableau, Parameter, Z, phi_terms
+from res_theory.tableau import C2_MIN, ExpTableau, Parameter, Z, exact_value, phi_terms
 
 __all__ = [
     "Derivation",
@@ -72,7 +72,7 @@ def quadrature_weights(nodes: tuple[sp.Expr, ...]) -> tuple[sp.Expr, ...]:
     Vandermonde matrix, invertible iff the nodes are distinct). This is the exponential
     Adams-type quadrature (Hochbruck & Ostermann, Acta Numerica 2010, sect. 2.4).
     """
-    nodes = tuple(sp.sympify(c) for c in nodes)
+    nodes = tuple(exact_value(c, "node") for c in nodes)
     s = len(nodes)
     if len(set(nodes)) != s:
         raise DerivationError(f"nodes must be distinct, got {nodes}")
@@ -194,7 +194,7 @@ def derive(
         )
     if nodes is None:
         nodes = tuple(sp.Symbol(f"c{i}") for i in range(2, stages + 1))
-    nodes = (sp.Integer(0), *(sp.sympify(c) for c in nodes))
+    nodes = (sp.Integer(0), *(exact_value(c, "node") for c in nodes))
     if len(nodes) != stages:
         raise DerivationError(f"need {stages - 1} nodes c2..c{stages}, got {len(nodes) - 1}")
     s, K = stages, order

@@ -34,7 +34,7 @@ from res_theory.phi import phi
 if TYPE_CHECKING:
     from res_theory.check import OrderReport
 
-__all__ = ["C2_MIN", "Z", "Parameter", "ExpTableau", "TableauError", "phi_terms"]
+__all__ = ["C2_MIN", "Z", "Parameter", "ExpTableau", "TableauError", "exact_value", "phi_terms"]
 
 Z = sp.Symbol("Z")
 """The symbol ``Z = hL`` of every tableau entry (diffusion sampling: ``Z = -h``)."""
@@ -53,6 +53,32 @@ history node spacing a multistep step differences over."""
 
 class TableauError(ValueError):
     """A tableau is malformed (shapes, triangularity, nodes) or asked for invalid parameters."""
+
+
+def exact_value(value: object, what: str = "value") -> sp.Expr:
+    """``value`` as an exact SymPy expression, without evaluating text as Python: a string is
+    read by the tableau files' expression grammar (``"1/3"``, ``"sqrt(2)/2"``;
+    :func:`res_theory.load.parse_expression`), a float becomes the rational it rounds to, and
+    anything else must be a SymPy-convertible number (``sympify(strict=True)``)."""
+    if isinstance(value, str):
+        from res_theory.load import parse_expression  # load builds tableaux: imported here
+
+        try:
+            v = parse_expression(value, frozenset())
+        except TableauError as exc:
+            raise TableauError(f"{what} must be a number like 1/2: {exc}") from None
+    else:
+        try:
+            v = (
+                sp.nsimplify(value, rational=True)
+                if isinstance(value, float)
+                else sp.sympify(value, strict=True)
+            )
+        except (sp.SympifyError, TypeError, ValueError) as exc:
+            raise TableauError(f"{what}: not a number: {value!r:.60}") from exc
+    if v.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        raise TableauError(f"{what} must be finite, got {value!r:.60}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -87,14 +113,7 @@ class Parameter:
 
     def validate(self, value: sp.Expr | float) -> sp.Expr:
         """Return ``value`` (as an exact SymPy number) or raise if it leaves the interval."""
-        try:
-            v = (
-                sp.nsimplify(value, rational=True)
-                if isinstance(value, float)
-                else sp.sympify(value)
-            )
-        except (sp.SympifyError, TypeError) as exc:
-            raise TableauError(f"parameter {self.name}: not a number: {value!r}") from exc
+        v = exact_value(value, f"parameter {self.name}")
         if not v.is_real or not v.is_finite:
             raise TableauError(f"parameter {self.name} must be a finite real number, got {value!r}")
         if self.lower is not None and (

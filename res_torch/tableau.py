@@ -310,6 +310,8 @@ def load_tableau(name_or_path: str | os.PathLike) -> Tableau:
     if is_path(name_or_path):
         path = Path(name_or_path)
         origin = _clip(str(path))
+        if path.exists() and not path.is_file():  # a directory or FIFO would hang or fail late
+            raise TableauError(f"{origin} is not a regular file")
         try:
             with path.open("rb") as file:
                 raw = file.read(MAX_FILE_BYTES + 1)

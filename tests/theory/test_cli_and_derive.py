@@ -36,7 +36,7 @@ def test_derive_command_with_numeric_nodes(capsys) -> None:
     out = capsys.readouterr().out
     assert "b2 = 4*phi(2, Z) - 8*phi(3, Z)" in out and "b3 = -phi(2, Z) + 4*phi(3, Z)" in out
     assert main(["derive", "--stages", "3", "--order", "3", "--nodes", "1/2", "x"]) == 2
-    assert "rationals" in capsys.readouterr().err
+    assert "node must be a number like 1/2" in capsys.readouterr().err
     assert main(["derive", "--stages", "3", "--order", "3", "--nodes", "1/2"]) == 2
     assert "nodes" in capsys.readouterr().err
 
@@ -216,3 +216,50 @@ def test_derive_5_stage_order_4_recovers_hochbruck_ostermann() -> None:
     assert result.weakened == ("psi_4", "sum_i b_i J psi_{3,i}")
     report = tab.report(5)
     assert (report.stiff_order, report.scalar_order) == (4, 4)
+
+
+def test_command_line_values_are_parsed_not_evaluated(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    attack = "__import__('pathlib').Path('PWNED').write_text('x') and 0 or 1/2"
+    assert main(["check", "res_2s", "--c2", attack]) == 2
+    assert not (tmp_path / "PWNED").exists()
+    assert "unsupported construct" in capsys.readouterr().err
+    assert main(["check", "res_2s", "--c2", "sqrt(2)/2", "--order", "2"]) == 0
+    assert main(["derive", "--stages", "2", "--order", "2", "--nodes", "1/0"]) == 2
+    assert "node must be finite" in capsys.readouterr().err
+
+
+def test_check_refuses_tableaux_beyond_its_stage_limit(tmp_path, capsys) -> None:
+    from res_theory.cli import MAX_CHECK_STAGES
+
+    s = MAX_CHECK_STAGES + 1  # a valid file: stage i is the Euler step to c_i = i/s
+
+    def term(c: str, value: float) -> dict:
+        return {"coefficient": c, "coefficient_float": value, "k": 1, "scale": c,
+                "scale_float": value}  # fmt: skip
+
+    doc = {
+        "format": "res-tableau", "format_version": 1, "name": "big", "kind": "singlestep",
+        "stages": s, "parameters": [], "c": ["0"] + [f"{i}/{s}" for i in range(1, s)],
+        "c_float": [i / s for i in range(s)],
+        "A": [[]] + [[[term(f"{i}/{s}", i / s)]] + [[] for _ in range(i - 1)] for i in range(1, s)],
+        "b": [[term("1", 1.0)]] + [[] for _ in range(s - 1)],
+    }  # fmt: skip
+    (tmp_path / "big.json").write_text(json.dumps(doc))
+    start = time.perf_counter()
+    assert main(["check", str(tmp_path / "big.json")]) == 2
+    assert f"at most {MAX_CHECK_STAGES} stages" in capsys.readouterr().err
+    assert time.perf_counter() - start < 5
+
+
+def test_files_that_are_not_regular_files_are_refused(tmp_path, capsys) -> None:
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    assert main(["check", str(folder)]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_export_onto_an_existing_file_is_a_clear_error(tmp_path, capsys) -> None:
+    (tmp_path / "file").write_text("")
+    assert main(["export", "ddim", "--out", str(tmp_path / "file")]) == 2
+    assert "res-theory: error:" in capsys.readouterr().err
