@@ -44,7 +44,13 @@ import torch
 from tqdm.auto import tqdm
 
 from res_torch.coefficients import StepCoefficients, erk_steps
-from res_torch.errors import NoiseError, NonFiniteSampleError, SigmasError, StepSizeError
+from res_torch.errors import (
+    DeviceError,
+    NoiseError,
+    NonFiniteSampleError,
+    SigmasError,
+    StepSizeError,
+)
 from res_torch.grid import make_grid
 from res_torch.methods import method_of
 from res_torch.steppers import Denoiser, _Evaluator
@@ -224,6 +230,10 @@ def sample_res_adaptive(
         raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
     if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim < 1:
         raise TypeError("x must be a floating-point tensor with a batch dimension")
+    if x.numel() == 0 or x.device.type == "meta":
+        raise DeviceError("x must hold values: the step-size control measures the error on them")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(dict) or None, got {callback!r}")
     if extra_args is not None and not isinstance(extra_args, Mapping):
         raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
     tableau = _pair(order, method)
@@ -273,4 +283,6 @@ def sample_res_adaptive(
                     }
                 )
         x = evaluate(x, low)
+    if not bool(torch.isfinite(x).all()):
+        raise NonFiniteSampleError("the final denoising call returned NaN/inf")
     return (x, dict(info)) if return_info else x

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,7 +80,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 
 from res_torch.adapters import DiscreteSchedule, denoised_from_output
 from res_torch.coefficients import Coefficients, coefficients
-from res_torch.errors import IgnoredConfigWarning, SchedulerError
+from res_torch.errors import IgnoredConfigWarning, NonFiniteSampleError, SchedulerError
 from res_torch.grid import StepGrid, make_grid
 from res_torch.methods import Method, method_of
 from res_torch.noise import default_noise_sampler
@@ -130,6 +131,77 @@ and why any other value is ignored. Any other key outside ``__init__`` is report
 _NO_EFFECT = ("skip_prk_steps", "set_alpha_to_one", "clip_sample_range", "args")
 """Keys that configure another scheduler's own stepping (PNDM's Runge–Kutta steps, DDIM's last
 alpha) or only refine an ignored key; never reported."""
+
+
+SHIFT_MAX = 1e3
+"""The largest flow time shift (pipelines use 1..10; at 1e3 the grid of a 1000-step model
+ends at t = 0.5, beyond it every time rounds to 1)."""
+MU_MAX = 100.0
+"""The largest ``|mu|`` of a flow model's dynamic shift (``e^mu`` scales the times; pipelines
+use ``mu`` around 0.5..1.2)."""
+
+
+def _levels(values: Any, what: str) -> np.ndarray:
+    """``sigmas`` or ``timesteps`` passed to ``set_timesteps`` as a 1-d float64 array."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise SchedulerError(f"{what} must be a 1-d list of numbers ({exc})") from None
+    if array.ndim != 1 or array.size == 0:
+        raise SchedulerError(f"{what} must be a non-empty 1-d list, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise SchedulerError(f"{what} must be finite, got {_clipped(array)}")
+    return array
+
+
+_INTEGER_OPTIONS = ("num_train_timesteps", "steps_offset", "base_image_seq_len",
+                    "max_image_seq_len")  # fmt: skip
+_REAL_OPTIONS = ("beta_start", "beta_end", "rho", "shift", "flow_shift", "eta", "s_noise",
+                 "dynamic_thresholding_ratio", "sample_max_value",
+                 "lambda_min_clipped")  # fmt: skip
+_OPTIONAL_REAL_OPTIONS = ("sigma_min", "sigma_max", "shift_terminal", "base_shift", "max_shift")
+
+
+def _check_config_types(config: Mapping[str, Any]) -> None:
+    """The numeric options of ``__init__`` are numbers (a tampered ``scheduler_config.json``
+    may hold anything): integers where diffusers uses them as counts, reals elsewhere."""
+    for name in _INTEGER_OPTIONS:
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise SchedulerError(f"{name} must be an integer, got {value!r:.60}")
+    for name in _REAL_OPTIONS + _OPTIONAL_REAL_OPTIONS:
+        value = config[name]
+        if value is None and name in _OPTIONAL_REAL_OPTIONS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+            raise SchedulerError(f"{name} must be a real number, got {value!r:.60}")
+    if config["num_train_timesteps"] < 2:
+        raise SchedulerError(
+            f"num_train_timesteps must be >= 2, got {config['num_train_timesteps']}"
+        )
+    if not 0 <= config["steps_offset"] < config["num_train_timesteps"]:
+        raise SchedulerError(
+            f"steps_offset must lie in [0, num_train_timesteps), got {config['steps_offset']}"
+        )
+    for name in ("shift", "flow_shift"):
+        if not 0 < config[name] <= SHIFT_MAX:
+            raise SchedulerError(f"{name} must lie in (0, {SHIFT_MAX:g}], got {config[name]}")
+    terminal = config["shift_terminal"]
+    if terminal is not None and not 0 <= terminal < 1:  # 0 or None: no terminal shift
+        raise SchedulerError(f"shift_terminal must lie in [0, 1), got {terminal}")
+    parameters = config["tableau_parameters"]
+    if parameters is not None and not (
+        isinstance(parameters, Mapping) and all(isinstance(k, str) for k in parameters)
+    ):
+        raise SchedulerError(
+            f"tableau_parameters must map parameter names to numbers, got {parameters!r:.60}"
+        )
+    betas = config["trained_betas"]
+    if betas is not None and len(betas) != config["num_train_timesteps"]:
+        raise SchedulerError(
+            f"trained_betas has {len(betas)} values for num_train_timesteps="
+            f"{config['num_train_timesteps']}; they must agree"
+        )
 
 
 def _clipped(values: Any, k: int = 6) -> str:
@@ -240,6 +312,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         variance_type: str | None = None,
         lambda_min_clipped: float = -math.inf,
     ) -> None:
+        _check_config_types(locals())
         if prediction_type not in _VP_PREDICTIONS + _FLOW_PREDICTIONS:
             raise SchedulerError(
                 f"prediction_type must be one of {_VP_PREDICTIONS + _FLOW_PREDICTIONS}, "
@@ -494,7 +567,14 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
 
     def set_begin_index(self, begin_index: int = 0) -> None:
         """Start at ``timesteps[begin_index]`` (pipelines call this for img2img)."""
-        self._begin_index = begin_index
+        if isinstance(begin_index, bool) or not isinstance(begin_index, numbers.Integral):
+            raise SchedulerError(f"begin_index must be an int, got {begin_index!r:.60}")
+        if self.num_inference_steps is not None and not 0 <= begin_index < len(self.timesteps):
+            raise SchedulerError(
+                f"begin_index must lie in [0, {len(self.timesteps)}) (the timesteps), got "
+                f"{begin_index}"
+            )
+        self._begin_index = int(begin_index)
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
@@ -530,11 +610,21 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             raise SchedulerError("mu is only used with use_dynamic_shifting=True")
         if self.config.use_dynamic_shifting and mu is None:
             raise SchedulerError("use_dynamic_shifting=True needs mu in set_timesteps")
+        big_t = self.config.num_train_timesteps
         if num_inference_steps is not None and (
-            not isinstance(num_inference_steps, int) or num_inference_steps < 1
+            isinstance(num_inference_steps, bool)
+            or not isinstance(num_inference_steps, int)
+            or not 1 <= num_inference_steps <= big_t
         ):
             raise SchedulerError(
-                f"num_inference_steps must be a positive int, got {num_inference_steps}"
+                f"num_inference_steps must be an int in [1, num_train_timesteps = {big_t}], "
+                f"got {num_inference_steps!r:.60}"
+            )
+        if mu is not None and (
+            isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not abs(mu) <= MU_MAX
+        ):
+            raise SchedulerError(
+                f"mu must be a real number in [-{MU_MAX}, {MU_MAX}], got {mu!r:.60}"
             )
         grid = self._noise_levels(num_inference_steps, sigmas, mu, timesteps)
         self.sigmas = torch.tensor(grid.tolist(), dtype=torch.float64)
@@ -586,6 +676,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """
         if self.num_inference_steps is None:
             raise SchedulerError("call set_timesteps before step")
+        self._check_step_inputs(model_output, sample, variance_noise)
         if self._step_index is None:
             self._init_step_index(timestep)
         if self._step_index >= len(self._stage_sigmas):
@@ -626,10 +717,38 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             x_next = x_next + noise * variance_noise.to(x_next)
         self._step_index += 1
         prev = (x_next * self._scale(sigma_next)).to(sample.dtype)
+        if self._step_index == len(self._stage_sigmas) and not bool(torch.isfinite(prev).all()):
+            raise NonFiniteSampleError(
+                "the sample contains NaN/inf after the last step: the model returned "
+                "non-finite values"
+            )
         denoised = denoised.to(sample.dtype)
         if not return_dict:
             return prev, denoised
         return RESSchedulerOutput(prev_sample=prev, pred_original_sample=denoised)
+
+    def _check_step_inputs(self, model_output: Any, sample: Any, variance_noise: Any) -> None:
+        """Tensors of a floating dtype on one device, the sample shaped like the run's state."""
+        named = [("model_output", model_output), ("sample", sample)]
+        if variance_noise is not None:
+            named.append(("variance_noise", variance_noise))
+        for name, value in named:
+            if not torch.is_tensor(value) or not value.is_floating_point():
+                kind = value.dtype if torch.is_tensor(value) else type(value).__name__
+                raise SchedulerError(f"{name} must be a floating-point tensor, got {kind}")
+            if value.device != sample.device:
+                raise SchedulerError(
+                    f"{name} is on {value.device}, the sample on {sample.device}; move them "
+                    "to one device"
+                )
+        if sample.ndim < 1:
+            raise SchedulerError("sample must have a batch dimension (ndim >= 1)")
+        state = self._history[-1] if self._history else self._x_n
+        if self._step_index is not None and state is not None and state.shape != sample.shape:
+            raise SchedulerError(
+                f"sample has shape {tuple(sample.shape)}, the run's earlier steps "
+                f"{tuple(state.shape)}; call set_timesteps to start a new run"
+            )
 
     def add_noise(
         self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
@@ -698,7 +817,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """Decreasing VE noise levels of a DDPM model's grid (without the final level)."""
         assert self.schedule is not None
         if sigmas is not None:
-            ve = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+            ve = _levels(sigmas, "sigmas")
             ve = ve[:-1] if ve.size > 1 and ve[-1] == 0 else ve
             if n is not None and n != ve.size:
                 raise SchedulerError(f"got {ve.size} sigmas for num_inference_steps={n}")
@@ -709,7 +828,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             return ve
         big_t = self.config.num_train_timesteps
         if timesteps is not None:
-            ts = np.asarray(timesteps, dtype=np.float64).reshape(-1)
+            ts = _levels(timesteps, "timesteps")
             if not np.all((ts >= 0) & (ts <= big_t - 1)):
                 raise SchedulerError(f"timesteps must lie in [0, {big_t - 1}], got {_clipped(ts)}")
         else:
@@ -719,6 +838,11 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             # DPM-Solver's lambda_min_clipped: no timestep where -log sigma < lambda_min_clipped
             lambdas = -np.log(self.schedule.t_to_sigma(torch.arange(big_t)).numpy())
             last = big_t - int(np.sum(lambdas < self.config.lambda_min_clipped))
+            if last < 1:
+                raise SchedulerError(
+                    f"lambda_min_clipped={self.config.lambda_min_clipped} clips every timestep "
+                    f"(the largest lambda = -log sigma is {lambdas.max():.3g})"
+                )
             if self.config.timestep_spacing == "linspace":
                 ts = np.linspace(0, last - 1, n + 1).round()[::-1][:-1]
             elif self.config.timestep_spacing == "leading":
@@ -733,7 +857,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """Flow times as in ``FlowMatchEulerDiscreteScheduler.set_timesteps``, as VE sigmas."""
         big_t = self.config.num_train_timesteps
         if sigmas is not None:
-            t = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+            t = _levels(sigmas, "sigmas")
             t = t[:-1] if t.size > 1 and t[-1] == 0 else t
             if n is not None and n != t.size:
                 raise SchedulerError(f"got {t.size} sigmas for num_inference_steps={n}")
@@ -773,6 +897,8 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         t = np.asarray(t if spaced is None else spaced, dtype=np.float64)
         # t = 1 is sigma = inf (docs/diffusers.md): the run starts at the first finite time,
         # 1 - 1/T as DPM-Solver's flow sigmas, or the grid's next time if that lies above it
+        if not np.all((t >= 0) & (t <= 1)):  # guards the shift arithmetic (checked options)
+            raise SchedulerError(f"the shifted flow times leave [0, 1]: {_clipped(t)}")
         first = 1 - 1 / big_t
         finite = t[t < 1]
         if finite.size < t.size and (finite.size == 0 or finite[0] < first):

@@ -35,13 +35,22 @@ import torch
 from res_torch.errors import SigmasError
 from res_torch.noise import ancestral_step, churn_gamma, sde_step_noise
 
-__all__ = ["NOISE_TYPES", "SigmasError", "StepGrid", "make_grid", "validate_sigmas"]
+__all__ = ["NOISE_TYPES", "SIGMA_MAX", "SigmasError", "StepGrid", "make_grid", "validate_sigmas"]
 
 NOISE_TYPES = ("ancestral", "sde")
 
 
-def validate_sigmas(sigmas: torch.Tensor | Sequence[float]) -> torch.Tensor:
-    """``sigmas`` as a float64 CPU tensor, checked: 1-d, >= 2 entries, finite, strictly
+SIGMA_MAX = 1e150
+"""The largest noise level a schedule may hold, and ``1/SIGMA_MAX`` the smallest positive one:
+the coefficients use ``sigma^2`` (VP conversions, noise-form steps) in float64, whose range ends
+at about 1e±308."""
+
+
+def validate_sigmas(
+    sigmas: torch.Tensor | Sequence[float], *, min_entries: int = 2
+) -> torch.Tensor:
+    """``sigmas`` as a float64 CPU tensor, checked: 1-d, >= ``min_entries`` entries (1: a
+    schedule of one level, a run of no step), finite, within :data:`SIGMA_MAX`, strictly
     decreasing, positive except possibly the last entry, which may be 0. A repeated value (a
     zero-length step) is refused rather than skipped: every step of the schedule is a step of
     the run (callback index, NFE count, noise draws); nearly repeated values are accepted (the
@@ -58,14 +67,21 @@ def validate_sigmas(sigmas: torch.Tensor | Sequence[float]) -> torch.Tensor:
             values = torch.as_tensor(sigmas, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise SigmasError(f"sigmas must be a 1-d tensor of noise levels ({exc})") from None
-    if values.ndim != 1 or values.numel() < 2:
+    if values.ndim != 1 or values.numel() < min_entries:
         raise SigmasError(
-            f"sigmas must be 1-d with at least 2 entries, got shape {tuple(values.shape)}"
+            f"sigmas must be 1-d with at least {min_entries} noise level(s), got shape "
+            f"{tuple(values.shape)}"
         )
     listed = values.tolist()  # checked on the host: a few microseconds, no kernel launches
     if not all(map(math.isfinite, listed)):
         raise SigmasError(f"sigmas must be finite, got {listed}")
-    if min(listed[:-1]) <= 0 or listed[-1] < 0:
+    positive = [v for v in listed if v > 0]
+    if positive and not 1 / SIGMA_MAX <= min(positive) <= max(positive) <= SIGMA_MAX:
+        raise SigmasError(
+            f"positive sigmas must lie in [{1 / SIGMA_MAX:g}, {SIGMA_MAX:g}] (their squares "
+            f"leave float64's range beyond), got {min(positive):g} .. {max(positive):g}"
+        )
+    if any(v <= 0 for v in listed[:-1]) or listed[-1] < 0:
         raise SigmasError("sigmas must be positive (only the last entry may be 0)")
     for i, (earlier, later) in enumerate(zip(listed, listed[1:], strict=False)):
         if later == earlier:

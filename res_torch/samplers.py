@@ -158,11 +158,12 @@ def clear_plan_cache() -> None:
     clear_device_tables()
 
 
-def _single_level(sigmas: Any) -> bool:
-    """Whether ``sigmas`` holds one noise level only (a run of no step, which returns ``x``)."""
-    return (torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() == 1) or (
-        isinstance(sigmas, Sequence) and len(sigmas) == 1
-    )
+def _single_level(model: Any, sigmas: Any) -> bool:
+    """Whether ``sigmas`` holds one noise level only (a run of no step, which returns ``x``);
+    the schedule and the model are checked either way."""
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
+    return validate_sigmas(sigmas, min_entries=1).numel() == 1
 
 
 def sample_method(
@@ -184,14 +185,14 @@ def sample_method(
         raise TypeError(f"x must be a tensor, got {type(x).__name__}")
     if extra_args is not None and not isinstance(extra_args, Mapping):
         raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
-    if _single_level(sigmas):
-        return x  # no step (k-diffusion and ComfyUI do the same)
     if noise.noise_type not in described.noise_types:
         raise NoiseError(
             f"{described.name} steps in {described.variable} and supports only noise_type "
             f"{' or '.join(map(repr, described.noise_types))}, got {noise.noise_type!r} "
             "(use ddim or a tableau for 'sde')"
         )
+    if _single_level(model, sigmas):
+        return x  # no step (k-diffusion and ComfyUI do the same)
     grid, table = planned(described, params, sigmas, noise)
     sampler = noise.sampler(x, extra_args) if grid.stochastic else None
     schedule = sigmas if torch.is_tensor(sigmas) else torch.as_tensor(sigmas, device=x.device)
@@ -441,7 +442,7 @@ def sample(
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     if method == "auto":  # the table of res_torch.recommend for the budget the sigmas imply
-        if _single_level(sigmas):
+        if _single_level(model, sigmas):
             return x  # no step (as every sampler)
         method = recommend(budget_of(validate_sigmas(sigmas)))
     if method in SAMPLERS:

@@ -1,0 +1,207 @@
+"""Inputs a black-box review found slipping through: each now gets a library error up front
+(or, for a one-level schedule, checks before the documented no-op)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import res_torch as rt
+from res_torch.errors import (
+    DeviceError,
+    NonFiniteSampleError,
+    SchedulerError,
+    SigmasError,
+)
+
+
+def zero(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(x)
+
+
+X = torch.randn(2, 3)
+
+
+@pytest.mark.parametrize(
+    ("sigmas", "message"),
+    [
+        ([[80.0, 1.0, 0.0]], "1-d"),
+        ("5", "1-d tensor of noise levels"),
+        (torch.tensor([math.nan]), "finite"),
+        ([-1.0], "positive"),
+    ],
+)
+def test_a_one_level_schedule_is_checked_before_it_returns_x(sigmas, message):
+    with pytest.raises(SigmasError, match=message):
+        rt.sample(zero, X, sigmas, method="res_2m")
+
+
+def test_a_one_level_schedule_checks_the_model_and_still_returns_x():
+    with pytest.raises(TypeError, match="model must be callable"):
+        rt.sample_res_2s(42, X, [1.0])
+    assert rt.sample(zero, X, [1.0]) is X
+    assert rt.sample(zero, X, [1.0], method="auto") is X
+
+
+@pytest.mark.parametrize("method", ["res_2m", "res_pc3_grid", "res_pc2_lambda", "res_pc4_grid"])
+@pytest.mark.parametrize("levels", [[1e300, 1.0, 0.0], [1.0, 1e-300, 0.0]])
+def test_noise_levels_whose_squares_overflow_are_refused(method, levels):
+    sigmas = torch.tensor(levels, dtype=torch.float64)
+    with pytest.raises(SigmasError, match="must lie in"):
+        rt.sample(zero, X.double(), sigmas, method=method)
+
+
+def test_the_widest_accepted_levels_run():
+    from res_torch.grid import SIGMA_MAX
+
+    sigmas = torch.tensor([SIGMA_MAX, 1.0, 1 / SIGMA_MAX, 0.0], dtype=torch.float64)
+    for method in ("res_2m", "res_pc3_grid", "res_pc4_grid", "res_pc2_lambda"):
+        out = rt.sample(zero, X.double(), sigmas, method=method, disable=True)
+        assert torch.isfinite(out).all()
+
+
+def test_adaptive_refuses_a_non_finite_final_denoising_call():
+    def nan_at_the_end(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, math.nan if math.isclose(float(sigma[0]), 0.01) else 0.0)
+
+    with pytest.raises(NonFiniteSampleError, match="final denoising"):
+        rt.sample_res_adaptive(nan_at_the_end, X, 0.01, 80.0, disable=True)
+
+
+def test_adaptive_checks_callback_and_empty_inputs_up_front():
+    calls = []
+
+    def counted(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return torch.zeros_like(x)
+
+    with pytest.raises(TypeError, match="callback must be callable"):
+        rt.sample_res_adaptive(counted, X, 0.01, 80.0, callback=3, disable=True)
+    with pytest.raises(DeviceError, match="must hold values"):
+        rt.sample_res_adaptive(counted, X[:0], 0.01, 80.0, disable=True)
+    assert not calls
+
+
+diffusers = pytest.importorskip("diffusers")
+from res_torch.diffusers import RESMultistepScheduler, RESSinglestepScheduler  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"num_train_timesteps": 2.5}, "num_train_timesteps must be an integer"),
+        ({"num_train_timesteps": "1000"}, "num_train_timesteps must be an integer"),
+        ({"num_train_timesteps": -5}, "num_train_timesteps must be >= 2"),
+        ({"trained_betas": [0.1, 0.2]}, "trained_betas has 2 values"),
+        ({"eta": "lots"}, "eta must be a real number"),
+        ({"eta": None}, "eta must be a real number"),
+        ({"lambda_min_clipped": "a"}, "lambda_min_clipped must be a real number"),
+        ({"dynamic_thresholding_ratio": "a"}, "dynamic_thresholding_ratio must be a real"),
+        ({"sample_max_value": "a"}, "sample_max_value must be a real number"),
+        ({"tableau_parameters": [1, 2]}, "tableau_parameters must map"),
+        ({"steps_offset": 1.5}, "steps_offset must be an integer"),
+        ({"steps_offset": 5000}, "steps_offset must lie in"),
+        ({"steps_offset": -1}, "steps_offset must lie in"),
+        ({"prediction_type": "flow_prediction", "shift": math.nan}, "shift must be a real"),
+        ({"prediction_type": "flow_prediction", "shift": 0.0}, "shift must lie in"),
+        ({"prediction_type": "flow_prediction", "shift": 1e300}, "shift must lie in"),
+        ({"prediction_type": "flow_prediction", "shift_terminal": 1.0}, "shift_terminal"),
+    ],
+)
+@pytest.mark.parametrize("scheduler", [RESMultistepScheduler, RESSinglestepScheduler])
+def test_bad_config_values_are_scheduler_errors(scheduler, config, message):
+    with pytest.raises(SchedulerError, match=message):
+        scheduler(**config)
+
+
+def test_a_tampered_saved_config_is_a_scheduler_error(tmp_path):
+    import json
+
+    RESMultistepScheduler().save_pretrained(tmp_path)
+    path = tmp_path / "scheduler_config.json"
+    config = json.loads(path.read_text())
+    path.write_text(json.dumps({**config, "eta": "lots"}))
+    with pytest.raises(SchedulerError, match="eta must be a real number"):
+        RESMultistepScheduler.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_inference_steps": True}, "num_inference_steps must be an int"),
+        ({"num_inference_steps": 1001}, "num_inference_steps must be an int in \\[1, "),
+        ({"num_inference_steps": 10**9}, "num_inference_steps must be an int in \\[1, "),
+        ({"sigmas": "abc"}, "sigmas must be a 1-d list of numbers"),
+        ({"sigmas": [[5.0, 1.0]]}, "sigmas must be a non-empty 1-d list"),
+        ({"timesteps": [999, math.nan]}, "timesteps must be finite"),
+    ],
+)
+def test_bad_set_timesteps_arguments_are_scheduler_errors(kwargs, message):
+    with pytest.raises(SchedulerError, match=message):
+        RESMultistepScheduler().set_timesteps(**kwargs)
+
+
+def test_clipping_every_timestep_is_refused():
+    scheduler = RESMultistepScheduler(lambda_min_clipped=100.0)
+    with pytest.raises(SchedulerError, match="clips every timestep"):
+        scheduler.set_timesteps(6)
+
+
+@pytest.mark.parametrize("mu", [math.nan, math.inf, 1e300, "a"])
+def test_a_bad_dynamic_shift_is_refused(mu):
+    scheduler = RESMultistepScheduler(prediction_type="flow_prediction", use_dynamic_shifting=True)
+    with pytest.raises(SchedulerError, match="mu must be a real number"):
+        scheduler.set_timesteps(6, mu=mu)
+
+
+@pytest.mark.parametrize("index", [99, -1, "1", True])
+def test_set_begin_index_is_checked(index):
+    scheduler = RESMultistepScheduler()
+    scheduler.set_timesteps(5)
+    with pytest.raises(SchedulerError, match="begin_index must"):
+        scheduler.set_begin_index(index)
+
+
+def _started(scheduler_class=RESMultistepScheduler):
+    scheduler = scheduler_class()
+    scheduler.set_timesteps(4)
+    sample = torch.randn(1, 3)
+    out = scheduler.step(torch.zeros_like(sample), scheduler.timesteps[0], sample).prev_sample
+    return scheduler, out
+
+
+@pytest.mark.parametrize(
+    ("output", "sample", "message"),
+    [
+        ([0.0, 0.0, 0.0], torch.randn(1, 3), "model_output must be a floating-point tensor"),
+        (torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.int64), "sample must be a floating"),
+        (torch.zeros(1, 3, device="meta"), torch.zeros(1, 3), "model_output is on meta"),
+    ],
+)
+def test_step_refuses_what_is_not_a_floating_tensor_on_the_samples_device(output, sample, message):
+    scheduler = RESMultistepScheduler()
+    scheduler.set_timesteps(4)
+    with pytest.raises(SchedulerError, match=message):
+        scheduler.step(output, scheduler.timesteps[0], sample)
+
+
+def test_step_refuses_a_batch_that_changes_mid_run():
+    scheduler, out = _started()
+    grown = torch.cat([out, out])
+    with pytest.raises(SchedulerError, match="the run's earlier steps"):
+        scheduler.step(torch.zeros_like(grown), scheduler.timesteps[1], grown)
+
+
+def test_a_non_finite_last_step_is_an_error():
+    scheduler = RESMultistepScheduler()
+    scheduler.set_timesteps(3)
+    sample = torch.randn(1, 3)
+    for k, t in enumerate(scheduler.timesteps):
+        output = torch.full_like(sample, math.nan if k == len(scheduler.timesteps) - 1 else 0.0)
+        if k < len(scheduler.timesteps) - 1:
+            sample = scheduler.step(output, t, sample).prev_sample
+        else:
+            with pytest.raises(NonFiniteSampleError, match="after the last step"):
+                scheduler.step(output, t, sample)
