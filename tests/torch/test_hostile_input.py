@@ -64,7 +64,9 @@ def test_the_widest_accepted_levels_run():
 
 def test_adaptive_refuses_a_non_finite_final_denoising_call():
     def nan_at_the_end(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(x, math.nan if math.isclose(float(sigma[0]), 0.01) else 0.0)
+        return torch.full_like(
+            x, math.nan if math.isclose(float(sigma[0]), 0.01, rel_tol=1e-6) else 0.0
+        )
 
     with pytest.raises(NonFiniteSampleError, match="final denoising"):
         rt.sample_res_adaptive(nan_at_the_end, X, 0.01, 80.0, disable=True)
