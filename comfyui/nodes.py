@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from res_torch import ResError, load_tableau
+from res_torch.tableau import parameter_number
 
 from .methods import free_parameters, methods
 from .sampler import comfy_sampler
@@ -41,10 +42,10 @@ def sampler_options(method: str, **values: Any) -> dict[str, Any]:
     options = {}
     for name, value in values.items():
         if name in free:
-            free[name].check(float(value))
-            options[name] = float(value)
+            options[name] = parameter_number(name, value)
+            free[name].check(options[name])
         elif name in PARAMETER_DEFAULTS:
-            if float(value) != PARAMETER_DEFAULTS[name]:
+            if parameter_number(name, value) != PARAMETER_DEFAULTS[name]:
                 takers = [m for m in methods() if name in {p.name for p in free_parameters(m)}]
                 raise NodeParameterError(
                     f"{method} has no parameter {name}; leave {name} at "

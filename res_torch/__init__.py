@@ -10,6 +10,7 @@ from res_torch.adapters import (
 from res_torch.adaptive import PIDController, sample_res_adaptive
 from res_torch.coefficients import Coefficients, StepCoefficients, coefficients
 from res_torch.errors import (
+    AdapterError,
     DeviceError,
     ExpressionError,
     IgnoredConfigWarning,
@@ -19,6 +20,7 @@ from res_torch.errors import (
     NonFiniteSampleError,
     PhiError,
     ResError,
+    SampleError,
     ScheduleError,
     SchedulerError,
     SigmasError,
@@ -71,6 +73,7 @@ from res_torch.tableau import Tableau, available_tableaux, load_tableau
 __all__ = [
     "AUTO_TABLE",
     "Coefficients",
+    "AdapterError",
     "DeviceError",
     "DiscreteEpsDenoiser",
     "DiscreteSchedule",
@@ -90,6 +93,7 @@ __all__ = [
     "PIDController",
     "PhiError",
     "ResError",
+    "SampleError",
     "SAMPLERS",
     "ScheduleError",
     "SchedulerError",

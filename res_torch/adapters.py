@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from res_torch.errors import AdapterError
+
 __all__ = [
     "DiscreteEpsDenoiser",
     "DiscreteSchedule",
@@ -64,7 +66,9 @@ def denoised_from_output(
     if prediction_type == "flow_prediction":
         t = sigma / (1 + sigma)
         return x * (1 - t) - t * output
-    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+    raise AdapterError(
+        f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
+    )
 
 
 def edm_preconditioning(
@@ -97,7 +101,7 @@ def _sigma_like(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
     if not torch.is_tensor(x):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 1:
-        raise ValueError("x must have a batch dimension, got a 0-d tensor")
+        raise AdapterError("x must have a batch dimension, got a 0-d tensor")
     if torch.is_tensor(sigma):
         sigma = sigma.to(device=x.device)
         if not sigma.is_floating_point():
@@ -105,12 +109,12 @@ def _sigma_like(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
     else:
         sigma = torch.tensor(sigma, dtype=x.dtype, device=x.device)
     if sigma.ndim > 1 or (sigma.ndim == 1 and sigma.shape[0] not in (1, x.shape[0])):
-        raise ValueError(
+        raise AdapterError(
             f"sigma must be a scalar or have shape (batch,) = ({x.shape[0]},), "
             f"got shape {tuple(sigma.shape)}"
         )
     if _on_host(sigma) and not bool(torch.all((sigma > 0) & torch.isfinite(sigma))):
-        raise ValueError(f"sigma must be positive and finite, got {sigma.tolist()}")
+        raise AdapterError(f"sigma must be positive and finite, got {sigma.tolist()}")
     return sigma.reshape(-1, *([1] * (x.ndim - 1))).expand(x.shape[0], *([1] * (x.ndim - 1)))
 
 
@@ -124,7 +128,7 @@ class EDMDenoiser(nn.Module):
     def __init__(self, net: Network, sigma_data: float = 0.5) -> None:
         super().__init__()
         if not sigma_data > 0:
-            raise ValueError(f"sigma_data must be positive, got {sigma_data}")
+            raise AdapterError(f"sigma_data must be positive, got {sigma_data}")
         self.net = net
         self.sigma_data = float(sigma_data)
 
@@ -153,17 +157,17 @@ class DiscreteSchedule(nn.Module):
         super().__init__()
         ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
         if ac.ndim != 1 or ac.shape[0] < 2:
-            raise ValueError(
+            raise AdapterError(
                 f"alphas_cumprod must be a 1-d tensor with at least 2 entries, "
                 f"got shape {tuple(ac.shape)}"
             )
         if not bool(torch.all((ac > 0) & (ac < 1))):
-            raise ValueError(
+            raise AdapterError(
                 "alphas_cumprod must lie strictly inside (0, 1) (sigma_t = sqrt((1-a)/a) must be "
                 f"positive and finite); got range [{ac.min().item()}, {ac.max().item()}]"
             )
         if not bool(torch.all(ac[1:] < ac[:-1])):
-            raise ValueError("alphas_cumprod must be strictly decreasing in t")
+            raise AdapterError("alphas_cumprod must be strictly decreasing in t")
         sigmas = ((1 - ac) / ac).sqrt()
         self.register_buffer("sigmas", sigmas, persistent=False)
         self.register_buffer("log_sigmas", sigmas.log(), persistent=False)
@@ -186,7 +190,7 @@ class DiscreteSchedule(nn.Module):
         ``sigma`` is checked where that is free, :func:`_on_host`)."""
         sigma = torch.as_tensor(sigma)
         if _on_host(sigma) and not bool(torch.all(sigma > 0)):
-            raise ValueError(f"sigma must be positive, got {sigma.tolist()}")
+            raise AdapterError(f"sigma must be positive, got {sigma.tolist()}")
         dtype = sigma.dtype if sigma.is_floating_point() else torch.float64
         log_sigmas = self.log_sigmas.to(torch.float64)
         log_sigma = sigma.to(device=log_sigmas.device, dtype=torch.float64).log()
@@ -208,7 +212,7 @@ class DiscreteSchedule(nn.Module):
         log_sigmas = self.log_sigmas.to(torch.float64)
         t64 = t.to(device=log_sigmas.device, dtype=torch.float64)
         if not bool(torch.all((t64 >= 0) & (t64 <= self.num_timesteps - 1))):
-            raise ValueError(
+            raise AdapterError(
                 f"timesteps must lie in [0, {self.num_timesteps - 1}], got {t64.tolist()}"
             )
         low = t64.floor().long().clamp(max=self.num_timesteps - 2)
@@ -274,7 +278,7 @@ class FlowDenoiser(nn.Module):
     def __init__(self, net: Network, timestep_scale: float = 1.0) -> None:
         super().__init__()
         if not timestep_scale > 0:
-            raise ValueError(f"timestep_scale must be positive, got {timestep_scale}")
+            raise AdapterError(f"timestep_scale must be positive, got {timestep_scale}")
         self.net = net
         self.timestep_scale = float(timestep_scale)
 
@@ -283,7 +287,7 @@ class FlowDenoiser(nn.Module):
         """``t = sigma/(1 + sigma)`` (flow time in ``[0, 1)``) for ``sigma >= 0``."""
         sigma = torch.as_tensor(sigma)
         if not bool(torch.all(sigma >= 0)):
-            raise ValueError(f"sigma must be non-negative, got {sigma.tolist()}")
+            raise AdapterError(f"sigma must be non-negative, got {sigma.tolist()}")
         return sigma / (1 + sigma)
 
     @staticmethod
@@ -291,7 +295,7 @@ class FlowDenoiser(nn.Module):
         """``sigma = t/(1 - t)`` for flow time ``t`` in ``[0, 1)``."""
         t = torch.as_tensor(t)
         if not bool(torch.all((t >= 0) & (t < 1))):
-            raise ValueError(f"flow time t must lie in [0, 1), got {t.tolist()}")
+            raise AdapterError(f"flow time t must lie in [0, 1), got {t.tolist()}")
         return t / (1 - t)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:

@@ -45,9 +45,9 @@ from tqdm.auto import tqdm
 
 from res_torch.coefficients import StepCoefficients, erk_steps
 from res_torch.errors import (
-    DeviceError,
     NoiseError,
     NonFiniteSampleError,
+    SampleError,
     SigmasError,
     StepSizeError,
 )
@@ -231,7 +231,7 @@ def sample_res_adaptive(
     if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim < 1:
         raise TypeError("x must be a floating-point tensor with a batch dimension")
     if x.numel() == 0 or x.device.type == "meta":
-        raise DeviceError("x must hold values: the step-size control measures the error on them")
+        raise SampleError("x must hold values: the step-size control measures the error on them")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable as callback(dict) or None, got {callback!r}")
     if extra_args is not None and not isinstance(extra_args, Mapping):

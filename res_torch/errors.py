@@ -2,12 +2,15 @@
 
 Each class names what was wrong; all derive from :class:`ResError` (itself a ``ValueError``), so
 ``except res_torch.ResError`` catches every input error the library raises, and nothing else.
-Messages are short: what is wrong and, where it helps, what is accepted.
+Messages are short: what is wrong and, where it helps, what is accepted. Arguments of the wrong
+kind (a model that is not callable, an ``x`` that is not a floating-point tensor) raise
+``TypeError``, as Python does.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AdapterError",
     "DeviceError",
     "ExpressionError",
     "IgnoredConfigWarning",
@@ -17,6 +20,7 @@ __all__ = [
     "NonFiniteSampleError",
     "PhiError",
     "ResError",
+    "SampleError",
     "ScheduleError",
     "SchedulerError",
     "SigmasError",
@@ -65,6 +69,16 @@ class PhiError(ResError):
 
 class UnknownMethodError(ResError):
     """A method name that is neither a named sampler nor a shipped tableau."""
+
+
+class SampleError(ResError):
+    """The sample ``x`` cannot be stepped: no batch dimension, or no values where they are
+    needed."""
+
+
+class AdapterError(ResError):
+    """A model adapter asked for with a schedule, prediction type or noise level it cannot
+    convert."""
 
 
 class DeviceError(ResError):

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
-from res_torch.errors import SigmasError
-from res_torch.noise import ancestral_step, churn_gamma, sde_step_noise
+from res_torch.errors import NoiseError, SigmasError
+from res_torch.noise import ancestral_step, churn_gamma, nonnegative, sde_step_noise
 
 __all__ = ["NOISE_TYPES", "SIGMA_MAX", "SigmasError", "StepGrid", "make_grid", "validate_sigmas"]
 
@@ -149,10 +149,9 @@ def make_grid(
     ``s_noise``; see :func:`res_torch.noise.churn_gamma`) and/or per-step noise (``eta`` with
     ``noise_type`` ``"ancestral"`` or ``"sde"``; see the module docstring)."""
     values = validate_sigmas(sigmas)
-    if not math.isfinite(s_noise) or s_noise < 0:
-        raise ValueError(f"s_noise must be finite and >= 0, got {s_noise}")
+    s_noise = nonnegative("s_noise", s_noise)
     if noise_type not in NOISE_TYPES:
-        raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
+        raise NoiseError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
     sigma, sigma_next = values[:-1], values[1:]
     gamma = churn_gamma(values, s_churn, s_tmin, s_tmax)
     sigma_hat = sigma * (1 + gamma)

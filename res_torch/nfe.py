@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from res_torch.errors import NFEBudgetError
+from res_torch.errors import NFEBudgetError, ScheduleError
 from res_torch.grid import validate_sigmas
 from res_torch.methods import Method, method_of
 from res_torch.recommend import budget_of, recommend
@@ -117,7 +117,7 @@ def sigmas_for_nfe(
     if method == "auto":
         method = recommend(nfe)
     if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
+        raise ScheduleError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
     costs = _step_costs(method, nfe)  # at least 1 evaluation per step: nfe steps suffice
     steps, spent = 0, 0
     while spent + costs[steps] <= nfe - 1:
@@ -136,6 +136,6 @@ def sigmas_for_nfe(
         options.update(sigma_min=sigma_min, sigma_max=sigma_max)
     if rho is not None:
         if schedule not in ("karras", "polyexponential"):
-            raise ValueError(f"schedule {schedule!r} has no rho")
+            raise ScheduleError(f"schedule {schedule!r} has no rho")
         options["rho"] = rho
     return SCHEDULES[schedule](steps + 1, device=device, dtype=dtype, **options)

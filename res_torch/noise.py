@@ -12,11 +12,14 @@ samples, on any device (the noise is drawn on the generator's device and then mo
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from res_torch.errors import NoiseError
 
 __all__ = [
     "NoiseOptions",
@@ -24,11 +27,22 @@ __all__ = [
     "ancestral_step",
     "churn_gamma",
     "default_noise_sampler",
+    "nonnegative",
     "resolve_noise_sampler",
     "sde_step_noise",
 ]
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def nonnegative(name: str, value: Any) -> float:
+    """``value`` of the noise option ``name`` as a float, or :class:`NoiseError` unless it is a
+    finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise NoiseError(f"{name} must be a number, got {value!r:.40}")
+    if not math.isfinite(value) or value < 0:
+        raise NoiseError(f"{name} must be finite and >= 0, got {value}")
+    return float(value)
 
 
 def default_noise_sampler(
@@ -54,7 +68,7 @@ def resolve_noise_sampler(
     """The run's noise: ``noise_sampler`` if given, else one drawing from ``generator``."""
     if noise_sampler is not None:
         if generator is not None:
-            raise ValueError("pass either generator= or noise_sampler=, not both")
+            raise NoiseError("pass either generator= or noise_sampler=, not both")
         if not callable(noise_sampler):
             raise TypeError("noise_sampler must be callable as noise_sampler(sigma, sigma_next)")
         return noise_sampler
@@ -70,11 +84,9 @@ def churn_gamma(
     ``s_tmin <= sigma_i <= s_tmax``, else 0. The step then starts from ``sigma_hat = sigma_i
     (1 + gamma_i)`` after adding noise of standard deviation ``sqrt(sigma_hat^2 - sigma_i^2)``.
     """
-    for name, value in (("s_churn", s_churn), ("s_tmin", s_tmin)):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be finite and >= 0, got {value}")
-    if math.isnan(s_tmax) or s_tmax < s_tmin:
-        raise ValueError(f"s_tmax must be >= s_tmin, got s_tmin={s_tmin}, s_tmax={s_tmax}")
+    s_churn, s_tmin = nonnegative("s_churn", s_churn), nonnegative("s_tmin", s_tmin)
+    if isinstance(s_tmax, bool) or not isinstance(s_tmax, numbers.Real) or not s_tmax >= s_tmin:
+        raise NoiseError(f"s_tmax must be a number >= s_tmin, got {s_tmax!r:.40} < {s_tmin}")
     current = sigmas[:-1]
     gamma = min(s_churn / current.numel(), math.sqrt(2) - 1)
     inside = (current >= s_tmin) & (current <= s_tmax)
@@ -105,8 +117,7 @@ def ancestral_step(
     and fresh noise of standard deviation ``sigma_up`` brings the sample back to ``sigma_to``.
     ``eta = 1`` is DDPM-like ancestral sampling, ``eta = 0`` the ODE.
     """
-    if not math.isfinite(eta) or eta < 0:
-        raise ValueError(f"eta must be finite and >= 0, got {eta}")
+    eta = nonnegative("eta", eta)
     variance = sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2
     sigma_up = torch.minimum(sigma_to, eta * variance.clamp_min(0).sqrt())
     sigma_down = (sigma_to**2 - sigma_up**2).clamp_min(0).sqrt()

@@ -74,7 +74,7 @@ from res_torch.methods import METHODS, Method, cached_tableau, method_of
 from res_torch.noise import NoiseOptions, NoiseSampler
 from res_torch.recommend import budget_of, recommend
 from res_torch.steppers import Denoiser, clear_device_tables, run
-from res_torch.tableau import Tableau, available_tableaux
+from res_torch.tableau import Tableau, available_tableaux, parameter_number
 
 __all__ = [
     "SAMPLERS",
@@ -127,12 +127,9 @@ def planned(
     values = validate_sigmas(sigmas)
     numbers = []
     for name, value in sorted(params.items()):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise TypeError(f"parameter {name} must be a number, got {value!r}") from None
-        numbers.append((name, value))
+        if torch.is_tensor(value) and value.numel() == 1:
+            value = float(value)
+        numbers.append((name, parameter_number(name, value)))
     options = noise.grid_options()
     owner = method.tableau if method.tableau is not None else method
     key = (id(owner), tuple(numbers), tuple(values.tolist()), tuple(sorted(options.items())))

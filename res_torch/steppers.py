@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import trange
 
 from res_torch.coefficients import Coefficients, StepCoefficients
-from res_torch.errors import DeviceError, NonFiniteSampleError
+from res_torch.errors import DeviceError, NoiseError, NonFiniteSampleError, SampleError
 from res_torch.grid import StepGrid
 from res_torch.noise import NoiseSampler
 from res_torch.reference import checked_noise_sampler, checked_output
@@ -315,13 +315,13 @@ def _check_inputs(
     if not torch.is_tensor(x) or not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
     if x.ndim < 1:
-        raise ValueError("x must have a batch dimension (ndim >= 1)")
+        raise SampleError("x must have a batch dimension (ndim >= 1)")
     if check_finite and x.device.type == "meta":
         raise DeviceError("x is on the meta device (no values to check): pass check_finite=False")
     if extra_args is not None and not isinstance(extra_args, Mapping):
         raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
     if grid.stochastic and sampler is None:
-        raise ValueError("a stochastic run needs a noise_sampler")
+        raise NoiseError("a stochastic run needs a noise_sampler")
     return dict(extra_args or {})
 
 

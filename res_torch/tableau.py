@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 import re
 import sys
@@ -43,6 +44,7 @@ __all__ = [
     "Tableau",
     "TableauError",
     "available_tableaux",
+    "parameter_number",
     "check_consistency",
     "consistency_points",
     "decode_document",
@@ -175,7 +177,7 @@ class Tableau:
                 f"it has {sorted(known) or 'none'}"
             )
         values = {name: float(p.default()) for name, p in known.items()}
-        values.update({k: float(v) for k, v in overrides.items()})
+        values.update({k: parameter_number(k, v) for k, v in overrides.items()})
         for name, value in values.items():
             known[name].check(value)
         return values
@@ -302,6 +304,14 @@ def is_path(name_or_path: Any) -> bool:
     return isinstance(name_or_path, str) and (
         name_or_path.endswith(".json") or any(sep in name_or_path for sep in separators)
     )
+
+
+def parameter_number(name: str, value: Any) -> float:
+    """A free parameter's value as a float; :class:`TableauError` unless it is a real number
+    (a bool or a string is refused rather than converted)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TableauError(f"parameter {name} must be a number, got {value!r:.40}")
+    return float(value)
 
 
 def load_tableau(name_or_path: str | os.PathLike) -> Tableau:

@@ -10,10 +10,15 @@ import torch
 
 import res_torch as rt
 from res_torch.errors import (
-    DeviceError,
+    AdapterError,
+    NoiseError,
     NonFiniteSampleError,
+    ResError,
+    SampleError,
+    ScheduleError,
     SchedulerError,
     SigmasError,
+    TableauError,
 )
 
 
@@ -83,7 +88,7 @@ def test_adaptive_checks_callback_and_empty_inputs_up_front():
 
     with pytest.raises(TypeError, match="callback must be callable"):
         rt.sample_res_adaptive(counted, X, 0.01, 80.0, callback=3, disable=True)
-    with pytest.raises(DeviceError, match="must hold values"):
+    with pytest.raises(SampleError, match="must hold values"):
         rt.sample_res_adaptive(counted, X[:0], 0.01, 80.0, disable=True)
     assert not calls
 
@@ -209,3 +214,42 @@ def test_a_non_finite_last_step_is_an_error():
         else:
             with pytest.raises(NonFiniteSampleError, match="after the last step"):
                 scheduler.step(output, t, sample)
+
+
+SIGMAS = torch.tensor([10.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: rt.sample_res_2s(zero, X, SIGMAS, eta="1"), NoiseError, "eta must be a number"),
+        (lambda: rt.sample_res_2s(zero, X, SIGMAS, eta=-1.0), NoiseError, "eta must be finite"),
+        (lambda: rt.sample_res_2s(zero, X, SIGMAS, s_noise=None), NoiseError, "s_noise must"),
+        (
+            lambda: rt.sample_res_2s(zero, X, SIGMAS, s_churn=1.0, s_tmin=2.0, s_tmax=1.0),
+            NoiseError,
+            "s_tmax must be a number >= s_tmin",
+        ),
+        (
+            lambda: rt.sample_res_2s(
+                zero,
+                X,
+                SIGMAS,
+                eta=1.0,
+                generator=torch.Generator(),
+                noise_sampler=lambda s, t: torch.zeros_like(X),
+            ),  # fmt: skip
+            NoiseError,
+            "either generator= or noise_sampler=",
+        ),
+        (lambda: rt.sample_res_2s(zero, torch.tensor(1.0), SIGMAS), SampleError, "batch"),
+        (lambda: rt.sample_res_2s(zero, X, SIGMAS, c2="x"), TableauError, "c2 must be a number"),
+        (lambda: rt.sigmas_for_nfe(10, "res_2s", schedule="bogus"), ScheduleError, "bogus"),
+        (lambda: rt.EDMDenoiser(zero, sigma_data=-1.0), AdapterError, "sigma_data"),
+    ],
+)
+def test_input_errors_are_res_errors(call, error, message):
+    """errors.py's contract: ``except ResError`` catches every bad value."""
+    with pytest.raises(error, match=message):
+        call()
+    assert issubclass(error, ResError)
