@@ -687,7 +687,7 @@ def load(path: str | Path) -> ExpTableau:
     path = Path(path)
     origin = str(path) if len(str(path)) <= 60 else "..." + str(path)[-60:]
     if path.exists() and not path.is_file():  # a directory or FIFO would hang or fail late
-        raise TableauError(f"{origin} is not a regular file")
+        raise TableauError(f"no tableau file at {origin} (not a regular file)")
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_FILE_BYTES + 1)

@@ -313,7 +313,8 @@ def _check_inputs(
         raise TypeError(f"noise_sampler must be callable as noise_sampler(sigma, sigma_next), "
                         f"got {sampler!r}")  # fmt: skip
     if not torch.is_tensor(x) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
+        kind = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+        raise TypeError(f"x must be a floating-point tensor, got {kind}")
     if x.ndim < 1:
         raise SampleError("x must have a batch dimension (ndim >= 1)")
     if check_finite and x.device.type == "meta":

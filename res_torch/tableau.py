@@ -306,12 +306,13 @@ def is_path(name_or_path: Any) -> bool:
     )
 
 
-def parameter_number(name: str, value: Any) -> float:
-    """A free parameter's value as a float; :class:`TableauError` unless it is a real number
-    (a bool or a string is refused rather than converted)."""
+def parameter_number(name: str, value: Any) -> float | int:
+    """A parameter's value as a float (an int stays an int: ``max_order``, ``values``);
+    :class:`TableauError` unless it is a real number (a bool or a string is refused rather than
+    converted)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TableauError(f"parameter {name} must be a number, got {value!r:.40}")
-    return float(value)
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def load_tableau(name_or_path: str | os.PathLike) -> Tableau:
@@ -321,7 +322,7 @@ def load_tableau(name_or_path: str | os.PathLike) -> Tableau:
         path = Path(name_or_path)
         origin = _clip(str(path))
         if path.exists() and not path.is_file():  # a directory or FIFO would hang or fail late
-            raise TableauError(f"{origin} is not a regular file")
+            raise TableauError(f"no tableau file at {origin} (not a regular file)")
         try:
             with path.open("rb") as file:
                 raw = file.read(MAX_FILE_BYTES + 1)
