@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+import res_torch
 from res_torch import ResError, load_tableau
 from res_torch.tableau import parameter_number
 
 from .methods import free_parameters, methods
 from .sampler import comfy_sampler
 
-__all__ = ["NodeParameterError", "ResTorchSampler", "sampler_options"]
+__all__ = ["NodeParameterError", "ResTorchSampler", "check_options", "sampler_options"]
 
 PARAMETER_DEFAULTS = {"c2": 0.5, "c3": 1.0}
 """The node's ``c2``/``c3`` widgets and their defaults (those of RES-2S, DPM-Solver++(2S),
@@ -61,6 +64,17 @@ C2_MIN = float(next(p for p in load_tableau("res_2s").parameters if p.name == "c
 weights, of size ``1/c2``, amplify rounding)."""
 
 
+def check_options(method: str, options: dict[str, Any]) -> None:
+    """Raise the error a run with ``options`` would raise, when the node runs rather than when
+    sampling starts: ``method`` on a one-number problem with a zero denoiser (three steps, no
+    network; its own generator, so the global RNG is untouched)."""
+    zero = torch.zeros(1, 1)
+    res_torch.sample(
+        lambda x, sigma, **_: torch.zeros_like(x), zero, torch.tensor([2.0, 1.0, 0.5, 0.0]),
+        disable=True, method=method, generator=torch.Generator().manual_seed(0), **options,
+    )  # fmt: skip
+
+
 def _float(default: float, low: float, high: float, tooltip: str) -> tuple[str, dict]:
     return ("FLOAT", {"default": default, "min": low, "max": high, "step": 0.01,
                       "tooltip": tooltip})  # fmt: skip
@@ -96,4 +110,5 @@ class ResTorchSampler:
         import comfy.samplers
 
         options = sampler_options(method, **values)
+        check_options(method, options)
         return (comfy.samplers.KSAMPLER(comfy_sampler(method), extra_options=options),)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -78,3 +80,25 @@ def test_parameter_outside_its_interval_is_an_error(comfy, method, changes):
 def test_unknown_method_is_an_error(comfy):
     with pytest.raises(res_torch.UnknownMethodError, match="unknown method 'res_9s'"):
         get_sampler(comfy, "res_9s")
+
+
+@pytest.mark.parametrize(
+    ("method", "changes", "error"),
+    [
+        ("res_2s", {"eta": -1.0}, res_torch.NoiseError),
+        ("res_2s", {"noise_type": "bogus"}, res_torch.NoiseError),
+        ("euler", {"eta": 1.0, "noise_type": "sde"}, res_torch.NoiseError),
+        ("res_2s", {"s_churn": 1.0, "s_tmin": 5.0, "s_tmax": 1.0}, res_torch.NoiseError),
+        ("res_2s", {"s_noise": math.nan}, res_torch.NoiseError),
+    ],
+)
+def test_the_node_refuses_bad_options_when_it_runs(comfy, method, changes, error):
+    with pytest.raises(error):
+        get_sampler(comfy, method, **changes)
+
+
+def test_every_menu_method_passes_the_nodes_check_at_its_defaults(comfy):
+    for method in comfy.pack.NODE_CLASS_MAPPINGS["ResTorchSampler"].INPUT_TYPES()["required"][
+        "method"
+    ][0]:
+        get_sampler(comfy, method)
