@@ -18,6 +18,7 @@ from their inputs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -127,7 +128,7 @@ class EDMDenoiser(nn.Module):
 
     def __init__(self, net: Network, sigma_data: float = 0.5) -> None:
         super().__init__()
-        if not sigma_data > 0:
+        if not 0 < sigma_data < math.inf:
             raise AdapterError(f"sigma_data must be positive, got {sigma_data}")
         self.net = net
         self.sigma_data = float(sigma_data)

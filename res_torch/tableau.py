@@ -359,8 +359,15 @@ def decode_document(raw: bytes, origin: str = "<data>") -> Any:
     def refuse_constant(name: str) -> None:
         raise TableauError(f"{origin}: not valid JSON ({name} is not a JSON number)")
 
+    def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:  # json.loads keeps the last value: a silent choice
+            raise TableauError(f"{origin}: key(s) {repeated} appear twice in one object"[:160])
+        return dict(pairs)
+
     try:
-        data = json.loads(text, parse_constant=refuse_constant)
+        data = json.loads(text, parse_constant=refuse_constant, object_pairs_hook=refuse_duplicates)
     except TableauError:
         raise
     except RecursionError:

@@ -263,3 +263,14 @@ def test_export_onto_an_existing_file_is_a_clear_error(tmp_path, capsys) -> None
     (tmp_path / "file").write_text("")
     assert main(["export", "ddim", "--out", str(tmp_path / "file")]) == 2
     assert "res-theory: error:" in capsys.readouterr().err
+
+
+def test_check_refuses_a_file_with_a_repeated_key(tmp_path, capsys) -> None:
+    assert main(["export", "ddim", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "ddim.json").read_text()
+    (tmp_path / "twice.json").write_text(
+        text.replace('"name": "ddim"', '"name": "ddim", "name": "x"', 1)
+    )
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "twice.json")]) == 2
+    assert "appear twice" in capsys.readouterr().err

@@ -253,3 +253,19 @@ def test_input_errors_are_res_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
     assert issubclass(error, ResError)
+
+
+def test_a_tableau_file_with_a_repeated_key_is_refused(tmp_path):
+    from importlib import resources
+
+    text = (resources.files("res_torch") / "tableaux" / "res_2s.json").read_text()
+    repeated = text.replace('"name": "res_2s"', '"name": "res_2s", "name": "other"', 1)
+    assert repeated != text
+    (tmp_path / "twice.json").write_text(repeated)
+    with pytest.raises(TableauError, match="appear twice"):
+        rt.load_tableau(str(tmp_path / "twice.json"))
+
+
+def test_edm_preconditioning_needs_a_finite_sigma_data():
+    with pytest.raises(AdapterError, match="sigma_data"):
+        rt.EDMDenoiser(zero, sigma_data=math.inf)
