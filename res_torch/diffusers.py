@@ -221,6 +221,8 @@ def _threshold(sample: torch.Tensor, ratio: float, max_value: float) -> torch.Te
     """Dynamic thresholding (Saharia et al. 2022) exactly as diffusers'
     ``DDPMScheduler._threshold_sample``: per sample ``s = clamp(quantile(|x|, ratio), 1,
     max_value)``, ``x -> clamp(x, -s, s)/s`` (in float32 for half inputs)."""
+    if sample.numel() == 0:
+        return sample  # nothing to clamp (reshape(0, -1) is ambiguous)
     batch = sample.shape[0]
     flat = sample.reshape(batch, -1)
     flat = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()

@@ -441,7 +441,14 @@ def sample(
     if method == "auto":  # the table of res_torch.recommend for the budget the sigmas imply
         if _single_level(model, sigmas):
             return x  # no step (as every sampler)
-        method = recommend(budget_of(validate_sigmas(sigmas)))
+        budget = budget_of(validate_sigmas(sigmas))
+        chosen = recommend(budget)
+        try:
+            return sample(model, x, sigmas, extra_args, callback, disable, method=chosen, **options)
+        except NoiseError as exc:  # say which method the options were checked against
+            raise NoiseError(
+                f"method='auto' chose {chosen} for {budget} evaluations: {exc}"
+            ) from None
     if method in SAMPLERS:
         return SAMPLERS[method](model, x, sigmas, extra_args, callback, disable, **options)
     if method in METHODS:  # a descriptor without a named sampler (e.g. registered at run time)

@@ -269,3 +269,17 @@ def test_a_tableau_file_with_a_repeated_key_is_refused(tmp_path):
 def test_edm_preconditioning_needs_a_finite_sigma_data():
     with pytest.raises(AdapterError, match="sigma_data"):
         rt.EDMDenoiser(zero, sigma_data=math.inf)
+
+
+def test_auto_names_the_method_it_chose_when_the_options_do_not_fit():
+    with pytest.raises(NoiseError, match="method='auto' chose .* for 10 evaluations"):
+        rt.sample(zero, X, rt.get_sigmas_karras(10, 0.002, 80.0), method="auto", eta=1.0,
+                  noise_type="sde")  # fmt: skip
+
+
+def test_thresholding_an_empty_batch_returns_it():
+    scheduler = RESMultistepScheduler(thresholding=True)
+    scheduler.set_timesteps(3)
+    empty = torch.zeros(0, 3)
+    out = scheduler.step(torch.zeros_like(empty), scheduler.timesteps[0], empty).prev_sample
+    assert out.shape == (0, 3)
