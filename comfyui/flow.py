@@ -30,6 +30,10 @@ from typing import Any
 
 import torch
 
+from res_torch.errors import NoiseError, SigmasError
+from res_torch.grid import validate_sigmas
+from res_torch.noise import nonnegative
+
 __all__ = ["FIRST_PERCENT", "is_flow", "model_sampling_of", "sample_flow", "ve_sigma"]
 
 FIRST_PERCENT = 1e-4
@@ -95,9 +99,11 @@ def sample_flow(
     Returns the state at ``t_N``. Half-precision states are stepped in float32 (``y`` is up to
     ``1 / (1 - t_0) = 3e4`` times ``x`` after the offset: beyond float16's range).
     """
-    times = sigmas.detach().to(device="cpu", dtype=torch.float64).clone()
+    times = validate_sigmas(sigmas).clone()  # messages in flow times, before conversion
     if times[0] >= 1:
         times[0] = float(model_sampling.percent_to_sigma(FIRST_PERCENT))
+    if len(times) > 1 and times[1] >= 1:
+        raise SigmasError(f"flow times after the first must be < 1, got {times.tolist()[:6]}")
     ve = times / (1 - times)
 
     def ve_model(y: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -108,9 +114,12 @@ def sample_flow(
         t, t_hat = _t(info["sigma"]), _t(info["sigma_hat"])
         return callback({**info, "x": x_t, "sigma": t, "sigma_hat": t_hat})
 
-    for bound in ("s_tmin", "s_tmax"):
-        if bound in options:
-            options[bound] = ve_sigma(float(options[bound]))
+    bounds = {b: nonnegative(b, options[b]) for b in ("s_tmin", "s_tmax") if b in options}
+    if bounds.get("s_tmin", 0.0) >= 1:
+        raise NoiseError(f"s_tmin is a flow time and must be < 1, got {bounds['s_tmin']}")
+    if bounds.get("s_tmin", 0.0) > bounds.get("s_tmax", math.inf):
+        raise NoiseError(f"s_tmax must be >= s_tmin (flow times), got {bounds}")
+    options.update({bound: ve_sigma(t) for bound, t in bounds.items()})
     flow_noise = options.get("noise_sampler")
     if callable(flow_noise):
         options["noise_sampler"] = lambda s, s_next: flow_noise(_t(s), _t(s_next))

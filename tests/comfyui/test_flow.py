@@ -170,3 +170,36 @@ def test_stochastic_flow_sampling_gives_the_data_distribution(comfy, gaussian):
     naive = res_torch.sample(gaussian.flow, start, unconverted, method="res_2m", disable=True,
                              generator=torch.Generator().manual_seed(2), **options)  # fmt: skip
     assert abs(float(naive.mean()) - gaussian.mu) > 0.2  # the test tells the two apart
+
+
+@pytest.mark.parametrize(
+    ("extra", "error", "message"),
+    [
+        (
+            {"s_churn": 1.0, "s_tmin": -1.0},
+            res_torch.NoiseError,
+            "s_tmin must be finite and >= 0, got -1",
+        ),
+        ({"s_churn": 1.0, "s_tmin": 2.0}, res_torch.NoiseError, "flow time and must be < 1, got 2"),
+        ({"s_churn": 1.0, "s_tmin": 0.8, "s_tmax": 0.3}, res_torch.NoiseError, "flow times"),
+    ],
+)
+def test_flow_run_errors_speak_in_flow_times(comfy, gaussian, noise, extra, error, message):
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    sampler = comfy.samplers.KSAMPLER(
+        comfy.pack.sampler.comfy_sampler("res_2s"), extra_options=extra
+    )
+    with pytest.raises(error, match=message):
+        comfy.guider(ms, gaussian.flow).sample(
+            noise, torch.zeros_like(noise), sampler, flow_schedule(ms, 6), disable_pbar=True
+        )
+
+
+def test_flow_times_that_repeat_are_reported_as_flow_times(comfy, gaussian, noise):
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    sampler = comfy.samplers.sampler_object("res_torch_res_2s")
+    times = torch.tensor([1.0, 1.0, 0.5, 0.0], dtype=torch.float64)
+    with pytest.raises(res_torch.SigmasError, match=r"sigmas\[0\] = sigmas\[1\] = 1.0"):
+        comfy.guider(ms, gaussian.flow).sample(
+            noise, torch.zeros_like(noise), sampler, times, disable_pbar=True
+        )
