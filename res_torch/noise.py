@@ -165,6 +165,8 @@ class NoiseOptions:
         if generator is None and self.noise_sampler is None and seed is not None:
             if not isinstance(seed, int) or isinstance(seed, bool):
                 raise TypeError(f"extra_args['seed'] must be an int, got {seed!r}")
+            if not -(2**63) <= seed < 2**64:  # torch.Generator.manual_seed's range
+                raise NoiseError(f"extra_args['seed'] must lie in [-2**63, 2**64), got {seed}")
             device = "cpu" if x.device.type == "meta" else x.device  # meta: no generator
             generator = torch.Generator(device=device).manual_seed(seed)
         return resolve_noise_sampler(x, generator, self.noise_sampler)

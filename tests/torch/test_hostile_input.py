@@ -283,3 +283,12 @@ def test_thresholding_an_empty_batch_returns_it():
     empty = torch.zeros(0, 3)
     out = scheduler.step(torch.zeros_like(empty), scheduler.timesteps[0], empty).prev_sample
     assert out.shape == (0, 3)
+
+
+def test_a_seed_outside_the_generators_range_is_a_noise_error():
+    def seeded(x: torch.Tensor, sigma: torch.Tensor, seed: int) -> torch.Tensor:
+        return torch.zeros_like(x)  # ComfyUI passes the seed on to the model too
+
+    with pytest.raises(NoiseError, match=r"seed'\] must lie in"):
+        rt.sample_res_2s(seeded, X, SIGMAS, eta=1.0, extra_args={"seed": 2**70})
+    rt.sample_res_2s(seeded, X, SIGMAS, eta=1.0, extra_args={"seed": 2**64 - 1}, disable=True)
