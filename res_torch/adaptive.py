@@ -53,7 +53,7 @@ from res_torch.errors import (
 )
 from res_torch.grid import make_grid
 from res_torch.methods import method_of
-from res_torch.steppers import Denoiser, _Evaluator
+from res_torch.steppers import Denoiser, _Evaluator, check_model
 from res_torch.tableau import Tableau, TableauError
 
 __all__ = ["ADAPTIVE_PAIRS", "PIDController", "StepSizeError", "sample_res_adaptive"]
@@ -226,8 +226,7 @@ def sample_res_adaptive(
     h, gains, safety = _controller_options(h_init, pcoeff, icoeff, dcoeff, accept_safety, max_steps)
     if eta != 0:
         raise NoiseError("sample_res_adaptive samples the ODE only: eta must be 0")
-    if not callable(model):
-        raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
+    check_model(model)
     if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim < 1:
         raise TypeError("x must be a floating-point tensor with a batch dimension")
     if x.numel() == 0 or x.device.type == "meta":

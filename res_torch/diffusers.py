@@ -738,6 +738,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             if not torch.is_tensor(value) or not value.is_floating_point():
                 kind = value.dtype if torch.is_tensor(value) else type(value).__name__
                 raise SchedulerError(f"{name} must be a floating-point tensor, got {kind}")
+        for name, value in named:  # every kind checked first: sample.device exists
             if value.device != sample.device:
                 raise SchedulerError(
                     f"{name} is on {value.device}, the sample on {sample.device}; move them "

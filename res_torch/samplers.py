@@ -73,7 +73,7 @@ from res_torch.grid import StepGrid, make_grid, validate_sigmas
 from res_torch.methods import METHODS, Method, cached_tableau, method_of
 from res_torch.noise import NoiseOptions, NoiseSampler
 from res_torch.recommend import budget_of, recommend
-from res_torch.steppers import Denoiser, clear_device_tables, run
+from res_torch.steppers import Denoiser, check_model, clear_device_tables, run
 from res_torch.tableau import Tableau, available_tableaux, parameter_number
 
 __all__ = [
@@ -127,8 +127,6 @@ def planned(
     values = validate_sigmas(sigmas)
     numbers = []
     for name, value in sorted(params.items()):
-        if torch.is_tensor(value) and value.numel() == 1:
-            value = float(value)
         numbers.append((name, parameter_number(name, value)))
     options = noise.grid_options()
     owner = method.tableau if method.tableau is not None else method
@@ -158,8 +156,7 @@ def clear_plan_cache() -> None:
 def _single_level(model: Any, sigmas: Any) -> bool:
     """Whether ``sigmas`` holds one noise level only (a run of no step, which returns ``x``);
     the schedule and the model are checked either way."""
-    if not callable(model):
-        raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
+    check_model(model)
     return validate_sigmas(sigmas, min_entries=1).numel() == 1
 
 

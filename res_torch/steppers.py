@@ -33,6 +33,7 @@ __all__ = [
     "LERP_AMPLIFICATION_LIMIT",
     "Denoiser",
     "NonFiniteSampleError",
+    "check_model",
     "clear_device_tables",
     "lerp_chain",
     "run",
@@ -295,6 +296,12 @@ class _Ownership:
         self.owned = self.allowed and fresh
 
 
+def check_model(model: Any) -> None:
+    """``TypeError`` unless ``model`` can be called as ``model(x, sigma, **extra_args)``."""
+    if not callable(model):
+        raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
+
+
 def _check_inputs(
     model: Any,
     x: Any,
@@ -305,8 +312,7 @@ def _check_inputs(
     check_finite: bool,
 ) -> dict:
     """Everything checkable before the first model call."""
-    if not callable(model):
-        raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
+    check_model(model)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable as callback(dict) or None, got {callback!r}")
     if sampler is not None and not callable(sampler):

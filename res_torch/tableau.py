@@ -307,9 +307,11 @@ def is_path(name_or_path: Any) -> bool:
 
 
 def parameter_number(name: str, value: Any) -> float | int:
-    """A parameter's value as a float (an int stays an int: ``max_order``, ``values``);
-    :class:`TableauError` unless it is a real number (a bool or a string is refused rather than
-    converted)."""
+    """A parameter's value as a float (an int stays an int: ``max_order``, ``values``; a
+    one-element tensor is read as its number); :class:`TableauError` unless it is a real number
+    (a bool or a string is refused rather than converted)."""
+    if torch.is_tensor(value) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TableauError(f"parameter {name} must be a number, got {value!r:.40}")
     return int(value) if isinstance(value, numbers.Integral) else float(value)

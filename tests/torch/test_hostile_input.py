@@ -187,6 +187,7 @@ def _started(scheduler_class=RESMultistepScheduler):
         ([0.0, 0.0, 0.0], torch.randn(1, 3), "model_output must be a floating-point tensor"),
         (torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.int64), "sample must be a floating"),
         (torch.zeros(1, 3, device="meta"), torch.zeros(1, 3), "model_output is on meta"),
+        (torch.zeros(1, 3), [0.0, 0.0, 0.0], "sample must be a floating-point tensor"),
     ],
 )
 def test_step_refuses_what_is_not_a_floating_tensor_on_the_samples_device(output, sample, message):
@@ -292,3 +293,12 @@ def test_a_seed_outside_the_generators_range_is_a_noise_error():
     with pytest.raises(NoiseError, match=r"seed'\] must lie in"):
         rt.sample_res_2s(seeded, X, SIGMAS, eta=1.0, extra_args={"seed": 2**70})
     rt.sample_res_2s(seeded, X, SIGMAS, eta=1.0, extra_args={"seed": 2**64 - 1}, disable=True)
+
+
+def test_a_one_element_tensor_is_a_parameter_value_everywhere():
+    c2 = torch.tensor(0.4)
+    assert torch.equal(
+        rt.sample_res_2s(zero, X, SIGMAS, c2=c2, disable=True),
+        rt.sample_res_2s(zero, X, SIGMAS, c2=0.4, disable=True),
+    )
+    assert rt.load_tableau("res_2s").parameter_values(c2=c2) == {"c2": pytest.approx(0.4)}
