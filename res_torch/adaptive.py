@@ -63,6 +63,12 @@ ADAPTIVE_PAIRS = {2: "res_2s", 3: "res_3s"}
 END_TOLERANCE = 1e-5
 """A step that would stop less than this short of ``lambda(sigma_min)`` goes all the way."""
 
+GAIN_MAX = 1e3
+"""The largest ``|kP|, |kI|, |kD|``: beyond a few units the controller only switches between
+its saturated factors ``1 - pi/4`` and ``1 + pi/2``; the bound keeps ``log rho`` finite."""
+LOG_RHO_MAX = 50.0
+"""``log rho`` is clipped to ``[-50, 50]``: ``atan(e^50 - 1)`` is ``pi/2`` to float64."""
+
 
 class PIDController:
     """The step-size controller of the module docstring (``order``: ``p`` of the pair)."""
@@ -82,18 +88,22 @@ class PIDController:
             -(pcoeff + 2 * dcoeff) / order,
             dcoeff / order,
         )
-        self.accepted: list[float] = []  # e_{n-1}, e_{n-2}
+        self.accepted: list[float] = []  # log e_{n-1}, log e_{n-2}
 
     def propose(self, error: float) -> bool:
-        """Update ``h`` from the error norm of the last attempt; whether to accept it."""
-        e = 1 / (error + 1e-8)
-        history = (self.accepted + [e, e])[:2]
+        """Update ``h`` from the error norm of the last attempt; whether to accept it. ``rho``
+        is formed in logarithms and clipped to ``e^{+-LOG_RHO_MAX}`` (where ``atan`` has
+        saturated), so large gains or errors cannot overflow."""
+        log_e = -math.log(error + 1e-8)
+        history = (self.accepted + [log_e, log_e])[:2]
         b1, b2, b3 = self.exponents
-        factor = 1 + math.atan(e**b1 * history[0] ** b2 * history[1] ** b3 - 1)
+        log_rho = b1 * log_e + b2 * history[0] + b3 * history[1]
+        rho = math.exp(min(max(log_rho, -LOG_RHO_MAX), LOG_RHO_MAX))
+        factor = 1 + math.atan(rho - 1)
         self.h *= factor
         accept = factor >= self.accept_safety
         if accept:
-            self.accepted = [e, history[0]]
+            self.accepted = [log_e, history[0]]
         return accept
 
 
@@ -154,6 +164,8 @@ def _controller_options(
     if h <= 0:
         raise StepSizeError(f"h_init must be > 0, got {h}")
     gains = [_number(n, v) for n, v in (("pcoeff", pcoeff), ("icoeff", icoeff), ("dcoeff", dcoeff))]
+    if max(abs(g) for g in gains) > GAIN_MAX:
+        raise StepSizeError(f"pcoeff, icoeff, dcoeff must lie in [-{GAIN_MAX:g}, {GAIN_MAX:g}]")
     if sum(gains) <= 0:
         raise StepSizeError(f"pcoeff + icoeff + dcoeff must be > 0, got {sum(gains)}")
     safety = _number("accept_safety", safety)

@@ -59,9 +59,11 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,7 +84,7 @@ from res_torch.adapters import DiscreteSchedule, denoised_from_output
 from res_torch.coefficients import Coefficients, coefficients
 from res_torch.errors import IgnoredConfigWarning, NonFiniteSampleError, SchedulerError
 from res_torch.grid import StepGrid, make_grid
-from res_torch.methods import Method, method_of
+from res_torch.methods import Method, cached_tableau, method_of
 from res_torch.noise import default_noise_sampler
 from res_torch.reference import (
     corrected_output,
@@ -97,6 +99,7 @@ from res_torch.schedules import (
     get_sigmas_exponential,
     get_sigmas_karras,
 )
+from res_torch.tableau import Tableau, is_path, parse_tableau, read_document
 
 __all__ = [
     "RESMultistepScheduler",
@@ -202,6 +205,31 @@ def _check_config_types(config: Mapping[str, Any]) -> None:
             f"trained_betas has {len(betas)} values for num_train_timesteps="
             f"{config['num_train_timesteps']}; they must agree"
         )
+
+
+def _tableau_source(tableau: Any) -> tuple[str | Tableau | None, Any]:
+    """What :func:`method_of` reads for the ``tableau`` option, and what the config keeps.
+
+    A method or tableau name (or ``None``) is both. A path to a ``res-tableau`` file is read
+    once and the config keeps the file's document, so that ``save_pretrained`` writes the
+    method itself, not a path that need not exist (or may hold another file) where the config
+    is loaded again; only a tableau whose start-up methods are files beside it keeps its path,
+    as the document alone would not find them. A document (a saved config's) is validated as a
+    file is (:func:`res_torch.tableau.parse_tableau`)."""
+    if tableau is None or (isinstance(tableau, str) and not is_path(tableau)):
+        return tableau, tableau
+    if isinstance(tableau, Mapping):
+        return parse_tableau(dict(tableau), "scheduler config 'tableau'"), tableau
+    if not isinstance(tableau, str | os.PathLike):
+        raise SchedulerError(
+            f"tableau must be a method name, a path or a res-tableau document, got {tableau!r:.60}"
+        )
+    document = read_document(tableau)
+    path = Path(tableau)
+    loaded = replace(parse_tableau(document, str(path)), folder=path.resolve().parent)
+    if any((path.parent / f"{name}.json").is_file() for name in loaded.startup):
+        return str(path), str(path)
+    return loaded, document
 
 
 def _clipped(values: Any, k: int = 6) -> str:
@@ -376,11 +404,15 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             raise SchedulerError("lambda_min_clipped must not be NaN")
 
         by_order = self._by_order(solver_order)  # checks solver_order even with a tableau
-        self.method = method_of(tableau or by_order)
+        source, stored = _tableau_source(tableau)
+        if stored is not tableau:
+            self.register_to_config(tableau=stored)
+        self.method = method_of(source or by_order)
         values = _values_per_step(self.method)
         if tableau and solver_order is not None and values != solver_order:
+            shown = repr(tableau) if isinstance(tableau, str) else repr(self.method.name)
             warnings.warn(
-                f"{type(self).__name__}: tableau={tableau!r} wins over solver_order="
+                f"{type(self).__name__}: tableau={shown} wins over solver_order="
                 f"{solver_order} ({self.method.name} combines {values} values per step)",
                 IgnoredConfigWarning,
                 stacklevel=3,
@@ -442,8 +474,8 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             return method, {"values": values}
         if method.family == "sigma_rk":
             return "euler", {}
-        if method.is_multistep:
-            lower = method_of(method.startup[values - 1])
+        if method.is_multistep:  # the start-up tableau itself: its name may be a file's
+            lower = method_of(method.tableau.startup_tableaux(cached_tableau)[values - 1])
             return ("ddim" if not lower.is_multistep and lower.stages > 1 else lower), {}
         return ("ddim" if values == 1 else "res_2s"), {}
 
@@ -474,11 +506,15 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             self.method, grid, self._free_parameters(), one_evaluation_startup=start > 0
         )
         steps, names = list(table.steps), list(table.methods)
+        own = {self.method.name: self.method}  # names of a tableau file's methods: not shipped
+        if self.method.tableau is not None:
+            startup = self.method.tableau.startup_tableaux(cached_tableau)
+            own.update({t.name: method_of(t) for t in startup})
         for n, values in self._lowered_steps().items():
             m = n - start
             if m < 0 or steps[m].denoising:
                 continue
-            running = method_of(names[m])
+            running = own.get(names[m]) or method_of(names[m])
             if running.family != "adams" and _values_per_step(running) <= values:
                 continue
             lower, parameters = self._lower(values)

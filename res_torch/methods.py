@@ -19,11 +19,12 @@ supports. :data:`METHODS` lists the named ones; :func:`method_of` also describes
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from res_torch.errors import UnknownMethodError
-from res_torch.tableau import Tableau, TableauError, available_tableaux, load_tableau
+from res_torch.tableau import Tableau, TableauError, available_tableaux, is_path, load_tableau
 
 __all__ = [
     "METHODS",
@@ -35,9 +36,27 @@ __all__ = [
 ]
 
 
-@functools.lru_cache(maxsize=64)
 def cached_tableau(name_or_path: str) -> Tableau:
-    """:func:`load_tableau`, parsed once per process."""
+    """:func:`load_tableau`, parsed once per version of its source: a shipped name once per
+    process, a file path again whenever the file's size, modification time or inode changes
+    (an edited or replaced file is read anew, not served from the cache)."""
+    return _parsed(name_or_path, _file_version(name_or_path))
+
+
+def _file_version(name_or_path: str) -> tuple[int, ...]:
+    """``(inode, size, mtime_ns)`` of the file a tableau path names, ``()`` for a shipped name
+    or a path that does not exist (whose loading then raises the error)."""
+    if not is_path(name_or_path):
+        return ()
+    try:
+        stat = os.stat(name_or_path)
+    except OSError:
+        return ()
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(name_or_path: str, version: tuple[int, ...]) -> Tableau:
     return load_tableau(name_or_path)
 
 
@@ -155,11 +174,9 @@ METHODS: dict[str, Method] = {
 
 
 @functools.lru_cache(maxsize=128)
-def _described(name_or_path: str) -> Method:
-    if name_or_path in METHODS:
-        return METHODS[name_or_path]
+def _described(name_or_path: str, version: tuple[int, ...]) -> Method:
     try:
-        return _from_tableau(cached_tableau(name_or_path))
+        return _from_tableau(_parsed(name_or_path, version))
     except TableauError as exc:
         known = sorted(set(METHODS) | set(available_tableaux()))
         raise UnknownMethodError(
@@ -177,7 +194,7 @@ def method_of(method: str | Path | Tableau | Method) -> Method:
         raise TypeError(f"method must be a name, a path or a Tableau, got {method!r}")
     if method in METHODS:  # looked up each time: a family added at run time is found
         return METHODS[method]
-    return _described(str(method))
+    return _described(str(method), _file_version(str(method)))
 
 
 def methods_table() -> str:

@@ -50,6 +50,7 @@ __all__ = [
     "decode_document",
     "is_path",
     "load_tableau",
+    "read_document",
     "parse_tableau",
 ]
 
@@ -322,29 +323,34 @@ def load_tableau(name_or_path: str | os.PathLike) -> Tableau:
     (see :func:`is_path`); the file is validated fully (:func:`parse_tableau`)."""
     if is_path(name_or_path):
         path = Path(name_or_path)
-        origin = _clip(str(path))
-        if path.exists() and not path.is_file():  # a directory or FIFO would hang or fail late
-            raise TableauError(f"no tableau file at {origin} (not a regular file)")
-        try:
-            with path.open("rb") as file:
-                raw = file.read(MAX_FILE_BYTES + 1)
-        except OSError as exc:
-            raise TableauError(f"no tableau file at {origin} ({exc.strerror})") from None
-        folder: Path | None = path.resolve().parent
-    elif isinstance(name_or_path, str) and _NAME.match(name_or_path):
-        origin, folder = name_or_path, None
+        tableau = parse_tableau(read_document(path), _clip(str(path)))
+        return dataclasses.replace(tableau, folder=path.resolve().parent)
+    if isinstance(name_or_path, str) and _NAME.match(name_or_path):
         resource = resources.files("res_torch") / "tableaux" / f"{name_or_path}.json"
         if not resource.is_file():
             raise TableauError(
                 f"unknown tableau {name_or_path!r}; available: {', '.join(available_tableaux())}"
             )
-        raw = resource.read_bytes()
-    else:
-        raise TableauError(
-            f"expected a shipped tableau name ([a-z0-9_]+) or a path to a .json file, "
-            f"got {name_or_path!r:.60}"
-        )
-    return dataclasses.replace(parse_tableau(decode_document(raw, origin), origin), folder=folder)
+        return parse_tableau(decode_document(resource.read_bytes(), name_or_path), name_or_path)
+    raise TableauError(
+        f"expected a shipped tableau name ([a-z0-9_]+) or a path to a .json file, "
+        f"got {name_or_path!r:.60}"
+    )
+
+
+def read_document(path: str | os.PathLike) -> Any:
+    """The decoded JSON of the file at ``path`` (:func:`decode_document`), not yet validated as
+    a tableau; a missing file, a directory or a FIFO is a :class:`TableauError`."""
+    path = Path(path)
+    origin = _clip(str(path))
+    if path.exists() and not path.is_file():  # a directory or FIFO would hang or fail late
+        raise TableauError(f"no tableau file at {origin} (not a regular file)")
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TableauError(f"no tableau file at {origin} ({exc.strerror})") from None
+    return decode_document(raw, origin)
 
 
 def decode_document(raw: bytes, origin: str = "<data>") -> Any:

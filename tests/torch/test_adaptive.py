@@ -210,6 +210,8 @@ def _call(gaussian, **kwargs):
         ({"h_init": 0.0}, StepSizeError, "> 0"),
         ({"h_init": -0.1}, StepSizeError, "> 0"),
         ({"icoeff": 0.0}, StepSizeError, "pcoeff"),
+        ({"icoeff": 1e300}, StepSizeError, "must lie in"),
+        ({"pcoeff": 1e308, "icoeff": 1e308}, StepSizeError, "must lie in"),
         ({"accept_safety": 1.5}, StepSizeError, "accept_safety"),
         ({"max_steps": 0}, StepSizeError, "max_steps"),
         ({"order": 4}, StepSizeError, "order must be 2 or 3"),
@@ -225,6 +227,16 @@ def _call(gaussian, **kwargs):
 def test_bad_input_raises(gaussian, kwargs, error, match):
     with pytest.raises(error, match=match):
         _call(gaussian, **kwargs)
+
+
+def test_saturating_gains_still_control_the_step(gaussian):
+    """Gains at the bound make ``log rho`` of order 1e4: clipped, not an ``OverflowError``. The
+    integral controller then only multiplies ``h`` by ``1 + pi/2`` or ``1 - pi/4`` and still
+    finishes; a derivative gain that large rejects every step after a very accurate one (its
+    ``e_{n-1}^{b2}`` is 0), which ends in the library's step-size error."""
+    assert torch.isfinite(_call(gaussian, max_steps=2000, icoeff=1e3)).all()
+    with pytest.raises(StepSizeError, match="h_min"):
+        _call(gaussian, max_steps=2000, pcoeff=1e3, dcoeff=1e3)
 
 
 def test_runs_that_cannot_finish_raise(gaussian):

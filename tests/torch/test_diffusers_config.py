@@ -298,6 +298,58 @@ def test_honoured_keys_round_trip(tmp_path):
     assert again.config.sample_max_value == 2.0 and again.config.variance_type == "learned"
 
 
+@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
+def test_a_tableau_file_is_saved_as_its_content(scheduler_class, tmp_path):
+    """``save_pretrained`` of a scheduler made from a tableau path writes the tableau itself:
+    the saved config loads and samples identically after the file is gone; a tampered
+    document is refused as a tableau file would be."""
+    import json
+    import shutil
+    from importlib import resources
+
+    from res_torch.errors import TableauError
+
+    name = "res_2m" if scheduler_class is RESMultistepScheduler else "res_3s"
+    path = tmp_path / "own" / "mine.json"
+    path.parent.mkdir()
+    shutil.copy(resources.files("res_torch") / "tableaux" / f"{name}.json", path)
+    scheduler = scheduler_class(tableau=str(path))
+    expected = loop(scheduler_class(tableau=name), NOISE.double(), 8)
+    scheduler.save_pretrained(tmp_path / "saved")
+    shutil.rmtree(path.parent)
+    again = quiet(lambda: scheduler_class.from_pretrained(tmp_path / "saved"))
+    assert again.method.name == name and isinstance(again.config.tableau, dict)
+    torch.testing.assert_close(loop(again, NOISE.double(), 8), expected, rtol=0, atol=0)
+    saved_config = tmp_path / "saved" / "scheduler_config.json"
+    config = json.loads(saved_config.read_text())
+    config["tableau"]["c_float"][-1] += 0.25
+    saved_config.write_text(json.dumps(config))
+    with pytest.raises(TableauError, match="scheduler config 'tableau'"):
+        scheduler_class.from_pretrained(tmp_path / "saved")
+
+
+def test_a_tableau_with_start_up_files_beside_it_keeps_its_path(tmp_path):
+    """A multistep file whose start-up method is a file in its folder is referenced by path
+    (its document alone would resolve the start-up name to the shipped tableau), and
+    ``lower_order_final`` takes that start-up file's steps."""
+    import json
+    from importlib import resources
+
+    shipped = resources.files("res_torch") / "tableaux"
+    data = json.loads((shipped / "res_3m.json").read_text())
+    data["name"], data["startup"] = "mine", ["res_2s", "my_2m"]
+    (tmp_path / "mine.json").write_text(json.dumps(data))
+    start = json.loads((shipped / "res_2m.json").read_text())
+    start["name"] = "my_2m"
+    (tmp_path / "my_2m.json").write_text(json.dumps(start))
+    scheduler = RESMultistepScheduler(tableau=str(tmp_path / "mine.json"), lower_order_final=True)
+    assert scheduler.config.tableau == str(tmp_path / "mine.json")
+    expected = RESMultistepScheduler(tableau="res_3m", lower_order_final=True)
+    torch.testing.assert_close(
+        loop(scheduler, NOISE.double(), 8), loop(expected, NOISE.double(), 8), rtol=0, atol=0
+    )
+
+
 # ---------------------------------------------------------------- half precision
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("steps", [10, 50])

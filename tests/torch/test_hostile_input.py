@@ -110,6 +110,7 @@ from res_torch.diffusers import RESMultistepScheduler, RESSinglestepScheduler  #
         ({"dynamic_thresholding_ratio": "a"}, "dynamic_thresholding_ratio must be a real"),
         ({"sample_max_value": "a"}, "sample_max_value must be a real number"),
         ({"tableau_parameters": [1, 2]}, "tableau_parameters must map"),
+        ({"tableau": 5}, "tableau must be a method name, a path or a res-tableau document"),
         ({"steps_offset": 1.5}, "steps_offset must be an integer"),
         ({"steps_offset": 5000}, "steps_offset must lie in"),
         ({"steps_offset": -1}, "steps_offset must lie in"),

@@ -151,3 +151,28 @@ def test_startup_methods_resolve_next_to_the_file_for_samplers_and_nfe(tmp_path)
         disable=True,
     )  # fmt: skip
     assert torch.isfinite(x).all()
+
+
+def test_an_edited_tableau_file_is_read_again(tmp_path):
+    """Samplers cache parsed files, but by file version: after the file changes on disk (here a
+    RES-2S copy replaced by a RES-3S copy under the same name) the next run uses the new
+    coefficients, not the cached ones."""
+    import os
+
+    import res_torch
+
+    shipped = Path(res_torch.__file__).parent / "tableaux"
+    path = tmp_path / "mine.json"
+    model = lambda x, s: x / (1 + s.view(-1, 1) ** 2)  # noqa: E731
+    sigmas = res_torch.get_sigmas_karras(4, 0.1, 10.0)
+    runs = {}
+    for source in ("res_2s", "res_3s"):
+        data = json.loads((shipped / f"{source}.json").read_text())
+        data["name"] = "mine"
+        path.write_text(json.dumps(data))
+        stat = os.stat(path)  # a coarse-clock file system may keep the mtime: move it on
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9 * len(runs)))
+        runs[source] = res_torch.sample_method(path, model, torch.ones(1, 2), sigmas, disable=True)
+        expected = res_torch.sample(model, torch.ones(1, 2), sigmas, method=source, disable=True)
+        torch.testing.assert_close(runs[source], expected, rtol=0, atol=0)
+    assert not torch.equal(runs["res_2s"], runs["res_3s"])
