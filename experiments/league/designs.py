@@ -8,11 +8,12 @@ testbeds of its defect divided by the best peer's in the cell (< 1: better than 
 
 Run: ``python -m experiments.league.designs [--out DIR] [--testbeds NAME ...] [--schedule
 GRID [--rho RHO]]`` (writes ``DIR/league_designs.csv``, or ``league_designs_<names>_<grid>.csv``
-for other testbeds and grids, ``<grid>`` as ``flow`` or ``karras_rho3``, with the runner's
-columns, and prints the ratio table; about a minute on 2 CPU cores with the references cached,
-for the exact testbeds and for the trained ``digits`` network alike). ``--doc`` rewrites the
-generated block of ``docs/designed_methods.md`` from the committed CSVs (:data:`DOC_RUNS`)
-and draws them (``docs/designs_league.png``, :func:`plot_runs`) instead.
+for other testbeds and grids, ``<grid>`` as ``flow``, ``vp`` or ``karras_rho3``, with the
+runner's columns, and prints the ratio table; about a minute on 2 CPU cores with the references
+cached, for the exact testbeds and for the trained ``digits`` network alike). ``--doc``
+rewrites the generated block of ``docs/designed_methods.md`` and the README's summary of it
+from the committed CSVs (:data:`DOC_RUNS`) and draws them (``docs/designs_league.png``,
+:func:`plot_runs`) instead.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ __all__ = [
     "plot_runs",
     "ratio_table",
     "read_run",
+    "summary_block",
     "update_doc",
 ]
 
-GRIDS: tuple[str, ...] = ("karras", "exponential", "flow", "uniform")
-"""The schedules (``res_torch.nfe.SCHEDULES``) that span the references' sigma 80 -> 0.002."""
+GRIDS: tuple[str, ...] = ("karras", "exponential", "flow", "uniform", "vp")
+"""The schedules (``res_torch.nfe.SCHEDULES``) of a designs run: from sigma 80 to 0.002, the
+VP grid over its own range (:func:`experiments.league.run.schedule_range`)."""
 
 
 def exact_config(
@@ -83,17 +86,21 @@ def ratio_table(rows: Sequence[dict[str, Any]]) -> dict[str, dict[int, float]]:
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "designed_methods.md"
+README = ROOT / "README.md"
 FIGURE = ROOT / "docs" / "designs_league.png"
 DOC_RUNS: dict[str, str] = {
     "league_designs.csv": "exact testbeds, EDM Karras grid rho = 7",
     "league_designs_karras_rho3.csv": "exact testbeds, Karras grid rho = 3",
     "league_designs_exponential.csv": "exact testbeds, exponential grid (uniform in log sigma)",
     "league_designs_flow.csv": "exact testbeds, flow grid shift 3 (uniform in sigma/(sigma + 3))",
+    "league_designs_vp.csv": "exact testbeds, VP grid (uniform in VP time, sigma 152 -> 0.0105)",
     "league_designs_digits.csv": "trained digits network, EDM Karras grid rho = 7",
 }
 """The committed designs runs (``benchmarks/results/``) of the doc's generated block."""
 _BEGIN = "<!-- generated: designs (python -m experiments.league.designs --doc) -->"
 _END = "<!-- end generated: designs -->"
+_SUMMARY_BEGIN = "<!-- generated: designs summary (python -m experiments.league.designs --doc) -->"
+_SUMMARY_END = "<!-- end generated: designs summary -->"
 
 
 def _cells(rows: Sequence[dict[str, Any]]) -> tuple[int, int, int]:
@@ -137,6 +144,18 @@ def doc_block(results: Path = RESULTS) -> str:
     return "\n".join(parts).strip()
 
 
+def summary_block(results: Path = RESULTS) -> str:
+    """The README's lines: per committed run, how many cells the best res entrant wins."""
+    lines = []
+    for name, title in DOC_RUNS.items():
+        cells, target, wins = _cells(read_run(results / name))
+        lines.append(
+            f"* {title}: best res entrant <= 0.8x the best peer in {target} of {cells} cells, "
+            f"better than it in {wins}"
+        )
+    return "\n".join(lines)
+
+
 def best_res_ratios(rows: Sequence[dict[str, Any]]) -> dict[int, float]:
     """``{nfe: geometric mean over testbeds of best res defect / best peer defect}``: the
     envelope of the res entrants, chosen per cell (the league's per-cell ratio)."""
@@ -155,7 +174,7 @@ def plot_runs(png: Path = FIGURE, results: Path = RESULTS) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = 3
+    columns = 4
     shape = (math.ceil((len(DOC_RUNS) + 1) / columns), columns)  # + 1: the legend's panel
     fig, grid = plt.subplots(*shape, figsize=(4.6 * shape[1], 4.2 * shape[0]), sharey=True)
     axes = list(grid.flat)
@@ -188,17 +207,24 @@ def plot_runs(png: Path = FIGURE, results: Path = RESULTS) -> None:
     plt.close(fig)
 
 
-def update_doc(doc: Path = DOC, results: Path = RESULTS) -> bool:
-    """Rewrite the generated block of ``doc``; whether it changed (``ValueError`` without the
-    block's marker lines)."""
-    text = doc.read_text()
-    if _BEGIN not in text or _END not in text:
-        raise ValueError(f"{doc} has no lines {_BEGIN!r} ... {_END!r}")
-    head, rest = text.split(_BEGIN, 1)
-    old, tail = rest.split(_END, 1)
-    new = f"\n{doc_block(results)}\n"
-    doc.write_text(head + _BEGIN + new + _END + tail)
-    return old != new
+def _replace_block(path: Path, begin: str, end: str, block: str) -> bool:
+    """Rewrite the lines between the markers ``begin`` and ``end`` of ``path``; whether the
+    file changed (``ValueError`` without the markers)."""
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{path} has no lines {begin!r} ... {end!r}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    new = head + begin + f"\n{block}\n" + end + tail
+    path.write_text(new)
+    return new != text
+
+
+def update_doc(doc: Path = DOC, results: Path = RESULTS, readme: Path = README) -> bool:
+    """Rewrite the generated block of ``doc`` (:func:`doc_block`) and the summary block of
+    ``readme`` (:func:`summary_block`); whether either changed."""
+    changed = _replace_block(doc, _BEGIN, _END, doc_block(results))
+    return _replace_block(readme, _SUMMARY_BEGIN, _SUMMARY_END, summary_block(results)) or changed
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -212,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.schedule != "karras" and args.rho != 7.0:
         parser.error(f"--rho is a Karras parameter; the {args.schedule} grid has none")
     if args.doc:
-        print(f"{DOC}: {'updated' if update_doc() else 'unchanged'}")
+        print(f"{DOC.name}, {README.name}: {'updated' if update_doc() else 'unchanged'}")
         plot_runs()
         print(f"{FIGURE}: drawn")
         return

@@ -1,12 +1,13 @@
 """Converged reference solutions of the league's testbeds, cached on disk by configuration.
 
 A reference is the probability-flow ODE solved from ``x = sigma_max * noise`` (seeded standard
-normal noise) to ``sigma_min`` by :func:`experiments.reference.converged_reference` (DOP853 in
-``lambda = -log sigma`` at ``rtol = atol`` and ten times tighter; it raises unless the two agree
-to ``bound`` in max norm), followed by the final denoising step ``x = D(x, sigma_min)``: exactly
-what every sampler in the league computes on its grid. Files live in ``cache_dir`` as
-``league-ref-<key>.pt``; the key hashes the testbed name, batch, seed, tolerances and the source
-of :mod:`experiments.league.testbeds` (so changing a testbed invalidates its references).
+normal noise) to ``sigma_min`` (the grid's range: 80 -> 0.002, or the VP grid's own ends) by
+:func:`experiments.reference.converged_reference` (DOP853 in ``lambda = -log sigma`` at ``rtol
+= atol`` and ten times tighter; it raises unless the two agree to ``bound`` in max norm),
+followed by the final denoising step ``x = D(x, sigma_min)``: exactly what every sampler in the
+league computes on its grid. Files live in ``cache_dir`` as ``league-ref-<key>.pt``; the key
+hashes the testbed name, batch, seed, tolerances, range and the source of
+:mod:`experiments.league.testbeds` (so changing a testbed invalidates its references).
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ class LeagueReference:
     error_estimate: float
 
 
-def reference_key(testbed: Testbed, batch: int, seed: int, rtol: float, bound: float) -> str:
+def reference_key(
+    testbed: Testbed,
+    batch: int,
+    seed: int,
+    rtol: float,
+    bound: float,
+    sigma_max: float = SIGMA_MAX,
+    sigma_min: float = SIGMA_MIN,
+) -> str:
     """Short hash of everything a reference depends on."""
     payload = {
         "testbed": testbed.name,
@@ -43,7 +52,7 @@ def reference_key(testbed: Testbed, batch: int, seed: int, rtol: float, bound: f
         "seed": seed,
         "rtol": rtol,
         "bound": bound,
-        "sigmas": [SIGMA_MAX, SIGMA_MIN],
+        "sigmas": [sigma_max, sigma_min],
         "source": hashlib.sha256(_TESTBEDS_SOURCE.read_bytes()).hexdigest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
@@ -57,8 +66,11 @@ def league_reference(
     rtol: float | None = None,
     bound: float | None = None,
     cache_dir: Path | None = None,
+    sigma_max: float = SIGMA_MAX,
+    sigma_min: float = SIGMA_MIN,
 ) -> LeagueReference:
-    """The reference of ``batch`` samples of ``testbed`` for ``seed`` (solved or read back).
+    """The reference of ``batch`` samples of ``testbed`` for ``seed`` (solved or read back),
+    from ``x = sigma_max * noise`` to ``sigma_min`` (default: the EDM range 80 -> 0.002).
 
     ``rtol`` defaults to the testbed's ``reference_rtol``, ``bound`` to ``1e3 * rtol``;
     ``cache_dir=None`` solves without caching.
@@ -69,7 +81,8 @@ def league_reference(
     bound = 1e3 * rtol if bound is None else bound
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"league-ref-{reference_key(testbed, batch, seed, rtol, bound)}.pt"
+        key = reference_key(testbed, batch, seed, rtol, bound, sigma_max, sigma_min)
+        path = Path(cache_dir) / f"league-ref-{key}.pt"
         if path.exists():
             stored = torch.load(path)
             return LeagueReference(stored["noise"], stored["x"], stored["error_estimate"])
@@ -77,15 +90,15 @@ def league_reference(
     noise = torch.randn((batch, *testbed.shape), generator=generator, dtype=torch.float64)
     solved = converged_reference(
         testbed.denoiser,
-        noise * SIGMA_MAX,
-        SIGMA_MAX,
-        SIGMA_MIN,
+        noise * sigma_max,
+        sigma_max,
+        sigma_min,
         rtol=rtol,
         atol=rtol,
         refinement=10.0,
         bound=bound,
     )
-    final = testbed.denoiser(solved.x, solved.x.new_full((batch,), SIGMA_MIN))
+    final = testbed.denoiser(solved.x, solved.x.new_full((batch,), sigma_min))
     reference = LeagueReference(noise, final, solved.error_estimate)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ __all__ = [
     "league_grid",
     "run_league",
     "run_league_experiment",
+    "schedule_range",
 ]
 
 NFES: tuple[int, ...] = (5, 6, 8, 10, 12, 15, 20, 30, 50)
@@ -94,19 +95,32 @@ class LeagueConfig:
         )
 
 
+def schedule_range(schedule: str) -> tuple[float, float]:
+    """``(sigma_max, sigma_min)`` of the league's grids on ``schedule``: the VP grid's own ends
+    (``res_torch.get_sigmas_vp`` has no range parameters: about 152 -> 0.0105), and the EDM range
+    80 -> 0.002 for every other :data:`res_torch.nfe.SCHEDULES` name."""
+    if schedule == "vp":
+        from res_torch import get_sigmas_vp
+
+        ends = get_sigmas_vp(2)
+        return float(ends[0]), float(ends[1])
+    return SIGMA_MAX, SIGMA_MIN
+
+
 def league_grid(
     grid_method: str, nfe: int, rho: float = 7.0, schedule: str = "karras"
 ) -> tuple[torch.Tensor, int]:
-    """``(sigmas, spent)``: the grid (``schedule``, a :data:`res_torch.nfe.SCHEDULES` name from
-    ``sigma_max`` to ``sigma_min``, then 0; ``rho`` for ``karras``) on which ``grid_method``'s
-    NFE rule spends the largest budget ``spent <= nfe`` exactly; ``ValueError`` if not even one
-    step fits."""
+    """``(sigmas, spent)``: the grid (``schedule``, a :data:`res_torch.nfe.SCHEDULES` name, over
+    :func:`schedule_range`, then 0; ``rho`` for ``karras``) on which ``grid_method``'s NFE rule
+    spends the largest budget ``spent <= nfe`` exactly; ``ValueError`` if not even one step
+    fits."""
     from res_torch import NFEBudgetError, sigmas_for_nfe
 
+    sigma_max, sigma_min = schedule_range(schedule)
     for budget in range(nfe, 1, -1):
         try:
             sigmas = sigmas_for_nfe(
-                budget, grid_method, schedule, sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX,
+                budget, grid_method, schedule, sigma_min=sigma_min, sigma_max=sigma_max,
                 rho=rho if schedule == "karras" else None,
             )  # fmt: skip
         except NFEBudgetError:
@@ -126,9 +140,11 @@ def run_league(
         for name, batch in config.testbeds:
             testbed = get_testbed(name, device)
             progress.set_postfix_str(f"{name}: reference")
+            sigma_max, sigma_min = schedule_range(config.schedule)
             reference = league_reference(
-                testbed, batch=batch, seed=config.seed, cache_dir=cache_dir
-            )
+                testbed, batch=batch, seed=config.seed, cache_dir=cache_dir,
+                sigma_max=sigma_max, sigma_min=sigma_min,
+            )  # fmt: skip
             noise = reference.noise.to(device)
             for nfe in config.nfes:
                 progress.set_postfix_str(f"{name} NFE {nfe}")

@@ -38,10 +38,11 @@ LEAGUE_CSVS = {
     "designs_karras_rho3": ROOT / "benchmarks/results/league_designs_karras_rho3.csv",
     "designs_exponential": ROOT / "benchmarks/results/league_designs_exponential.csv",
     "designs_flow": ROOT / "benchmarks/results/league_designs_flow.csv",
+    "designs_vp": ROOT / "benchmarks/results/league_designs_vp.csv",
     "full": ROOT / "paper_figures/output/league.csv",
 }
 """The committed league results: the designs' runs (nine NFEs, five exact testbeds; EDM grid,
-Karras rho 3, exponential and flow grids) and the figure run's full league (EDM grid)."""
+Karras rho 3, exponential, flow and VP grids) and the figure run's full league (EDM grid)."""
 
 
 def _geometric_means(rows) -> dict[int, dict[str, float]]:
@@ -97,10 +98,11 @@ def test_ratio_table_is_the_geometric_mean_of_the_ratio_to_the_best_peer():
 
 
 def test_the_doc_block_is_generated_from_the_committed_designs_runs():
-    from experiments.league.designs import DOC, DOC_RUNS, RESULTS, doc_block
+    from experiments.league.designs import DOC, DOC_RUNS, README, RESULTS, doc_block, summary_block
 
     assert all((RESULTS / name).exists() for name in DOC_RUNS)
     assert doc_block() in DOC.read_text(), "run: python -m experiments.league.designs --doc"
+    assert summary_block() in README.read_text(), "run: python -m experiments.league.designs --doc"
 
 
 def test_best_res_ratios_is_the_geometric_mean_of_the_per_cell_ratios():

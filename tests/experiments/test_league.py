@@ -21,10 +21,11 @@ from experiments.league.run import (
     cell_summary,
     league_grid,
     run_league,
+    schedule_range,
 )
 from experiments.league.testbeds import SmoothedKernelDenoiser, TestbedError, get_testbed
 from experiments.problems.gaussian_mixture import GaussianMixture
-from res_torch import get_sigmas_karras
+from res_torch import get_sigmas_karras, get_sigmas_vp
 
 F64 = torch.float64
 
@@ -68,6 +69,28 @@ def test_reference_is_cached_by_configuration(tmp_path):
     again = league_reference(testbed, batch=2, rtol=1e-6, cache_dir=tmp_path)
     assert torch.equal(first.x, again.x) and torch.equal(first.noise, again.noise)
     assert reference_key(testbed, 2, 0, 1e-6, 1e-3) != reference_key(testbed, 3, 0, 1e-6, 1e-3)
+    vp_key = reference_key(testbed, 2, 0, 1e-6, 1e-3, *schedule_range("vp"))
+    assert vp_key != reference_key(testbed, 2, 0, 1e-6, 1e-3)
+
+
+def test_the_vp_league_runs_over_the_vp_grids_own_range(tmp_path):
+    """The VP grid has no sigma_min/sigma_max: its league grid and reference span its own ends,
+    and the samplers start from x = sigma_max * noise there."""
+    sigma_max, sigma_min = schedule_range("vp")
+    ends = get_sigmas_vp(5)
+    assert (sigma_max, sigma_min) == (float(ends[0]), float(ends[-2]))
+    sigmas, spent = league_grid("res_2m", 6, schedule="vp")
+    assert spent == 6 and torch.equal(sigmas, get_sigmas_vp(6))
+    testbed = get_testbed("gmm")
+    reference = league_reference(testbed, batch=2, sigma_max=sigma_max, sigma_min=sigma_min)
+    rows = run_league(
+        LeagueConfig((("gmm", 2),), ("res_2m",), (6,), schedule="vp"), torch.device("cpu"), tmp_path
+    )
+    sample = ENTRANTS["res_2m"].run(testbed.denoiser, reference.noise * sigma_max, sigmas)
+    defect = float((sample - reference.x).flatten(1).norm(dim=1).mean())
+    assert rows[0]["defect"] == pytest.approx(defect, rel=1e-12)
+    assert reference.x.shape == (2, *testbed.shape)
+    assert not torch.equal(reference.x, league_reference(testbed, batch=2).x)
 
 
 class RecordingDenoiser:
