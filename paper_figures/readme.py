@@ -17,12 +17,12 @@ and ``--check`` only reports the blocks that differ (exit status 1), as the test
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from experiments.experiment_runner import read_csv
+from experiments.generated_blocks import block, replace_block
 from paper_figures.pipeline import EXPERIMENTS
 
 __all__ = ["README", "ReadmeError", "begin_marker", "end_marker", "render_blocks", "replace_blocks"]
@@ -61,23 +61,17 @@ def render_blocks(output: Path = OUTPUT) -> dict[str, str]:
     return blocks
 
 
-def _block_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(
-        re.escape(begin_marker(name)) + r"\n(.*?)\n?" + re.escape(end_marker(name)), re.DOTALL
-    )
-
-
 def current_blocks(text: str, names: Sequence[str]) -> dict[str, str]:
     """The text between the markers of each block in ``names`` (a missing one is an error)."""
     found = {}
     for name in names:
-        match = _block_pattern(name).search(text)
-        if match is None:
+        body = block(text, begin_marker(name), end_marker(name))
+        if body is None:
             raise ReadmeError(
                 f"README has no generated block {name!r}: add the lines {begin_marker(name)!r} "
                 f"and {end_marker(name)!r} where its table belongs"
             )
-        found[name] = match.group(1).strip()
+        found[name] = body
     return found
 
 
@@ -85,8 +79,7 @@ def replace_blocks(text: str, blocks: Mapping[str, str]) -> str:
     """``text`` with the content between each block's markers replaced by ``blocks[name]``."""
     current_blocks(text, list(blocks))
     for name, body in blocks.items():
-        replacement = f"{begin_marker(name)}\n{body}\n{end_marker(name)}"
-        text = _block_pattern(name).sub(lambda _, r=replacement: r, text, count=1)
+        text = replace_block(text, begin_marker(name), end_marker(name), body)
     return text
 
 

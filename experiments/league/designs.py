@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from experiments.generated_blocks import replace_block
 from experiments.league.entrants import ENTRANTS
 from experiments.league.run import NFES, LeagueConfig, cell_summary, run_league
 from experiments.league.testbeds import TESTBEDS, get_testbed
@@ -207,15 +208,14 @@ def plot_runs(png: Path = FIGURE, results: Path = RESULTS) -> None:
     plt.close(fig)
 
 
-def _replace_block(path: Path, begin: str, end: str, block: str) -> bool:
-    """Rewrite the lines between the markers ``begin`` and ``end`` of ``path``; whether the
-    file changed (``ValueError`` without the markers)."""
+def _rewrite(path: Path, begin: str, end: str, body: str) -> bool:
+    """Replace the generated block between ``begin`` and ``end`` of the file ``path`` by
+    ``body``; whether the file changed (``ValueError`` without the markers)."""
     text = path.read_text()
-    if begin not in text or end not in text:
-        raise ValueError(f"{path} has no lines {begin!r} ... {end!r}")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    new = head + begin + f"\n{block}\n" + end + tail
+    try:
+        new = replace_block(text, begin, end, body)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     path.write_text(new)
     return new != text
 
@@ -223,8 +223,8 @@ def _replace_block(path: Path, begin: str, end: str, block: str) -> bool:
 def update_doc(doc: Path = DOC, results: Path = RESULTS, readme: Path = README) -> bool:
     """Rewrite the generated block of ``doc`` (:func:`doc_block`) and the summary block of
     ``readme`` (:func:`summary_block`); whether either changed."""
-    changed = _replace_block(doc, _BEGIN, _END, doc_block(results))
-    return _replace_block(readme, _SUMMARY_BEGIN, _SUMMARY_END, summary_block(results)) or changed
+    changed = _rewrite(doc, _BEGIN, _END, doc_block(results))
+    return _rewrite(readme, _SUMMARY_BEGIN, _SUMMARY_END, summary_block(results)) or changed
 
 
 def main(argv: Sequence[str] | None = None) -> None:
