@@ -1,9 +1,10 @@
 """The league runner: defect against NFE of every entrant on every testbed, in one run.
 
 For each testbed, a converged reference batch (:mod:`experiments.league.references`, cached on
-disk), and for each requested budget ``NFE`` and entrant: the EDM Karras grid on which the
-entrant spends the largest budget ``<= NFE`` it can spend exactly (2-stage single-step methods
-spend odd budgets), the sample from ``sigma_max * noise``, and its defect, the batch mean of the
+disk), and for each requested budget ``NFE`` and entrant: the configuration's grid (the EDM
+Karras grid by default, over :func:`schedule_range`) on which the entrant spends the largest
+budget ``<= NFE`` it can spend exactly (2-stage single-step methods spend odd budgets), the
+sample from ``sigma_max * noise``, and its defect, the batch mean of the
 L2 distance to the reference (as :mod:`experiments.defect`). Every denoiser call is counted
 (:class:`CountingDenoiser`) and asserted equal to the budget. Rows: ``testbed, kind, entrant,
 family, nfe, nfe_spent, defect, reference_error``; :func:`cell_summary` gives per cell
@@ -136,11 +137,11 @@ def run_league(
     """All rows (module docstring); the progress bar advances per (testbed, NFE) cell."""
     rows: list[dict[str, Any]] = []
     cells = len(config.testbeds) * len(config.nfes)
+    sigma_max, sigma_min = schedule_range(config.schedule)
     with tqdm(total=cells, desc="league") as progress:
         for name, batch in config.testbeds:
             testbed = get_testbed(name, device)
             progress.set_postfix_str(f"{name}: reference")
-            sigma_max, sigma_min = schedule_range(config.schedule)
             reference = league_reference(
                 testbed, batch=batch, seed=config.seed, cache_dir=cache_dir,
                 sigma_max=sigma_max, sigma_min=sigma_min,
