@@ -61,6 +61,7 @@ from res_torch.samplers import (
     sample_res_pc4_sigma,
 )
 from res_torch.schedules import (
+    get_sigmas_discrete,
     get_sigmas_exponential,
     get_sigmas_flow,
     get_sigmas_karras,
@@ -110,6 +111,7 @@ __all__ = [
     "coefficients",
     "default_noise_sampler",
     "evaluations_per_step",
+    "get_sigmas_discrete",
     "get_sigmas_exponential",
     "get_sigmas_flow",
     "get_sigmas_karras",

@@ -95,6 +95,7 @@ from res_torch.reference import (
 )
 from res_torch.schedules import (
     alphas_cumprod_from_betas,
+    discrete_timesteps,
     get_sigmas_beta,
     get_sigmas_exponential,
     get_sigmas_karras,
@@ -882,14 +883,9 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                     f"lambda_min_clipped={self.config.lambda_min_clipped} clips every timestep "
                     f"(the largest lambda = -log sigma is {lambdas.max():.3g})"
                 )
-            if self.config.timestep_spacing == "linspace":
-                ts = np.linspace(0, last - 1, n + 1).round()[::-1][:-1]
-            elif self.config.timestep_spacing == "leading":
-                ts = (np.arange(n + 1) * (last // (n + 1))).round()[::-1][:-1]
-                ts = ts + self.config.steps_offset
-            else:  # trailing
-                ts = np.arange(last, 0, -big_t / n).round() - 1
-            ts = np.clip(ts, 0, big_t - 1)  # DPM-Solver's np.interp clamps these ends too
+            spacing = self.config.timestep_spacing
+            offset = int(self.config.steps_offset) if spacing == "leading" else 0  # as diffusers
+            ts = discrete_timesteps(n, big_t, spacing, offset, last, allow_repeats=True).numpy()
         return self.schedule.t_to_sigma(torch.as_tensor(ts.copy())).numpy()
 
     def _flow_grid(self, n: int | None, sigmas: Any, mu: float | None) -> np.ndarray:

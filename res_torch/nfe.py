@@ -18,6 +18,7 @@ lower order (:data:`res_torch.coefficients.NODE_SPACING_MIN`) only its coefficie
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from res_torch.grid import validate_sigmas
 from res_torch.methods import Method, method_of
 from res_torch.recommend import budget_of, recommend
 from res_torch.schedules import (
+    get_sigmas_discrete,
     get_sigmas_exponential,
     get_sigmas_flow,
     get_sigmas_karras,
@@ -38,7 +40,14 @@ from res_torch.schedules import (
 )
 from res_torch.tableau import Tableau
 
-__all__ = ["NFEBudgetError", "SCHEDULES", "evaluations_per_step", "nfe", "sigmas_for_nfe"]
+__all__ = [
+    "NFEBudgetError",
+    "SCHEDULES",
+    "evaluations_per_step",
+    "has_range",
+    "nfe",
+    "sigmas_for_nfe",
+]
 
 SCHEDULES: dict[str, Callable[..., torch.Tensor]] = {
     "karras": get_sigmas_karras,
@@ -47,8 +56,19 @@ SCHEDULES: dict[str, Callable[..., torch.Tensor]] = {
     "uniform": get_sigmas_uniform,
     "polyexponential": get_sigmas_polyexponential,
     "vp": get_sigmas_vp,
+    "discrete": get_sigmas_discrete,
 }
-"""Schedules by name; all but ``vp`` take ``sigma_min`` and ``sigma_max``."""
+"""Schedules by name; all but ``vp`` and ``discrete`` (a model's own range) take ``sigma_min``
+and ``sigma_max`` (:func:`has_range`)."""
+
+
+def has_range(schedule: str) -> bool:
+    """Whether the :data:`SCHEDULES` function ``schedule`` takes ``sigma_min``/``sigma_max``.
+
+    >>> has_range("karras"), has_range("vp"), has_range("discrete")
+    (True, False, False)
+    """
+    return "sigma_min" in inspect.signature(SCHEDULES[schedule]).parameters
 
 
 def evaluations_per_step(method: str | Path | Tableau | Method) -> int:
@@ -95,8 +115,8 @@ def sigmas_for_nfe(
     nfe: int,
     method: str | Path | Tableau | Method,
     schedule: str = "karras",
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
     rho: float | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float64,
@@ -108,9 +128,11 @@ def sigmas_for_nfe(
     ``s``-stage method; ``method="auto"``: the method :func:`res_torch.recommend.recommend`
     names for ``nfe``) for the number ``n`` of nonzero sigmas; raises :class:`NFEBudgetError`
     when there is no integer solution (e.g. NFE 10 for a 2-stage method, NFE 2 for RES-3M,
-    whose first step costs 2). ``rho`` goes to schedules that have it (``karras``: default 7,
-    ``polyexponential``: default 1); ``schedule_options`` to the schedule function (e.g.
-    ``beta_d`` for ``vp``).
+    whose first step costs 2). ``sigma_min``/``sigma_max`` (default: the schedule's, 0.002 and
+    80) and ``rho`` go to the schedules that have them (``karras``: default 7,
+    ``polyexponential``: default 1; ``vp`` and ``discrete`` run over their model's own range);
+    ``schedule_options`` to the schedule function (e.g. ``beta_d`` for ``vp``, ``spacing`` for
+    ``discrete``).
     """
     if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
         raise NFEBudgetError(f"nfe must be an integer >= 1, got {nfe!r}")
@@ -132,8 +154,11 @@ def sigmas_for_nfe(
             f"+ 1 for the final denoising step): the nearest budgets are {below} and {above}"
         )
     options = dict(schedule_options)
-    if schedule != "vp":
-        options.update(sigma_min=sigma_min, sigma_max=sigma_max)
+    for name, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
+        if value is not None:
+            if not has_range(schedule):
+                raise ScheduleError(f"schedule {schedule!r} has its own range: no {name}")
+            options[name] = value
     if rho is not None:
         if schedule not in ("karras", "polyexponential"):
             raise ScheduleError(f"schedule {schedule!r} has no rho")

@@ -15,7 +15,8 @@ measured numbers; exact-denoiser testbeds):
   NFE 20-30, but it is 2-8x less accurate than ``res_pc4_grid`` on Karras rho = 3 and flow
   grids; the grid's own variable is the one that holds on every grid measured.
 
-Measured on four grids (Karras rho 7 and 3, exponential, flow shift 3), each 80 -> 0.002 -> 0.
+Measured on six grids: Karras rho 7 and 3, exponential, flow shift 3 (each 80 -> 0.002 -> 0),
+VP and Stable Diffusion's discrete grid (their own ranges).
 The table is data, not read from experiment files at run time (``res_torch`` never imports
 ``experiments``); ``tests/experiments/test_auto_table.py`` checks it against the committed
 league results.

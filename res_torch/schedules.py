@@ -12,12 +12,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from res_torch.errors import ScheduleError
+from res_torch.adapters import DiscreteSchedule
+from res_torch.errors import AdapterError, ScheduleError
 
 __all__ = [
     "ScheduleError",
+    "DISCRETE_SPACINGS",
     "alphas_cumprod_from_betas",
+    "discrete_timesteps",
     "get_sigmas_beta",
+    "get_sigmas_discrete",
     "get_sigmas_exponential",
     "get_sigmas_flow",
     "get_sigmas_karras",
@@ -231,3 +235,107 @@ def alphas_cumprod_from_betas(
             "use 'linear', 'scaled_linear', 'squaredcos_cap_v2' or trained_betas"
         )
     return torch.cumprod(1 - betas, dim=0).to(torch.float64)
+
+
+DISCRETE_SPACINGS: tuple[str, ...] = ("normal", "sgm_uniform", "simple", "linspace", "leading",
+                                      "trailing")  # fmt: skip
+"""Timestep spacings of :func:`discrete_timesteps`: k-diffusion's and ComfyUI's (``normal``,
+``sgm_uniform``, ``simple``) and diffusers' ``timestep_spacing`` values."""
+
+
+def discrete_timesteps(
+    n: int,
+    num_train_timesteps: int = 1000,
+    spacing: str = "normal",
+    steps_offset: int = 0,
+    unclipped: int | None = None,
+    allow_repeats: bool = False,
+) -> torch.Tensor:
+    """``n`` decreasing timesteps in ``[0, T - 1]`` (``T = num_train_timesteps``; float64).
+
+    * ``normal``: ``linspace(T - 1, 0, n)``, fractional (k-diffusion's
+      ``DiscreteSchedule.get_sigmas``, ComfyUI's ``normal`` scheduler);
+    * ``sgm_uniform``: ``linspace(T - 1, 0, n + 1)`` without its last entry (ComfyUI);
+    * ``simple``: ``T - 1 - floor(i T / n)`` (ComfyUI's ``simple``: every ``T/n``-th training
+      level from the top);
+    * ``linspace``, ``leading`` (plus ``steps_offset``), ``trailing``: diffusers' integer
+      timesteps, as ``DPMSolverMultistepScheduler.set_timesteps`` computes them over the first
+      ``unclipped`` timesteps (default ``T``; DPM-Solver's ``lambda_min_clipped`` removes the
+      others): ``round(linspace(0, L - 1, n + 1))`` reversed without its last entry,
+      ``i floor(L / (n + 1))`` for ``i = n..1``, and ``round(L - i T / n) - 1`` for
+      ``i = 0..n-1`` (``L = unclipped``), clamped to ``[0, T - 1]``.
+
+    Raises :class:`ScheduleError` on a bad argument, and when the spacing repeats a timestep
+    (``n`` too large for ``T``) unless ``allow_repeats`` (diffusers' schedulers drop the
+    repeats afterwards).
+
+    >>> discrete_timesteps(4, 1000, "trailing").tolist()
+    [999.0, 749.0, 499.0, 249.0]
+    >>> discrete_timesteps(4, 1000, "simple").tolist()
+    [999.0, 749.0, 499.0, 249.0]
+    """
+    _check_n(n)
+    big_t = num_train_timesteps
+    if not isinstance(big_t, int) or isinstance(big_t, bool) or big_t < 2:
+        raise ScheduleError(f"num_train_timesteps must be an integer >= 2, got {big_t!r}")
+    if spacing not in DISCRETE_SPACINGS:
+        raise ScheduleError(
+            f"unknown timestep spacing {spacing!r}; known: {', '.join(DISCRETE_SPACINGS)}"
+        )
+    last = big_t if unclipped is None else unclipped
+    if not isinstance(last, int) or isinstance(last, bool) or not 1 <= last <= big_t:
+        raise ScheduleError(f"unclipped must be an integer in [1, {big_t}], got {unclipped!r}")
+    if not isinstance(steps_offset, int) or isinstance(steps_offset, bool) or steps_offset < 0:
+        raise ScheduleError(f"steps_offset must be an integer >= 0, got {steps_offset!r}")
+    if steps_offset and spacing != "leading":
+        raise ScheduleError(f"steps_offset shifts 'leading' timesteps only, not {spacing!r} ones")
+    if spacing == "normal":
+        ts = np.linspace(big_t - 1, 0, n)
+    elif spacing == "sgm_uniform":
+        ts = np.linspace(big_t - 1, 0, n + 1)[:-1]
+    elif spacing == "simple":
+        ts = np.array([big_t - 1 - int(i * (big_t / n)) for i in range(n)], dtype=float)
+    elif spacing == "linspace":
+        ts = np.linspace(0, last - 1, n + 1).round()[::-1][:-1]
+    elif spacing == "leading":
+        ts = (np.arange(n + 1) * (last // (n + 1))).round()[::-1][:-1] + steps_offset
+    else:  # trailing
+        ts = np.arange(last, 0, -big_t / n).round() - 1
+    ts = np.clip(ts, 0, big_t - 1)
+    if not allow_repeats and (ts.size != n or not np.all(np.diff(ts) < 0)):
+        raise ScheduleError(
+            f"{spacing!r} spacing gives repeated timesteps for n={n} over {big_t} training "
+            f"timesteps ({last} unclipped); use fewer steps"
+        )
+    return torch.as_tensor(ts.copy(), dtype=torch.float64)
+
+
+def get_sigmas_discrete(
+    n: int,
+    spacing: str = "normal",
+    alphas_cumprod: torch.Tensor | None = None,
+    steps_offset: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """The noise levels of a discrete-time (DDPM) model at :func:`discrete_timesteps`
+    ``(n, len(alphas_cumprod), spacing, steps_offset)``, then 0.
+
+    ``sigma_t = sqrt((1 - abar_t) / abar_t)``, interpolated linearly in ``log sigma`` between
+    integer timesteps (:class:`res_torch.adapters.DiscreteSchedule`, as k-diffusion and ComfyUI
+    do). ``alphas_cumprod`` defaults to Stable Diffusion 1.x/2.x/XL's ``scaled_linear`` betas
+    0.00085 -> 0.012 over 1000 steps (:func:`alphas_cumprod_from_betas`; sigma 14.61 ->
+    0.0292); ``spacing="normal"`` is then k-diffusion's and ComfyUI's default grid for those
+    models.
+
+    >>> [round(s, 4) for s in get_sigmas_discrete(3).tolist()]
+    [14.6146, 1.6156, 0.0292, 0.0]
+    """
+    if alphas_cumprod is None:
+        alphas_cumprod = alphas_cumprod_from_betas(1000, 0.00085, 0.012, "scaled_linear")
+    try:
+        table = DiscreteSchedule(alphas_cumprod)
+    except AdapterError as error:
+        raise ScheduleError(str(error)) from None
+    ts = discrete_timesteps(n, table.num_timesteps, spacing, steps_offset)
+    return _append_zero(table.t_to_sigma(ts).to(device=device, dtype=dtype))

@@ -8,12 +8,12 @@ testbeds of its defect divided by the best peer's in the cell (< 1: better than 
 
 Run: ``python -m experiments.league.designs [--out DIR] [--testbeds NAME ...] [--schedule
 GRID [--rho RHO]]`` (writes ``DIR/league_designs.csv``, or ``league_designs_<names>_<grid>.csv``
-for other testbeds and grids, ``<grid>`` as ``flow``, ``vp`` or ``karras_rho3``, with the
-runner's columns, and prints the ratio table; about a minute on 2 CPU cores with the references
-cached, for the exact testbeds and for the trained ``digits`` network alike). ``--doc``
-rewrites the generated block of ``docs/designed_methods.md`` and the README's summary of it
-from the committed CSVs (:data:`DOC_RUNS`) and draws them (``docs/designs_league.png``,
-:func:`plot_runs`) instead.
+for other testbeds and grids, ``<grid>`` as ``flow``, ``vp``, ``discrete`` or ``karras_rho3``,
+with the runner's columns, and prints the ratio table; about a minute on 2 CPU cores with the
+references cached, for the exact testbeds and for the trained ``digits`` network alike).
+``--doc`` rewrites the generated block of ``docs/designed_methods.md`` and the README's
+summary of it from the committed CSVs (:data:`DOC_RUNS`) and draws them
+(``docs/designs_league.png``, :func:`plot_runs`) instead.
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ __all__ = [
     "update_doc",
 ]
 
-GRIDS: tuple[str, ...] = ("karras", "exponential", "flow", "uniform", "vp")
+GRIDS: tuple[str, ...] = ("karras", "exponential", "flow", "uniform", "vp", "discrete")
 """The schedules (``res_torch.nfe.SCHEDULES``) of a designs run: from sigma 80 to 0.002, the
-VP grid over its own range (:func:`experiments.league.run.schedule_range`)."""
+VP and discrete (Stable Diffusion's ``normal``) grids over their own ranges
+(:func:`experiments.league.run.schedule_range`)."""
 
 
 def exact_config(
@@ -95,6 +96,10 @@ DOC_RUNS: dict[str, str] = {
     "league_designs_exponential.csv": "exact testbeds, exponential grid (uniform in log sigma)",
     "league_designs_flow.csv": "exact testbeds, flow grid shift 3 (uniform in sigma/(sigma + 3))",
     "league_designs_vp.csv": "exact testbeds, VP grid (uniform in VP time, sigma 152 -> 0.0105)",
+    "league_designs_discrete.csv": (
+        "exact testbeds, Stable Diffusion's discrete grid (uniform in timestep, sigma 14.6 -> "
+        "0.0292)"
+    ),
     "league_designs_digits.csv": "trained digits network, EDM Karras grid rho = 7",
 }
 """The committed designs runs (``benchmarks/results/``) of the doc's generated block."""

@@ -97,15 +97,16 @@ class LeagueConfig:
 
 
 def schedule_range(schedule: str) -> tuple[float, float]:
-    """``(sigma_max, sigma_min)`` of the league's grids on ``schedule``: the VP grid's own ends
-    (``res_torch.get_sigmas_vp`` has no range parameters: about 152 -> 0.0105), and the EDM range
-    80 -> 0.002 for every other :data:`res_torch.nfe.SCHEDULES` name."""
-    if schedule == "vp":
-        from res_torch import get_sigmas_vp
+    """``(sigma_max, sigma_min)`` of the league's grids on ``schedule``: the EDM range 80 ->
+    0.002 for a :data:`res_torch.nfe.SCHEDULES` name that takes a range, the grid's own ends for
+    the others (``vp``: about 152 -> 0.0105; ``discrete``, Stable Diffusion's training levels:
+    14.6 -> 0.0292)."""
+    from res_torch.nfe import SCHEDULES, has_range
 
-        ends = get_sigmas_vp(2)
-        return float(ends[0]), float(ends[1])
-    return SIGMA_MAX, SIGMA_MIN
+    if has_range(schedule):
+        return SIGMA_MAX, SIGMA_MIN
+    ends = SCHEDULES[schedule](2)
+    return float(ends[0]), float(ends[1])
 
 
 def league_grid(
@@ -116,14 +117,15 @@ def league_grid(
     spends the largest budget ``spent <= nfe`` exactly; ``ValueError`` if not even one step
     fits."""
     from res_torch import NFEBudgetError, sigmas_for_nfe
+    from res_torch.nfe import has_range
 
     sigma_max, sigma_min = schedule_range(schedule)
+    ends = {"sigma_min": sigma_min, "sigma_max": sigma_max} if has_range(schedule) else {}
     for budget in range(nfe, 1, -1):
         try:
             sigmas = sigmas_for_nfe(
-                budget, grid_method, schedule, sigma_min=sigma_min, sigma_max=sigma_max,
-                rho=rho if schedule == "karras" else None,
-            )  # fmt: skip
+                budget, grid_method, schedule, rho=rho if schedule == "karras" else None, **ends
+            )
         except NFEBudgetError:
             continue
         if len(sigmas) >= 3:

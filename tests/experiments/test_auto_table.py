@@ -39,10 +39,12 @@ LEAGUE_CSVS = {
     "designs_exponential": ROOT / "benchmarks/results/league_designs_exponential.csv",
     "designs_flow": ROOT / "benchmarks/results/league_designs_flow.csv",
     "designs_vp": ROOT / "benchmarks/results/league_designs_vp.csv",
+    "designs_discrete": ROOT / "benchmarks/results/league_designs_discrete.csv",
     "full": ROOT / "paper_figures/output/league.csv",
 }
 """The committed league results: the designs' runs (nine NFEs, five exact testbeds; EDM grid,
-Karras rho 3, exponential, flow and VP grids) and the figure run's full league (EDM grid)."""
+Karras rho 3, exponential, flow, VP and discrete grids) and the figure run's full league (EDM
+grid)."""
 
 
 def _geometric_means(rows) -> dict[int, dict[str, float]]:

@@ -25,7 +25,8 @@ from experiments.league.run import (
 )
 from experiments.league.testbeds import SmoothedKernelDenoiser, TestbedError, get_testbed
 from experiments.problems.gaussian_mixture import GaussianMixture
-from res_torch import get_sigmas_karras, get_sigmas_vp
+from res_torch import get_sigmas_karras
+from res_torch.nfe import SCHEDULES
 
 F64 = torch.float64
 
@@ -73,19 +74,22 @@ def test_reference_is_cached_by_configuration(tmp_path):
     assert vp_key != reference_key(testbed, 2, 0, 1e-6, 1e-3)
 
 
-def test_the_vp_league_runs_over_the_vp_grids_own_range(tmp_path):
-    """The VP grid has no sigma_min/sigma_max: its league grid and reference span its own ends,
-    and the samplers start from x = sigma_max * noise there."""
-    sigma_max, sigma_min = schedule_range("vp")
-    ends = get_sigmas_vp(5)
+@pytest.mark.parametrize("schedule", ["vp", "discrete"])
+def test_a_league_on_a_grid_with_its_own_range_runs_over_that_range(schedule, tmp_path):
+    """The VP and discrete grids have no sigma_min/sigma_max: their league grid and reference
+    span their own ends, and the samplers start from x = sigma_max * noise there."""
+    grid = SCHEDULES[schedule]
+    sigma_max, sigma_min = schedule_range(schedule)
+    ends = grid(5)
     assert (sigma_max, sigma_min) == (float(ends[0]), float(ends[-2]))
-    sigmas, spent = league_grid("res_2m", 6, schedule="vp")
-    assert spent == 6 and torch.equal(sigmas, get_sigmas_vp(6))
+    sigmas, spent = league_grid("res_2m", 6, schedule=schedule)
+    assert spent == 6 and torch.equal(sigmas, grid(6))
     testbed = get_testbed("gmm")
     reference = league_reference(testbed, batch=2, sigma_max=sigma_max, sigma_min=sigma_min)
     rows = run_league(
-        LeagueConfig((("gmm", 2),), ("res_2m",), (6,), schedule="vp"), torch.device("cpu"), tmp_path
-    )
+        LeagueConfig((("gmm", 2),), ("res_2m",), (6,), schedule=schedule), torch.device("cpu"),
+        tmp_path,
+    )  # fmt: skip
     sample = ENTRANTS["res_2m"].run(testbed.denoiser, reference.noise * sigma_max, sigmas)
     defect = float((sample - reference.x).flatten(1).norm(dim=1).mean())
     assert rows[0]["defect"] == pytest.approx(defect, rel=1e-12)

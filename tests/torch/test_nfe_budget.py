@@ -8,9 +8,11 @@ import torch
 from res_torch import (
     SAMPLERS,
     NFEBudgetError,
+    ScheduleError,
     UnknownMethodError,
     available_tableaux,
     evaluations_per_step,
+    get_sigmas_discrete,
     get_sigmas_exponential,
     get_sigmas_karras,
     nfe,
@@ -58,6 +60,14 @@ def test_sigmas_for_nfe_passes_schedule_options():
     vp = sigmas_for_nfe(5, "ddim", schedule="vp", beta_d=10.0)
     assert vp.numel() == 6
     assert sigmas_for_nfe(5, "ddim", schedule="polyexponential", rho=2.0).numel() == 6
+    discrete = sigmas_for_nfe(9, "res_2s", schedule="discrete", spacing="trailing")
+    assert torch.equal(discrete, get_sigmas_discrete(5, "trailing"))
+
+
+@pytest.mark.parametrize("schedule", ["vp", "discrete"])
+def test_a_range_for_a_schedule_with_its_own_range_is_an_error(schedule):
+    with pytest.raises(ScheduleError, match="own range: no sigma_min"):
+        sigmas_for_nfe(5, "ddim", schedule=schedule, sigma_min=0.01)
 
 
 def test_bad_budgets_and_methods_are_rejected():

@@ -9,6 +9,7 @@ import torch
 
 from res_torch import (
     ScheduleError,
+    get_sigmas_discrete,
     get_sigmas_exponential,
     get_sigmas_flow,
     get_sigmas_karras,
@@ -17,6 +18,10 @@ from res_torch import (
     get_sigmas_vp,
 )
 from res_torch.grid import validate_sigmas
+from res_torch.schedules import DISCRETE_SPACINGS, alphas_cumprod_from_betas, discrete_timesteps
+
+SD_ALPHAS_CUMPROD = alphas_cumprod_from_betas(1000, 0.00085, 0.012, "scaled_linear")
+SD_SIGMAS = ((1 - SD_ALPHAS_CUMPROD) / SD_ALPHAS_CUMPROD).sqrt()
 
 
 def test_karras_follows_the_edm_formula():
@@ -96,8 +101,66 @@ def test_schedules_are_valid_sampling_grids(schedule, n):
         (lambda: get_sigmas_vp(5, eps_s=1.5), "eps_s"),
         (lambda: get_sigmas_flow(5, shift=0.0), "shift"),
         (lambda: get_sigmas_vp(5, beta_d=-1.0), "beta_d"),
+        (lambda: get_sigmas_discrete(5, spacing="karras"), "spacing"),
+        (lambda: get_sigmas_discrete(1500, spacing="trailing"), "repeated timesteps"),
+        (lambda: get_sigmas_discrete(1000, spacing="leading"), "repeated timesteps"),
+        (lambda: get_sigmas_discrete(5, alphas_cumprod=torch.tensor([0.9, 1.0])), "inside"),
+        (lambda: get_sigmas_discrete(5, alphas_cumprod=torch.tensor([0.5, 0.9])), "decreasing"),
+        (lambda: discrete_timesteps(5, 1), "num_train_timesteps"),
+        (lambda: discrete_timesteps(5, 1000, "leading", steps_offset=-1), "steps_offset"),
+        (lambda: discrete_timesteps(5, 1000, "linspace", unclipped=0), "unclipped"),
+        (lambda: get_sigmas_discrete(5, "trailing", steps_offset=1), "'leading' timesteps only"),
     ],
 )
 def test_bad_schedule_parameters_are_rejected(call, message):
     with pytest.raises(ScheduleError, match=message):
         call()
+
+
+@pytest.mark.parametrize("spacing", ["linspace", "leading", "trailing"])
+@pytest.mark.parametrize("n", [1, 7, 20, 50])
+def test_discrete_spacings_are_those_of_diffusers(spacing, n):
+    diffusers = pytest.importorskip("diffusers")
+    scheduler = diffusers.DPMSolverMultistepScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        timestep_spacing=spacing, steps_offset=1 if spacing == "leading" else 0,
+        final_sigmas_type="zero",
+    )  # fmt: skip
+    scheduler.set_timesteps(n)
+    offset = 1 if spacing == "leading" else 0
+    ours = discrete_timesteps(n, 1000, spacing, steps_offset=offset)
+    assert ours.tolist() == scheduler.timesteps.tolist()
+    sigmas = get_sigmas_discrete(n, spacing, steps_offset=offset)
+    assert torch.allclose(sigmas, scheduler.sigmas.to(torch.float64), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 30, 999])
+def test_comfyui_spacings_follow_its_scheduler_loops(n):
+    """ComfyUI's ``simple_scheduler`` and ``sgm_uniform`` (``normal_scheduler(sgm=True)``),
+    transcribed from ``comfy/samplers.py`` over a table of 1000 levels."""
+    step = len(SD_SIGMAS) / n
+    simple = [float(SD_SIGMAS[-(1 + int(x * step))]) for x in range(n)] + [0.0]
+    assert get_sigmas_discrete(n, "simple").tolist() == pytest.approx(simple, rel=1e-13)
+    sgm = [float(t) for t in torch.linspace(999, 0, n + 1, dtype=torch.float64)[:-1]]
+    assert discrete_timesteps(n, 1000, "sgm_uniform").tolist() == pytest.approx(sgm, abs=1e-9)
+
+
+def test_normal_spacing_interpolates_log_sigma_between_training_levels():
+    """k-diffusion's ``DiscreteSchedule.get_sigmas``: ``t = linspace(T - 1, 0, n)``, ``log
+    sigma`` linear between the integer timesteps."""
+    sigmas = get_sigmas_discrete(4)
+    t = [999.0, 666.0, 333.0, 0.0]
+    assert discrete_timesteps(4).tolist() == t
+    expected = [float(SD_SIGMAS[int(x)]) for x in t]
+    assert sigmas[:-1].tolist() == pytest.approx(expected, rel=1e-13)
+    halfway = get_sigmas_discrete(3)[1]  # t = 499.5
+    assert halfway.item() == pytest.approx(math.sqrt(SD_SIGMAS[499] * SD_SIGMAS[500]), rel=1e-13)
+
+
+@pytest.mark.parametrize("spacing", DISCRETE_SPACINGS)
+@pytest.mark.parametrize("n", [1, 2, 25])
+def test_discrete_schedules_are_valid_sampling_grids(spacing, n):
+    sigmas = get_sigmas_discrete(n, spacing, dtype=torch.float32)
+    assert sigmas.shape == (n + 1,) and sigmas.dtype == torch.float32 and sigmas[-1] == 0
+    validate_sigmas(sigmas)
+    assert sigmas[0] <= SD_SIGMAS[-1] * (1 + 1e-6) and sigmas[-2] >= SD_SIGMAS[0] * (1 - 1e-6)
