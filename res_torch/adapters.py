@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from res_torch.errors import AdapterError
+from res_torch.schedules import discrete_timesteps
 
 __all__ = [
     "DiscreteEpsDenoiser",
@@ -220,6 +221,17 @@ class DiscreteSchedule(nn.Module):
         w = t64 - low
         log_sigma = (1 - w) * log_sigmas[low] + w * log_sigmas[low + 1]
         return log_sigma.exp().to(dtype=dtype, device=t.device)
+
+    def get_sigmas(
+        self, n: int | None = None, spacing: str = "normal", steps_offset: int = 0
+    ) -> torch.Tensor:
+        """``n`` decreasing noise levels at :func:`res_torch.schedules.discrete_timesteps`
+        ``(n, T, spacing, steps_offset)``, then 0 (float64, on the table's device); ``n =
+        None``: every training level (k-diffusion's ``DiscreteSchedule.get_sigmas``)."""
+        n = self.num_timesteps if n is None else n
+        ts = discrete_timesteps(n, self.num_timesteps, spacing, steps_offset)
+        sigmas = self.t_to_sigma(ts.to(self.log_sigmas.device))
+        return torch.cat([sigmas, sigmas.new_zeros(1)])
 
     def _network_inputs(
         self, x: torch.Tensor, sigma: torch.Tensor | float

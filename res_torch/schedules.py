@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from res_torch.adapters import DiscreteSchedule
 from res_torch.errors import AdapterError, ScheduleError
 
 __all__ = [
@@ -319,7 +318,8 @@ def get_sigmas_discrete(
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """The noise levels of a discrete-time (DDPM) model at :func:`discrete_timesteps`
-    ``(n, len(alphas_cumprod), spacing, steps_offset)``, then 0.
+    ``(n, len(alphas_cumprod), spacing, steps_offset)``, then 0
+    (:meth:`res_torch.adapters.DiscreteSchedule.get_sigmas`).
 
     ``sigma_t = sqrt((1 - abar_t) / abar_t)``, interpolated linearly in ``log sigma`` between
     integer timesteps (:class:`res_torch.adapters.DiscreteSchedule`, as k-diffusion and ComfyUI
@@ -333,9 +333,10 @@ def get_sigmas_discrete(
     """
     if alphas_cumprod is None:
         alphas_cumprod = alphas_cumprod_from_betas(1000, 0.00085, 0.012, "scaled_linear")
+    from res_torch.adapters import DiscreteSchedule  # adapters imports this module
+
     try:
         table = DiscreteSchedule(alphas_cumprod)
     except AdapterError as error:
         raise ScheduleError(str(error)) from None
-    ts = discrete_timesteps(n, table.num_timesteps, spacing, steps_offset)
-    return _append_zero(table.t_to_sigma(ts).to(device=device, dtype=dtype))
+    return table.get_sigmas(n, spacing, steps_offset).to(device=device, dtype=dtype)

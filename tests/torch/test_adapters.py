@@ -166,6 +166,21 @@ def test_discrete_schedule_sigmas_match_the_ddpm_definition():
     assert schedule.sigma_max == pytest.approx(float(expected[-1]))
 
 
+def test_discrete_schedule_get_sigmas_is_k_diffusions():
+    """k-diffusion's ``DiscreteSchedule.get_sigmas``: every level (flipped) for ``n = None``,
+    else ``t = linspace(T - 1, 0, n)`` with ``log sigma`` interpolated, then 0."""
+    alphas_cumprod = _alphas_cumprod()
+    schedule = DiscreteSchedule(alphas_cumprod)
+    full = schedule.get_sigmas()
+    torch.testing.assert_close(full[:-1], schedule.sigmas.flip(0), rtol=1e-14, atol=0)
+    t = np.linspace(999, 0, 7)
+    log_sigmas = np.log(np.sqrt((1 - alphas_cumprod.numpy()) / alphas_cumprod.numpy()))
+    expected = torch.as_tensor(np.exp(np.interp(t, np.arange(1000), log_sigmas)))
+    sigmas = schedule.get_sigmas(7)
+    assert sigmas[-1] == 0 and sigmas.shape == (8,)
+    torch.testing.assert_close(sigmas[:-1], expected, rtol=1e-13, atol=0)
+
+
 def test_sigma_t_round_trips():
     schedule = DiscreteSchedule(_alphas_cumprod())
     t = torch.rand(200, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 999
