@@ -885,7 +885,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                 )
             spacing = self.config.timestep_spacing
             offset = int(self.config.steps_offset) if spacing == "leading" else 0  # as diffusers
-            ts = discrete_timesteps(n, big_t, spacing, offset, last, allow_repeats=True).numpy()
+            ts = discrete_timesteps(n, big_t, spacing, offset, last, raw=True).numpy()
         return self.schedule.t_to_sigma(torch.as_tensor(ts.copy())).numpy()
 
     def _flow_grid(self, n: int | None, sigmas: Any, mu: float | None) -> np.ndarray:

@@ -68,6 +68,8 @@ def has_range(schedule: str) -> bool:
     >>> has_range("karras"), has_range("vp"), has_range("discrete")
     (True, False, False)
     """
+    if schedule not in SCHEDULES:
+        raise ScheduleError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
     return "sigma_min" in inspect.signature(SCHEDULES[schedule]).parameters
 
 

@@ -7,6 +7,7 @@ All return a tensor of shape ``(n + 1,)`` (default float64 on the CPU).
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import numpy as np
@@ -242,31 +243,48 @@ DISCRETE_SPACINGS: tuple[str, ...] = ("normal", "sgm_uniform", "simple", "linspa
 ``sgm_uniform``, ``simple``) and diffusers' ``timestep_spacing`` values."""
 
 
+def _integer(name: str, value: Any, low: int, high: int) -> int:
+    """``value`` as an ``int`` in ``[low, high]`` (NumPy integers too), else ScheduleError."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise ScheduleError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return number
+
+
+_DIFFUSERS_SPACINGS = ("linspace", "leading", "trailing")
+
+
 def discrete_timesteps(
     n: int,
     num_train_timesteps: int = 1000,
     spacing: str = "normal",
     steps_offset: int = 0,
     unclipped: int | None = None,
-    allow_repeats: bool = False,
+    raw: bool = False,
 ) -> torch.Tensor:
     """``n`` decreasing timesteps in ``[0, T - 1]`` (``T = num_train_timesteps``; float64).
 
     * ``normal``: ``linspace(T - 1, 0, n)``, fractional (k-diffusion's
       ``DiscreteSchedule.get_sigmas``, ComfyUI's ``normal`` scheduler);
     * ``sgm_uniform``: ``linspace(T - 1, 0, n + 1)`` without its last entry (ComfyUI);
-    * ``simple``: ``T - 1 - floor(i T / n)`` (ComfyUI's ``simple``: every ``T/n``-th training
-      level from the top);
-    * ``linspace``, ``leading`` (plus ``steps_offset``), ``trailing``: diffusers' integer
-      timesteps, as ``DPMSolverMultistepScheduler.set_timesteps`` computes them over the first
-      ``unclipped`` timesteps (default ``T``; DPM-Solver's ``lambda_min_clipped`` removes the
-      others): ``round(linspace(0, L - 1, n + 1))`` reversed without its last entry,
-      ``i floor(L / (n + 1))`` for ``i = n..1``, and ``round(L - i T / n) - 1`` for
-      ``i = 0..n-1`` (``L = unclipped``), clamped to ``[0, T - 1]``.
+    * ``simple``: ``T - 1 - floor(i T / n)`` for ``i = 0..n-1`` (ComfyUI's ``simple``: every
+      ``T/n``-th training level from the top);
+    * ``linspace``, ``leading`` (plus ``steps_offset``), ``trailing``: integer timesteps as
+      diffusers' ``DPMSolverMultistepScheduler.set_timesteps`` computes them (DDIM's and
+      Euler's ``trailing`` agree; their ``linspace`` and ``leading`` space ``n`` points, not
+      ``n + 1``) over the first ``L = unclipped`` timesteps (default ``T``; DPM-Solver's
+      ``lambda_min_clipped`` removes the others): ``round(linspace(0, L - 1, n + 1))``
+      reversed without its last entry, ``i floor(L / (n + 1))`` for ``i = n..1``, and
+      ``round(L - i T / n) - 1`` for ``i = 0..n-1``, clamped to ``[0, T - 1]``.
 
-    Raises :class:`ScheduleError` on a bad argument, and when the spacing repeats a timestep
-    (``n`` too large for ``T``) unless ``allow_repeats`` (diffusers' schedulers drop the
-    repeats afterwards).
+    ``raw=True`` returns DPM-Solver's list as it is, for the schedulers that reproduce it:
+    repeated timesteps (n close to ``T``; the schedulers drop them), an extra last
+    ``trailing`` entry (its float ``arange`` overshoots for some ``n``, e.g. 61 of 1000) and
+    fewer than ``n`` entries for a clipped ``trailing``. Otherwise a spacing that cannot give
+    ``n`` distinct timesteps is a :class:`ScheduleError`, as is a bad argument.
 
     >>> discrete_timesteps(4, 1000, "trailing").tolist()
     [999.0, 749.0, 499.0, 249.0]
@@ -274,37 +292,40 @@ def discrete_timesteps(
     [999.0, 749.0, 499.0, 249.0]
     """
     _check_n(n)
-    big_t = num_train_timesteps
-    if not isinstance(big_t, int) or isinstance(big_t, bool) or big_t < 2:
-        raise ScheduleError(f"num_train_timesteps must be an integer >= 2, got {big_t!r}")
+    big_t = _integer("num_train_timesteps", num_train_timesteps, 2, 10**9)
     if spacing not in DISCRETE_SPACINGS:
         raise ScheduleError(
             f"unknown timestep spacing {spacing!r}; known: {', '.join(DISCRETE_SPACINGS)}"
         )
-    last = big_t if unclipped is None else unclipped
-    if not isinstance(last, int) or isinstance(last, bool) or not 1 <= last <= big_t:
-        raise ScheduleError(f"unclipped must be an integer in [1, {big_t}], got {unclipped!r}")
-    if not isinstance(steps_offset, int) or isinstance(steps_offset, bool) or steps_offset < 0:
-        raise ScheduleError(f"steps_offset must be an integer >= 0, got {steps_offset!r}")
-    if steps_offset and spacing != "leading":
+    diffusers = spacing in _DIFFUSERS_SPACINGS
+    if unclipped is not None and not diffusers:
+        raise ScheduleError(f"unclipped applies to diffusers' spacings, not {spacing!r}")
+    last = big_t if unclipped is None else _integer("unclipped", unclipped, 1, big_t)
+    offset = _integer("steps_offset", steps_offset, 0, big_t - 1)
+    if offset and spacing != "leading":
         raise ScheduleError(f"steps_offset shifts 'leading' timesteps only, not {spacing!r} ones")
+    if spacing in ("simple", *_DIFFUSERS_SPACINGS) and n > big_t and not raw:
+        raise ScheduleError(f"{spacing!r} spacing has at most {big_t} distinct timesteps, n={n}")
     if spacing == "normal":
         ts = np.linspace(big_t - 1, 0, n)
     elif spacing == "sgm_uniform":
         ts = np.linspace(big_t - 1, 0, n + 1)[:-1]
     elif spacing == "simple":
-        ts = np.array([big_t - 1 - int(i * (big_t / n)) for i in range(n)], dtype=float)
+        ts = big_t - 1 - np.floor(np.arange(n) * (big_t / n))
     elif spacing == "linspace":
         ts = np.linspace(0, last - 1, n + 1).round()[::-1][:-1]
     elif spacing == "leading":
-        ts = (np.arange(n + 1) * (last // (n + 1))).round()[::-1][:-1] + steps_offset
+        ts = (np.arange(n + 1) * (last // (n + 1))).round()[::-1][:-1] + offset
     else:  # trailing
         ts = np.arange(last, 0, -big_t / n).round() - 1
+        ts = ts if raw else ts[:n]
+    if not raw and ts.size and ts.max() > big_t - 1:
+        raise ScheduleError(f"steps_offset={offset} moves timesteps past T - 1 = {big_t - 1}")
     ts = np.clip(ts, 0, big_t - 1)
-    if not allow_repeats and (ts.size != n or not np.all(np.diff(ts) < 0)):
+    if not raw and (ts.size != n or not np.all(np.diff(ts) < 0)):
         raise ScheduleError(
-            f"{spacing!r} spacing gives repeated timesteps for n={n} over {big_t} training "
-            f"timesteps ({last} unclipped); use fewer steps"
+            f"{spacing!r} spacing gives {np.unique(ts).size} distinct timesteps, not n={n}, "
+            f"over {big_t} training timesteps ({last} unclipped, offset {offset}); use fewer steps"
         )
     return torch.as_tensor(ts.copy(), dtype=torch.float64)
 
@@ -325,8 +346,9 @@ def get_sigmas_discrete(
     integer timesteps (:class:`res_torch.adapters.DiscreteSchedule`, as k-diffusion and ComfyUI
     do). ``alphas_cumprod`` defaults to Stable Diffusion 1.x/2.x/XL's ``scaled_linear`` betas
     0.00085 -> 0.012 over 1000 steps (:func:`alphas_cumprod_from_betas`; sigma 14.61 ->
-    0.0292); ``spacing="normal"`` is then k-diffusion's and ComfyUI's default grid for those
-    models.
+    0.0292; the table computed in float32, as diffusers does: ComfyUI's float64 table differs
+    by up to 1.3e-5 relative); ``spacing="normal"`` is then k-diffusion's and ComfyUI's default
+    grid for those models.
 
     >>> [round(s, 4) for s in get_sigmas_discrete(3).tolist()]
     [14.6146, 1.6156, 0.0292, 0.0]
@@ -336,7 +358,7 @@ def get_sigmas_discrete(
     from res_torch.adapters import DiscreteSchedule  # adapters imports this module
 
     try:
-        table = DiscreteSchedule(alphas_cumprod)
-    except AdapterError as error:
-        raise ScheduleError(str(error)) from None
+        table = DiscreteSchedule(torch.as_tensor(alphas_cumprod, dtype=torch.float64))
+    except (AdapterError, TypeError, ValueError, RuntimeError) as error:
+        raise ScheduleError(f"alphas_cumprod: {error}") from None
     return table.get_sigmas(n, spacing, steps_offset).to(device=device, dtype=dtype)

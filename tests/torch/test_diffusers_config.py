@@ -493,3 +493,14 @@ def test_flow_sigmas_with_a_linear_time_shift_are_refused_as_dpm_solver_does():
     )  # fmt: skip
     with pytest.raises(SchedulerError, match="time_shift_type='exponential'"):
         ours.set_timesteps(4, mu=0.7)
+
+
+@pytest.mark.parametrize("spacing", ["linspace", "leading", "trailing"])
+def test_numpy_integer_config_values_give_the_same_grid(spacing):
+    plain = RESMultistepScheduler(timestep_spacing=spacing, steps_offset=1)
+    numpy_ints = RESMultistepScheduler(
+        num_train_timesteps=np.int64(1000), timestep_spacing=spacing, steps_offset=np.int64(1)
+    )
+    plain.set_timesteps(61)
+    numpy_ints.set_timesteps(61)
+    assert torch.equal(plain.sigmas, numpy_ints.sigmas)

@@ -18,6 +18,7 @@ from res_torch import (
     nfe,
     sigmas_for_nfe,
 )
+from res_torch.nfe import has_range
 
 PER_STEP = {"ddim": 1, "euler": 1, "heun": 2, "res_2s": 2, "dpmpp_2s": 2, "res_3s": 3,
             "res_2m": 1, "res_3m": 1, "dpmpp_2m": 1, "dpmpp_3m": 1,
@@ -68,6 +69,8 @@ def test_sigmas_for_nfe_passes_schedule_options():
 def test_a_range_for_a_schedule_with_its_own_range_is_an_error(schedule):
     with pytest.raises(ScheduleError, match="own range: no sigma_min"):
         sigmas_for_nfe(5, "ddim", schedule=schedule, sigma_min=0.01)
+    with pytest.raises(ScheduleError, match="unknown schedule 'nope'"):
+        has_range("nope")
 
 
 def test_bad_budgets_and_methods_are_rejected():

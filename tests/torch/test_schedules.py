@@ -102,14 +102,19 @@ def test_schedules_are_valid_sampling_grids(schedule, n):
         (lambda: get_sigmas_flow(5, shift=0.0), "shift"),
         (lambda: get_sigmas_vp(5, beta_d=-1.0), "beta_d"),
         (lambda: get_sigmas_discrete(5, spacing="karras"), "spacing"),
-        (lambda: get_sigmas_discrete(1500, spacing="trailing"), "repeated timesteps"),
-        (lambda: get_sigmas_discrete(1000, spacing="leading"), "repeated timesteps"),
+        (lambda: get_sigmas_discrete(1500, spacing="trailing"), "at most 1000 distinct"),
+        (lambda: get_sigmas_discrete(1000, spacing="leading"), "1 distinct timesteps, not n=1000"),
         (lambda: get_sigmas_discrete(5, alphas_cumprod=torch.tensor([0.9, 1.0])), "inside"),
         (lambda: get_sigmas_discrete(5, alphas_cumprod=torch.tensor([0.5, 0.9])), "decreasing"),
         (lambda: discrete_timesteps(5, 1), "num_train_timesteps"),
         (lambda: discrete_timesteps(5, 1000, "leading", steps_offset=-1), "steps_offset"),
         (lambda: discrete_timesteps(5, 1000, "linspace", unclipped=0), "unclipped"),
         (lambda: get_sigmas_discrete(5, "trailing", steps_offset=1), "'leading' timesteps only"),
+        (lambda: get_sigmas_discrete(1, "leading", steps_offset=999), "past T - 1"),
+        (lambda: get_sigmas_discrete(2000, "simple"), "at most 1000 distinct"),
+        (lambda: get_sigmas_discrete(5, alphas_cumprod="abc"), "alphas_cumprod"),
+        (lambda: discrete_timesteps(5, 1000, "normal", unclipped=500), "diffusers' spacings"),
+        (lambda: discrete_timesteps(10, 1000, "trailing", unclipped=500), "5 distinct"),
     ],
 )
 def test_bad_schedule_parameters_are_rejected(call, message):
@@ -118,7 +123,7 @@ def test_bad_schedule_parameters_are_rejected(call, message):
 
 
 @pytest.mark.parametrize("spacing", ["linspace", "leading", "trailing"])
-@pytest.mark.parametrize("n", [1, 7, 20, 50])
+@pytest.mark.parametrize("n", [1, 7, 20, 50, 61, 500])
 def test_discrete_spacings_are_those_of_diffusers(spacing, n):
     diffusers = pytest.importorskip("diffusers")
     scheduler = diffusers.DPMSolverMultistepScheduler(
@@ -129,6 +134,11 @@ def test_discrete_spacings_are_those_of_diffusers(spacing, n):
     scheduler.set_timesteps(n)
     offset = 1 if spacing == "leading" else 0
     ours = discrete_timesteps(n, 1000, spacing, steps_offset=offset)
+    raw = discrete_timesteps(n, 1000, spacing, steps_offset=offset, raw=True)
+    assert raw.tolist() == scheduler.timesteps.clip(0).tolist()  # its sigmas clamp t too
+    if len(raw) > n:  # DPM-Solver's float arange overshoots: n + 1 "trailing" timesteps
+        assert spacing == "trailing" and n == 61 and scheduler.timesteps[-1] == -1
+        scheduler.timesteps, scheduler.sigmas = raw[:n], scheduler.sigmas[[*range(n), -1]]
     assert ours.tolist() == scheduler.timesteps.tolist()
     sigmas = get_sigmas_discrete(n, spacing, steps_offset=offset)
     assert torch.allclose(sigmas, scheduler.sigmas.to(torch.float64), rtol=1e-5, atol=0)
