@@ -36,6 +36,11 @@ def _check_n(n: int) -> None:
         raise ScheduleError(f"n (number of nonzero sigmas) must be an integer >= 1, got {n!r}")
 
 
+def _check_dtype(dtype: Any) -> None:
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ScheduleError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+
+
 def _check_range(sigma_min: float, sigma_max: float) -> None:
     if not (math.isfinite(sigma_min) and math.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
         raise ScheduleError(
@@ -64,6 +69,7 @@ def get_sigmas_karras(
     """EDM (Karras et al. 2022, eq. 5): ``sigma_i = (sigma_max^{1/rho} + i/(n-1)
     (sigma_min^{1/rho} - sigma_max^{1/rho}))^rho``, then 0."""
     _check_n(n)
+    _check_dtype(dtype)
     _check_range(sigma_min, sigma_max)
     if not (math.isfinite(rho) and rho > 0):
         raise ScheduleError(f"rho must be finite and > 0, got {rho}")
@@ -82,6 +88,7 @@ def get_sigmas_exponential(
     """Uniform in ``lambda = -log sigma``: ``sigma_i = exp(log sigma_max + i/(n-1)
     (log sigma_min - log sigma_max))``, then 0."""
     _check_n(n)
+    _check_dtype(dtype)
     _check_range(sigma_min, sigma_max)
     ramp = _ramp(n, device, dtype)
     top, bottom = math.log(sigma_max), math.log(sigma_min)
@@ -98,6 +105,7 @@ def get_sigmas_uniform(
     """Uniform in ``sigma`` (the paper's "suboptimal" schedule): ``sigma_i = sigma_max + i/(n-1)
     (sigma_min - sigma_max)``, then 0."""
     _check_n(n)
+    _check_dtype(dtype)
     _check_range(sigma_min, sigma_max)
     ramp = _ramp(n, device, dtype)
     return _append_zero(sigma_max + ramp * (sigma_min - sigma_max))
@@ -117,6 +125,7 @@ def get_sigmas_flow(
     sigma/(sigma + shift)`` between ``sigma_max`` and ``sigma_min``, then 0 (``shift = 3``: SD3's
     default; diffusers' ``FlowMatchEulerDiscreteScheduler`` with ``shift``, cut to the range)."""
     _check_n(n)
+    _check_dtype(dtype)
     _check_range(sigma_min, sigma_max)
     if not (math.isfinite(shift) and shift > 0):
         raise ScheduleError(f"shift must be finite and > 0, got {shift}")
@@ -139,6 +148,7 @@ def get_sigmas_beta(
     ``use_beta_sigmas``): ``sigma_i = sigma_min + F^{-1}_{Beta(alpha, beta)}(1 - i/(n-1))
     (sigma_max - sigma_min)``, then 0. Needs scipy."""
     _check_n(n)
+    _check_dtype(dtype)
     _check_range(sigma_min, sigma_max)
     try:
         import scipy.stats
@@ -161,6 +171,7 @@ def get_sigmas_polyexponential(
     """k-diffusion's polyexponential schedule: ``log sigma_i = log sigma_min + (1 - i/(n-1))^rho
     (log sigma_max - log sigma_min)``, then 0 (``rho = 1`` is the exponential schedule)."""
     _check_n(n)
+    _check_dtype(dtype)
     _check_range(sigma_min, sigma_max)
     if not (math.isfinite(rho) and rho > 0):
         raise ScheduleError(f"rho must be finite and > 0, got {rho}")
@@ -180,6 +191,7 @@ def get_sigmas_vp(
     """VP-SDE, uniform in time (Song et al. 2021; EDM Table 1): ``t_i = 1 + i/(n-1) (eps_s - 1)``,
     ``sigma_i = sqrt(exp(beta_d t_i^2 / 2 + beta_min t_i) - 1)``, then 0."""
     _check_n(n)
+    _check_dtype(dtype)
     for name, value in (("beta_d", beta_d), ("beta_min", beta_min)):
         if not (math.isfinite(value) and value >= 0):
             raise ScheduleError(f"{name} must be finite and >= 0, got {value}")
@@ -353,6 +365,7 @@ def get_sigmas_discrete(
     >>> [round(s, 4) for s in get_sigmas_discrete(3).tolist()]
     [14.6146, 1.6156, 0.0292, 0.0]
     """
+    _check_dtype(dtype)
     if alphas_cumprod is None:
         alphas_cumprod = alphas_cumprod_from_betas(1000, 0.00085, 0.012, "scaled_linear")
     from res_torch.adapters import DiscreteSchedule  # adapters imports this module
