@@ -94,6 +94,7 @@ from res_torch.reference import (
     step_output,
 )
 from res_torch.schedules import (
+    DIFFUSERS_SPACINGS,
     alphas_cumprod_from_betas,
     discrete_timesteps,
     get_sigmas_beta,
@@ -358,7 +359,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                 "at most one of use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas, "
                 "use_lu_lambdas may be set"
             )
-        if timestep_spacing not in ("linspace", "leading", "trailing"):
+        if timestep_spacing not in DIFFUSERS_SPACINGS:
             raise SchedulerError(
                 f"timestep_spacing must be 'linspace', 'leading' or 'trailing', "
                 f"got {timestep_spacing!r}"

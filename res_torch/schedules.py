@@ -17,6 +17,7 @@ from res_torch.errors import AdapterError, ScheduleError
 
 __all__ = [
     "ScheduleError",
+    "DIFFUSERS_SPACINGS",
     "DISCRETE_SPACINGS",
     "alphas_cumprod_from_betas",
     "discrete_timesteps",
@@ -249,10 +250,11 @@ def alphas_cumprod_from_betas(
     return torch.cumprod(1 - betas, dim=0).to(torch.float64)
 
 
-DISCRETE_SPACINGS: tuple[str, ...] = ("normal", "sgm_uniform", "simple", "linspace", "leading",
-                                      "trailing")  # fmt: skip
+DIFFUSERS_SPACINGS: tuple[str, ...] = ("linspace", "leading", "trailing")
+"""diffusers' ``timestep_spacing`` values (DPM-Solver's rules in :func:`discrete_timesteps`)."""
+DISCRETE_SPACINGS: tuple[str, ...] = ("normal", "sgm_uniform", "simple", *DIFFUSERS_SPACINGS)
 """Timestep spacings of :func:`discrete_timesteps`: k-diffusion's and ComfyUI's (``normal``,
-``sgm_uniform``, ``simple``) and diffusers' ``timestep_spacing`` values."""
+``sgm_uniform``, ``simple``) and :data:`DIFFUSERS_SPACINGS`."""
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
@@ -264,9 +266,6 @@ def _integer(name: str, value: Any, low: int, high: int) -> int:
     if number is None or not low <= number <= high:
         raise ScheduleError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
     return number
-
-
-_DIFFUSERS_SPACINGS = ("linspace", "leading", "trailing")
 
 
 def discrete_timesteps(
@@ -309,14 +308,13 @@ def discrete_timesteps(
         raise ScheduleError(
             f"unknown timestep spacing {spacing!r}; known: {', '.join(DISCRETE_SPACINGS)}"
         )
-    diffusers = spacing in _DIFFUSERS_SPACINGS
-    if unclipped is not None and not diffusers:
+    if unclipped is not None and spacing not in DIFFUSERS_SPACINGS:
         raise ScheduleError(f"unclipped applies to diffusers' spacings, not {spacing!r}")
     last = big_t if unclipped is None else _integer("unclipped", unclipped, 1, big_t)
     offset = _integer("steps_offset", steps_offset, 0, big_t - 1)
     if offset and spacing != "leading":
         raise ScheduleError(f"steps_offset shifts 'leading' timesteps only, not {spacing!r} ones")
-    if spacing in ("simple", *_DIFFUSERS_SPACINGS) and n > big_t and not raw:
+    if spacing in ("simple", *DIFFUSERS_SPACINGS) and n > big_t and not raw:
         raise ScheduleError(f"{spacing!r} spacing has at most {big_t} distinct timesteps, n={n}")
     if spacing == "normal":
         ts = np.linspace(big_t - 1, 0, n)
