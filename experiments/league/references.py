@@ -1,7 +1,7 @@
 """Converged reference solutions of the league's testbeds, cached on disk by configuration.
 
 A reference is the probability-flow ODE solved from ``x = sigma_max * noise`` (seeded standard
-normal noise) to ``sigma_min`` (the grid's range: 80 -> 0.002, or the VP grid's own ends) by
+normal noise) to ``sigma_min`` (the grid's range, :func:`experiments.league.run.schedule_range`) by
 :func:`experiments.reference.converged_reference` (DOP853 in ``lambda = -log sigma`` at ``rtol
 = atol`` and ten times tighter; it raises unless the two agree to ``bound`` in max norm),
 followed by the final denoising step ``x = D(x, sigma_min)``: exactly what every sampler in the
