@@ -19,29 +19,47 @@ runs RES-2M and the lower bound captured in a CUDA graph (:func:`graphed`: the f
 on fixed sigmas with its precomputed tables, replayed with one launch; target: RES-2M graphed
 <= 1.2 x the eager lower bound). CPU runs skip the graph rows.
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_samplers.py [--threads 1]
-[--device cpu] [--repeats 7] [--nfes 10 20 50]``.
+[--device cpu] [--repeats 7] [--nfes 10 20 50] [--out CSV]``. A CPU run with the default
+budgets writes ``benchmarks/results/samplers.csv`` (every time, per batch and NFE); ``--readme``
+rewrites README.md's overhead table from it (:func:`render`).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import gc
 import platform
+import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from experiments.league import peers as league_peers
-from res_torch import get_sigmas_karras, sample, sample_res_2m, sample_res_2s, sigmas_for_nfe
-from res_torch.samplers import clear_plan_cache
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # experiments/ is not an installed package
+
+from experiments.experiment_runner import read_csv, write_csv  # noqa: E402
+from experiments.league import peers as league_peers  # noqa: E402
+from res_torch import (  # noqa: E402
+    get_sigmas_karras,
+    sample,
+    sample_res_2m,
+    sample_res_2s,
+    sigmas_for_nfe,
+)
+from res_torch.samplers import clear_plan_cache  # noqa: E402
 
 SHAPE = (64, 3, 64, 64)
 SMALL_SHAPE = (1, 3, 8, 8)  # kernels take ~1 us: the host-bound regime of a GPU run
 NFES = (10, 20, 50)
 GRAPH_TARGET = 1.2  # issue 10: RES-2M in a CUDA graph <= 1.2 x the eager one-axpy bound
+CSV = ROOT / "benchmarks" / "results" / "samplers.csv"
+BEGIN = "<!-- overhead table: written by benchmarks/bench_samplers.py --readme from benchmarks/results/samplers.csv -->"  # noqa: E501
+END = "<!-- end overhead table -->"
 
 
 def trivial_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -238,9 +256,10 @@ def ratio(times: dict[str, float], name: str, peer: str) -> str:
     return f"{times[name] / times[peer]:.2f}" if peer in times else "n/a"
 
 
-def table(shape: tuple[int, ...], args: argparse.Namespace, k_sampling: Any) -> None:
+def table(shape: tuple[int, ...], args: argparse.Namespace, k_sampling: Any) -> list[dict]:
     """Print the markdown table of one sample shape (with the CUDA-graph rows on CUDA for the
-    small batch)."""
+    small batch); return one row per (NFE, run) with its best time and the NFE's bound."""
+    rows = []
     device = torch.device(args.device)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
     graphs = device.type == "cuda" and shape == SMALL_SHAPE
@@ -262,6 +281,13 @@ def table(shape: tuple[int, ...], args: argparse.Namespace, k_sampling: Any) -> 
                       f"{ratio(times, name, 'diffusers')} |")  # fmt: skip
             form, value = lower_bound(times, nfe)
             print(f"| lower bound ({form}) | {nfe} | {value:.2f} | 1.00 | | |")
+            batch = "x".join(map(str, shape))
+            for name, time_ms in times.items():
+                if not name.startswith("bound "):
+                    rows.append({"batch": batch, "nfe": nfe, "run": name, "ms": time_ms})
+            for count in (nfe, nfe - 1):
+                rows.append({"batch": batch, "nfe": nfe, "run": f"bound {count}",
+                             "ms": lower_bound(times, count)[1]})  # fmt: skip
             for peer in ("k-diffusion", "diffusers", "RES-2M graph", "bound graph"):
                 if peer in times:
                     print(f"| {peer} | {nfe} | {times[peer]:.2f} | "
@@ -272,10 +298,45 @@ def table(shape: tuple[int, ...], args: argparse.Namespace, k_sampling: Any) -> 
                 print(f"| RES-2M graph / eager bound | {nfe} | {share:.2f} "
                       f"(target {GRAPH_TARGET}: {verdict}) | | | |")  # fmt: skip
     print()
+    return rows
 
 
-def main() -> None:
+def render(rows: Sequence[dict[str, Any]]) -> str:
+    """README's table: per batch and NFE, RES-2M's time and its ratios to the lower bound and
+    the peers, and RES-2S's ratio to the bound at its own NFE (one fewer)."""
+    times = {(r["batch"], r["nfe"], r["run"]): r["ms"] for r in rows}
+    lines = [
+        "| batch | NFE | RES-2M (ms) | RES-2M / bound | RES-2M / k-diffusion | RES-2M / diffusers "
+        "| RES-2S / bound |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for batch, nfe in dict.fromkeys((r["batch"], r["nfe"]) for r in rows):
+        res = times[batch, nfe, "RES-2M"]
+        bound = times[batch, nfe, f"bound {nfe}"]
+        two_stage = times[batch, nfe, "RES-2S"] / times[batch, nfe, f"bound {nfe - 1}"]
+        lines.append(
+            f"| {batch} | {nfe} | {res:.2f} | {res / bound:.2f} | "
+            f"{res / times[batch, nfe, 'k-diffusion']:.2f} | "
+            f"{res / times[batch, nfe, 'diffusers']:.2f} | {two_stage:.2f} (NFE {nfe - 1}) |"
+        )
+    first = rows[0]
+    lines += ["", f"Generated by `benchmarks/bench_samplers.py` on {first['date']} "
+              f"({first['machine']}, best of {first['repeats']} round-robin rounds)."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, rows: Sequence[dict[str, Any]]) -> None:
+    text = readme.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    readme.write_text(text[:start] + "\n" + render(rows) + "\n" + text[end:])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", action="store_true", help="rewrite README's table from the CSV")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"CSV to write (default: {CSV.relative_to(ROOT)} for a CPU run of "
+                        "both batches at the default budgets)")  # fmt: skip
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--repeats", type=int, default=15)
@@ -283,15 +344,25 @@ def main() -> None:
     parser.add_argument(
         "--no-small", action="store_true", help=f"skip the host-bound {SMALL_SHAPE} table"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.readme:
+        update_readme(ROOT / "README.md", read_csv(CSV))
+        return
     torch.set_num_threads(args.threads)
     k_sampling = load_k_diffusion_sampling()
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.platform()}, "
-          f"device {args.device}, torch {torch.__version__}, {args.threads} thread(s), "
-          f"best of {args.repeats} round-robin rounds")  # fmt: skip
+    machine = (f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+               f"device {args.device}, {args.threads} thread(s)")  # fmt: skip
+    print(f"machine: {machine}, best of {args.repeats} round-robin rounds")
     print()
+    rows = []
     for shape in (SHAPE,) if args.no_small else (SHAPE, SMALL_SHAPE):
-        table(shape, args, k_sampling)
+        rows += table(shape, args, k_sampling)
+    stamp = {"machine": machine, "repeats": args.repeats, "date": str(datetime.date.today())}
+    rows = [{**row, **stamp} for row in rows]
+    default = args.device == "cpu" and not args.no_small and tuple(args.nfes) == NFES
+    out = args.out if args.out is not None else (CSV if default else None)
+    if out is not None:
+        print(f"wrote {write_csv(rows, out)}")
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ Options shared by all samplers:
   combination are computed once in float64 and cached (``PLAN_CACHE_SIZE`` entries), and so
   are their copies on the device (per device, dtype and batch size; ``clear_plan_cache()``
   forgets both); the loop has no host-device synchronisation. Each update ``a x + sum_j w_j
-  D_j`` is a chain of ``lerp`` kernels (:func:`res_torch.steppers.lerp_chain`) that, from the
-  second step on, overwrites the iterate in place: one kernel per term and no allocation. A
-  new tensor is written instead for the caller's input, with a callback (so references to
-  iterates stay valid), under autograd, and when the model returns or modifies its input.
+  D_j`` is a chain of ``lerp`` kernels (:func:`res_torch.steppers.lerp_chain`), one per term,
+  the first writing a new tensor: the loop never writes into a tensor the model has received
+  (a model, cache or hook may keep its input, as k-diffusion allows), nor into the caller's
+  input or an iterate a callback has seen. Only the corrected iterate of a predictor–corrector
+  step, which the model never sees, is updated in place.
 * ``extra_args`` with a ``"seed"`` (ComfyUI passes one) and neither ``generator`` nor
   ``noise_sampler``: the noise is drawn from a generator seeded with it (as ComfyUI's samplers
   do); ``extra_args`` still reaches the model unchanged.
@@ -130,7 +131,9 @@ def planned(
         numbers.append((name, parameter_number(name, value)))
     options = noise.grid_options()
     owner = method.tableau if method.tableau is not None else method
-    key = (id(owner), tuple(numbers), tuple(values.tolist()), tuple(sorted(options.items())))
+    # typed: True == 1 hashes alike, and a cached plan must not let a refused option through
+    typed = tuple(sorted((name, type(v).__name__, v) for name, v in options.items()))
+    key = (id(owner), tuple(numbers), tuple(values.tolist()), typed)
     with _PLANS_LOCK:
         entry = _PLANS.get(key)
         if entry is not None and entry[0] is owner:
@@ -175,8 +178,9 @@ def sample_method(
 ) -> torch.Tensor:
     """Run any method (descriptor, name, tableau) with the stochastic options ``noise``."""
     described = method_of(method)
-    if not torch.is_tensor(x):
-        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        kind = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+        raise TypeError(f"x must be a floating-point tensor, got {kind}")
     if extra_args is not None and not isinstance(extra_args, Mapping):
         raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
     if noise.noise_type not in described.noise_types:

@@ -24,7 +24,13 @@ import torch
 from tqdm.auto import trange
 
 from res_torch.coefficients import Coefficients, StepCoefficients
-from res_torch.errors import DeviceError, NoiseError, NonFiniteSampleError, SampleError
+from res_torch.errors import (
+    DeviceError,
+    NoiseError,
+    NonFiniteSampleError,
+    SampleError,
+    SigmasError,
+)
 from res_torch.grid import StepGrid
 from res_torch.noise import NoiseSampler
 from res_torch.reference import checked_noise_sampler, checked_output
@@ -271,12 +277,15 @@ def clear_device_tables() -> None:
 class _Ownership:
     """Whether the loop may overwrite its iterate ``x`` in place.
 
-    Never the caller's input; never with a callback (it may keep references to ``x``); never
-    when autograd records the model (it may have saved ``x`` for its backward pass); never when
-    the denoiser output shares memory with ``x`` (a model that returns or modifies its input).
-    Otherwise every iterate after the first is a tensor the loop made, and the updates write
-    into it instead of allocating (on the CPU a fresh tensor also costs page faults and cache
-    misses; in the host-bound regime each allocation costs more than the kernel itself).
+    Never the caller's input; never a tensor the model has received (a model, hook or cache may
+    keep a reference to its input, as k-diffusion's loops, which never write into ``x``,
+    allow); never with a callback (it may keep references to ``x``); never when autograd
+    records the model (it may have saved ``x`` for its backward pass); never when the denoiser
+    output shares memory with ``x`` (a model that returns or modifies its input). What is left
+    is the corrected iterate of a predictor–corrector step (the model saw the predicted point,
+    not it): its update writes into it instead of allocating (on the CPU a fresh tensor also
+    costs page faults and cache misses; in the host-bound regime each allocation costs more
+    than the kernel itself).
     """
 
     def __init__(self, callback: Any) -> None:
@@ -329,6 +338,14 @@ def _check_inputs(
         raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
     if grid.stochastic and sampler is None:
         raise NoiseError("a stochastic run needs a noise_sampler")
+    finfo = torch.finfo(x.dtype)  # the model gets its noise levels in x's dtype
+    low, high = float(grid.sigma_hat.min()), float(grid.sigma_hat.max())
+    if not finfo.tiny <= low <= high <= finfo.max:
+        raise SigmasError(
+            f"the noise levels {low:g} .. {high:g} are not representable in x's dtype "
+            f"{x.dtype} (normal range {finfo.tiny:g} .. {finfo.max:g}): the model would get "
+            "0 or inf; use a wider dtype for x"
+        )
     return dict(extra_args or {})
 
 
@@ -386,6 +403,7 @@ def run(
             ownership.made(fresh=True)
         if pending is None:
             denoised, first = evaluate(x, step.sigma_vector[0]), None
+            ownership.made(fresh=False)  # the model has seen x
         else:
             (denoised, first), pending = pending, None
         if callback is not None:

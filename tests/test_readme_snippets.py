@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 BENCH_ADAPTIVE = ROOT / "benchmarks" / "bench_adaptive.py"
+BENCH_SAMPLERS = ROOT / "benchmarks" / "bench_samplers.py"
 
 
 def _section(title: str) -> str:
@@ -79,6 +80,14 @@ def test_layout_names_every_module_document_and_folder() -> None:
         n for n in _layout_names() if not re.search(rf"(?<![\w.]){re.escape(n)}\b", layout)
     )
     assert not missing, f"README's Layout section does not mention: {missing}"
+
+
+def test_overhead_table_is_the_committed_csv(load_script) -> None:
+    """README's sampler-overhead table is ``bench_samplers.render`` of the committed CSV
+    (rewrite it with ``python benchmarks/bench_samplers.py --readme``)."""
+    bench = load_script(BENCH_SAMPLERS)
+    start, end = README.index(bench.BEGIN) + len(bench.BEGIN), README.index(bench.END)
+    assert README[start:end].strip() == bench.render(bench.read_csv(bench.CSV))
 
 
 def test_adaptive_table_is_the_committed_csv(load_script) -> None:

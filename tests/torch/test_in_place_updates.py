@@ -158,3 +158,21 @@ def test_cached_device_tables_follow_dtype_and_batch(gaussian):
     torch.testing.assert_close(first_two, reference[:2], rtol=1e-14, atol=1e-14)
     again = sample(gaussian.denoiser, x, sigmas, method="res_2s", disable=True)
     assert torch.equal(again, reference)
+
+
+@pytest.mark.parametrize("method", sorted(SAMPLERS))
+def test_inputs_the_model_received_are_never_written_later(gaussian, method):
+    # a model (cache, hook, logger) may keep references to its inputs, as k-diffusion allows:
+    # each must still hold the values it was called with when the run ends
+    kept = []
+
+    def keeping(x, sigma):
+        kept.append((x, x.clone()))
+        return gaussian.denoiser(x, sigma)
+
+    sigmas = get_sigmas_karras(7, 0.002, 80.0, dtype=torch.float64)
+    x = 80 * torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    out = sample(keeping, x, sigmas, method=method, disable=True)
+    assert all(torch.equal(seen, copy) for seen, copy in kept)
+    torch.testing.assert_close(out, sample(gaussian.denoiser, x, sigmas, method=method,
+                                           disable=True), rtol=0, atol=0)

@@ -9,6 +9,7 @@ import torch
 
 from res_torch import (
     SAMPLERS,
+    NoiseError,
     NonFiniteSampleError,
     SigmasError,
     TableauError,
@@ -267,7 +268,8 @@ def test_wrong_shapes_and_types_are_rejected(gaussian):
     ids=["identity", "view", "in-place"],
 )
 def test_reused_buffers_are_safe_with_models_that_alias_their_input(method, model):
-    # without a callback the loop overwrites its iterates in place; with one each is fresh
+    # without a callback the loop may write into iterates the model has not seen; with one
+    # each is fresh
     sigmas = get_sigmas_karras(6, 0.002, 80.0)
     x = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
     reused = sample(model, x.clone(), sigmas, method=method, disable=True)
@@ -365,7 +367,7 @@ def test_a_seed_in_extra_args_seeds_the_noise_and_still_reaches_the_model(
     # an explicit generator wins over the seed
     explicit = run(extra_args={"seed": 3}, generator=torch.Generator().manual_seed(9))
     assert torch.equal(explicit, run(generator=torch.Generator().manual_seed(9)))
-    with pytest.raises(TypeError, match="seed"):
+    with pytest.raises(NoiseError, match="seed"):
         run(extra_args={"seed": "three"})
 
 
