@@ -19,6 +19,7 @@ from their inputs.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from res_torch.errors import AdapterError
-from res_torch.schedules import discrete_timesteps
+from res_torch.schedules import MAX_TRAIN_TIMESTEPS, discrete_timesteps
 
 __all__ = [
     "DiscreteEpsDenoiser",
@@ -86,6 +87,13 @@ def edm_preconditioning(
     return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), total.rsqrt(), sigma.log() / 4
 
 
+def _positive(name: str, value: Any) -> float:
+    """``value`` as a finite ``float > 0``, else AdapterError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+        raise AdapterError(f"{name} must be a finite number > 0, got {value!r:.40}")
+    return float(value)
+
+
 def _on_host(values: torch.Tensor) -> bool:
     """Whether checking ``values`` is free: a CPU tensor. Reading a GPU tensor's values would
     synchronise the host with the device at every model call, so there the checks are left to
@@ -129,10 +137,8 @@ class EDMDenoiser(nn.Module):
 
     def __init__(self, net: Network, sigma_data: float = 0.5) -> None:
         super().__init__()
-        if not 0 < sigma_data < math.inf:
-            raise AdapterError(f"sigma_data must be positive, got {sigma_data}")
         self.net = net
-        self.sigma_data = float(sigma_data)
+        self.sigma_data = _positive("sigma_data", sigma_data)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s = _sigma_like(x, sigma).to(x.dtype)
@@ -157,10 +163,15 @@ class DiscreteSchedule(nn.Module):
 
     def __init__(self, alphas_cumprod: torch.Tensor, quantize: bool = False) -> None:
         super().__init__()
-        ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
-        if ac.ndim != 1 or ac.shape[0] < 2:
+        try:
+            ac = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as error:
             raise AdapterError(
-                f"alphas_cumprod must be a 1-d tensor with at least 2 entries, "
+                f"alphas_cumprod must be a 1-d tensor of numbers ({error})"
+            ) from None
+        if ac.ndim != 1 or ac.shape[0] < 2 or ac.shape[0] > MAX_TRAIN_TIMESTEPS:
+            raise AdapterError(
+                f"alphas_cumprod must be a 1-d tensor with 2 to {MAX_TRAIN_TIMESTEPS} entries, "
                 f"got shape {tuple(ac.shape)}"
             )
         if not bool(torch.all((ac > 0) & (ac < 1))):
@@ -171,6 +182,12 @@ class DiscreteSchedule(nn.Module):
         if not bool(torch.all(ac[1:] < ac[:-1])):
             raise AdapterError("alphas_cumprod must be strictly decreasing in t")
         sigmas = ((1 - ac) / ac).sqrt()
+        if not bool(torch.isfinite(sigmas).all() and (sigmas[1:] > sigmas[:-1]).all()):
+            raise AdapterError(  # alphas_cumprod so close to 0 or 1 that float64 cannot resolve
+                "alphas_cumprod gives noise levels sqrt((1-a)/a) that are not finite and "
+                f"strictly increasing in float64 (range [{sigmas.min().item():.4g}, "
+                f"{sigmas.max().item():.4g}])"
+            )
         self.register_buffer("sigmas", sigmas, persistent=False)
         self.register_buffer("log_sigmas", sigmas.log(), persistent=False)
         self.quantize = quantize
@@ -290,17 +307,15 @@ class FlowDenoiser(nn.Module):
 
     def __init__(self, net: Network, timestep_scale: float = 1.0) -> None:
         super().__init__()
-        if not timestep_scale > 0:
-            raise AdapterError(f"timestep_scale must be positive, got {timestep_scale}")
         self.net = net
-        self.timestep_scale = float(timestep_scale)
+        self.timestep_scale = _positive("timestep_scale", timestep_scale)
 
     @staticmethod
     def sigma_to_t(sigma: torch.Tensor) -> torch.Tensor:
-        """``t = sigma/(1 + sigma)`` (flow time in ``[0, 1)``) for ``sigma >= 0``."""
+        """``t = sigma/(1 + sigma)`` (flow time in ``[0, 1)``) for finite ``sigma >= 0``."""
         sigma = torch.as_tensor(sigma)
-        if not bool(torch.all(sigma >= 0)):
-            raise AdapterError(f"sigma must be non-negative, got {sigma.tolist()}")
+        if not bool(torch.all((sigma >= 0) & torch.isfinite(sigma))):
+            raise AdapterError(f"sigma must be finite and non-negative, got {sigma.tolist()}")
         return sigma / (1 + sigma)
 
     @staticmethod

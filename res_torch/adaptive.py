@@ -43,6 +43,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from res_torch.checks import integer
 from res_torch.coefficients import StepCoefficients, erk_steps
 from res_torch.errors import (
     NoiseError,
@@ -171,8 +172,7 @@ def _controller_options(
     safety = _number("accept_safety", safety)
     if not 0 < safety <= 1:
         raise StepSizeError(f"accept_safety must be in (0, 1], got {safety}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise StepSizeError(f"max_steps must be a positive integer, got {max_steps!r}")
+    integer("max_steps", max_steps, 1, None, StepSizeError)
     return h, gains, safety
 
 

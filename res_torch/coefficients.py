@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import torch
 
+from res_torch.checks import integer
 from res_torch.errors import TableauError, UnknownMethodError
 from res_torch.grid import StepGrid
 from res_torch.methods import Method, cached_tableau, method_of
@@ -644,8 +645,7 @@ def _check_order(method: Method, params: Mapping[str, float]) -> int:
     if unknown:
         raise TableauError(f"{method.name} has no parameter(s) {sorted(unknown)}; it has max_order")
     order = params.get("max_order", method.order)
-    if not isinstance(order, int) or isinstance(order, bool) or not 1 <= order <= method.order:
-        raise TableauError(f"{method.name}: max_order must be an integer in [1, {method.order}]")
+    order = integer(f"{method.name}: max_order", order, 1, method.order, TableauError)
     return order
 
 
@@ -685,8 +685,7 @@ def _lagrange_builder(method: Method, grid: StepGrid, params: dict, _: bool):
         raise TableauError(f"{method.name} has no parameter(s) {sorted(unknown)}; it has values")
     most = method.history + 1
     values = params.get("values", most)
-    if not isinstance(values, int) or isinstance(values, bool) or not 1 <= values <= most:
-        raise TableauError(f"{method.name}: values must be an integer in [1, {most}]")
+    values = integer(f"{method.name}: values", values, 1, most, TableauError)
     return _lagrange(method, grid, values), [method.name] * grid.steps
 
 

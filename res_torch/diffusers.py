@@ -81,6 +81,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from res_torch.adapters import DiscreteSchedule, denoised_from_output
+from res_torch.checks import integer
 from res_torch.coefficients import Coefficients, coefficients
 from res_torch.errors import IgnoredConfigWarning, NonFiniteSampleError, SchedulerError
 from res_torch.grid import StepGrid, make_grid
@@ -95,6 +96,7 @@ from res_torch.reference import (
 )
 from res_torch.schedules import (
     DIFFUSERS_SPACINGS,
+    MAX_TRAIN_TIMESTEPS,
     alphas_cumprod_from_betas,
     discrete_timesteps,
     get_sigmas_beta,
@@ -165,11 +167,19 @@ _REAL_OPTIONS = ("beta_start", "beta_end", "rho", "shift", "flow_shift", "eta", 
                  "dynamic_thresholding_ratio", "sample_max_value",
                  "lambda_min_clipped")  # fmt: skip
 _OPTIONAL_REAL_OPTIONS = ("sigma_min", "sigma_max", "shift_terminal", "base_shift", "max_shift")
+_BOOLEAN_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                    "use_lu_lambdas", "rescale_betas_zero_snr", "use_flow_sigmas",
+                    "use_dynamic_shifting", "invert_sigmas", "lower_order_final",
+                    "euler_at_final", "thresholding")  # fmt: skip
 
 
 def _check_config_types(config: Mapping[str, Any]) -> None:
-    """The numeric options of ``__init__`` are numbers (a tampered ``scheduler_config.json``
-    may hold anything): integers where diffusers uses them as counts, reals elsewhere."""
+    """The numeric options of ``__init__`` are numbers and the flags booleans (a tampered
+    ``scheduler_config.json`` may hold anything, and the string ``"false"`` is true):
+    integers where diffusers uses them as counts, reals elsewhere."""
+    for name in _BOOLEAN_OPTIONS:
+        if not isinstance(config[name], bool | np.bool_):
+            raise SchedulerError(f"{name} must be true or false, got {config[name]!r:.60}")
     for name in _INTEGER_OPTIONS:
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -180,9 +190,10 @@ def _check_config_types(config: Mapping[str, Any]) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
             raise SchedulerError(f"{name} must be a real number, got {value!r:.60}")
-    if config["num_train_timesteps"] < 2:
+    if not 2 <= config["num_train_timesteps"] <= MAX_TRAIN_TIMESTEPS:
         raise SchedulerError(
-            f"num_train_timesteps must be >= 2, got {config['num_train_timesteps']}"
+            f"num_train_timesteps must lie in [2, {MAX_TRAIN_TIMESTEPS}], "
+            f"got {config['num_train_timesteps']}"
         )
     if not 0 <= config["steps_offset"] < config["num_train_timesteps"]:
         raise SchedulerError(
@@ -202,6 +213,13 @@ def _check_config_types(config: Mapping[str, Any]) -> None:
             f"tableau_parameters must map parameter names to numbers, got {parameters!r:.60}"
         )
     betas = config["trained_betas"]
+    if betas is not None:
+        try:
+            betas = np.asarray(betas, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise SchedulerError(f"trained_betas must be a list of numbers ({error})") from None
+        if betas.ndim != 1 or not np.all(np.isfinite(betas)):
+            raise SchedulerError("trained_betas must be a 1-d list of finite numbers")
     if betas is not None and len(betas) != config["num_train_timesteps"]:
         raise SchedulerError(
             f"trained_betas has {len(betas)} values for num_train_timesteps="
@@ -651,15 +669,11 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         if self.config.use_dynamic_shifting and mu is None:
             raise SchedulerError("use_dynamic_shifting=True needs mu in set_timesteps")
         big_t = self.config.num_train_timesteps
-        if num_inference_steps is not None and (
-            isinstance(num_inference_steps, bool)
-            or not isinstance(num_inference_steps, int)
-            or not 1 <= num_inference_steps <= big_t
-        ):
-            raise SchedulerError(
-                f"num_inference_steps must be an int in [1, num_train_timesteps = {big_t}], "
-                f"got {num_inference_steps!r:.60}"
-            )
+        if num_inference_steps is not None:
+            num_inference_steps = integer(
+                "num_inference_steps", num_inference_steps, 1,
+                big_t, SchedulerError,
+            )  # fmt: skip
         if mu is not None and (
             isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not abs(mu) <= MU_MAX
         ):
@@ -967,7 +981,12 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         if self._begin_index is not None:
             self._start(self._begin_index)
             return
-        t = float(torch.as_tensor(timestep).flatten()[0])
+        try:
+            t = float(torch.as_tensor(timestep).flatten()[0])
+        except (TypeError, ValueError, RuntimeError, IndexError) as error:
+            raise SchedulerError(
+                f"timestep must be a number, got {timestep!r:.40} ({error})"
+            ) from None
         starts = [k for k, (_, i) in enumerate(self._stages) if i == 0]
         matches = [k for k in starts if math.isclose(float(self.timesteps[k]), t, abs_tol=1e-4)]
         if not matches:

@@ -25,11 +25,13 @@ from typing import Any
 
 import torch
 
+from res_torch.checks import integer
 from res_torch.errors import NFEBudgetError, ScheduleError
 from res_torch.grid import validate_sigmas
 from res_torch.methods import Method, method_of
 from res_torch.recommend import budget_of, recommend
 from res_torch.schedules import (
+    MAX_STEPS,
     get_sigmas_discrete,
     get_sigmas_exponential,
     get_sigmas_flow,
@@ -101,11 +103,11 @@ def nfe(method: str | Path | Tableau | Method, sigmas: torch.Tensor | Sequence[f
     >>> nfe("res_2m", [1.0])
     0
     """
-    if (torch.is_tensor(sigmas) and sigmas.ndim == 1 and sigmas.numel() == 1) or (
-        isinstance(sigmas, Sequence) and len(sigmas) == 1
-    ):
+    values = validate_sigmas(sigmas, min_entries=1)
+    if method != "auto":
+        method_of(method)  # an unknown method is an error whatever the schedule
+    if values.numel() == 1:
         return 0  # no step: the samplers return x unchanged
-    values = validate_sigmas(sigmas)
     if method == "auto":
         method = recommend(budget_of(values))
     steps = values.numel() - 1
@@ -136,8 +138,7 @@ def sigmas_for_nfe(
     ``schedule_options`` to the schedule function (e.g. ``beta_d`` for ``vp``, ``spacing`` for
     ``discrete``).
     """
-    if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
-        raise NFEBudgetError(f"nfe must be an integer >= 1, got {nfe!r}")
+    nfe = integer("nfe", nfe, 1, MAX_STEPS, NFEBudgetError)
     if method == "auto":
         method = recommend(nfe)
     if schedule not in SCHEDULES:
@@ -156,6 +157,12 @@ def sigmas_for_nfe(
             f"+ 1 for the final denoising step): the nearest budgets are {below} and {above}"
         )
     options = dict(schedule_options)
+    accepted = set(inspect.signature(SCHEDULES[schedule]).parameters) - {"n", "device", "dtype"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ScheduleError(
+            f"schedule {schedule!r} has no option(s) {unknown}; it takes {sorted(accepted)}"
+        )
     for name, value in (("sigma_min", sigma_min), ("sigma_max", sigma_max)):
         if value is not None:
             if not has_range(schedule):

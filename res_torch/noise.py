@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from res_torch.checks import integer
 from res_torch.errors import NoiseError
 
 __all__ = [
@@ -75,6 +76,16 @@ def resolve_noise_sampler(
     return default_noise_sampler(x, generator)
 
 
+def _levels(name: str, values: Any) -> torch.Tensor:
+    """Noise levels as a floating tensor (numbers and lists as float64), else NoiseError."""
+    if torch.is_tensor(values):
+        return values if values.is_floating_point() else values.to(torch.float64)
+    try:
+        return torch.as_tensor(values, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise NoiseError(f"{name} must be a tensor of noise levels ({error})") from None
+
+
 def churn_gamma(
     sigmas: torch.Tensor, s_churn: float, s_tmin: float = 0.0, s_tmax: float = math.inf
 ) -> torch.Tensor:
@@ -87,6 +98,9 @@ def churn_gamma(
     s_churn, s_tmin = nonnegative("s_churn", s_churn), nonnegative("s_tmin", s_tmin)
     if isinstance(s_tmax, bool) or not isinstance(s_tmax, numbers.Real) or not s_tmax >= s_tmin:
         raise NoiseError(f"s_tmax must be a number >= s_tmin, got {s_tmax!r:.40} < {s_tmin}")
+    sigmas = _levels("sigmas", sigmas)
+    if sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise NoiseError(f"sigmas must be 1-d with at least 2 levels, got {tuple(sigmas.shape)}")
     current = sigmas[:-1]
     gamma = min(s_churn / current.numel(), math.sqrt(2) - 1)
     inside = (current >= s_tmin) & (current <= s_tmax)
@@ -118,6 +132,15 @@ def ancestral_step(
     ``eta = 1`` is DDPM-like ancestral sampling, ``eta = 0`` the ODE.
     """
     eta = nonnegative("eta", eta)
+    sigma_from, sigma_to = _levels("sigma_from", sigma_from), _levels("sigma_to", sigma_to)
+    on_host = sigma_from.device.type == "cpu" and sigma_to.device.type == "cpu"  # free to check
+    if on_host and not bool(
+        torch.all((sigma_from > 0) & (sigma_to >= 0) & (sigma_to <= sigma_from))
+    ):
+        raise NoiseError(
+            "ancestral_step needs 0 <= sigma_to <= sigma_from and sigma_from > 0, got "
+            f"{sigma_from.tolist()} -> {sigma_to.tolist()}"
+        )
     variance = sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2
     sigma_up = torch.minimum(sigma_to, eta * variance.clamp_min(0).sqrt())
     sigma_down = (sigma_to**2 - sigma_up**2).clamp_min(0).sqrt()
@@ -163,10 +186,8 @@ class NoiseOptions:
         generator = self.generator
         seed = (extra_args or {}).get("seed")
         if generator is None and self.noise_sampler is None and seed is not None:
-            if not isinstance(seed, int) or isinstance(seed, bool):
-                raise TypeError(f"extra_args['seed'] must be an int, got {seed!r}")
-            if not -(2**63) <= seed < 2**64:  # torch.Generator.manual_seed's range
-                raise NoiseError(f"extra_args['seed'] must lie in [-2**63, 2**64), got {seed}")
+            # torch.Generator.manual_seed's range
+            seed = integer("extra_args['seed']", seed, -(2**63), 2**64 - 1, NoiseError)
             device = "cpu" if x.device.type == "meta" else x.device  # meta: no generator
             generator = torch.Generator(device=device).manual_seed(seed)
         return resolve_noise_sampler(x, generator, self.noise_sampler)

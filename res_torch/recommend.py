@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 import torch
 
+from res_torch.checks import integer
 from res_torch.errors import NFEBudgetError
 
 __all__ = ["AUTO_TABLE", "auto_table_markdown", "budget_of", "recommend"]
@@ -43,8 +44,7 @@ budget names the method (module docstring for the reasoning)."""
 
 def recommend(nfe: int) -> str:
     """The method of :data:`AUTO_TABLE` for a budget of ``nfe`` evaluations (``nfe >= 1``)."""
-    if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
-        raise NFEBudgetError(f"nfe must be an integer >= 1, got {nfe!r}")
+    nfe = integer("nfe", nfe, 1, None, NFEBudgetError)
     return next(method for bound, method in AUTO_TABLE if nfe <= bound)
 
 

@@ -7,13 +7,14 @@ All return a tensor of shape ``(n + 1,)`` (default float64 on the CPU).
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any
 
 import numpy as np
 import torch
 
+from res_torch.checks import integer, real
 from res_torch.errors import AdapterError, ScheduleError
+from res_torch.grid import SIGMA_MAX
 
 __all__ = [
     "ScheduleError",
@@ -32,9 +33,27 @@ __all__ = [
 ]
 
 
-def _check_n(n: int) -> None:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ScheduleError(f"n (number of nonzero sigmas) must be an integer >= 1, got {n!r}")
+MAX_STEPS = 100_000
+"""The most noise levels a schedule makes (far beyond any sampling run: a bad ``n`` is refused
+instead of allocating gigabytes)."""
+MAX_TRAIN_TIMESTEPS = 100_000
+"""The largest ``num_train_timesteps`` of a discrete-time model (trained models use 1000–4000)."""
+
+
+def _check_n(n: Any) -> int:
+    """``n``, the number of nonzero sigmas, as an ``int`` in ``[1, MAX_STEPS]``."""
+    return integer("n (number of nonzero sigmas)", n, 1, MAX_STEPS, ScheduleError)
+
+
+def _real(name: str, value: Any) -> float:
+    return real(name, value, ScheduleError)
+
+
+def _positive(name: str, value: Any) -> float:
+    value = _real(name, value)
+    if value <= 0:
+        raise ScheduleError(f"{name} must be finite and > 0, got {value}")
+    return value
 
 
 def _check_dtype(dtype: Any) -> None:
@@ -42,21 +61,49 @@ def _check_dtype(dtype: Any) -> None:
         raise ScheduleError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
 
 
-def _check_range(sigma_min: float, sigma_max: float) -> None:
-    if not (math.isfinite(sigma_min) and math.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
+def _check_range(sigma_min: Any, sigma_max: Any) -> tuple[float, float]:
+    low, high = _real("sigma_min", sigma_min), _real("sigma_max", sigma_max)
+    if not 0 < low < high:
         raise ScheduleError(
-            f"need finite 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, "
-            f"sigma_max={sigma_max}"
+            f"need finite 0 < sigma_min < sigma_max, got sigma_min={low}, sigma_max={high}"
         )
+    return low, high
 
 
-def _append_zero(sigmas: torch.Tensor) -> torch.Tensor:
-    return torch.cat([sigmas, sigmas.new_zeros(1)])
+def _device(device: Any) -> torch.device:
+    try:
+        return torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as error:
+        raise ScheduleError(f"device: {error}") from None
 
 
-def _ramp(n: int, device: torch.device | str | None, dtype: torch.dtype) -> torch.Tensor:
-    """``i / (n - 1)`` for ``i = 0..n-1`` (just ``[0]`` when ``n = 1``)."""
-    return torch.linspace(0, 1, n, device=device, dtype=dtype)
+def _ramp(n: int, dtype: torch.dtype) -> torch.Tensor:
+    """``i / (n - 1)`` for ``i = 0..n-1`` (just ``[0]`` when ``n = 1``), on the CPU."""
+    return torch.linspace(0, 1, n, dtype=dtype)
+
+
+def _finish(sigmas: torch.Tensor, device: Any, dtype: torch.dtype) -> torch.Tensor:
+    """``sigmas`` (computed on the CPU) in ``dtype``, then 0, on ``device``: refused unless they
+    are finite, strictly decreasing and inside the samplers' range ``[1/SIGMA_MAX, SIGMA_MAX]``
+    in ``dtype`` (parameters that overflow, or a range or step count that ``dtype`` cannot
+    resolve)."""
+    target = _device(device)
+    sigmas = sigmas.to(dtype)
+    if not (
+        torch.isfinite(sigmas).all()
+        and (sigmas[1:] < sigmas[:-1]).all()
+        and 1 / SIGMA_MAX <= sigmas.min() <= sigmas.max() <= SIGMA_MAX  # the samplers' range
+    ):
+        shown = ", ".join(f"{v:.4g}" for v in sigmas[:3].tolist())
+        raise ScheduleError(
+            f"the parameters give no valid grid in {dtype} (finite, strictly decreasing, in "
+            f"[{1 / SIGMA_MAX:g}, {SIGMA_MAX:g}]), got [{shown}, ...] ({len(sigmas)} levels, "
+            f"min {sigmas.min().item():.4g})"
+        )
+    try:
+        return torch.cat([sigmas, sigmas.new_zeros(1)]).to(target)
+    except RuntimeError as error:
+        raise ScheduleError(f"device {target}: {error}") from None
 
 
 def get_sigmas_karras(
@@ -69,14 +116,15 @@ def get_sigmas_karras(
 ) -> torch.Tensor:
     """EDM (Karras et al. 2022, eq. 5): ``sigma_i = (sigma_max^{1/rho} + i/(n-1)
     (sigma_min^{1/rho} - sigma_max^{1/rho}))^rho``, then 0."""
-    _check_n(n)
+    n = _check_n(n)
     _check_dtype(dtype)
-    _check_range(sigma_min, sigma_max)
-    if not (math.isfinite(rho) and rho > 0):
-        raise ScheduleError(f"rho must be finite and > 0, got {rho}")
-    ramp = _ramp(n, device, dtype)
-    top, bottom = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
-    return _append_zero((top + ramp * (bottom - top)) ** rho)
+    sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
+    rho = _positive("rho", rho)
+    try:
+        top, bottom = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    except OverflowError:
+        raise ScheduleError(f"rho={rho} is too small for sigma_max={sigma_max}") from None
+    return _finish((top + _ramp(n, torch.float64) * (bottom - top)) ** rho, device, dtype)
 
 
 def get_sigmas_exponential(
@@ -88,12 +136,11 @@ def get_sigmas_exponential(
 ) -> torch.Tensor:
     """Uniform in ``lambda = -log sigma``: ``sigma_i = exp(log sigma_max + i/(n-1)
     (log sigma_min - log sigma_max))``, then 0."""
-    _check_n(n)
+    n = _check_n(n)
     _check_dtype(dtype)
-    _check_range(sigma_min, sigma_max)
-    ramp = _ramp(n, device, dtype)
+    sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
     top, bottom = math.log(sigma_max), math.log(sigma_min)
-    return _append_zero(torch.exp(top + ramp * (bottom - top)))
+    return _finish(torch.exp(top + _ramp(n, torch.float64) * (bottom - top)), device, dtype)
 
 
 def get_sigmas_uniform(
@@ -105,11 +152,11 @@ def get_sigmas_uniform(
 ) -> torch.Tensor:
     """Uniform in ``sigma`` (the paper's "suboptimal" schedule): ``sigma_i = sigma_max + i/(n-1)
     (sigma_min - sigma_max)``, then 0."""
-    _check_n(n)
+    n = _check_n(n)
     _check_dtype(dtype)
-    _check_range(sigma_min, sigma_max)
-    ramp = _ramp(n, device, dtype)
-    return _append_zero(sigma_max + ramp * (sigma_min - sigma_max))
+    sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
+    ramp = _ramp(n, torch.float64)
+    return _finish(sigma_max + ramp * (sigma_min - sigma_max), device, dtype)
 
 
 def get_sigmas_flow(
@@ -125,15 +172,13 @@ def get_sigmas_flow(
     t/(1 - t)``; since ``sigma = shift tau/(1 - tau)``, the grid is uniform in ``tau =
     sigma/(sigma + shift)`` between ``sigma_max`` and ``sigma_min``, then 0 (``shift = 3``: SD3's
     default; diffusers' ``FlowMatchEulerDiscreteScheduler`` with ``shift``, cut to the range)."""
-    _check_n(n)
+    n = _check_n(n)
     _check_dtype(dtype)
-    _check_range(sigma_min, sigma_max)
-    if not (math.isfinite(shift) and shift > 0):
-        raise ScheduleError(f"shift must be finite and > 0, got {shift}")
-    ramp = _ramp(n, device, torch.float64)  # 1 - tau cancels: float64, then the dtype
+    sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
+    shift = _positive("shift", shift)
     top, bottom = sigma_max / (sigma_max + shift), sigma_min / (sigma_min + shift)
-    tau = top + ramp * (bottom - top)
-    return _append_zero((shift * tau / (1 - tau)).to(dtype))
+    tau = top + _ramp(n, torch.float64) * (bottom - top)  # 1 - tau cancels: in float64
+    return _finish(shift * tau / (1 - tau), device, dtype)
 
 
 def get_sigmas_beta(
@@ -148,17 +193,17 @@ def get_sigmas_beta(
     """Beta schedule (Lee et al. 2024, "Beta sampling is all you need"; diffusers'
     ``use_beta_sigmas``): ``sigma_i = sigma_min + F^{-1}_{Beta(alpha, beta)}(1 - i/(n-1))
     (sigma_max - sigma_min)``, then 0. Needs scipy."""
-    _check_n(n)
+    n = _check_n(n)
     _check_dtype(dtype)
-    _check_range(sigma_min, sigma_max)
+    sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
+    alpha, beta = _positive("alpha", alpha), _positive("beta", beta)
     try:
         import scipy.stats
     except ImportError:  # pragma: no cover - scipy comes with diffusers
         raise ScheduleError("the beta schedule needs scipy (pip install scipy)") from None
-    ramp = _ramp(n, "cpu", torch.float64).numpy()
+    ramp = _ramp(n, torch.float64).numpy()
     quantiles = torch.as_tensor(scipy.stats.beta.ppf(1 - ramp, alpha, beta), dtype=torch.float64)
-    sigmas = sigma_min + quantiles * (sigma_max - sigma_min)
-    return _append_zero(sigmas.to(device=device, dtype=dtype))
+    return _finish(sigma_min + quantiles * (sigma_max - sigma_min), device, dtype)
 
 
 def get_sigmas_polyexponential(
@@ -171,14 +216,13 @@ def get_sigmas_polyexponential(
 ) -> torch.Tensor:
     """k-diffusion's polyexponential schedule: ``log sigma_i = log sigma_min + (1 - i/(n-1))^rho
     (log sigma_max - log sigma_min)``, then 0 (``rho = 1`` is the exponential schedule)."""
-    _check_n(n)
+    n = _check_n(n)
     _check_dtype(dtype)
-    _check_range(sigma_min, sigma_max)
-    if not (math.isfinite(rho) and rho > 0):
-        raise ScheduleError(f"rho must be finite and > 0, got {rho}")
-    ramp = (1 - _ramp(n, device, dtype)) ** rho
+    sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
+    rho = _positive("rho", rho)
+    ramp = (1 - _ramp(n, torch.float64)) ** rho
     bottom, top = math.log(sigma_min), math.log(sigma_max)
-    return _append_zero(torch.exp(bottom + ramp * (top - bottom)))
+    return _finish(torch.exp(bottom + ramp * (top - bottom)), device, dtype)
 
 
 def get_sigmas_vp(
@@ -191,17 +235,22 @@ def get_sigmas_vp(
 ) -> torch.Tensor:
     """VP-SDE, uniform in time (Song et al. 2021; EDM Table 1): ``t_i = 1 + i/(n-1) (eps_s - 1)``,
     ``sigma_i = sqrt(exp(beta_d t_i^2 / 2 + beta_min t_i) - 1)``, then 0."""
-    _check_n(n)
+    n = _check_n(n)
     _check_dtype(dtype)
+    beta_d, beta_min, eps_s = (
+        _real("beta_d", beta_d),
+        _real("beta_min", beta_min),
+        _real("eps_s", eps_s),
+    )
     for name, value in (("beta_d", beta_d), ("beta_min", beta_min)):
-        if not (math.isfinite(value) and value >= 0):
+        if value < 0:
             raise ScheduleError(f"{name} must be finite and >= 0, got {value}")
     if beta_d + beta_min <= 0:
         raise ScheduleError("beta_d + beta_min must be > 0")
     if not (0 < eps_s < 1):
         raise ScheduleError(f"eps_s must be in (0, 1), got {eps_s}")
-    t = 1 + _ramp(n, device, dtype) * (eps_s - 1)
-    return _append_zero(torch.sqrt(torch.expm1(beta_d * t**2 / 2 + beta_min * t)))
+    t = 1 + _ramp(n, torch.float64) * (eps_s - 1)
+    return _finish(torch.sqrt(torch.expm1(beta_d * t**2 / 2 + beta_min * t)), device, dtype)
 
 
 def _cosine_betas(num_train_timesteps: int, max_beta: float = 0.999) -> list[float]:
@@ -257,17 +306,6 @@ DISCRETE_SPACINGS: tuple[str, ...] = ("normal", "sgm_uniform", "simple", *DIFFUS
 ``sgm_uniform``, ``simple``) and :data:`DIFFUSERS_SPACINGS`."""
 
 
-def _integer(name: str, value: Any, low: int, high: int) -> int:
-    """``value`` as an ``int`` in ``[low, high]`` (NumPy integers too), else ScheduleError."""
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
-    if number is None or not low <= number <= high:
-        raise ScheduleError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-    return number
-
-
 def discrete_timesteps(
     n: int,
     num_train_timesteps: int = 1000,
@@ -295,23 +333,28 @@ def discrete_timesteps(
     repeated timesteps (n close to ``T``; the schedulers drop them), an extra last
     ``trailing`` entry (its float ``arange`` overshoots for some ``n``, e.g. 61 of 1000) and
     fewer than ``n`` entries for a clipped ``trailing``. Otherwise a spacing that cannot give
-    ``n`` distinct timesteps is a :class:`ScheduleError`, as is a bad argument.
+    ``n`` distinct timesteps is a :class:`ScheduleError`, as is a bad argument and a
+    ``steps_offset`` that moves timesteps past ``T - 1`` (raw: past ``T``; Stable Diffusion's
+    ``leading`` spacing with ``steps_offset=1`` reaches ``T``, which diffusers' sigma lookup
+    clamps to ``T - 1``; a larger overshoot would silently shorten the run).
 
     >>> discrete_timesteps(4, 1000, "trailing").tolist()
     [999.0, 749.0, 499.0, 249.0]
     >>> discrete_timesteps(4, 1000, "simple").tolist()
     [999.0, 749.0, 499.0, 249.0]
     """
-    _check_n(n)
-    big_t = _integer("num_train_timesteps", num_train_timesteps, 2, 10**9)
+    n = _check_n(n)
+    big_t = integer(
+        "num_train_timesteps", num_train_timesteps, 2, MAX_TRAIN_TIMESTEPS, ScheduleError
+    )
     if spacing not in DISCRETE_SPACINGS:
         raise ScheduleError(
             f"unknown timestep spacing {spacing!r}; known: {', '.join(DISCRETE_SPACINGS)}"
         )
     if unclipped is not None and spacing not in DIFFUSERS_SPACINGS:
         raise ScheduleError(f"unclipped applies to diffusers' spacings, not {spacing!r}")
-    last = big_t if unclipped is None else _integer("unclipped", unclipped, 1, big_t)
-    offset = _integer("steps_offset", steps_offset, 0, big_t - 1)
+    last = big_t if unclipped is None else integer("unclipped", unclipped, 1, big_t, ScheduleError)
+    offset = integer("steps_offset", steps_offset, 0, big_t - 1, ScheduleError)
     if offset and spacing != "leading":
         raise ScheduleError(f"steps_offset shifts 'leading' timesteps only, not {spacing!r} ones")
     if spacing in ("simple", *DIFFUSERS_SPACINGS) and n > big_t and not raw:
@@ -329,8 +372,10 @@ def discrete_timesteps(
     else:  # trailing
         ts = np.arange(last, 0, -big_t / n).round() - 1
         ts = ts if raw else ts[:n]
-    if not raw and ts.size and ts.max() > big_t - 1:
-        raise ScheduleError(f"steps_offset={offset} moves timesteps past T - 1 = {big_t - 1}")
+    top = big_t if raw else big_t - 1  # raw: DPM-Solver's leading + 1 reaches T (clipped)
+    if (offset or not raw) and ts.size and ts.max() > top:
+        name = "T" if raw else "T - 1"
+        raise ScheduleError(f"steps_offset={offset} moves timesteps past {name} = {top}")
     ts = np.clip(ts, 0, big_t - 1)
     if not raw and (ts.size != n or not np.all(np.diff(ts) < 0)):
         raise ScheduleError(
@@ -372,4 +417,4 @@ def get_sigmas_discrete(
         table = DiscreteSchedule(torch.as_tensor(alphas_cumprod, dtype=torch.float64))
     except (AdapterError, TypeError, ValueError, RuntimeError) as error:
         raise ScheduleError(f"alphas_cumprod: {error}") from None
-    return table.get_sigmas(n, spacing, steps_offset).to(device=device, dtype=dtype)
+    return _finish(table.get_sigmas(n, spacing, steps_offset)[:-1], device, dtype)

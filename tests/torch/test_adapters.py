@@ -229,7 +229,9 @@ def test_adapters_keep_the_input_dtype_and_work_after_module_casts(dtype):
         (torch.tensor([1.0, 0.5, 0.1]), r"\(0, 1\)"),
         (torch.tensor([0.9, 0.5, 0.0]), r"\(0, 1\)"),
         (torch.tensor([[0.9, 0.5]]), "1-d"),
-        (torch.tensor([0.5]), "at least 2"),
+        (torch.tensor([0.5]), "2 to 100000 entries"),
+        (torch.tensor([0.9, 1e-320], dtype=torch.float64), "not finite"),
+        (["a", "b"], "tensor of numbers"),
     ],
 )
 def test_bad_alphas_cumprod_is_rejected(alphas_cumprod, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,7 +103,7 @@ from res_torch.diffusers import RESMultistepScheduler, RESSinglestepScheduler  #
     [
         ({"num_train_timesteps": 2.5}, "num_train_timesteps must be an integer"),
         ({"num_train_timesteps": "1000"}, "num_train_timesteps must be an integer"),
-        ({"num_train_timesteps": -5}, "num_train_timesteps must be >= 2"),
+        ({"num_train_timesteps": -5}, "num_train_timesteps must lie in \\[2, "),
         ({"trained_betas": [0.1, 0.2]}, "trained_betas has 2 values"),
         ({"eta": "lots"}, "eta must be a real number"),
         ({"eta": None}, "eta must be a real number"),
@@ -140,9 +141,9 @@ def test_a_tampered_saved_config_is_a_scheduler_error(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_inference_steps": True}, "num_inference_steps must be an int"),
-        ({"num_inference_steps": 1001}, "num_inference_steps must be an int in \\[1, "),
-        ({"num_inference_steps": 10**9}, "num_inference_steps must be an int in \\[1, "),
+        ({"num_inference_steps": True}, "num_inference_steps must be an integer"),
+        ({"num_inference_steps": 1001}, "num_inference_steps must be an integer in \\[1, "),
+        ({"num_inference_steps": 10**9}, "num_inference_steps must be an integer in \\[1, "),
         ({"sigmas": "abc"}, "sigmas must be a 1-d list of numbers"),
         ({"sigmas": [[5.0, 1.0]]}, "sigmas must be a non-empty 1-d list"),
         ({"timesteps": [999, math.nan]}, "timesteps must be finite"),
@@ -291,7 +292,7 @@ def test_a_seed_outside_the_generators_range_is_a_noise_error():
     def seeded(x: torch.Tensor, sigma: torch.Tensor, seed: int) -> torch.Tensor:
         return torch.zeros_like(x)  # ComfyUI passes the seed on to the model too
 
-    with pytest.raises(NoiseError, match=r"seed'\] must lie in"):
+    with pytest.raises(NoiseError, match=r"seed'\] must be an integer in"):
         rt.sample_res_2s(seeded, X, SIGMAS, eta=1.0, extra_args={"seed": 2**70})
     rt.sample_res_2s(seeded, X, SIGMAS, eta=1.0, extra_args={"seed": 2**64 - 1}, disable=True)
 
@@ -303,3 +304,119 @@ def test_a_one_element_tensor_is_a_parameter_value_everywhere():
         rt.sample_res_2s(zero, X, SIGMAS, c2=0.4, disable=True),
     )
     assert rt.load_tableau("res_2s").parameter_values(c2=c2) == {"c2": pytest.approx(0.4)}
+
+
+# A second review (session 12): each case below slipped through before.
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: rt.get_sigmas_karras(10**9), r"integer in \[1, 100000\]"),
+        (lambda: rt.sigmas_for_nfe(10**9, "res_2m"), r"nfe must be an integer in \[1, "),
+        (lambda: rt.get_sigmas_karras(5, 0.1, 1e300), "no valid grid"),
+        (lambda: rt.get_sigmas_karras(3, 0.1, 1e6, dtype=torch.float16), "no valid grid"),
+        (lambda: rt.get_sigmas_exponential(3, 0.1, 1e100, dtype=torch.float32), "no valid grid"),
+        (lambda: rt.get_sigmas_flow(5, shift=1e-300), "no valid grid"),
+        (lambda: rt.get_sigmas_vp(5, beta_d=1e4), "no valid grid"),
+        (lambda: rt.get_sigmas_vp(5, eps_s=1e-300), "no valid grid"),
+        (lambda: rt.get_sigmas_polyexponential(5, rho=1e6), "no valid grid"),
+        (lambda: rt.get_sigmas_karras(60_000, dtype=torch.float16), "no valid grid"),
+        (lambda: rt.get_sigmas_karras(5, rho=1e-3), "too small"),
+        (lambda: rt.get_sigmas_karras(3, "0.1", 80.0), "sigma_min must be a finite real"),
+        (lambda: rt.get_sigmas_vp(3, eps_s="a"), "eps_s must be a finite real"),
+        (lambda: rt.get_sigmas_karras(3, device="foo"), "device"),
+        (lambda: rt.get_sigmas_discrete(5, alphas_cumprod=[0.9, 1e-320]), "not finite"),
+        (lambda: rt.sigmas_for_nfe(10, "res_2m", foo=1), r"no option\(s\) \['foo'\]"),
+        (lambda: rt.churn_gamma(torch.tensor([1.0]), 1.0), "at least 2 levels"),
+        (lambda: rt.ancestral_step(torch.tensor(1.0), torch.tensor(2.0)), "sigma_to <="),
+        (lambda: rt.ancestral_step(0.0, 0.0), "sigma_from > 0"),
+        (lambda: rt.nfe("no_such_method", [1.0]), "unknown method"),
+        (lambda: rt.nfe("res_2m", [math.nan]), "finite"),
+        (lambda: rt.EDMDenoiser(zero, sigma_data="a"), "sigma_data"),
+        (lambda: rt.FlowDenoiser(zero, timestep_scale=math.inf), "timestep_scale"),
+        (lambda: rt.FlowDenoiser.sigma_to_t(torch.tensor([math.inf])), "finite"),
+    ],
+)
+def test_second_review_cases_are_library_errors(call, message):
+    with pytest.raises(ResError, match=message):
+        call()
+
+
+def seeded_zero(x: torch.Tensor, sigma: torch.Tensor, seed: int) -> torch.Tensor:
+    return torch.zeros_like(x)  # ComfyUI passes the seed on to the model too
+
+
+def test_numpy_integers_are_integers_everywhere():
+    steps = np.int64(10)
+    assert torch.equal(rt.sigmas_for_nfe(steps, "res_2m"), rt.sigmas_for_nfe(10, "res_2m"))
+    assert rt.recommend(steps) == rt.recommend(10)
+    scheduler = RESMultistepScheduler()
+    scheduler.set_timesteps(np.int64(4))
+    assert len(scheduler.timesteps) == 4
+    def run(seed):
+        return rt.sample_res_2m(seeded_zero, X, SIGMAS, eta=1.0, extra_args={"seed": seed},
+                                disable=True)  # fmt: skip
+
+    assert torch.equal(run(np.int64(3)), run(3))
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"use_karras_sigmas": "false"}, "use_karras_sigmas must be true or false"),
+        ({"thresholding": "false"}, "thresholding must be true or false"),
+        ({"trained_betas": 5}, "trained_betas"),
+        ({"trained_betas": ["a"] * 1000}, "trained_betas"),
+        ({"num_train_timesteps": 10**9}, "num_train_timesteps must lie in"),
+    ],
+)
+def test_second_review_config_values_are_scheduler_errors(config, message):
+    with pytest.raises(SchedulerError, match=message):
+        RESMultistepScheduler(**config)
+
+
+def test_a_steps_offset_that_would_shorten_a_diffusers_run_is_refused():
+    scheduler = RESMultistepScheduler(timestep_spacing="leading", steps_offset=500)
+    with pytest.raises(ScheduleError, match="steps_offset=500 moves timesteps past T"):
+        scheduler.set_timesteps(10)
+    sd15 = RESMultistepScheduler(timestep_spacing="leading", steps_offset=1)  # SD 1.5's config
+    sd15.set_timesteps(10)
+    assert len(sd15.timesteps) == 10
+
+
+def test_a_bad_timestep_in_step_is_a_scheduler_error():
+    scheduler = RESMultistepScheduler()
+    scheduler.set_timesteps(4)
+    with pytest.raises(SchedulerError, match="timestep must be a number"):
+        scheduler.step(torch.zeros(1, 3), "a", torch.zeros(1, 3))
+
+
+def test_noise_levels_beyond_the_samples_dtype_are_refused():
+    sigmas = torch.tensor([1e6, 100.0, 1.0, 0.0], dtype=torch.float64)
+    with pytest.raises(SigmasError, match="not representable in x's dtype torch.float16"):
+        rt.sample(zero, X.half(), sigmas, method="euler", disable=True)
+    rt.sample(zero, X.float(), sigmas, method="euler", disable=True)
+
+
+def test_a_refused_option_stays_refused_after_a_cached_run():
+    rt.sample(zero, X, SIGMAS, eta=1.0, disable=True)
+    with pytest.raises(NoiseError, match="eta must be a number"):
+        rt.sample(zero, X, SIGMAS, eta=True, disable=True)
+
+
+def test_a_one_level_schedule_still_checks_the_sample():
+    with pytest.raises(TypeError, match="floating-point"):
+        rt.sample(zero, X.long(), [1.0])
+
+
+def test_many_keys_in_a_tableau_file_are_refused_promptly(tmp_path):
+    # the duplicate-key check was quadratic: about a minute for this (valid-size) file
+    import time
+
+    path = tmp_path / "keys.json"
+    path.write_text("{" + ",".join(f'"{i}":0' for i in range(80_000)) + "}")
+    start = time.perf_counter()
+    with pytest.raises(TableauError):
+        rt.load_tableau(path)
+    assert time.perf_counter() - start < 20  # a hang guard, not a timing: linear takes 0.1 s

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,7 +19,12 @@ from res_torch import (
     get_sigmas_vp,
 )
 from res_torch.grid import validate_sigmas
-from res_torch.schedules import DISCRETE_SPACINGS, alphas_cumprod_from_betas, discrete_timesteps
+from res_torch.schedules import (
+    DISCRETE_SPACINGS,
+    MAX_STEPS,
+    alphas_cumprod_from_betas,
+    discrete_timesteps,
+)
 
 SD_ALPHAS_CUMPROD = alphas_cumprod_from_betas(1000, 0.00085, 0.012, "scaled_linear")
 SD_SIGMAS = ((1 - SD_ALPHAS_CUMPROD) / SD_ALPHAS_CUMPROD).sqrt()
@@ -86,6 +92,26 @@ def test_schedules_are_valid_sampling_grids(schedule, n):
     validate_sigmas(sigmas)
     assert sigmas[0].item() == pytest.approx(80.0)
     assert schedule(n, 0.002, 80.0, dtype=torch.float32).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        get_sigmas_karras,
+        get_sigmas_exponential,
+        get_sigmas_uniform,
+        get_sigmas_polyexponential,
+        get_sigmas_flow,
+        get_sigmas_vp,
+        get_sigmas_discrete,
+    ],
+)
+def test_numpy_integer_n_is_the_same_grid(schedule):
+    # a step count read from a config or an array: NumPy integers are integers (as elsewhere)
+    assert torch.equal(schedule(np.int64(6)), schedule(6))
+    for bad in (np.float64(6), 0, MAX_STEPS + 1):
+        with pytest.raises(ScheduleError, match=r"integer in \[1, "):
+            schedule(bad)
 
 
 @pytest.mark.parametrize(

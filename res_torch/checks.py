@@ -1,0 +1,47 @@
+"""The argument rules shared by the public functions: one rule per kind of argument.
+
+An *integer* is a Python or NumPy integer (anything with ``__index__``) but not a ``bool``; a
+*real* is a finite Python, NumPy or one-element tensor real number but not a ``bool``. Each
+check names the argument and raises the caller's library error class.
+
+>>> import numpy as np
+>>> integer("nfe", np.int64(10), 1, 100, ValueError)
+10
+>>> integer("nfe", 2.0, 1, 100, ValueError)
+Traceback (most recent call last):
+ValueError: nfe must be an integer in [1, 100], got 2.0
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import Any
+
+__all__ = ["integer", "real"]
+
+
+def integer(name: str, value: Any, low: int, high: int | None, error: type[Exception]) -> int:
+    """``value`` as an ``int`` in ``[low, high]`` (``high=None``: no upper bound), else
+    ``error``."""
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        span = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise error(
+            f"{name} must be an integer {'in ' if high is not None else ''}{span}, "
+            f"got {value!r:.40}"
+        )
+    return number
+
+
+def real(name: str, value: Any, error: type[Exception]) -> float:
+    """``value`` as a finite ``float``, else ``error``."""
+    if hasattr(value, "numel") and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise error(f"{name} must be a finite real number, got {value!r:.40}")
+    return float(value)
