@@ -10,14 +10,22 @@ res-theory list
 
 Limits (answered at once with an error): orders 1..6 (``MAX_ORDER``), check with at most 8 stages
 (``MAX_CHECK_STAGES``), derive with 1..5 stages
-(``MAX_STAGES``) and an order that the stage count allows (``derive.max_order_for``).
+(``MAX_STAGES``) and an order that the stage count allows (``derive.max_order_for``); ``check``
+gives up after ``--time-limit`` seconds (default :data:`CHECK_TIME_LIMIT`: a tableau file is
+untrusted input).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from res_theory import library
 from res_theory.check import check
@@ -41,7 +49,46 @@ def _conditions(args: argparse.Namespace) -> None:
         print(f"{n:>3}  {cond.order:>5}  {cond.name} = 0")
 
 
+CHECK_TIME_LIMIT = 120.0
+"""Default ``--time-limit`` of ``check``, seconds: a tableau file is untrusted, and one within
+every size limit of the format can still make the symbolic check run for hours (the library's
+largest checks in about 10 s)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise :class:`TableauError` if the block runs longer than ``seconds`` (0: no limit; on
+    platforms without ``SIGALRM``, or off the main thread, the block runs unlimited)."""
+    usable = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if seconds <= 0 or not usable:
+        yield
+        return
+
+    class TimeUp(BaseException):  # not an Exception: no handler inside SymPy catches it
+        pass
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeUp
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except TimeUp:
+        raise TableauError(
+            f"{what} did not finish within {seconds:g} s (--time-limit; a lower --order is faster)"
+        ) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _check(args: argparse.Namespace) -> None:
+    with _time_limit(args.time_limit, f"check of {args.name}"):
+        _run_check(args)
+
+
+def _run_check(args: argparse.Namespace) -> None:
     if args.name.endswith(".json"):
         from res_theory.load import load
 
@@ -102,6 +149,17 @@ def _list(args: argparse.Namespace) -> None:
         print(f"{name:22s} {t.kind:10s} {t.stages} stages  {t.title}")
 
 
+def _seconds(text: str) -> float:
+    """A time limit in seconds, ``>= 0`` (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"time limit must be finite and >= 0, got {text}")
+    return value
+
+
 def _order(text: str) -> int:
     """An order ``1..MAX_ORDER`` (argparse type: a clear message instead of a long run)."""
     try:
@@ -145,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
         "constant is shown)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--time-limit",
+        type=_seconds,
+        default=CHECK_TIME_LIMIT,
+        help=f"give up after this many seconds, 0: never (default: {CHECK_TIME_LIMIT:g})",
+    )
     p.set_defaults(run=_check)
     p = sub.add_parser("derive", help="solve the conditions for a family of methods")
     p.add_argument("--stages", type=int, required=True, help=f"number of stages, 1..{MAX_STAGES}")

@@ -15,6 +15,7 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,9 @@ _SAME_SCALE = mpmath.mpf("1e-30")
 _NAME = re.compile(r"^[a-z0-9_]+$")
 _FLOAT_MAX = sys.float_info.max
 _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED = re.compile(r"^(sqrt|Z|h|z[0-9]+)$")
+"""Names a parameter cannot take: the grammar's ``sqrt`` and the checker's variables ``Z``, ``h``,
+``z1, z2, ...`` (``res_theory.check``)."""
 _DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 _REQUIRED_KEYS = (
     "format", "format_version", "name", "kind", "stages", "parameters", "c", "c_float", "A", "b",
@@ -203,6 +207,8 @@ class _Parser:
             value = float(text)
             if not math.isfinite(value):
                 raise self.fail(f"literal {text[:20]} is not a finite float64")
+            if value == 0 and text.lower().split("e")[0].strip("0.+-"):
+                raise self.fail(f"literal {text[:20]} underflows float64 (rounds to 0)")
             return ("num", value, text), 0, 1
         if kind == "name" and text == "sqrt":
             self.expect("(")
@@ -272,7 +278,7 @@ def _fold(
 def _sympy(tree: tuple) -> sp.Expr:
     return _fold(
         tree,
-        lambda n: sp.Integer(n[2]) if n[2].isdigit() else sp.Float(n[2]),
+        lambda n: sp.Integer(n[2]) if n[2].isdigit() else sp.Rational(n[2]),  # exact decimal
         sp.Symbol,
         sp.sqrt,
     )
@@ -487,8 +493,11 @@ class _Reader:
         where = f"parameters[{i}]"
         p = self.object(p, where, ("name", "default"), _PARAMETER_KEYS)
         name = p["name"]
-        if not isinstance(name, str) or not _PARAMETER_NAME.match(name) or name == "sqrt":
-            raise self.fail(f"{where}: 'name' must be an identifier, got {name!r:.40}")
+        if not isinstance(name, str) or not _PARAMETER_NAME.match(name) or _RESERVED.match(name):
+            raise self.fail(
+                f"{where}: 'name' must be an identifier other than sqrt, Z, h, z1, z2, ... "
+                f"(reserved), got {name!r:.40}"
+            )
         role = p.get("role", "free")
         if role not in ("free", "history_node"):
             raise self.fail(f"{where}: 'role' must be 'free' or 'history_node', got {role!r:.40}")
@@ -605,9 +614,7 @@ class _Reader:
                             for i, (row, ci) in enumerate(zip(a, nodes, strict=True))
                         ]
                     if b_embedded is not None:
-                        rules.append(
-                            ("sum_i b_embedded_i(Z) = phi_1(Z)", b_embedded, one, one)
-                        )
+                        rules.append(("sum_i b_embedded_i(Z) = phi_1(Z)", b_embedded, one, one))
                     sums = [(rule, _term_sums(row, point, t, ts)) for rule, row, t, ts in rules]
                 except (ZeroDivisionError, ValueError):
                     if n == 0:
@@ -704,16 +711,15 @@ def load(path: str | Path) -> ExpTableau:
         raise TableauError(f"{origin}: not valid JSON ({name} is not a JSON number)")
 
     def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        repeated = sorted({key for key in keys if keys.count(key) > 1})
-        if repeated:  # json.loads keeps the last value: a silent choice
+        data = dict(pairs)
+        if len(data) < len(pairs):  # json.loads keeps the last value: a silent choice
+            counts = Counter(key for key, _ in pairs)
+            repeated = sorted(key for key, count in counts.items() if count > 1)
             raise TableauError(f"{origin}: key(s) {repeated} appear twice in one object"[:160])
-        return dict(pairs)
+        return data
 
     try:
-        data = json.loads(
-            text, parse_constant=refuse_constant, object_pairs_hook=refuse_duplicates
-        )
+        data = json.loads(text, parse_constant=refuse_constant, object_pairs_hook=refuse_duplicates)
     except TableauError:
         raise
     except RecursionError:

@@ -193,6 +193,8 @@ class _Parser:
             value = float(text)
             if not math.isfinite(value):
                 raise self.fail(f"literal {text[:20]} is not a finite float64")
+            if value == 0 and text.lower().split("e")[0].strip("0.+-"):
+                raise self.fail(f"literal {text[:20]} underflows float64 (rounds to 0)")
             return ("num", value, text), 0, 1
         if kind == "name" and text == "sqrt":
             self.expect("(")

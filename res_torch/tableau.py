@@ -20,6 +20,7 @@ import numbers
 import os
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -368,11 +369,12 @@ def decode_document(raw: bytes, origin: str = "<data>") -> Any:
         raise TableauError(f"{origin}: not valid JSON ({name} is not a JSON number)")
 
     def refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in pairs]
-        repeated = sorted({key for key in keys if keys.count(key) > 1})
-        if repeated:  # json.loads keeps the last value: a silent choice
+        data = dict(pairs)
+        if len(data) < len(pairs):  # json.loads keeps the last value: a silent choice
+            counts = Counter(key for key, _ in pairs)
+            repeated = sorted(key for key, count in counts.items() if count > 1)
             raise TableauError(f"{origin}: key(s) {repeated} appear twice in one object"[:160])
-        return dict(pairs)
+        return data
 
     try:
         data = json.loads(text, parse_constant=refuse_constant, object_pairs_hook=refuse_duplicates)
@@ -579,8 +581,11 @@ class _Reader:
         where = f"parameters[{i}]"
         p = self.object(p, where, ("name", "default"), _PARAMETER_KEYS)
         name = p["name"]
-        if not isinstance(name, str) or not _PARAMETER_NAME.match(name) or name == "sqrt":
-            raise self.fail(f"{where}: 'name' must be an identifier, got {name!r:.40}")
+        if not isinstance(name, str) or not _PARAMETER_NAME.match(name) or _RESERVED.match(name):
+            raise self.fail(
+                f"{where}: 'name' must be an identifier other than sqrt, Z, h, z1, z2, ... "
+                f"(reserved), got {name!r:.40}"
+            )
         role = p.get("role", "free")
         if role not in ("free", "history_node"):
             raise self.fail(f"{where}: 'role' must be 'free' or 'history_node', got {role!r:.40}")
@@ -716,6 +721,9 @@ _PARAMETER_KEYS = ("lower", "upper", "lower_inclusive", "upper_inclusive", "desc
 _TERM_KEYS = ("coefficient", "coefficient_float", "k", "scale", "scale_float")
 _FLOAT_MAX = sys.float_info.max
 _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED = re.compile(r"^(sqrt|Z|h|z[0-9]+)$")
+"""Names a parameter cannot take (``docs/tableau_format.md``): ``sqrt`` and the variables of the
+order-condition checker, ``Z``, ``h``, ``z1, z2, ...``."""
 _DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 
 

@@ -274,3 +274,29 @@ def test_check_refuses_a_file_with_a_repeated_key(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["check", str(tmp_path / "twice.json")]) == 2
     assert "appear twice" in capsys.readouterr().err
+
+
+def test_decimal_values_are_the_fractions_they_write(capsys) -> None:
+    # a review found --c2 0.5 refused ("not a linear combination of phi_k"): SymPy Floats
+    for decimal, fraction in (("0.5", "1/2"), ("0.25", "1/4")):
+        assert main(["check", "res_2s", "--c2", decimal, "--order", "3"]) == 0
+        with_decimal = capsys.readouterr().out
+        assert main(["check", "res_2s", "--c2", fraction, "--order", "3"]) == 0
+        assert with_decimal == capsys.readouterr().out
+    assert main(["derive", "--stages", "2", "--order", "2", "--nodes", "0.5"]) == 0
+    assert "1/2" in capsys.readouterr().out
+
+
+def test_a_literal_that_underflows_is_refused_at_once(capsys) -> None:
+    # SymPy's Float("1e-99999999") ran for minutes; float64 reads it as 0
+    assert main(["check", "res_2s", "--c2", "1e-99999999"]) == 2
+    assert "underflows float64" in capsys.readouterr().err
+
+
+def test_check_gives_up_after_its_time_limit(capsys) -> None:
+    # the library's 8-stage method takes seconds at order 5: a 0.2 s limit stops it
+    assert main(["check", "luan_ostermann5", "--time-limit", "0.2"]) == 2
+    assert "did not finish within 0.2 s" in capsys.readouterr().err
+    assert main(["check", "ddim", "--order", "2", "--time-limit", "0"]) == 0
+    with pytest.raises(SystemExit):  # argparse: "time limit must be finite and >= 0"
+        main(["check", "ddim", "--time-limit", "-1"])

@@ -155,7 +155,30 @@ DOCUMENT_CASES = {
     "deep nesting": lambda d: d.update(b=json.loads("[" * 30 + "]" * 30)),
     "coefficient_float 10**400": lambda d: d["b"][1][0].update(coefficient_float=10**400),
     "long expression": lambda d: d["b"][1][0].update(coefficient="1/c2" + "+0" * 600),
+    # a review's cases: a literal SymPy took minutes to read, names the checker uses itself
+    "coefficient 1e-99999999": lambda d: d["b"][1][0].update(coefficient="1/c2 + 1e-99999999"),
+    "default 1e-400": lambda d: d["parameters"][0].update(default="1e-400"),
+    **{
+        f"parameter named {name}": lambda d, name=name: d["parameters"][0].update(name=name)
+        for name in ("z1", "z2", "h", "Z", "sqrt")
+    },
 }
+
+
+@pytest.mark.parametrize(
+    ("load", "error"),
+    [(torch_tableau.load_tableau, TorchTableauError), (theory_load.load, TheoryTableauError)],
+    ids=["res_torch", "res_theory"],
+)
+def test_a_decimal_value_loads_in_both_and_is_exact_in_res_theory(tmp_path, load, error):
+    # RES-2S at c2 = 0.5 written with decimals: b = [phi_1 - 2 phi_2, 2 phi_2]
+    doc = json.loads((FOLDER / "res_2s.json").read_text())
+    doc["parameters"][0].update(default="0.5", lower="0.25", upper="1.0")
+    path = tmp_path / "decimal.json"
+    path.write_text(json.dumps(doc))
+    assert _outcome(load, error, path) == "loaded"
+    if load is theory_load.load:
+        assert load(path).parameters[0].default == sp.Rational(1, 2)
 
 
 @pytest.mark.parametrize("case", DOCUMENT_CASES)
