@@ -13,6 +13,11 @@ gives a ``SAMPLER`` with the method's parameters for SamplerCustom. Outside Comf
 
 from __future__ import annotations
 
+if __name__ in ("res_torch", "res_theory"):  # the folder's name shadows the library
+    raise ImportError(
+        f"rename the node folder custom_nodes/{__name__} (ComfyUI imports it under its folder "
+        "name, which hides the library of that name), e.g. to res_torch_nodes"
+    )
 try:
     import res_torch  # noqa: F401
 except ImportError as exc:  # ComfyUI shows this when it skips the folder

@@ -19,7 +19,8 @@ conversion and mean 0.616, std 1.122 without it (tests/comfyui/test_flow.py).
 ``t = 1`` (pure noise, ``sigma = inf``) cannot be a grid point: as ComfyUI does
 (``offset_first_sigma_for_snr``), a first ``t >= 1`` is replaced by
 ``model_sampling.percent_to_sigma(1e-4)`` and the sample ``x`` (pure noise there) is taken as
-the state at that ``t``.
+the state at that ``t``. (Euler and Heun without noise run in ``t`` itself instead:
+:func:`comfyui.sampler.steps_in_flow_time`.)
 """
 
 from __future__ import annotations
@@ -100,10 +101,17 @@ def sample_flow(
     ``1 / (1 - t_0) = 3e4`` times ``x`` after the offset: beyond float16's range).
     """
     times = validate_sigmas(sigmas).clone()  # messages in flow times, before conversion
-    if times[0] >= 1:
-        times[0] = float(model_sampling.percent_to_sigma(FIRST_PERCENT))
     if len(times) > 1 and times[1] >= 1:
         raise SigmasError(f"flow times after the first must be < 1, got {times.tolist()[:6]}")
+    if times[0] >= 1:
+        first = float(model_sampling.percent_to_sigma(FIRST_PERCENT))
+        if len(times) > 1 and first <= times[1]:
+            raise SigmasError(
+                f"the first flow time t = 1 is moved to {first:.8g} (ComfyUI's offset), which "
+                f"is not above the second, {float(times[1]):.8g}: use fewer steps or a second "
+                "time further from 1"
+            )
+        times[0] = first
     ve = times / (1 - times)
 
     def ve_model(y: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:

@@ -21,7 +21,25 @@ import res_torch
 from .flow import is_flow, model_sampling_of, sample_flow
 from .methods import menu_name
 
-__all__ = ["comfy_sampler"]
+__all__ = ["comfy_sampler", "steps_in_flow_time"]
+
+
+def steps_in_flow_time(method: str, options: Mapping[str, Any]) -> bool:
+    """Whether a flow model runs in its own time ``t`` rather than the VE form: Euler and Heun
+    (``sigma_rk``: steps in the ODE's own variable) without noise, as ComfyUI's ``euler`` and
+    ``heun`` run flow models. Euler is the same step in either form; Heun's trapezoid is not,
+    and in the VE form its first step starts at ``sigma = 3e4`` (the offset first level,
+    :mod:`.flow`), where it misses by orders of magnitude at a few steps. With noise (the VE
+    form's) Heun on a flow model is refused."""
+    if res_torch.method_of(method).family != "sigma_rk":
+        return False
+    noisy = any(options.get(name, 0) not in (0, 0.0, None) for name in ("eta", "s_churn"))
+    if noisy and method == "heun":
+        raise res_torch.NoiseError(
+            "heun on a flow model runs without noise (eta = s_churn = 0), as ComfyUI's heun; "
+            "use a res method for stochastic sampling"
+        )
+    return not noisy
 
 
 @functools.cache
@@ -39,7 +57,7 @@ def comfy_sampler(method: str) -> Callable[..., torch.Tensor]:
     ) -> torch.Tensor:
         run = functools.partial(res_torch.sample, method=method)
         model_sampling = model_sampling_of(model)
-        if is_flow(model_sampling) and len(sigmas) > 1:
+        if is_flow(model_sampling) and len(sigmas) > 1 and not steps_in_flow_time(method, options):
             return sample_flow(
                 run, model, x, sigmas, model_sampling, extra_args, callback, disable, **options
             )

@@ -83,8 +83,11 @@ class Gaussian:
         return self.mu + self.s**2 / (self.s**2 + sigma**2) * (y - self.mu)
 
     def flow(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``D_VE(x/(1-t), t/(1-t))`` multiplied out: finite at ``t = 1`` (``D = mu``), as a
+        flow network's ``x - t v``."""
         t = t.reshape(-1, *([1] * (x.ndim - 1)))
-        return self.ve(x / (1 - t), t / (1 - t))
+        gain = self.s**2 * (1 - t) / (self.s**2 * (1 - t) ** 2 + t**2)
+        return self.mu + gain * (x - (1 - t) * self.mu)
 
     def ode_ve(self, y0: torch.Tensor, sigma_0: float, sigma_1: float) -> torch.Tensor:
         ratio = math.sqrt((self.s**2 + sigma_1**2) / (self.s**2 + sigma_0**2))

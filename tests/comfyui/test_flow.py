@@ -30,7 +30,7 @@ def ve_equivalent(method, gaussian, x_t, times, first=None, **options):
 
 
 @pytest.mark.parametrize("method", ["res_2s", "res_3s", "res_2m", "res_3m", "dpmpp_3m",
-                                    "krogstad", "heun", "ddim"])  # fmt: skip
+                                    "krogstad", "ddim"])  # fmt: skip
 def test_flow_run_equals_the_ve_equivalent_run(comfy, gaussian, noise, method):
     """From pure noise (``t_0 = 1``, moved to ``percent_to_sigma(1e-4)``) to ``t = 0``."""
     ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
@@ -42,6 +42,36 @@ def test_flow_run_equals_the_ve_equivalent_run(comfy, gaussian, noise, method):
     )
     expected = ve_equivalent(method, gaussian, noise, times, first=ms.percent_to_sigma(FIRST))
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["euler", "heun"])
+@pytest.mark.parametrize("steps", [2, 4, 8])
+def test_euler_and_heun_step_flow_models_in_flow_time(comfy, gaussian, noise, method, steps):
+    """As ComfyUI's euler and heun: the flow times are the sigmas of the ODE ``dx/dt = (x -
+    D)/t``, from ``t_0 = 1`` itself. Heun in the VE form would start at sigma 3e4 (the offset)
+    and miss the endpoint by up to 70x the Euler error at 2 steps."""
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    times = flow_schedule(ms, steps)
+    sampler = comfy.samplers.sampler_object(f"res_torch_{method}")
+    out = comfy.guider(ms, gaussian.flow).sample(
+        noise, torch.zeros_like(noise), sampler, times, disable_pbar=True
+    )
+    in_t = res_torch.sample(gaussian.flow, noise, times, method=method, disable=True)
+    torch.testing.assert_close(out, in_t, rtol=0, atol=1e-12)
+    if method == "euler":  # the same step in either form
+        expected = ve_equivalent("euler", gaussian, noise, times, first=ms.percent_to_sigma(FIRST))
+        torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-3 * steps**-1)
+
+
+def test_stochastic_heun_on_a_flow_model_is_refused(comfy, gaussian, noise):
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    sampler = comfy.samplers.KSAMPLER(
+        comfy.pack.sampler.comfy_sampler("heun"), extra_options={"eta": 1.0}
+    )
+    with pytest.raises(res_torch.NoiseError, match="heun on a flow model"):
+        comfy.guider(ms, gaussian.flow).sample(
+            noise, torch.zeros_like(noise), sampler, flow_schedule(ms, 4), disable_pbar=True
+        )
 
 
 def test_stochastic_flow_run_equals_the_ve_equivalent_run(comfy, gaussian, noise):
@@ -200,6 +230,18 @@ def test_flow_times_that_repeat_are_reported_as_flow_times(comfy, gaussian, nois
     sampler = comfy.samplers.sampler_object("res_torch_res_2s")
     times = torch.tensor([1.0, 1.0, 0.5, 0.0], dtype=torch.float64)
     with pytest.raises(res_torch.SigmasError, match=r"sigmas\[0\] = sigmas\[1\] = 1.0"):
+        comfy.guider(ms, gaussian.flow).sample(
+            noise, torch.zeros_like(noise), sampler, times, disable_pbar=True
+        )
+
+
+def test_a_second_flow_time_above_the_offset_first_one_is_named_in_flow_times(
+    comfy, gaussian, noise
+):
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    sampler = comfy.samplers.sampler_object("res_torch_res_2s")
+    times = torch.tensor([1.0, 0.99999, 0.5, 0.0], dtype=torch.float64)
+    with pytest.raises(res_torch.SigmasError, match="moved to 0.9999.* not above the second"):
         comfy.guider(ms, gaussian.flow).sample(
             noise, torch.zeros_like(noise), sampler, times, disable_pbar=True
         )

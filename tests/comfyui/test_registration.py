@@ -94,6 +94,21 @@ def test_pack_without_res_torch_says_how_to_install_it():
     assert "ImportError: the res_torch node pack needs the res_torch library" in out.stderr
 
 
+@pytest.mark.parametrize("folder", ["res_torch", "res_theory"])
+def test_a_node_folder_named_like_the_library_says_to_rename_it(folder):
+    # ComfyUI imports custom_nodes/<folder> under the folder's name
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('{folder}', r'{PACK}/__init__.py',"
+        f" submodule_search_locations=[r'{PACK}'])\n"
+        f"m = importlib.util.module_from_spec(spec); sys.modules['{folder}'] = m\n"
+        "spec.loader.exec_module(m)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert f"ImportError: rename the node folder custom_nodes/{folder}" in out.stderr
+
+
 def _imports(path: Path) -> list[tuple[str, bool]]:
     """(top-level module, imported at module level) for every absolute import in ``path``."""
     tree = ast.parse(path.read_text())
