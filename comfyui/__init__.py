@@ -2,8 +2,10 @@
 
 Install: ``pip install /path/to/res`` (the distribution ``res-torch``) into ComfyUI's Python,
 then copy or symlink this folder into ``ComfyUI/custom_nodes/`` under any name except
-``res_torch`` / ``res_theory`` (ComfyUI imports a node folder under its folder name), e.g.
-``custom_nodes/res_torch_nodes``.
+``res_torch`` / ``res_theory``, e.g. ``custom_nodes/res_torch_nodes``: older ComfyUI versions
+import a node folder under its folder name, and newer ones, which use its path, still find the
+folder for ``import res_torch`` when ``custom_nodes`` is on ``sys.path``; either way it would
+hide the library.
 
 On import inside ComfyUI every res_torch method is added to the stock sampler menus as
 ``res_torch_<method>`` (:mod:`.registry`), and the node "res_torch Sampler" (:mod:`.nodes`)
@@ -13,14 +15,17 @@ gives a ``SAMPLER`` with the method's parameters for SamplerCustom. Outside Comf
 
 from __future__ import annotations
 
+_RENAME = "rename the node folder custom_nodes/"
 if __name__ in ("res_torch", "res_theory"):  # the folder's name shadows the library
     raise ImportError(
-        f"rename the node folder custom_nodes/{__name__} (ComfyUI imports it under its folder "
-        "name, which hides the library of that name), e.g. to res_torch_nodes"
+        f"{_RENAME}{__name__} (it is imported under that name, which hides the library of that "
+        "name), e.g. to res_torch_nodes"
     )
 try:
     import res_torch  # noqa: F401
 except ImportError as exc:  # ComfyUI shows this when it skips the folder
+    if str(exc).startswith(_RENAME):  # `import res_torch` found this folder itself
+        raise
     raise ImportError(
         "the res_torch node pack needs the res_torch library in ComfyUI's Python: "
         "python -m pip install /path/to/res (see docs/comfyui.md)"

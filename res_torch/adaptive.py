@@ -159,8 +159,9 @@ def _tolerances(sigma_min: Any, sigma_max: Any, rtol: Any, atol: Any, h_min: Any
 
 def _controller_options(
     h_init: Any, pcoeff: Any, icoeff: Any, dcoeff: Any, safety: Any, max_steps: Any
-) -> tuple[float, list[float], float]:
-    """``h_init, [pcoeff, icoeff, dcoeff], accept_safety`` as checked floats."""
+) -> tuple[float, list[float], float, int]:
+    """``h_init, [pcoeff, icoeff, dcoeff], accept_safety`` as checked floats, ``max_steps`` as
+    an ``int``."""
     h = _number("h_init", h_init)
     if h <= 0:
         raise StepSizeError(f"h_init must be > 0, got {h}")
@@ -172,8 +173,7 @@ def _controller_options(
     safety = _number("accept_safety", safety)
     if not 0 < safety <= 1:
         raise StepSizeError(f"accept_safety must be in (0, 1], got {safety}")
-    integer("max_steps", max_steps, 1, None, StepSizeError)
-    return h, gains, safety
+    return h, gains, safety, integer("max_steps", max_steps, 1, None, StepSizeError)
 
 
 def _pair(order: int | None, method: str | Path | Tableau | None) -> Tableau:
@@ -235,7 +235,9 @@ def sample_res_adaptive(
     reach ``sigma_min``; :class:`NonFiniteSampleError` on a NaN/inf error estimate.
     """
     low, high, rtol, atol, h_min = _tolerances(sigma_min, sigma_max, rtol, atol, h_min)
-    h, gains, safety = _controller_options(h_init, pcoeff, icoeff, dcoeff, accept_safety, max_steps)
+    h, gains, safety, max_steps = _controller_options(
+        h_init, pcoeff, icoeff, dcoeff, accept_safety, max_steps
+    )
     if eta != 0:
         raise NoiseError("sample_res_adaptive samples the ODE only: eta must be 0")
     check_model(model)

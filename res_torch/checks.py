@@ -1,7 +1,8 @@
 """The argument rules shared by the public functions: one rule per kind of argument.
 
 An *integer* is a Python or NumPy integer (anything with ``__index__``) but not a ``bool``; a
-*real* is a finite Python, NumPy or one-element tensor real number but not a ``bool``. Each
+*real* is a finite Python or NumPy real number or a one-element tensor or array of one, but not
+a ``bool``. Each
 check names the argument and raises the caller's library error class.
 
 >>> import numpy as np
@@ -40,7 +41,8 @@ def integer(name: str, value: Any, low: int, high: int | None, error: type[Excep
 
 def real(name: str, value: Any, error: type[Exception]) -> float:
     """``value`` as a finite ``float``, else ``error``."""
-    if hasattr(value, "numel") and value.numel() == 1:
+    size = getattr(value, "numel", lambda: getattr(value, "size", 0))()  # tensor, NumPy array
+    if hasattr(value, "item") and size == 1 and not isinstance(value, numbers.Number):
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise error(f"{name} must be a finite real number, got {value!r:.40}")

@@ -215,11 +215,12 @@ def _check_config_types(config: Mapping[str, Any]) -> None:
     betas = config["trained_betas"]
     if betas is not None:
         try:
-            betas = np.asarray(betas, dtype=np.float64)
+            betas = np.asarray(betas)
         except (TypeError, ValueError) as error:
             raise SchedulerError(f"trained_betas must be a list of numbers ({error})") from None
-        if betas.ndim != 1 or not np.all(np.isfinite(betas)):
-            raise SchedulerError("trained_betas must be a 1-d list of finite numbers")
+        if betas.dtype.kind not in "iuf" or betas.ndim != 1 or not np.all(np.isfinite(betas)):
+            shown = str(betas.reshape(-1)[:4].tolist())[:60]
+            raise SchedulerError(f"trained_betas must be a 1-d list of finite numbers, got {shown}")
     if betas is not None and len(betas) != config["num_train_timesteps"]:
         raise SchedulerError(
             f"trained_betas has {len(betas)} values for num_train_timesteps="

@@ -1,7 +1,11 @@
 """Noise-level schedules: plain functions returning ``n`` decreasing sigmas followed by 0.
 
 Names and formulas follow k-diffusion (``k_diffusion/sampling.py``) and EDM (Karras et al. 2022).
-All return a tensor of shape ``(n + 1,)`` (default float64 on the CPU).
+All return a tensor of shape ``(n + 1,)`` (default float64 on the CPU), computed on the CPU in
+float64 and rounded once to ``dtype``, then moved to ``device``: the same grid on every device,
+and a float32 grid within rounding of the exact one (k-diffusion computes in float32: its float32
+Karras grid differs from this one by up to 2e-6 relative). A grid that is not finite, strictly
+decreasing and inside the samplers' range in ``dtype`` is a :class:`ScheduleError`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ __all__ = [
 
 
 MAX_STEPS = 100_000
-"""The most noise levels a schedule makes (far beyond any sampling run: a bad ``n`` is refused
+"""The most nonzero noise levels a schedule makes, and the largest budget
+:func:`res_torch.sigmas_for_nfe` takes (far beyond any sampling run: a bad ``n`` is refused
 instead of allocating gigabytes)."""
 MAX_TRAIN_TIMESTEPS = 100_000
 """The largest ``num_train_timesteps`` of a discrete-time model (trained models use 1000–4000)."""
@@ -88,11 +93,12 @@ def _finish(sigmas: torch.Tensor, device: Any, dtype: torch.dtype) -> torch.Tens
     in ``dtype`` (parameters that overflow, or a range or step count that ``dtype`` cannot
     resolve)."""
     target = _device(device)
-    sigmas = sigmas.to(dtype)
+    exact, sigmas = sigmas.to(torch.float64), sigmas.to(dtype)
     if not (
         torch.isfinite(sigmas).all()
+        and (sigmas > 0).all()  # not rounded to 0 in dtype
         and (sigmas[1:] < sigmas[:-1]).all()
-        and 1 / SIGMA_MAX <= sigmas.min() <= sigmas.max() <= SIGMA_MAX  # the samplers' range
+        and 1 / SIGMA_MAX <= exact.min() <= exact.max() <= SIGMA_MAX  # the samplers' range
     ):
         shown = ", ".join(f"{v:.4g}" for v in sigmas[:3].tolist())
         raise ScheduleError(
@@ -102,7 +108,7 @@ def _finish(sigmas: torch.Tensor, device: Any, dtype: torch.dtype) -> torch.Tens
         )
     try:
         return torch.cat([sigmas, sigmas.new_zeros(1)]).to(target)
-    except RuntimeError as error:
+    except (RuntimeError, AssertionError) as error:  # a CPU-only torch asserts for "cuda"
         raise ScheduleError(f"device {target}: {error}") from None
 
 

@@ -338,13 +338,13 @@ def _check_inputs(
         raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
     if grid.stochastic and sampler is None:
         raise NoiseError("a stochastic run needs a noise_sampler")
-    finfo = torch.finfo(x.dtype)  # the model gets its noise levels in x's dtype
-    low, high = float(grid.sigma_hat.min()), float(grid.sigma_hat.max())
-    if not finfo.tiny <= low <= high <= finfo.max:
+    ends = grid.sigma_hat[[0, -1]]  # the model gets its noise levels in x's dtype
+    rounded = ends.to(x.dtype)
+    if not bool(torch.isfinite(rounded).all() and (rounded > 0).all()):
+        low, high = float(ends.min()), float(ends.max())
         raise SigmasError(
-            f"the noise levels {low:g} .. {high:g} are not representable in x's dtype "
-            f"{x.dtype} (normal range {finfo.tiny:g} .. {finfo.max:g}): the model would get "
-            "0 or inf; use a wider dtype for x"
+            f"the noise levels {low:g} .. {high:g} round to 0 or inf in x's dtype {x.dtype}: "
+            "use a wider dtype for x"
         )
     return dict(extra_args or {})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,7 @@ def test_pack_without_res_torch_says_how_to_install_it():
 
 @pytest.mark.parametrize("folder", ["res_torch", "res_theory"])
 def test_a_node_folder_named_like_the_library_says_to_rename_it(folder):
-    # ComfyUI imports custom_nodes/<folder> under the folder's name
+    # older ComfyUI versions import custom_nodes/<folder> under the folder's name
     code = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('{folder}', r'{PACK}/__init__.py',"
@@ -107,6 +108,27 @@ def test_a_node_folder_named_like_the_library_says_to_rename_it(folder):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode != 0
     assert f"ImportError: rename the node folder custom_nodes/{folder}" in out.stderr
+
+
+def test_a_node_folder_named_res_torch_on_the_path_says_to_rename_it(tmp_path):
+    # newer ComfyUI versions import a folder under its path; with custom_nodes on sys.path the
+    # pack's own `import res_torch` then finds the folder instead of the library
+    nodes = tmp_path / "custom_nodes"
+    shutil.copytree(PACK, nodes / "res_torch")
+    path = nodes / "res_torch"
+    code = (
+        "import importlib.util, sys\n"
+        f"sys.path.insert(0, r'{nodes}')\n"
+        f"name = r'{path}'.replace('.', '_x_')\n"
+        f"spec = importlib.util.spec_from_file_location(name, r'{path}/__init__.py',"
+        f" submodule_search_locations=[r'{path}'])\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules[name] = m\n"
+        "spec.loader.exec_module(m)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "ImportError: rename the node folder custom_nodes/res_torch" in out.stderr
+    assert "needs the res_torch library" not in out.stderr
 
 
 def _imports(path: Path) -> list[tuple[str, bool]]:

@@ -354,6 +354,7 @@ def test_numpy_integers_are_integers_everywhere():
     scheduler = RESMultistepScheduler()
     scheduler.set_timesteps(np.int64(4))
     assert len(scheduler.timesteps) == 4
+
     def run(seed):
         return rt.sample_res_2m(seeded_zero, X, SIGMAS, eta=1.0, extra_args={"seed": seed},
                                 disable=True)  # fmt: skip
@@ -394,9 +395,11 @@ def test_a_bad_timestep_in_step_is_a_scheduler_error():
 
 def test_noise_levels_beyond_the_samples_dtype_are_refused():
     sigmas = torch.tensor([1e6, 100.0, 1.0, 0.0], dtype=torch.float64)
-    with pytest.raises(SigmasError, match="not representable in x's dtype torch.float16"):
+    with pytest.raises(SigmasError, match="round to 0 or inf in x's dtype torch.float16"):
         rt.sample(zero, X.half(), sigmas, method="euler", disable=True)
     rt.sample(zero, X.float(), sigmas, method="euler", disable=True)
+    subnormal = torch.tensor([1.0, 1e-5, 0.0])  # float16 holds 1e-5 as a subnormal
+    assert rt.sample(zero, X.half(), subnormal, method="euler", disable=True).dtype == torch.half
 
 
 def test_a_refused_option_stays_refused_after_a_cached_run():
