@@ -39,11 +39,17 @@ def integer(name: str, value: Any, low: int, high: int | None, error: type[Excep
     return number
 
 
+def _scalar(value: Any) -> Any:
+    """A one-element tensor or NumPy array as its Python number; anything else unchanged."""
+    if isinstance(value, numbers.Number):
+        return value
+    count = value.numel() if hasattr(value, "numel") else getattr(value, "size", None)
+    return value.item() if count == 1 and hasattr(value, "item") else value
+
+
 def real(name: str, value: Any, error: type[Exception]) -> float:
     """``value`` as a finite ``float``, else ``error``."""
-    size = getattr(value, "numel", lambda: getattr(value, "size", 0))()  # tensor, NumPy array
-    if hasattr(value, "item") and size == 1 and not isinstance(value, numbers.Number):
-        value = value.item()
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise error(f"{name} must be a finite real number, got {value!r:.40}")
     return float(value)

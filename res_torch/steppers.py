@@ -1,4 +1,4 @@
-"""The fast loop: runs the tables of :mod:`res_torch.coefficients` with in-place updates.
+"""The fast loop: runs the tables of :mod:`res_torch.coefficients` with few kernels per step.
 
 Every method is the same step (formulas: :mod:`res_torch.coefficients`; the readable version
 is :func:`res_torch.reference.sample_reference`, the oracle of this loop in the tests)::
@@ -8,8 +8,9 @@ is :func:`res_torch.reference.sample_reference`, the oracle of this loop in the 
 
 All coefficients of a run are float64 numbers computed once on the host, moved to the
 sample's device once (and cached there, :func:`clear_device_tables`); the loop contains no
-host-device synchronisation. Each affine update is a chain of in-place ``lerp_`` kernels
-(:func:`lerp_chain`) where the loop owns the iterate (:class:`_Ownership`).
+host-device synchronisation. Each affine update is a chain of ``lerp`` kernels
+(:func:`lerp_chain`): the first writes a new tensor, unless the loop may overwrite the iterate
+(:class:`_Ownership`: never a tensor the model has received), and the others write in place.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def lerp_chain(
     row sums of ``A``), the chain ``y_0 = x``, ``y_k = lerp(y_{k-1}, D_{j_k}, t_k) = (1 - t_k)
     y_{k-1} + t_k D_{j_k}`` ends in ``y_K = a x + sum_j w_j D_j`` for ``t_k = w_{j_k} / R_k``,
     ``R_k = 1 - sum_{l > k} w_{j_l}`` (so ``R_K = 1``, ``R_0 = a``). Every link reads two tensors
-    and writes one in place: ``K`` passes over memory where ``a x`` plus one ``addcmul`` per term
+    and writes one: ``K`` passes over memory where ``a x`` plus one ``addcmul`` per term
     takes ``K + 1``. A link ``k >= 2`` multiplies the rounding error already in ``y_{k-1}`` by
     ``(1 + |t_k|) |R_k / R_{k-1}|``, unbounded as ``t_k -> 1``; of the given and the reversed
     order of the terms, the one with the smaller largest factor is returned as ``(order, t)``
