@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # experiments/ is not an installed package
 
 from experiments.experiment_runner import read_csv, write_csv  # noqa: E402
+from experiments.generated_blocks import replace_block  # noqa: E402
 from experiments.league.peers import load_k_diffusion_sampling  # noqa: E402
 from experiments.league.references import SIGMA_MAX, SIGMA_MIN, league_reference  # noqa: E402
 from experiments.league.run import CountingDenoiser  # noqa: E402
@@ -186,9 +187,7 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def update_readme(readme: Path, rows: list[dict[str, Any]]) -> None:
-    text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + render(rows) + "\n" + text[end:])
+    readme.write_text(replace_block(readme.read_text(), BEGIN, END, render(rows)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # experiments/ is not an installed package
 
 from experiments.experiment_runner import read_csv, write_csv  # noqa: E402
+from experiments.generated_blocks import replace_block  # noqa: E402
 from experiments.league import peers as league_peers  # noqa: E402
 from res_torch import (  # noqa: E402
     get_sigmas_karras,
@@ -326,9 +327,7 @@ def render(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def update_readme(readme: Path, rows: Sequence[dict[str, Any]]) -> None:
-    text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + render(rows) + "\n" + text[end:])
+    readme.write_text(replace_block(readme.read_text(), BEGIN, END, render(rows)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

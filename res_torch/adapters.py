@@ -18,14 +18,13 @@ from their inputs.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from res_torch.checks import positive
 from res_torch.errors import AdapterError
 from res_torch.schedules import MAX_TRAIN_TIMESTEPS, discrete_timesteps
 
@@ -87,13 +86,6 @@ def edm_preconditioning(
     return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), total.rsqrt(), sigma.log() / 4
 
 
-def _positive(name: str, value: Any) -> float:
-    """``value`` as a finite ``float > 0``, else AdapterError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-        raise AdapterError(f"{name} must be a finite number > 0, got {value!r:.40}")
-    return float(value)
-
-
 def _on_host(values: torch.Tensor) -> bool:
     """Whether checking ``values`` is free: a CPU tensor. Reading a GPU tensor's values would
     synchronise the host with the device at every model call, so there the checks are left to
@@ -138,7 +130,7 @@ class EDMDenoiser(nn.Module):
     def __init__(self, net: Network, sigma_data: float = 0.5) -> None:
         super().__init__()
         self.net = net
-        self.sigma_data = _positive("sigma_data", sigma_data)
+        self.sigma_data = positive("sigma_data", sigma_data, AdapterError)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s = _sigma_like(x, sigma).to(x.dtype)
@@ -308,7 +300,7 @@ class FlowDenoiser(nn.Module):
     def __init__(self, net: Network, timestep_scale: float = 1.0) -> None:
         super().__init__()
         self.net = net
-        self.timestep_scale = _positive("timestep_scale", timestep_scale)
+        self.timestep_scale = positive("timestep_scale", timestep_scale, AdapterError)
 
     @staticmethod
     def sigma_to_t(sigma: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numbers
 import operator
 from typing import Any
 
-__all__ = ["integer", "real"]
+__all__ = ["integer", "positive", "real"]
 
 
 def integer(name: str, value: Any, low: int, high: int | None, error: type[Exception]) -> int:
@@ -53,3 +53,11 @@ def real(name: str, value: Any, error: type[Exception]) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise error(f"{name} must be a finite real number, got {value!r:.40}")
     return float(value)
+
+
+def positive(name: str, value: Any, error: type[Exception]) -> float:
+    """``value`` as a finite ``float > 0``, else ``error``."""
+    value = real(name, value, error)
+    if value <= 0:
+        raise error(f"{name} must be finite and > 0, got {value}")
+    return value

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from res_torch.checks import integer, real
+from res_torch.checks import integer, positive, real
 from res_torch.errors import AdapterError, ScheduleError
 from res_torch.grid import SIGMA_MAX
 
@@ -55,10 +55,7 @@ def _real(name: str, value: Any) -> float:
 
 
 def _positive(name: str, value: Any) -> float:
-    value = _real(name, value)
-    if value <= 0:
-        raise ScheduleError(f"{name} must be finite and > 0, got {value}")
-    return value
+    return positive(name, value, ScheduleError)
 
 
 def _check_dtype(dtype: Any) -> None:

@@ -339,10 +339,11 @@ def _check_inputs(
         raise TypeError(f"extra_args must be a mapping, got {type(extra_args).__name__}")
     if grid.stochastic and sampler is None:
         raise NoiseError("a stochastic run needs a noise_sampler")
-    ends = grid.sigma_hat[[0, -1]]  # the model gets its noise levels in x's dtype
+    # the model gets its noise levels in x's dtype; churn can raise a later one above the first
+    ends = torch.stack(grid.sigma_hat.aminmax())
     rounded = ends.to(x.dtype)
     if not bool(torch.isfinite(rounded).all() and (rounded > 0).all()):
-        low, high = float(ends.min()), float(ends.max())
+        low, high = ends.tolist()
         raise SigmasError(
             f"the noise levels {low:g} .. {high:g} round to 0 or inf in x's dtype {x.dtype}: "
             "use a wider dtype for x"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments.generated_blocks import block
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 BENCH_ADAPTIVE = ROOT / "benchmarks" / "bench_adaptive.py"
@@ -86,15 +88,13 @@ def test_overhead_table_is_the_committed_csv(load_script) -> None:
     """README's sampler-overhead table is ``bench_samplers.render`` of the committed CSV
     (rewrite it with ``python benchmarks/bench_samplers.py --readme``)."""
     bench = load_script(BENCH_SAMPLERS)
-    start, end = README.index(bench.BEGIN) + len(bench.BEGIN), README.index(bench.END)
-    assert README[start:end].strip() == bench.render(bench.read_csv(bench.CSV))
+    assert block(README, bench.BEGIN, bench.END) == bench.render(bench.read_csv(bench.CSV))
 
 
 def test_adaptive_table_is_the_committed_csv(load_script) -> None:
     """README's adaptive benchmark table is ``bench_adaptive.render`` of the committed CSV
     (rewrite it with ``python benchmarks/bench_adaptive.py --readme``)."""
     bench = load_script(BENCH_ADAPTIVE)
-    start, end = README.index(bench.BEGIN) + len(bench.BEGIN), README.index(bench.END)
     rows = bench.read_csv(bench.CSV)
-    assert README[start:end].strip() == bench.render(rows)
+    assert block(README, bench.BEGIN, bench.END) == bench.render(rows)
     assert {r["method"] for r in rows} == set(bench.ENTRANTS)

@@ -28,6 +28,14 @@ from res_torch.schedules import (
 
 SD_ALPHAS_CUMPROD = alphas_cumprod_from_betas(1000, 0.00085, 0.012, "scaled_linear")
 SD_SIGMAS = ((1 - SD_ALPHAS_CUMPROD) / SD_ALPHAS_CUMPROD).sqrt()
+RANGED = [
+    get_sigmas_karras,
+    get_sigmas_exponential,
+    get_sigmas_uniform,
+    get_sigmas_polyexponential,
+    get_sigmas_flow,
+]
+"""The schedules that take ``sigma_min`` and ``sigma_max``."""
 
 
 def test_karras_follows_the_edm_formula():
@@ -77,13 +85,7 @@ def test_vp_follows_the_vp_sde():
 
 @pytest.mark.parametrize(
     "schedule",
-    [
-        get_sigmas_karras,
-        get_sigmas_exponential,
-        get_sigmas_uniform,
-        get_sigmas_polyexponential,
-        get_sigmas_flow,
-    ],
+    RANGED,
 )
 @pytest.mark.parametrize("n", [1, 2, 10])
 def test_schedules_are_valid_sampling_grids(schedule, n):
@@ -96,15 +98,7 @@ def test_schedules_are_valid_sampling_grids(schedule, n):
 
 @pytest.mark.parametrize(
     "schedule",
-    [
-        get_sigmas_karras,
-        get_sigmas_exponential,
-        get_sigmas_uniform,
-        get_sigmas_polyexponential,
-        get_sigmas_flow,
-        get_sigmas_vp,
-        get_sigmas_discrete,
-    ],
+    [*RANGED, get_sigmas_vp, get_sigmas_discrete],
 )
 def test_numpy_integer_n_is_the_same_grid(schedule):
     # a step count read from a config or an array: NumPy integers are integers (as elsewhere)
