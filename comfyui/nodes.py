@@ -4,7 +4,8 @@ Its output plugs into SamplerCustom / SamplerCustomAdvanced like the stock sampl
 ``comfy.samplers.KSAMPLER(fn, extra_options=options)``, where ``fn`` is the method's function
 (:func:`.sampler.comfy_sampler`) and ``options`` are the res_torch keywords: the method's free
 parameters (``c2``, ``c3`` where the tableau has them), ``eta`` with ``noise_type``
-(``"ancestral"`` or ``"sde"``), ``s_noise`` and EDM churn ``s_churn``, ``s_tmin``, ``s_tmax``
+(``"ancestral"`` or ``"sde"``; the node's ``"default"`` passes none: the method's own),
+``s_noise`` and EDM churn ``s_churn``, ``s_tmin``, ``s_tmax``
 (noise levels in the model's own sigma: ``t`` for flow models).
 """
 
@@ -27,7 +28,10 @@ PARAMETER_DEFAULTS = {"c2": 0.5, "c3": 1.0}
 """The node's ``c2``/``c3`` widgets and their defaults (those of RES-2S, DPM-Solver++(2S),
 RES-3S)."""
 
-NOISE_TYPES = ["ancestral", "sde"]
+NOISE_TYPES = ["default", "ancestral", "sde"]
+"""The node's ``noise_type`` choices; ``default`` is the method's own
+(:attr:`res_torch.methods.Method.default_noise_type`: ``sde`` for the exponential multistep
+methods, ``ancestral`` for the others)."""
 
 
 class NodeParameterError(ResError):
@@ -89,9 +93,10 @@ class ResTorchSampler:
             "required": {
                 "method": (methods(), {"default": "res_2s", "tooltip": "res_torch method"}),
                 "eta": _float(0.0, 0.0, 100.0, "per-step noise; 0 = the ODE sampler"),
-                "noise_type": (NOISE_TYPES, {"default": "ancestral", "tooltip": (
+                "noise_type": (NOISE_TYPES, {"default": "default", "tooltip": (
                     "how eta adds noise: ancestral (k-diffusion) or sde (SDE-DPM-Solver++ "
-                    "form, better for multistep methods)")}),
+                    "form); default: sde for res_2m, res_3m, dpmpp_2m, dpmpp_3m, ancestral "
+                    "for the others")}),
                 "s_noise": _float(1.0, 0.0, 100.0, "scale of the added noise (eta and churn)"),
                 "c2": _float(0.5, C2_MIN, 1.0, "second node c2 (res_2s, dpmpp_2s, res_3s)"),
                 "c3": _float(1.0, 0.0, 1.0, "third node c3 (res_3s)"),
@@ -109,6 +114,8 @@ class ResTorchSampler:
     def get_sampler(self, method: str, **values: Any) -> tuple[Any]:
         import comfy.samplers
 
+        if values.get("noise_type") == "default":
+            del values["noise_type"]
         options = sampler_options(method, **values)
         check_options(method, options)
         return (comfy.samplers.KSAMPLER(comfy_sampler(method), extra_options=options),)

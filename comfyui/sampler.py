@@ -30,8 +30,9 @@ def steps_in_flow_time(method: str, options: Mapping[str, Any]) -> bool:
     ``heun`` run flow models. Euler is the same step in either form; Heun's trapezoid is not,
     and in the VE form its first step starts at ``sigma = 3e4`` (the offset first level,
     :mod:`.flow`), where it misses by orders of magnitude at a few steps. With noise (the VE
-    form's) Heun on a flow model is refused."""
-    if res_torch.method_of(method).family != "sigma_rk":
+    form's) Heun on a flow model is refused. ``auto`` picks a multistep res method
+    (:func:`res_torch.recommend`), which runs in the VE form."""
+    if method == "auto" or res_torch.method_of(method).family != "sigma_rk":
         return False
     noisy = any(options.get(name, 0) not in (0, 0.0, None) for name in ("eta", "s_churn"))
     if noisy and method == "heun":

@@ -42,8 +42,11 @@ The ``sample`` a pipeline hands to :meth:`step` lives in the model's own scale, 
 A repeated noise level (a step of length zero, the identity; diffusers' schedulers run it, e.g.
 DDPM grids of 1000 or more steps) appears once, so every step count diffusers accepts runs.
 
-``scheduler.sigmas`` holds the VE noise levels of the grid (ending in 0); ``scheduler.timesteps``
-what the network is called with. Config keys of the DDPM/DDIM/DPM-Solver/Euler/FlowMatch
+``scheduler.timesteps`` holds what the network is called with, ``scheduler.sigmas`` the noise level
+of each of those calls and then the final one, in the model's convention as diffusers'
+schedulers have them (VE ``sigma`` for DDPM models, flow time ``t`` for flow models), and
+``scheduler.ve_sigmas`` the grid in VE noise levels, one per step, ending in 0 (what
+``res_torch``'s samplers take). Config keys of the DDPM/DDIM/DPM-Solver/Euler/FlowMatch
 schedulers are accepted, so ``RESMultistepScheduler.from_config(pipe.scheduler.config)`` works.
 DPM-Solver's keys keep their meaning (``docs/diffusers.md`` has the table): ``solver_order``
 picks the RES method of that order when no ``tableau`` is given, ``algorithm_type`` the ODE or
@@ -266,6 +269,21 @@ def _values_per_step(method: Method) -> int:
     return method.history + 1 if method.is_multistep else method.stages
 
 
+def _standard_normal(
+    x: torch.Tensor, generator: torch.Generator | list[torch.Generator] | None
+) -> torch.Tensor:
+    """Standard normal noise like ``x`` from ``generator``, or from one generator per sample
+    (a list, as diffusers' ``randn_tensor`` takes it)."""
+    if not isinstance(generator, list | tuple):
+        return default_noise_sampler(x, generator)(None, None)
+    if len(generator) != x.shape[0]:
+        raise SchedulerError(
+            f"got {len(generator)} generators for a batch of {x.shape[0]}; pass one per sample"
+        )
+    return torch.cat([default_noise_sampler(x[i : i + 1], g)(None, None)
+                      for i, g in enumerate(generator)])  # fmt: skip
+
+
 def _threshold(sample: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
     """Dynamic thresholding (Saharia et al. 2022) exactly as diffusers'
     ``DDPMScheduler._threshold_sample``: per sample ``s = clamp(quantile(|x|, ratio), 1,
@@ -315,6 +333,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
     ]
     _default_tableau = ""
     _by_solver_order: dict[int, str] = {}
+    _one_call_per_step = False  # multistep: multi-stage start-up methods replaced by DDIM
     _stage_sigmas: torch.Tensor  # VE noise level of every entry of ``timesteps`` (set by _plan)
     _stages: list[tuple[int, int]]  # (step, stage) of every entry of ``timesteps`` (set by _plan)
 
@@ -467,6 +486,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         self.num_inference_steps: int | None = None
         self.timesteps = torch.empty(0)
         self.sigmas = torch.empty(0, dtype=torch.float64)
+        self.ve_sigmas = torch.empty(0, dtype=torch.float64)
         self._step_index: int | None = None
         self._begin_index: int | None = None
 
@@ -515,17 +535,19 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
 
     def _tables(self, start: int) -> tuple[StepGrid, Coefficients]:
         """The shared tables (:mod:`res_torch.coefficients`) of the run over ``sigmas[start:]``
-        (with ``eta > 0``: the SDE form, ``noise_type="sde"``). A run that starts mid-schedule
-        cannot add network calls to ``timesteps``, so its multi-stage start-up methods are
-        replaced by DDIM (``one_evaluation_startup``). A step of :meth:`_lowered_steps` that
+        (with ``eta > 0``: the SDE form, ``noise_type="sde"``). Multi-stage start-up methods
+        are replaced by DDIM (``one_evaluation_startup``) in the multistep scheduler, which makes
+        one network call per step, and in any run that starts mid-schedule (it cannot add calls
+        to ``timesteps``). A step of :meth:`_lowered_steps` that
         combines more values than allowed takes its table from the lower method's tables on
         the same grid (:meth:`_lower`)."""
         grid = make_grid(
-            self.sigmas[start:], eta=self.eta, s_noise=self.config.s_noise, noise_type="sde"
+            self.ve_sigmas[start:], eta=self.eta, s_noise=self.config.s_noise, noise_type="sde"
         )
         table = coefficients(
-            self.method, grid, self._free_parameters(), one_evaluation_startup=start > 0
-        )
+            self.method, grid, self._free_parameters(),
+            one_evaluation_startup=self._one_call_per_step or start > 0,
+        )  # fmt: skip
         steps, names = list(table.steps), list(table.methods)
         own = {self.method.name: self.method}  # names of a tableau file's methods: not shipped
         if self.method.tableau is not None:
@@ -657,7 +679,15 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         ``timesteps`` are training timesteps (DDPM models only). A trailing ``0`` in ``sigmas``
         is allowed; the final noise level comes from ``final_sigmas_type`` either way. ``mu`` is
         the resolution-dependent time shift of flow models (``use_dynamic_shifting=True``):
-        ``t -> e^mu/(e^mu + 1/t - 1)`` (exponential) or ``mu/(mu + 1/t - 1)`` (linear).
+        ``t -> e^mu/(e^mu + 1/t - 1)`` (exponential) or ``mu/(mu + 1/t - 1)`` (linear); without
+        dynamic shifting a flow model ignores it, as ``FlowMatchEulerDiscreteScheduler`` does
+        (flow pipelines always pass one).
+
+        Afterwards ``timesteps`` lists the network's timestep of every call, ``sigmas`` the
+        noise level of every call and then the final one, in the model's convention as
+        diffusers' schedulers have them (VE ``sigma`` for DDPM models, flow time ``t`` for flow
+        models; ``len(sigmas) = len(timesteps) + 1``), and ``ve_sigmas`` the run's grid, one VE
+        noise level per step and the final one: what ``res_torch``'s samplers take.
         """
         if sigmas is not None and timesteps is not None:
             raise SchedulerError("pass either sigmas or timesteps, not both")
@@ -665,8 +695,16 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             raise SchedulerError("set_timesteps needs num_inference_steps, sigmas or timesteps")
         if timesteps is not None and self.is_flow:
             raise SchedulerError("flow models take sigmas (flow times), not timesteps")
+        if mu is not None and (
+            isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not abs(mu) <= MU_MAX
+        ):
+            raise SchedulerError(
+                f"mu must be a real number in [-{MU_MAX}, {MU_MAX}], got {mu!r:.60}"
+            )
         if mu is not None and not self.config.use_dynamic_shifting:
-            raise SchedulerError("mu is only used with use_dynamic_shifting=True")
+            if not self.is_flow or self.config.use_flow_sigmas:  # DPM-Solver asserts this
+                raise SchedulerError("mu is only used with use_dynamic_shifting=True")
+            mu = None  # as FlowMatchEulerDiscreteScheduler: flow pipelines always pass mu
         if self.config.use_dynamic_shifting and mu is None:
             raise SchedulerError("use_dynamic_shifting=True needs mu in set_timesteps")
         big_t = self.config.num_train_timesteps
@@ -675,17 +713,13 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                 "num_inference_steps", num_inference_steps, 1,
                 big_t, SchedulerError,
             )  # fmt: skip
-        if mu is not None and (
-            isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not abs(mu) <= MU_MAX
-        ):
-            raise SchedulerError(
-                f"mu must be a real number in [-{MU_MAX}, {MU_MAX}], got {mu!r:.60}"
-            )
         grid = self._noise_levels(num_inference_steps, sigmas, mu, timesteps)
-        self.sigmas = torch.tensor(grid.tolist(), dtype=torch.float64)
+        self.ve_sigmas = torch.tensor(grid.tolist(), dtype=torch.float64)
         self.num_inference_steps = len(grid) - 1
         self._plan()
         self.timesteps = self._timesteps_of(self._stage_sigmas).to(device=device)
+        levels = torch.cat([self._stage_sigmas, self.ve_sigmas[-1:]])
+        self.sigmas = levels / (1 + levels) if self.is_flow else levels
         self._step_index = None
         self._begin_index = None
 
@@ -716,14 +750,15 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         model_output: torch.Tensor,
         timestep: float | torch.Tensor,
         sample: torch.Tensor,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         variance_noise: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> RESSchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
         """Consume one network evaluation; return the input of the next one.
 
-        ``generator`` draws the noise of a stochastic run (config ``eta > 0``, or an ``sde-*``
-        ``algorithm_type``) in the computing dtype, as DPM-Solver's ``randn_tensor`` does;
+        ``generator`` (or a list of one per sample) draws the noise of a stochastic run (config
+        ``eta > 0``, or an ``sde-*`` ``algorithm_type``) in the computing dtype, as DPM-Solver's
+        ``randn_tensor`` does;
         ``variance_noise`` (standard normal, shaped like ``sample``) replaces the draw. Both are
         unused otherwise. float16/bfloat16 inputs are stepped in float32 and the results
         returned in the sample's dtype. With ``return_dict=False`` returns ``(prev_sample,
@@ -763,7 +798,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         x_next, sigma_next, noise = self._advance(x, denoised)
         if noise > 0:  # the SDE noise after a completed step, drawn as res_torch's samplers do
             if variance_noise is None:
-                variance_noise = default_noise_sampler(x_next, generator)(sigma, sigma_next)
+                variance_noise = _standard_normal(x_next, generator)
             elif variance_noise.shape != sample.shape:
                 raise SchedulerError(
                     f"variance_noise has shape {tuple(variance_noise.shape)}, the sample "
@@ -828,6 +863,15 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         signal = signal.to(original_samples).reshape(shape)
         noise_scale = noise_scale.to(original_samples).reshape(shape)
         return signal * original_samples + noise_scale * noise
+
+    def scale_noise(
+        self, sample: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``FlowMatchEulerDiscreteScheduler.scale_noise``, which flow pipelines call for img2img
+        and inpainting: :meth:`add_noise` of ``sample`` with ``noise`` at ``timestep``."""
+        if noise is None:
+            raise SchedulerError("scale_noise needs the noise to add")
+        return self.add_noise(sample, noise, timestep)
 
     @classmethod
     def from_config(
@@ -997,19 +1041,20 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
 
 class RESMultistepScheduler(_RESScheduler):
     """Multistep RES (``res_2m``, ``res_3m``, ``dpmpp_2m``, ... tableaux; also ``ipndm``,
-    ``ipndm_v``, ``deis``): one network call per step.
+    ``ipndm_v``, ``deis``): one network call per step, so ``timesteps[k]`` is step ``k`` (the
+    pipelines' img2img slicing ``timesteps[t_start * order:]`` relies on it).
 
     Step ``n`` uses the stored values of the previous steps (:mod:`res_torch.coefficients`);
-    the first steps use the method's start-up. A start-up step of an ``s``-stage single-step
-    method (``res_3m`` starts with ``res_2s``) makes ``s`` network calls, listed in
-    ``timesteps`` as :class:`RESSinglestepScheduler` does, and keeps its first stage value as
-    the history value of the step. A run that starts mid-schedule (``set_begin_index``, img2img)
-    restarts the history there with DDIM in place of multi-stage start-up methods (no network
-    call can be added), so ``res_3m`` starts with DDIM, RES-2M there. ``tableau_parameters``
-    sets free (non-history) parameters.
+    the first steps use the method's start-up, with DDIM in place of a multi-stage single-step
+    start-up method (``one_evaluation_startup``): ``res_3m`` starts with DDIM, RES-2M, as
+    DPMSolverMultistepScheduler's third order starts with its first and second, where
+    ``res_torch.sample_res_3m`` spends one more call on a RES-2S first step. A run that starts
+    mid-schedule (``set_begin_index``, img2img) restarts the history there the same way.
+    ``tableau_parameters`` sets free (non-history) parameters.
     """
 
     order = 1
+    _one_call_per_step = True
     _default_tableau = "res_2m"
     _by_solver_order = {1: "ddim", 2: "res_2m", 3: "res_3m"}
 

@@ -87,6 +87,18 @@ class Method:
     def is_multistep(self) -> bool:
         return self.family in ("multistep", "adams")
 
+    @property
+    def default_noise_type(self) -> str:
+        """The ``noise_type`` that ``eta`` uses when none is given: ``"sde"`` for the
+        ``multistep`` family (exponential Adams tableaux: ``res_2m``, ``res_3m``,
+        ``dpmpp_2m``, ...), whose history carries denoiser values across the injected noise,
+        which k-diffusion's ancestral steps bias at coarse steps (measured on data
+        ``N(0.3, 0.7^2)``, Karras grid 14.6 -> 0.03, ``eta = 1``: RES-2M's sample std is 2.06
+        at 10 steps with ``"ancestral"``, 0.89 with ``"sde"``, 0.7 exact); ``"ancestral"`` for
+        every other method (single-step ones, and the others restart their history where noise
+        enters)."""
+        return "sde" if self.family == "multistep" else "ancestral"
+
     def step_costs(self, steps: int) -> list[int]:
         """Evaluations of the first ``steps`` non-final steps (a final step to 0 costs 1)."""
         startup = self.tableau.startup_tableaux(cached_tableau) if self.tableau else ()

@@ -181,13 +181,17 @@ class NoiseOptions:
 
     def sampler(self, x: torch.Tensor, extra_args: Mapping[str, Any] | None = None) -> NoiseSampler:
         """The run's noise: ``noise_sampler``, else draws from ``generator``, else (as ComfyUI's
-        samplers do) from a generator on ``x``'s device seeded with ``extra_args["seed"]`` if
-        given, else from the global RNG."""
+        ``default_noise_sampler`` does) from a generator on ``x``'s device seeded with
+        ``extra_args["seed"]`` if given, plus 1 on the CPU (ComfyUI draws the initial noise
+        on the CPU from the seed itself; the same stream again would inject that noise a
+        second time), else from the global RNG."""
         generator = self.generator
         seed = (extra_args or {}).get("seed")
         if generator is None and self.noise_sampler is None and seed is not None:
             # torch.Generator.manual_seed's range
             seed = integer("extra_args['seed']", seed, -(2**63), 2**64 - 1, NoiseError)
             device = "cpu" if x.device.type == "meta" else x.device  # meta: no generator
+            if torch.device(device).type == "cpu":
+                seed = seed + 1 if seed < 2**64 - 1 else 0  # 2**64 wraps to 0 in uint64
             generator = torch.Generator(device=device).manual_seed(seed)
         return resolve_noise_sampler(x, generator, self.noise_sampler)

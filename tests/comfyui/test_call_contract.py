@@ -108,3 +108,28 @@ def test_single_sigma_returns_x_unchanged(comfy, gaussian, noise, flow):
     )  # fmt: skip
     torch.testing.assert_close(out, noise, rtol=0, atol=0)
     assert guider.calls == []
+
+
+def test_injected_noise_is_not_the_initial_noise_on_the_cpu(comfy, gaussian):
+    """ComfyUI draws the initial noise on the CPU from the seed (``comfy/sample.py``
+    ``prepare_noise``) and its ``default_noise_sampler`` seeds ``seed + 1`` there, so that the
+    injected noise is not the initial noise again. ``res_torch_euler`` with ``eta = 1`` equals
+    ComfyUI's ``euler_ancestral`` (transcribed) with that noise."""
+    seed = 11
+    noise = torch.randn((2, 3, 4, 4), generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64)  # fmt: skip
+    sigmas = karras(6)
+    sampler = comfy.samplers.KSAMPLER(comfy.pack.sampler.comfy_sampler("euler"),
+                                      extra_options={"eta": 1.0})  # fmt: skip
+    out, _ = run(comfy, gaussian, noise, None, sigmas, sampler=sampler, seed=seed)
+
+    draws = torch.Generator().manual_seed(seed + 1)
+    x = noise * (1 + sigmas[0] ** 2).sqrt()  # EPS noise_scaling at the model's sigma_max
+    for sigma, sigma_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist(), strict=True):
+        denoised = gaussian.ve(x, sigma * torch.ones(2, dtype=torch.float64))
+        sigma_up = min(sigma_next, (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2) ** 0.5)
+        sigma_down = (sigma_next**2 - sigma_up**2) ** 0.5
+        x = x + (x - denoised) / sigma * (sigma_down - sigma)
+        if sigma_next > 0:
+            x = x + torch.randn(x.shape, generator=draws, dtype=x.dtype) * sigma_up
+    torch.testing.assert_close(out, x, rtol=1e-12, atol=1e-12)

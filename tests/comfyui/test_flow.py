@@ -30,7 +30,7 @@ def ve_equivalent(method, gaussian, x_t, times, first=None, **options):
 
 
 @pytest.mark.parametrize("method", ["res_2s", "res_3s", "res_2m", "res_3m", "dpmpp_3m",
-                                    "krogstad", "ddim"])  # fmt: skip
+                                    "krogstad", "ddim", "auto"])  # fmt: skip
 def test_flow_run_equals_the_ve_equivalent_run(comfy, gaussian, noise, method):
     """From pure noise (``t_0 = 1``, moved to ``percent_to_sigma(1e-4)``) to ``t = 0``."""
     ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)

@@ -27,6 +27,8 @@ def test_node_declares_comfyui_interface(comfy):
         if name != "noise_type":
             assert required[name][1]["default"] == value
             assert required[name][1]["min"] <= value <= required[name][1]["max"]
+    assert required["noise_type"][0] == ["default", "ancestral", "sde"]
+    assert required["noise_type"][1]["default"] == "default"
 
 
 def get_sampler(comfy, method, **changes):
@@ -41,6 +43,8 @@ def test_node_sampler_is_a_ksampler_with_the_method_options(comfy):
     assert sampler.extra_options == dict(WIDGETS, c2=0.4, c3=0.9, eta=0.5, noise_type="sde")
     krogstad = get_sampler(comfy, "krogstad")
     assert "c2" not in krogstad.extra_options and "c3" not in krogstad.extra_options
+    # "default" passes no noise_type: the method's own (sde for res_2m, ancestral for res_2s)
+    assert "noise_type" not in get_sampler(comfy, "res_2m", noise_type="default").extra_options
 
 
 def test_node_run_equals_res_torch_with_the_same_options(comfy, gaussian, noise):

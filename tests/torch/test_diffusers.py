@@ -2,6 +2,7 @@
 single-point data for every prediction type, and compatible with diffusers' configs."""
 
 import copy
+import dataclasses
 import importlib
 import math
 import sys
@@ -19,8 +20,23 @@ from res_torch.diffusers import (  # noqa: E402
     RESSinglestepScheduler,
     alphas_cumprod_from_betas,
 )
+from res_torch.methods import cached_tableau  # noqa: E402
 
 SCHEDULERS = [RESMultistepScheduler, RESSinglestepScheduler]
+
+
+def _as_scheduled(scheduler_class, tableau):
+    """The tableau a scheduler runs: the multistep one replaces a multi-stage single-step
+    start-up method by DDIM (one network call per step); a new name keeps the samplers' plan
+    cache apart from the tableau's own."""
+    table = cached_tableau(tableau)
+    if scheduler_class is not RESMultistepScheduler or not table.is_multistep:
+        return tableau
+    single_stage = [cached_tableau(name) for name in table.startup]
+    startup = tuple(
+        t.name if t.is_multistep or t.stages == 1 else "ddim" for t in single_stage
+    )
+    return dataclasses.replace(table, name=f"{table.name}_one_call_start", startup=startup)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +83,7 @@ def test_scheduler_in_a_diffusers_loop_equals_res_torch_sampler(unet64, schedule
     result = _diffusers_loop(scheduler, unet, noise)
 
     model = DiscreteEpsDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
-    sigmas = scheduler.sigmas
+    sigmas = scheduler.ve_sigmas
     x_ve = noise * math.sqrt(1 + float(sigmas[0]) ** 2)  # the VP sample in VE scale
     with torch.no_grad():
         expected = getattr(res_torch, sampler)(model, x_ve, sigmas, disable=True)
@@ -103,10 +119,11 @@ def test_sde_scheduler_equals_res_torch_sde_sampler_with_the_same_noise(
             x = scheduler.step(model_output, t, x, generator=generator).prev_sample
 
     model = DiscreteEpsDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
-    x_ve = noise * math.sqrt(1 + float(scheduler.sigmas[0]) ** 2)
+    x_ve = noise * math.sqrt(1 + float(scheduler.ve_sigmas[0]) ** 2)
     with torch.no_grad():
         expected = res_torch.sample_erk(
-            model, x_ve, scheduler.sigmas, disable=True, tableau=tableau, eta=0.7, s_noise=0.9,
+            model, x_ve, scheduler.ve_sigmas, disable=True,
+            tableau=_as_scheduled(scheduler_class, tableau), eta=0.7, s_noise=0.9,
             noise_type="sde", generator=torch.Generator().manual_seed(5),
         )  # fmt: skip
     deterministic = scheduler_class.from_config(
@@ -141,11 +158,12 @@ def test_any_tableau_with_v_prediction_equals_sample_erk(
     result = _diffusers_loop(scheduler, unet, noise)
 
     model = DiscreteVDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
-    x_ve = noise * math.sqrt(1 + float(scheduler.sigmas[0]) ** 2)
+    x_ve = noise * math.sqrt(1 + float(scheduler.ve_sigmas[0]) ** 2)
     with torch.no_grad():
         expected = res_torch.sample_erk(
-            model, x_ve, scheduler.sigmas, disable=True, tableau=tableau, **parameters
-        )
+            model, x_ve, scheduler.ve_sigmas, disable=True,
+            tableau=_as_scheduled(scheduler_class, tableau), **parameters,
+        )  # fmt: skip
     scale = expected.abs().max()
     torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=1e-10)
 
@@ -160,10 +178,10 @@ def test_flow_matching_loop_equals_sample_erk_on_the_flow_adapter(unet64, schedu
     result = _diffusers_loop(scheduler, unet, noise)
 
     model = FlowDenoiser(lambda x_t, t: unet(x_t, t).sample, timestep_scale=1000)
-    x_ve = noise * (1 + float(scheduler.sigmas[0]))  # x_t / (1 - t)
+    x_ve = noise * (1 + float(scheduler.ve_sigmas[0]))  # x_t / (1 - t)
     with torch.no_grad():
         expected = res_torch.sample_erk(
-            model, x_ve, scheduler.sigmas, disable=True, tableau=scheduler.tableau.name
+            model, x_ve, scheduler.ve_sigmas, disable=True, tableau=scheduler.tableau.name
         )
     scale = expected.abs().max()
     torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=1e-10)
@@ -288,21 +306,83 @@ def test_from_flow_match_config_with_mu():
     assert scheduler.config.use_dynamic_shifting
     flow_match.set_timesteps(6, mu=0.8)
     scheduler.set_timesteps(6, mu=0.8)
-    flow_t = scheduler.sigmas / (1 + scheduler.sigmas)  # back from VE to flow time
+    flow_t = scheduler.ve_sigmas / (1 + scheduler.ve_sigmas)  # back from VE to flow time
     expected = flow_match.sigmas.double().clone()
     assert expected[0] == 1.0  # the flow schedule starts at t = 1 (sigma = inf) ...
     expected[0] = 1 - 1 / 1000  # ... which the RES scheduler starts at 1 - 1/T
     torch.testing.assert_close(flow_t, expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(scheduler.sigmas, flow_t)  # flow times, as FlowMatch's sigmas
     torch.testing.assert_close(scheduler.timesteps, (expected[:-1] * 1000).float())
-    # the forward process agrees with FlowMatch's scale_noise
+    # the forward process agrees with FlowMatch's scale_noise (which flow img2img calls)
     x0 = torch.randn(2, 3, generator=torch.Generator().manual_seed(5))
     noise = torch.randn(2, 3, generator=torch.Generator().manual_seed(6))
     t = flow_match.timesteps[2:3]
     torch.testing.assert_close(
         scheduler.add_noise(x0, noise, t), flow_match.scale_noise(x0, t, noise)
     )
+    torch.testing.assert_close(
+        scheduler.scale_noise(x0, t, noise), flow_match.scale_noise(x0, t, noise)
+    )
+    with pytest.raises(ValueError, match="noise"):
+        scheduler.scale_noise(x0, t)
     with pytest.raises(ValueError, match="mu"):
         scheduler.set_timesteps(6)
+
+
+def test_mu_without_dynamic_shifting_is_ignored_by_flow_models_as_by_flow_match():
+    """Flux-style pipelines pass ``mu`` whatever the config; FlowMatchEuler ignores it without
+    ``use_dynamic_shifting``, and so do the RES schedulers; DDPM models and DPM-Solver's flow
+    sigmas refuse it (DPM-Solver asserts)."""
+    flow_match = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    scheduler = RESMultistepScheduler.from_config(flow_match.config)
+    scheduler.set_timesteps(6)
+    plain = scheduler.ve_sigmas.clone()
+    scheduler.set_timesteps(6, mu=1.1)
+    assert torch.equal(scheduler.ve_sigmas, plain)
+    flow_match.set_timesteps(6, mu=1.1)
+    torch.testing.assert_close(scheduler.sigmas[1:], flow_match.sigmas[1:].double(), rtol=1e-6,
+                               atol=0)  # fmt: skip
+    for config in ({}, {"prediction_type": "flow_prediction", "use_flow_sigmas": True}):
+        with pytest.raises(ValueError, match="use_dynamic_shifting"):
+            RESMultistepScheduler(**config).set_timesteps(6, mu=1.1)
+
+
+def test_sigmas_give_the_level_of_every_listed_call():
+    """``sigmas[i]`` is the noise level of the call at ``timesteps[i]`` (HeunDiscrete's layout:
+    a stage of a single-step method has its own entry), then the final level."""
+    scheduler = RESSinglestepScheduler(tableau="res_2s")
+    scheduler.set_timesteps(4)
+    assert len(scheduler.sigmas) == len(scheduler.timesteps) + 1 == 2 * 3 + 1 + 1
+    grid = scheduler.ve_sigmas
+    midpoint = (grid[:-2] * grid[1:-1]).sqrt()  # c2 = 1/2: halfway in lambda
+    stages = torch.stack([grid[:-2], midpoint], 1).flatten()
+    torch.testing.assert_close(scheduler.sigmas, torch.cat([stages, grid[-2:]]))
+    torch.testing.assert_close(scheduler.timesteps, scheduler._timesteps_of(scheduler.sigmas[:-1]))
+
+
+def test_a_list_of_generators_draws_each_sample_with_its_own():
+    """As diffusers' ``randn_tensor``: one generator per sample, in batch order."""
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+
+    def run(generator):
+        scheduler = RESMultistepScheduler(eta=1.0)
+        scheduler.set_timesteps(4)
+        y = x
+        for t in scheduler.timesteps:
+            y = scheduler.step(torch.zeros_like(y), t, y, generator=generator).prev_sample
+        return y
+
+    seeds = [5, 6, 7]
+    together = run([torch.Generator().manual_seed(s) for s in seeds])
+    for i, seed in enumerate(seeds):
+        alone = RESMultistepScheduler(eta=1.0)
+        alone.set_timesteps(4)
+        y, generator = x[i : i + 1], torch.Generator().manual_seed(seed)
+        for t in alone.timesteps:
+            y = alone.step(torch.zeros_like(y), t, y, generator=generator).prev_sample
+        torch.testing.assert_close(together[i : i + 1], y, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one per sample"):
+        run([torch.Generator().manual_seed(1)])
 
 
 @pytest.mark.parametrize(
@@ -314,7 +394,7 @@ def test_static_flow_shift_matches_flow_match_euler(options):
     flow_match.set_timesteps(5)
     scheduler = RESSinglestepScheduler.from_config(flow_match.config)
     scheduler.set_timesteps(5)
-    flow_t = scheduler.sigmas / (1 + scheduler.sigmas)
+    flow_t = scheduler.ve_sigmas / (1 + scheduler.ve_sigmas)
     expected = flow_match.sigmas.double().clone()
     expected[0] = min(float(expected[0]), 1 - 1 / 1000)
     torch.testing.assert_close(flow_t, expected, rtol=1e-6, atol=1e-7)
@@ -336,7 +416,7 @@ def test_sigma_spacing_options_match_dpm_solver(options):
     dpm.set_timesteps(7)
     scheduler = RESMultistepScheduler.from_config(dpm.config)
     scheduler.set_timesteps(7)
-    torch.testing.assert_close(scheduler.sigmas.float(), dpm.sigmas, rtol=1e-5, atol=0)
+    torch.testing.assert_close(scheduler.ve_sigmas.float(), dpm.sigmas, rtol=1e-5, atol=0)
     # final_sigmas_type="sigma_min": the run ends at the smallest training noise level, without
     # the zero-length last step DPM-Solver keeps when the grid already ends there
     dpm = diffusers.DPMSolverMultistepScheduler(**options, final_sigmas_type="sigma_min")
@@ -344,18 +424,18 @@ def test_sigma_spacing_options_match_dpm_solver(options):
     expected = dpm.sigmas[:-1] if math.isclose(dpm.sigmas[-2], dpm.sigmas[-1]) else dpm.sigmas
     scheduler = RESMultistepScheduler.from_config(dpm.config)
     scheduler.set_timesteps(7)
-    torch.testing.assert_close(scheduler.sigmas.float(), expected, rtol=1e-5, atol=0)
+    torch.testing.assert_close(scheduler.ve_sigmas.float(), expected, rtol=1e-5, atol=0)
     assert scheduler.num_inference_steps == len(scheduler.timesteps) == len(expected) - 1
 
 
 def test_custom_sigmas_are_used_as_given():
     scheduler = RESMultistepScheduler()
     scheduler.set_timesteps(sigmas=[14.6, 3.0, 0.5, 0.0])
-    torch.testing.assert_close(scheduler.sigmas, torch.tensor([14.6, 3.0, 0.5, 0.0]).double())
+    torch.testing.assert_close(scheduler.ve_sigmas, torch.tensor([14.6, 3.0, 0.5, 0.0]).double())
     assert scheduler.num_inference_steps == 3
     scheduler.set_timesteps(timesteps=[999, 500, 10])
     ddpm_sigmas = ((1 - DDPM_ABAR) / DDPM_ABAR).sqrt()
-    torch.testing.assert_close(scheduler.sigmas[:-1], ddpm_sigmas[[999, 500, 10]])
+    torch.testing.assert_close(scheduler.ve_sigmas[:-1], ddpm_sigmas[[999, 500, 10]])
     assert scheduler.timesteps.tolist() == [999.0, 500.0, 10.0]
 
 
@@ -364,7 +444,7 @@ def test_single_step_stages_are_interleaved_in_timesteps():
     scheduler.set_timesteps(4)
     assert scheduler.order == 2
     assert len(scheduler.timesteps) == 2 * 3 + 1  # last step to sigma = 0 has one stage
-    sigmas = scheduler.sigmas
+    sigmas = scheduler.ve_sigmas
     # stage 2 of step n sits at sigma_n e^{-h/2} = sqrt(sigma_n sigma_{n+1}) (c2 = 1/2)
     stage_sigma = torch.sqrt(sigmas[:3] * sigmas[1:4])
     expected = scheduler.schedule.sigma_to_t(stage_sigma).float()
@@ -427,23 +507,23 @@ def test_missing_diffusers_gives_a_helpful_import_error(monkeypatch):
         importlib.import_module("res_torch.diffusers")
 
 
-def test_res_3m_lists_the_res_2s_stages_of_its_first_step_and_follows_the_exact_path():
+def test_res_3m_makes_one_call_per_step_and_follows_the_exact_path():
+    """The multistep scheduler starts res_3m with DDIM, RES-2M (one call per step), where
+    ``sample_res_3m`` takes a RES-2S first step."""
     scheduler = RESMultistepScheduler(tableau="res_3m")
     scheduler.set_timesteps(5)
-    stage_sigma = float(scheduler.sigmas[0] * (scheduler.sigmas[1] / scheduler.sigmas[0]) ** 0.5)
-    assert len(scheduler.timesteps) == 5 + 1  # res_2s (c2 = 1/2) at step 0: one more call
-    torch.testing.assert_close(
-        scheduler.timesteps[1], scheduler._timesteps_of(torch.tensor([stage_sigma]))[0]
-    )
+    assert len(scheduler.timesteps) == 5
+    assert scheduler._run[2].methods[:3] == ("ddim", "res_2m", "res_3m")
+    assert torch.equal(scheduler.sigmas, scheduler.ve_sigmas)  # one level per call
     _run_on_exact_path(scheduler, "epsilon")
     assert scheduler.step_index == len(scheduler.timesteps)
 
 
-@pytest.mark.parametrize("begin", [2, 4])
+@pytest.mark.parametrize("begin", [1, 2, 4])
 def test_res_3m_starts_mid_schedule_with_one_evaluation_start_up(unet64, begin):
-    """img2img with res_3m: from step ``n = begin - 1`` (timesteps lists res_2s's two stages at
-    step 0) the run restarts with DDIM, RES-2M (no call can be added), as the reference loop on
-    ``sigmas[n:]`` with ``one_evaluation_startup`` does; and it stays on the exact ODE path."""
+    """img2img with res_3m: from step ``begin`` the run restarts with DDIM, RES-2M, as the
+    reference loop on ``ve_sigmas[begin:]`` with ``one_evaluation_startup`` does; and it stays
+    on the exact ODE path."""
     from res_torch.coefficients import coefficients
     from res_torch.grid import make_grid
     from res_torch.reference import sample_reference
@@ -460,12 +540,11 @@ def test_res_3m_starts_mid_schedule_with_one_evaluation_start_up(unet64, begin):
             x = scheduler.step(unet(x, t).sample, t, x).prev_sample
     assert scheduler.step_index == len(scheduler.timesteps)
 
-    n = begin - 1
-    grid = make_grid(scheduler.sigmas[n:])
+    grid = make_grid(scheduler.ve_sigmas[begin:])
     table = coefficients("res_3m", grid, one_evaluation_startup=True)
-    assert table.methods[:3] == ("ddim", "res_2m", "res_3m")
+    assert table.methods[:2] == ("ddim", "res_2m")
     model = DiscreteEpsDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
-    x_ve = noise * math.sqrt(1 + float(scheduler.sigmas[n]) ** 2)
+    x_ve = noise * math.sqrt(1 + float(scheduler.ve_sigmas[begin]) ** 2)
     with torch.no_grad():
         expected = sample_reference(model, x_ve, grid, table)
     scale = expected.abs().max()
@@ -477,8 +556,32 @@ def test_res_3m_starts_mid_schedule_with_one_evaluation_start_up(unet64, begin):
     _run_on_exact_path(exact, "epsilon", begin=begin)
 
 
+@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
+@pytest.mark.parametrize("strength", [0.3, 0.75, 0.9, 1.0])
+def test_img2img_slicing_starts_where_dpm_solver_starts(scheduler_class, strength):
+    """The img2img pipelines' ``get_timesteps``: ``t_start = n - int(n strength)``, the loop over
+    ``timesteps[t_start * order:]`` after ``set_begin_index(t_start * order)``. Every method
+    starts at DPM-Solver's timestep of that strength and calls the network once per listed
+    timestep."""
+    n = 10
+    t_start = n - min(int(n * strength), n)
+    dpm = diffusers.DPMSolverMultistepScheduler(solver_order=3)
+    dpm.set_timesteps(n)
+    orders = {RESMultistepScheduler: 3, RESSinglestepScheduler: 2}
+    scheduler = scheduler_class(solver_order=orders[scheduler_class])
+    scheduler.set_timesteps(n)
+    begin = t_start * scheduler.order
+    scheduler.set_begin_index(begin)
+    listed = scheduler.timesteps[begin:]
+    assert float(listed[0]) == pytest.approx(float(dpm.timesteps[t_start * dpm.order]), abs=1e-3)
+    x = torch.randn(1, 3, generator=torch.Generator().manual_seed(1))
+    for t in listed:
+        x = scheduler.step(torch.zeros_like(x), t, x).prev_sample
+    assert scheduler.step_index == len(scheduler.timesteps)
+
+
 def test_a_mid_stage_begin_index_is_refused():
-    scheduler = RESMultistepScheduler(tableau="res_3m")
+    scheduler = RESSinglestepScheduler(tableau="res_2s")
     scheduler.set_timesteps(6)
     scheduler.set_begin_index(1)  # the second res_2s stage of step 0
     x = torch.randn(1, 3, generator=torch.Generator().manual_seed(4))
@@ -501,9 +604,9 @@ def test_sigma_multistep_methods_run_in_the_scheduler_as_in_the_sampler(unet64, 
     noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     result = _diffusers_loop(scheduler, unet, noise)
     model = DiscreteEpsDenoiser(lambda x, t: unet(x, t).sample, ddpm.alphas_cumprod)
-    x_ve = noise * math.sqrt(1 + float(scheduler.sigmas[0]) ** 2)
+    x_ve = noise * math.sqrt(1 + float(scheduler.ve_sigmas[0]) ** 2)
     with torch.no_grad():
-        expected = res_torch.sample(model, x_ve, scheduler.sigmas, disable=True, method=method)
+        expected = res_torch.sample(model, x_ve, scheduler.ve_sigmas, disable=True, method=method)
     scale = expected.abs().max()
     torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="SDE"):

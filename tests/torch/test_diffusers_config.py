@@ -94,7 +94,7 @@ def test_dpm_solver_config_runs_as_dpm_solver(options, tableau, steps, flip, cha
     ours = quiet(lambda: RESMultistepScheduler.from_config(saved(dpm), tableau=tableau))
     expected = loop(dpm, NOISE, steps)
     result = loop(ours, NOISE, steps)
-    assert ours.sigmas.numel() - 1 == steps
+    assert ours.ve_sigmas.numel() - 1 == steps
     assert relative(result, expected) < 2e-5
     flipped = quiet(lambda: RESMultistepScheduler.from_config(saved(dpm), tableau=tableau, **flip))
     assert (relative(loop(flipped, NOISE, steps), expected) > 1e-4) == changes
@@ -161,7 +161,7 @@ def test_lower_order_final_lowers_only_the_last_two_steps_of_short_runs():
     ours = RESMultistepScheduler(tableau="res_3m", lower_order_final=True)
     ours.set_timesteps(8)
     table = ours._run[2]
-    assert table.methods[:-1] == ("res_2s", "res_2m", "res_3m", "res_3m", "res_3m", "res_3m",
+    assert table.methods[:-1] == ("ddim", "res_2m", "res_3m", "res_3m", "res_3m", "res_3m",
                                   "res_2m")  # fmt: skip
     assert table.steps[-1].denoising  # the last step, to sigma = 0, is D (order 1) anyway
     ours.set_timesteps(15)
@@ -177,7 +177,7 @@ def test_lower_order_final_lowers_only_the_last_two_steps_of_short_runs():
     assert len(single.timesteps) == 3 + 3 + 2 + 1
     adams = RESMultistepScheduler(tableau="ipndm", lower_order_final=True)
     adams.set_timesteps(6)
-    reference = coefficients("ipndm", make_grid(adams.sigmas), {"max_order": 2})
+    reference = coefficients("ipndm", make_grid(adams.ve_sigmas), {"max_order": 2})
     assert adams._run[2].steps[4] == reference.steps[4]
     for designed in ("res_pc4_logsigma", "res_pc2_lambda"):  # the lagrange family: values=
         ours = RESMultistepScheduler(
@@ -186,7 +186,7 @@ def test_lower_order_final_lowers_only_the_last_two_steps_of_short_runs():
         )  # fmt: skip
         ours.set_timesteps(6)
         for step, values in ((-1, 1), (-2, 2)):  # the last step 1 value, the one before 2
-            reference = coefficients(designed, make_grid(ours.sigmas), {"values": values})
+            reference = coefficients(designed, make_grid(ours.ve_sigmas), {"values": values})
             assert ours._run[2].steps[step] == reference.steps[step]
 
 
@@ -222,20 +222,20 @@ def test_lambda_min_clipped_and_flow_sigmas_give_dpm_solver_grids():
     dpm.set_timesteps(10)
     ours = quiet(lambda: RESMultistepScheduler.from_config(saved(dpm)))
     ours.set_timesteps(10)
-    torch.testing.assert_close(ours.sigmas.float(), dpm.sigmas, rtol=1e-5, atol=0)
+    torch.testing.assert_close(ours.ve_sigmas.float(), dpm.sigmas, rtol=1e-5, atol=0)
     assert float(dpm.sigmas[0]) < float(ours.schedule.sigma_max) / 10  # the clip acts
     flow = {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "flow_shift": 3.0}
     dpm = diffusers.DPMSolverMultistepScheduler(**flow)
     dpm.set_timesteps(10)
     ours = quiet(lambda: RESMultistepScheduler.from_config(saved(dpm)))
     ours.set_timesteps(10)
-    torch.testing.assert_close((ours.sigmas / (1 + ours.sigmas)).float(), dpm.sigmas, rtol=1e-6,
+    torch.testing.assert_close(ours.sigmas.float(), dpm.sigmas, rtol=1e-6,
                                atol=1e-7)  # fmt: skip
     dpm = diffusers.DPMSolverMultistepScheduler(**flow, use_dynamic_shifting=True)
     ours = quiet(lambda: RESMultistepScheduler.from_config(saved(dpm)))
     dpm.set_timesteps(7, mu=0.7)
     ours.set_timesteps(7, mu=0.7)
-    torch.testing.assert_close((ours.sigmas / (1 + ours.sigmas)).float(), dpm.sigmas, rtol=1e-6,
+    torch.testing.assert_close(ours.sigmas.float(), dpm.sigmas, rtol=1e-6,
                                atol=1e-7)  # fmt: skip
 
 
@@ -471,14 +471,14 @@ def test_lowered_final_steps_survive_a_mid_schedule_start(scheduler_class, table
     scheduler.set_timesteps(6)
     starts = [k for k, (_, i) in enumerate(scheduler._stages) if i == 0]
     scheduler.set_begin_index(starts[2])
-    alpha_end = 1 / math.sqrt(1 + float(scheduler.sigmas[-1]) ** 2)
+    alpha_end = 1 / math.sqrt(1 + float(scheduler.ve_sigmas[-1]) ** 2)
     x = torch.randn(3, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     for t in scheduler.timesteps[starts[2] :]:
         x = scheduler.step(point(x, t), t, x).prev_sample
     assert scheduler.step_index == len(scheduler.timesteps)
     assert scheduler._run[2].methods[-1] == "ddim"
-    sigma_b = float(scheduler.sigmas[2])
-    expected_ve = x0 + float(scheduler.sigmas[-1]) / sigma_b * (
+    sigma_b = float(scheduler.ve_sigmas[2])
+    expected_ve = x0 + float(scheduler.ve_sigmas[-1]) / sigma_b * (
         torch.randn(3, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
         * math.sqrt(1 + sigma_b**2)
         - x0
@@ -503,4 +503,4 @@ def test_numpy_integer_config_values_give_the_same_grid(spacing):
     )
     plain.set_timesteps(61)
     numpy_ints.set_timesteps(61)
-    assert torch.equal(plain.sigmas, numpy_ints.sigmas)
+    assert torch.equal(plain.ve_sigmas, numpy_ints.ve_sigmas)

@@ -174,5 +174,6 @@ def test_inputs_the_model_received_are_never_written_later(gaussian, method):
     x = 80 * torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     out = sample(keeping, x, sigmas, method=method, disable=True)
     assert all(torch.equal(seen, copy) for seen, copy in kept)
-    torch.testing.assert_close(out, sample(gaussian.denoiser, x, sigmas, method=method,
-                                           disable=True), rtol=0, atol=0)
+    torch.testing.assert_close(
+        out, sample(gaussian.denoiser, x, sigmas, method=method, disable=True), rtol=0, atol=0
+    )

@@ -17,7 +17,12 @@ def test_res_3m_coefficients_run_res_2s_at_step_0():
     table = coefficients("res_3m", grid)
     assert table.methods == ("res_2s", "res_2m", "res_3m", "res_3m", "res_3m", "res_3m")
     assert [(step.stages, step.history) for step in table.steps] == [
-        (2, 0), (1, 1), (1, 2), (1, 2), (1, 2), (1, 0)
+        (2, 0),
+        (1, 1),
+        (1, 2),
+        (1, 2),
+        (1, 2),
+        (1, 0),
     ]
     assert table.steps[-1].denoising
     assert table.steps[0] == erk_steps(cached_tableau("res_2s"), grid)[0]

@@ -32,16 +32,16 @@ def nonlinear_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("method", METHODS)
 def test_fast_loop_equals_the_reference_loop(method, options):
     described = method_of(method)
-    if options.get("noise_type", "ancestral") not in described.noise_types:
-        pytest.skip(f"{method} has no {options['noise_type']} form")
+    noise_type = options.get("noise_type", described.default_noise_type)
+    if noise_type not in described.noise_types:
+        pytest.skip(f"{method} has no {noise_type} form")
     sigmas = get_sigmas_karras(9, 0.01, 60.0)
     x = 60 * torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     fast = sample(
         nonlinear_denoiser, x, sigmas, method=method, disable=True,
         generator=torch.Generator().manual_seed(1), **options,
     )  # fmt: skip
-    grid_options = {k: v for k, v in options.items()}
-    grid = make_grid(sigmas, **grid_options)
+    grid = make_grid(sigmas, **{**options, "noise_type": noise_type})
     table = coefficients(described, grid)
     noise = default_noise_sampler(x, torch.Generator().manual_seed(1))
     expected = sample_reference(nonlinear_denoiser, x, grid, table, noise)

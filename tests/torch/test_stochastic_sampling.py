@@ -314,3 +314,27 @@ def test_churn_and_step_noise_are_drawn_over_disjoint_intervals(method):
         method=method, s_churn=1.0, eta=1.0, noise_sampler=recording, disable=True,
     )  # fmt: skip
     assert calls and len(set(calls)) == len(calls), calls
+
+
+def test_eta_defaults_to_the_sde_form_for_the_multistep_tableaux(gaussian):
+    """Without ``noise_type`` the exponential multistep tableaux take the SDE form, whose
+    stored values stay consistent across the injected noise; ancestral noise over-disperses
+    their samples at coarse steps (the reason for the default), every other method keeps
+    k-diffusion's ancestral step."""
+    tableaux = ["res_2m", "res_3m", "dpmpp_2m", "dpmpp_3m"]
+    assert {res_torch.method_of(m).default_noise_type for m in tableaux} == {"sde"}
+    others = ["res_2s", "res_3s", "ddim", "euler", "heun", "ipndm", "deis", "res_pc3_grid"]
+    assert {res_torch.method_of(m).default_noise_type for m in others} == {"ancestral"}
+    sigmas = get_sigmas_karras(10, 0.03, 14.6)
+    x = 14.6 * torch.randn(20000, 1, generator=torch.Generator().manual_seed(0),
+                           dtype=torch.float64)  # fmt: skip
+
+    def run(method, **options):
+        return sample(gaussian.denoiser, x, sigmas, method=method, eta=1.0, disable=True,
+                      generator=torch.Generator().manual_seed(1), **options)  # fmt: skip
+
+    for method in ("res_2m", "res_3m"):
+        default, ancestral = run(method), run(method, noise_type="ancestral")
+        assert torch.equal(default, run(method, noise_type="sde"))
+        assert abs(default.std() - gaussian.s) < 0.5 * abs(ancestral.std() - gaussian.s)
+    assert torch.equal(run("res_2s"), run("res_2s", noise_type="ancestral"))

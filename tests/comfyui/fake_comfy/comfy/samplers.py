@@ -55,8 +55,10 @@ class KSAMPLER(Sampler):
         k_callback = None
         total_steps = len(sigmas) - 1
         if callback is not None:
+
             def k_callback(x):
                 callback(x["i"], x["denoised"], x["x"], total_steps)
+
         samples = self.sampler_function(model_k, noise, sigmas, extra_args=extra_args,
                                         callback=k_callback, disable=disable_pbar,
                                         **self.extra_options)  # fmt: skip
