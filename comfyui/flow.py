@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
+from res_torch.checks import nonnegative
 from res_torch.errors import NoiseError, SigmasError
 from res_torch.grid import validate_sigmas
-from res_torch.noise import nonnegative
 
 __all__ = ["FIRST_PERCENT", "is_flow", "model_sampling_of", "sample_flow", "ve_sigma"]
 
@@ -60,6 +60,12 @@ def is_flow(model_sampling: Any) -> bool:
     except ImportError:  # not inside ComfyUI
         return False
     return isinstance(model_sampling, CONST)
+
+
+def _flow_time_bound(name: str, value: Any) -> float:
+    """A churn bound ``s_tmin``/``s_tmax`` given in flow time: finite and >= 0, or ``inf``
+    (k-diffusion's default ``s_tmax``: no upper bound)."""
+    return math.inf if value == math.inf else nonnegative(name, value, NoiseError)
 
 
 def ve_sigma(t: float) -> float:
@@ -122,7 +128,7 @@ def sample_flow(
         t, t_hat = _t(info["sigma"]), _t(info["sigma_hat"])
         return callback({**info, "x": x_t, "sigma": t, "sigma_hat": t_hat})
 
-    bounds = {b: nonnegative(b, options[b]) for b in ("s_tmin", "s_tmax") if b in options}
+    bounds = {b: _flow_time_bound(b, options[b]) for b in ("s_tmin", "s_tmax") if b in options}
     if bounds.get("s_tmin", 0.0) >= 1:
         raise NoiseError(f"s_tmin is a flow time and must be < 1, got {bounds['s_tmin']}")
     if bounds.get("s_tmin", 0.0) > bounds.get("s_tmax", math.inf):

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from res_torch.checks import integer
+from res_torch.checks import integer, real
 from res_torch.coefficients import StepCoefficients, erk_steps
 from res_torch.errors import (
     NoiseError,
@@ -136,22 +136,17 @@ def _error_norm(
     return float(torch.linalg.vector_norm(err / delta) / math.sqrt(err.numel()))
 
 
-def _number(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise StepSizeError(f"{name} must be a number, got {value!r:.40}") from None
-    if not math.isfinite(number):
-        raise StepSizeError(f"{name} must be finite, got {number}")
-    return number
-
-
 def _tolerances(sigma_min: Any, sigma_max: Any, rtol: Any, atol: Any, h_min: Any):
     """``sigma_min, sigma_max, rtol, atol, h_min`` as checked floats."""
-    low, high = _number("sigma_min", sigma_min), _number("sigma_max", sigma_max)
+    low, high = (
+        real("sigma_min", sigma_min, StepSizeError),
+        real("sigma_max", sigma_max, StepSizeError),
+    )
     if not 0 < low < high:
         raise SigmasError(f"need 0 < sigma_min < sigma_max, got {low} and {high}")
-    numbers = [_number(n, v) for n, v in (("rtol", rtol), ("atol", atol), ("h_min", h_min))]
+    numbers = [
+        real(n, v, StepSizeError) for n, v in (("rtol", rtol), ("atol", atol), ("h_min", h_min))
+    ]
     if min(numbers) <= 0:
         raise StepSizeError(f"rtol, atol, h_min must be > 0, got {numbers}")
     return low, high, *numbers
@@ -162,15 +157,18 @@ def _controller_options(
 ) -> tuple[float, list[float], float, int]:
     """``h_init, [pcoeff, icoeff, dcoeff], accept_safety`` as checked floats, ``max_steps`` as
     an ``int``."""
-    h = _number("h_init", h_init)
+    h = real("h_init", h_init, StepSizeError)
     if h <= 0:
         raise StepSizeError(f"h_init must be > 0, got {h}")
-    gains = [_number(n, v) for n, v in (("pcoeff", pcoeff), ("icoeff", icoeff), ("dcoeff", dcoeff))]
+    gains = [
+        real(n, v, StepSizeError)
+        for n, v in (("pcoeff", pcoeff), ("icoeff", icoeff), ("dcoeff", dcoeff))
+    ]
     if max(abs(g) for g in gains) > GAIN_MAX:
         raise StepSizeError(f"pcoeff, icoeff, dcoeff must lie in [-{GAIN_MAX:g}, {GAIN_MAX:g}]")
     if sum(gains) <= 0:
         raise StepSizeError(f"pcoeff + icoeff + dcoeff must be > 0, got {sum(gains)}")
-    safety = _number("accept_safety", safety)
+    safety = real("accept_safety", safety, StepSizeError)
     if not 0 < safety <= 1:
         raise StepSizeError(f"accept_safety must be in (0, 1], got {safety}")
     return h, gains, safety, integer("max_steps", max_steps, 1, None, StepSizeError)

@@ -20,7 +20,7 @@ import numbers
 import operator
 from typing import Any
 
-__all__ = ["integer", "positive", "real"]
+__all__ = ["integer", "nonnegative", "positive", "real"]
 
 
 def integer(name: str, value: Any, low: int, high: int | None, error: type[Exception]) -> int:
@@ -60,4 +60,12 @@ def positive(name: str, value: Any, error: type[Exception]) -> float:
     value = real(name, value, error)
     if value <= 0:
         raise error(f"{name} must be finite and > 0, got {value}")
+    return value
+
+
+def nonnegative(name: str, value: Any, error: type[Exception]) -> float:
+    """``value`` as a finite ``float >= 0``, else ``error``."""
+    value = real(name, value, error)
+    if value < 0:
+        raise error(f"{name} must be finite and >= 0, got {value}")
     return value

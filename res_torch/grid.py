@@ -32,8 +32,9 @@ from dataclasses import dataclass
 
 import torch
 
+from res_torch.checks import nonnegative
 from res_torch.errors import NoiseError, SigmasError
-from res_torch.noise import ancestral_step, churn_gamma, nonnegative, sde_step_noise
+from res_torch.noise import ancestral_step, churn_gamma, sde_step_noise
 
 __all__ = ["NOISE_TYPES", "SIGMA_MAX", "SigmasError", "StepGrid", "make_grid", "validate_sigmas"]
 
@@ -149,7 +150,7 @@ def make_grid(
     ``s_noise``; see :func:`res_torch.noise.churn_gamma`) and/or per-step noise (``eta`` with
     ``noise_type`` ``"ancestral"`` or ``"sde"``; see the module docstring)."""
     values = validate_sigmas(sigmas)
-    s_noise = nonnegative("s_noise", s_noise)
+    s_noise = nonnegative("s_noise", s_noise, NoiseError)
     if noise_type not in NOISE_TYPES:
         raise NoiseError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
     sigma, sigma_next = values[:-1], values[1:]

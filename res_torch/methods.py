@@ -112,7 +112,9 @@ class InterpolatedMethod(Method):
     ``D``) interpolated by a polynomial in ``interpolation`` (``"sigma"``, ``"log_sigma"``,
     ``"rho7"`` or ``"grid"``: ``sigma^p`` with ``p`` per step from the grid,
     :func:`res_torch.coefficients.grid_exponents`) through the last ``k_n = min(n + 1,
-    history + 1)`` values (those since noise last entered the run) and integrated
+    history + 1)`` values (in the noise form those since noise last entered the run; the data
+    form reuses ``D`` across noise as RES-2M does, and with ``eta`` its ancestral samples share
+    RES-2M's ancestral bias, :attr:`Method.default_noise_type`) and integrated
     exactly; with ``corrector``, a UniC-style corrector through the new point (no extra
     evaluation) where it is a contraction (``docs/designed_methods.md``).
     ``linearisation_scale`` ``s`` (``None``: PEC) sets the next step's values after a

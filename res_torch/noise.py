@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from res_torch.checks import integer
+from res_torch.checks import integer, nonnegative
 from res_torch.errors import NoiseError
 
 __all__ = [
@@ -28,22 +28,11 @@ __all__ = [
     "ancestral_step",
     "churn_gamma",
     "default_noise_sampler",
-    "nonnegative",
     "resolve_noise_sampler",
     "sde_step_noise",
 ]
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def nonnegative(name: str, value: Any) -> float:
-    """``value`` of the noise option ``name`` as a float, or :class:`NoiseError` unless it is a
-    finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise NoiseError(f"{name} must be a number, got {value!r:.40}")
-    if not math.isfinite(value) or value < 0:
-        raise NoiseError(f"{name} must be finite and >= 0, got {value}")
-    return float(value)
 
 
 def default_noise_sampler(
@@ -95,7 +84,8 @@ def churn_gamma(
     ``s_tmin <= sigma_i <= s_tmax``, else 0. The step then starts from ``sigma_hat = sigma_i
     (1 + gamma_i)`` after adding noise of standard deviation ``sqrt(sigma_hat^2 - sigma_i^2)``.
     """
-    s_churn, s_tmin = nonnegative("s_churn", s_churn), nonnegative("s_tmin", s_tmin)
+    s_churn = nonnegative("s_churn", s_churn, NoiseError)
+    s_tmin = nonnegative("s_tmin", s_tmin, NoiseError)
     if isinstance(s_tmax, bool) or not isinstance(s_tmax, numbers.Real) or not s_tmax >= s_tmin:
         raise NoiseError(f"s_tmax must be a number >= s_tmin, got {s_tmax!r:.40} < {s_tmin}")
     sigmas = _levels("sigmas", sigmas)
@@ -131,7 +121,7 @@ def ancestral_step(
     and fresh noise of standard deviation ``sigma_up`` brings the sample back to ``sigma_to``.
     ``eta = 1`` is DDPM-like ancestral sampling, ``eta = 0`` the ODE.
     """
-    eta = nonnegative("eta", eta)
+    eta = nonnegative("eta", eta, NoiseError)
     sigma_from, sigma_to = _levels("sigma_from", sigma_from), _levels("sigma_to", sigma_to)
     on_host = sigma_from.device.type == "cpu" and sigma_to.device.type == "cpu"  # free to check
     if on_host and not bool(

@@ -100,6 +100,25 @@ def test_stochastic_flow_run_equals_the_ve_equivalent_run(comfy, gaussian, noise
     assert 0 < churned < len(times) - 1  # the bounds select some steps, not all
 
 
+def test_an_infinite_flow_time_s_tmax_is_no_upper_bound(comfy, gaussian, noise):
+    """k-diffusion's default ``s_tmax = inf`` churns wherever ``s_tmin`` allows, as no bound."""
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    times = flow_schedule(ms, 8)
+
+    def run(**bounds):
+        draws = torch.Generator().manual_seed(3)
+        sampler = comfy.samplers.KSAMPLER(
+            comfy.pack.sampler.comfy_sampler("res_2s"),
+            extra_options=dict(s_churn=2.0, s_tmin=0.3, generator=draws, **bounds),
+        )
+        return comfy.guider(ms, gaussian.flow).sample(
+            noise, torch.zeros_like(noise), sampler, times, disable_pbar=True
+        )
+
+    torch.testing.assert_close(run(s_tmax=math.inf), run(), rtol=0, atol=0)
+    assert not torch.equal(run(s_tmax=0.5), run())  # the bound is applied when finite
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_flow_run_is_stepped_in_float32(comfy, gaussian, noise, dtype):
     """From t = 1 the VE state is 3e4 x (past float16's range): the run is done in float32 and

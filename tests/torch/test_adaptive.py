@@ -204,7 +204,7 @@ def _call(gaussian, **kwargs):
         ({"sigma_min": 0.0}, SigmasError, "0 < sigma_min < sigma_max"),
         ({"sigma_min": 90.0}, SigmasError, "0 < sigma_min < sigma_max"),
         ({"sigma_max": math.nan}, StepSizeError, "finite"),
-        ({"sigma_min": "a"}, StepSizeError, "must be a number"),
+        ({"sigma_min": "a"}, StepSizeError, "must be a finite real number"),
         ({"rtol": 0.0}, StepSizeError, "> 0"),
         ({"atol": -1.0}, StepSizeError, "> 0"),
         ({"h_init": 0.0}, StepSizeError, "> 0"),

@@ -33,9 +33,7 @@ def _as_scheduled(scheduler_class, tableau):
     if scheduler_class is not RESMultistepScheduler or not table.is_multistep:
         return tableau
     single_stage = [cached_tableau(name) for name in table.startup]
-    startup = tuple(
-        t.name if t.is_multistep or t.stages == 1 else "ddim" for t in single_stage
-    )
+    startup = tuple(t.name if t.is_multistep or t.stages == 1 else "ddim" for t in single_stage)
     return dataclasses.replace(table, name=f"{table.name}_one_call_start", startup=startup)
 
 

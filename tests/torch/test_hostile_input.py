@@ -225,7 +225,7 @@ SIGMAS = torch.tensor([10.0, 1.0, 0.0])
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda: rt.sample_res_2s(zero, X, SIGMAS, eta="1"), NoiseError, "eta must be a number"),
+        (lambda: rt.sample_res_2s(zero, X, SIGMAS, eta="1"), NoiseError, "eta must be a finite"),
         (lambda: rt.sample_res_2s(zero, X, SIGMAS, eta=-1.0), NoiseError, "eta must be finite"),
         (lambda: rt.sample_res_2s(zero, X, SIGMAS, s_noise=None), NoiseError, "s_noise must"),
         (
@@ -404,7 +404,7 @@ def test_noise_levels_beyond_the_samples_dtype_are_refused():
 
 def test_a_refused_option_stays_refused_after_a_cached_run():
     rt.sample(zero, X, SIGMAS, eta=1.0, disable=True)
-    with pytest.raises(NoiseError, match="eta must be a number"):
+    with pytest.raises(NoiseError, match="eta must be a finite real number"):
         rt.sample(zero, X, SIGMAS, eta=True, disable=True)
 
 

@@ -338,3 +338,9 @@ def test_eta_defaults_to_the_sde_form_for_the_multistep_tableaux(gaussian):
         assert torch.equal(default, run(method, noise_type="sde"))
         assert abs(default.std() - gaussian.s) < 0.5 * abs(ancestral.std() - gaussian.s)
     assert torch.equal(run("res_2s"), run("res_2s", noise_type="ancestral"))
+    # res_pc2_lambda (ancestral only) reuses D across the noise and, its corrector off where
+    # noise enters, takes RES-2M's ancestral steps: it shares their spread (docstring of
+    # InterpolatedMethod)
+    biased = run("res_2m", noise_type="ancestral")
+    torch.testing.assert_close(run("res_pc2_lambda"), biased, rtol=1e-12, atol=1e-12)
+    assert biased.std() > 2 * gaussian.s
