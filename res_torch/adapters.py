@@ -93,6 +93,13 @@ def _on_host(values: torch.Tensor) -> bool:
     return values.device.type == "cpu"
 
 
+def _scaling_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the adapters form ``sigma^2`` and the scalings in: at least float32 (in float16
+    ``sigma^2`` overflows above ``sigma = 256``, and ``1/sqrt(1 + sigma^2)`` would become 0);
+    the network's inputs and the denoised result are cast back to ``x``'s dtype."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
 def _sigma_like(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
     """``sigma`` as a tensor broadcastable against ``x`` (scalar or one value per batch item).
 
@@ -133,9 +140,10 @@ class EDMDenoiser(nn.Module):
         self.sigma_data = positive("sigma_data", sigma_data, AdapterError)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
-        s = _sigma_like(x, sigma).to(x.dtype)
+        s = _sigma_like(x, sigma).to(_scaling_dtype(x))
         c_skip, c_out, c_in, c_noise = edm_preconditioning(s, self.sigma_data)
-        return c_skip * x + c_out * self.net(c_in * x, c_noise.flatten(), **kwargs)
+        output = self.net((c_in * x).to(x.dtype), c_noise.flatten().to(x.dtype), **kwargs)
+        return (c_skip * x + c_out * output).to(x.dtype)
 
 
 class DiscreteSchedule(nn.Module):
@@ -248,8 +256,8 @@ class DiscreteSchedule(nn.Module):
         """``(sigma (batch, 1, ...), x_vp = x / sqrt(1 + sigma^2), t (batch,))``."""
         s = _sigma_like(x, sigma)
         t = self.sigma_to_t(s.flatten().to(torch.float64)).to(device=x.device, dtype=x.dtype)
-        s = s.to(x.dtype)
-        return s, x * (1 + s**2).rsqrt(), t
+        s = s.to(_scaling_dtype(x))
+        return s, (x * (1 + s**2).rsqrt()).to(x.dtype), t
 
 
 class DiscreteEpsDenoiser(DiscreteSchedule):
@@ -267,7 +275,7 @@ class DiscreteEpsDenoiser(DiscreteSchedule):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s, x_vp, t = self._network_inputs(x, sigma)
-        return denoised_from_output("epsilon", self.net(x_vp, t, **kwargs), x, s)
+        return denoised_from_output("epsilon", self.net(x_vp, t, **kwargs), x, s).to(x.dtype)
 
 
 class DiscreteVDenoiser(DiscreteSchedule):
@@ -284,7 +292,7 @@ class DiscreteVDenoiser(DiscreteSchedule):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s, x_vp, t = self._network_inputs(x, sigma)
-        return denoised_from_output("v_prediction", self.net(x_vp, t, **kwargs), x, s)
+        return denoised_from_output("v_prediction", self.net(x_vp, t, **kwargs), x, s).to(x.dtype)
 
 
 class FlowDenoiser(nn.Module):

@@ -43,7 +43,17 @@ Options shared by all samplers:
   the first writing a new tensor: the loop never writes into a tensor the model has received
   (a model, cache or hook may keep its input, as k-diffusion allows), nor into the caller's
   input or an iterate a callback has seen. Only the corrected iterate of a predictor–corrector
-  step, which the model never sees, is updated in place.
+  step, which the model never sees, is updated in place. The model's ``sigma`` vectors and the
+  callback's ``sigma_hat`` are entries of those cached tables: a model or callback that writes
+  into them (``sigma *= c``) changes no later call, the loop restores the values
+  (:mod:`res_torch.steppers`). The caches are built outside inference mode, so a
+  run under ``torch.inference_mode()`` (as ComfyUI samples) leaves them usable by runs that
+  record autograd.
+* Autograd: unlike k-diffusion's samplers (decorated with ``torch.no_grad()``), these record
+  the model's graph when autograd is on, so a loss on the sample can be differentiated through
+  sampling (tested against the all-fresh path). For plain inference wrap the call in
+  ``torch.no_grad()`` or ``torch.inference_mode()``, as ComfyUI and diffusers pipelines do:
+  otherwise a network with parameters keeps every step's activations.
 * ``extra_args`` with a ``"seed"`` (ComfyUI passes one) and neither ``generator`` nor
   ``noise_sampler``: the noise is drawn from a generator seeded with it (as ComfyUI's samplers
   do); ``extra_args`` still reaches the model unchanged.
@@ -141,8 +151,9 @@ def planned(
         if entry is not None and entry[0] is owner:
             _PLANS.move_to_end(key)
             return entry[1], entry[2]
-    grid = make_grid(values, **options)
-    table = coefficients(method, grid, dict(numbers))
+    with torch.inference_mode(False):  # cached: usable by later runs that record autograd
+        grid = make_grid(values, **options)
+        table = coefficients(method, grid, dict(numbers))
     with _PLANS_LOCK:
         _PLANS[key] = (owner, grid, table)
         if len(_PLANS) > PLAN_CACHE_SIZE:

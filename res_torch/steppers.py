@@ -61,8 +61,38 @@ def _split(table: torch.Tensor, leaf_ndim: int = 0) -> list:
 
 
 def _on_device(table: torch.Tensor, x: torch.Tensor) -> list:
-    """``table`` moved to ``x``'s device once, as nested lists of 0-d tensors (views)."""
-    return _split(table.to(device=x.device, dtype=_coefficient_dtype(x)))
+    """``table`` copied to ``x``'s device once, as nested lists of 0-d tensors (views)."""
+    return _split(table.to(device=x.device, dtype=_coefficient_dtype(x), copy=True))
+
+
+class _HandedOut:
+    """The device tables whose entries the loop hands out: the model's sigma vectors and the
+    callback's ``sigma_hat``. k-diffusion makes these fresh for every call; here they are cached
+    across runs, so a model or callback that writes into its argument (``sigma *= c``) would
+    change every later call. A write shows in the tensor's version counter (shared by all views
+    of a table); :meth:`repair` then copies the host values back, before the loop reads them
+    again. Reading the counters costs no device work."""
+
+    def __init__(self) -> None:
+        self.tables: list[tuple[torch.Tensor, torch.Tensor]] = []  # (device, host float64)
+        self.versions: list[int] = []
+
+    def add(self, host: torch.Tensor, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``host`` (rows of values, expanded along ``x``'s batch for a 2-d ``host``) on the
+        device, watched."""
+        device = host.to(device=x.device, dtype=dtype, copy=True)
+        if host.ndim == 2:
+            device = device.expand(-1, x.shape[0]).contiguous()
+        self.tables.append((device, host))
+        self.versions.append(device._version)
+        return device
+
+    def repair(self) -> None:
+        for k, (device, host) in enumerate(self.tables):
+            if device._version != self.versions[k]:
+                with torch.no_grad():
+                    device.copy_(host.to(device.dtype).expand_as(device))
+                self.versions[k] = device._version
 
 
 LERP_AMPLIFICATION_LIMIT = 4.0
@@ -198,12 +228,12 @@ class _Tables:
         numbers = _Numbers()
         self.steps = [_StepPlan(step, numbers) for step in table.steps]
         scalars = numbers.on_device(x)
+        self.handed_out = _HandedOut()
         host = torch.tensor(numbers.values or [0.0], dtype=torch.float64)
-        vectors = host.to(device=x.device, dtype=x.dtype)[:, None].expand(-1, x.shape[0])
-        vectors = list(vectors.contiguous().unbind(0))
+        vectors = list(self.handed_out.add(host[:, None], x, x.dtype).unbind(0))
         for step in self.steps:
             step.resolve(scalars, vectors)
-        self.sigma_hat = _on_device(grid.sigma_hat, x)
+        self.sigma_hat = _split(self.handed_out.add(grid.sigma_hat, x, _coefficient_dtype(x)))
         self.noise = _GridNoise(grid, x)
 
 
@@ -212,11 +242,21 @@ class _Evaluator:
     (:func:`~res_torch.reference.checked_output`: shape, floating dtype, device; cast to the
     sample's dtype)."""
 
-    def __init__(self, model: Denoiser, x: torch.Tensor, extra_args: dict) -> None:
+    def __init__(
+        self,
+        model: Denoiser,
+        x: torch.Tensor,
+        extra_args: dict,
+        handed_out: _HandedOut | None = None,
+    ) -> None:
         self.model, self.extra_args, self.like = model, extra_args, x
+        self.handed_out = handed_out
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return checked_output(self.model(x, sigma, **self.extra_args), self.like)
+        output = self.model(x, sigma, **self.extra_args)
+        if self.handed_out is not None:  # the sigma vectors are cached tables
+            self.handed_out.repair()
+        return checked_output(output, self.like)
 
 
 class _GridNoise:
@@ -261,7 +301,8 @@ def _device_tables(grid: StepGrid, coefficients: Any, x: torch.Tensor, build: Ca
         if entry is not None and entry[0] is grid and entry[1] is coefficients:
             _TABLES.move_to_end(key)
             return entry[2]
-    tables = build(grid, coefficients, x)
+    with torch.inference_mode(False):  # cached: usable by later runs that record autograd
+        tables = build(grid, coefficients, x)
     with _TABLES_LOCK:
         _TABLES[key] = (grid, coefficients, tables)
         if len(_TABLES) > TABLE_CACHE_SIZE:
@@ -393,7 +434,7 @@ def run(
         noise_sampler = checked_noise_sampler(noise_sampler, x)
     tables = _device_tables(grid, table, x, _Tables)
     sigma_hat, noise, kind = tables.sigma_hat, tables.noise, table.prediction
-    evaluate = _Evaluator(model, x, extra_args)
+    evaluate = _Evaluator(model, x, extra_args, tables.handed_out)
     ownership = _Ownership(callback)
     keep = table.history
     history: list[torch.Tensor] = []
@@ -413,6 +454,7 @@ def run(
                 {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat[i],
                  "denoised": denoised}
             )  # fmt: skip
+            tables.handed_out.repair()
         if step.denoising:
             x = denoised
             ownership.made(fresh=False)

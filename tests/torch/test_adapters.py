@@ -20,6 +20,7 @@ from res_torch.adapters import (
     FlowDenoiser,
     edm_preconditioning,
 )
+from res_torch.schedules import alphas_cumprod_from_betas
 
 BATCH = 3
 
@@ -139,6 +140,31 @@ def test_adapters_are_exact_for_standard_gaussian_data(sigma):
         FlowDenoiser(velocity),
     ):
         torch.testing.assert_close(model(x, sigma), expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_adapters_form_their_scalings_in_float32_for_half_precision_samples(dtype):
+    """At sigma = 300 (inside a cosine schedule's range, sigma_max 2e4) ``sigma^2`` overflows
+    float16: the scalings are formed in float32, so D of standard Gaussian data stays
+    ``x/(1 + sigma^2)`` (it was 0) and comes back in the sample's dtype."""
+    alphas_cumprod = alphas_cumprod_from_betas(1000, beta_schedule="squaredcos_cap_v2")
+    sigma = 300.0
+
+    def eps(x_vp, t):
+        return (1 - _per_item(_abar_at(t.double(), alphas_cumprod), x_vp)).sqrt() * x_vp
+
+    x = _noisy(sigma, dtype)
+    expected = x.double() / (1 + sigma**2)  # about 0.003; x itself is about 300
+    # D = x - sigma eps cancels two numbers of size 300 whose half-precision ulp is 0.25: the
+    # eps form keeps only that absolute accuracy (before, eps(0) = 0 gave D = x)
+    for model, atol in (
+        (DiscreteEpsDenoiser(eps, alphas_cumprod), 4 * sigma * 2.0**-8),
+        (DiscreteVDenoiser(lambda x_vp, t: torch.zeros_like(x_vp), alphas_cumprod), 1e-5),
+        (EDMDenoiser(lambda x_in, c_noise: torch.zeros_like(x_in), sigma_data=1.0), 1e-5),
+    ):
+        out = model(x, torch.full((BATCH,), sigma, dtype=dtype))
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.double(), expected, rtol=0.02, atol=atol)
 
 
 def test_edm_with_zero_network_is_the_gaussian_posterior_mean():

@@ -177,3 +177,51 @@ def test_inputs_the_model_received_are_never_written_later(gaussian, method):
     torch.testing.assert_close(
         out, sample(gaussian.denoiser, x, sigmas, method=method, disable=True), rtol=0, atol=0
     )
+
+
+@pytest.mark.parametrize("method", ["res_2s", "res_2m", "ipndm", "res_pc4_grid"])
+def test_a_run_under_inference_mode_leaves_the_cached_tables_usable_with_autograd(method):
+    """ComfyUI samples under ``torch.inference_mode()``; the tables cached by that run must not
+    be inference tensors, which a later run that records autograd could not save."""
+    clear_plan_cache()
+    sigmas = get_sigmas_karras(6, 0.01, 10.0, dtype=torch.float64)
+    x = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    scale = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+
+    def model(x, sigma):
+        return scale * x / (1 + sigma[:, None] ** 2)
+
+    with torch.inference_mode():
+        first = sample(model, x, sigmas, method=method, disable=True)
+    out = sample(model, x, sigmas, method=method, disable=True)
+    (grad,) = torch.autograd.grad(out.sum(), scale)
+    assert torch.isfinite(grad) and torch.equal(out.detach(), first)
+
+
+@pytest.mark.parametrize("method", ["res_2s", "res_2m", "res_pc4_grid"])
+def test_a_model_or_callback_that_writes_into_its_sigma_changes_no_later_call(gaussian, method):
+    """k-diffusion hands every call fresh noise levels; here they are cached tables, so a write
+    into one (``sigma *= c`` in a model, in a callback) is undone before the loop reads it
+    again: every call sees the schedule's level, and repeated runs agree."""
+    sigmas = get_sigmas_karras(7, 0.002, 80.0, dtype=torch.float64)
+    x = 80 * torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    seen: list[torch.Tensor] = []
+
+    def writing(x, sigma):
+        seen.append(sigma.clone())
+        level = sigma.view(-1, 1)
+        level /= 80.0  # the time this network wants, computed in place
+        return gaussian.denoiser(x, level * 80.0)
+
+    def scribbling(info):
+        info["sigma_hat"].zero_()
+
+    clean = sample(gaussian.denoiser, x, sigmas, method=method, disable=True)
+    for _ in range(2):
+        seen.clear()
+        out = sample(writing, x, sigmas, method=method, disable=True, callback=scribbling)
+        torch.testing.assert_close(out, clean, rtol=1e-15, atol=1e-13)
+    clean_levels: list[torch.Tensor] = []
+    sample(lambda y, s: clean_levels.append(s.clone()) or gaussian.denoiser(y, s), x, sigmas,
+           method=method, disable=True)  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(seen, clean_levels, strict=True))
