@@ -89,6 +89,12 @@ def _sample_parameters(tableau: ExpTableau, rng: random.Random) -> dict[sp.Symbo
     return values
 
 
+def _irrational(expr: sp.Expr) -> bool:
+    """Whether ``expr`` holds a constant that is not rational (a root of a number, ``pi``)."""
+    roots = any(p.base.is_number and not p.exp.is_Integer for p in expr.atoms(sp.Pow))
+    return roots or any(not n.is_Rational for n in expr.atoms(sp.Number, sp.NumberSymbol))
+
+
 def taylor_coefficients(
     expr: sp.Expr, variables: tuple[sp.Symbol, ...], degree: int
 ) -> list[sp.Expr]:
@@ -116,6 +122,8 @@ def taylor_coefficients(
     domain = QQ.frac_field(*fractional) if fractional else QQ
     if polynomial:
         domain = domain.poly_ring(*polynomial)
+    if _irrational(expr):  # sqrt(2)/2 as a node: SymPy's expression domain, exact but slower
+        domain = sp.EX
     ring, *gens = sp.polys.rings.ring(vs, domain)
     of = dict(zip(vs, gens, strict=True))
 

@@ -94,7 +94,7 @@ def embedded_pair(tableau: ExpTableau, case: str = "scalar") -> EmbeddedPair:
     p = main.stiff_order if case == "operator" else main.scalar_order
     if p < 2:
         raise TableauError(f"{tableau.name} has order {p}: no lower order to embed")
-    base = replace(tableau, b_embedded=None, _report_cache={})
+    base = replace(tableau, b_embedded=None)
     defaults = {par.name: par.default for par in tableau.parameters}
     tried: list[tuple[tuple[int, ...], str]] = []
     best: tuple[float, tuple[int, ...], ExpTableau, OrderReport] | None = None

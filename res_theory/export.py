@@ -13,6 +13,7 @@ checks the committed files).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import mpmath
 import sympy as sp
 
 from res_theory import __version__
-from res_theory.load import parse_expression
+from res_theory.load import TABLEAU_NAME, parse_expression
 from res_theory.phi import phi_mp
 from res_theory.tableau import ExpTableau, TableauError, phi_terms
 
@@ -164,11 +165,21 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def export(tableau: ExpTableau, out: Path = DEFAULT_OUT) -> Path:
-    """Write ``out/NAME.json``; returns the path."""
+    """Write ``out/NAME.json``; returns the path. ``NAME`` must be a file name the readers
+    accept (``[a-z0-9_]+``: no path separators); the file is written in UTF-8 and replaced
+    whole (a failed export leaves an existing file as it was)."""
+    if not isinstance(tableau.name, str) or not TABLEAU_NAME.match(tableau.name):
+        raise TableauError(f"a tableau name must match [a-z0-9_]+, got {tableau.name!r:.60}")
+    try:
+        text = dumps(tableau_document(tableau)).encode("utf-8")
+    except UnicodeEncodeError:
+        raise TableauError(f"{tableau.name}: a string holds a lone surrogate") from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{tableau.name}.json"
-    path.write_text(dumps(tableau_document(tableau)))
+    partial = path.with_suffix(".json.partial")
+    partial.write_bytes(text)
+    os.replace(partial, path)
     return path
 
 

@@ -46,13 +46,14 @@ CONSISTENCY_TOLERANCE = mpmath.mpf("1e-30")
 _ZERO_SCALE = mpmath.mpf("1e-35")
 _SAME_SCALE = mpmath.mpf("1e-30")
 
-_NAME = re.compile(r"^[a-z0-9_]+$")
+TABLEAU_NAME = re.compile(r"^[a-z0-9_]+\Z")
+"""A tableau's name: its file's stem."""
 _FLOAT_MAX = sys.float_info.max
-_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED = re.compile(r"^(sqrt|Z|h|z[0-9]+)$")
+_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_RESERVED = re.compile(r"^(sqrt|Z|h|z[0-9]+)\Z")
 """Names a parameter cannot take: the grammar's ``sqrt`` and the checker's variables ``Z``, ``h``,
 ``z1, z2, ...`` (``res_theory.check``)."""
-_DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+_DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
 _REQUIRED_KEYS = (
     "format", "format_version", "name", "kind", "stages", "parameters", "c", "c_float", "A", "b",
 )  # fmt: skip
@@ -275,13 +276,18 @@ def _fold(
     return total
 
 
+def _exact_literal(node: tuple) -> sp.Rational:
+    """The exact value of a number literal. A literal that is 0 in float64 is exactly 0 (the
+    parser refuses nonzero ones that underflow), read without its exponent: SymPy would build
+    ``10**N`` for ``"0eN"``, which for a ten-digit ``N`` never finishes."""
+    _, value, text = node
+    if value == 0:
+        return sp.Integer(0)
+    return sp.Integer(text) if text.isdigit() else sp.Rational(text)
+
+
 def _sympy(tree: tuple) -> sp.Expr:
-    return _fold(
-        tree,
-        lambda n: sp.Integer(n[2]) if n[2].isdigit() else sp.Rational(n[2]),  # exact decimal
-        sp.Symbol,
-        sp.sqrt,
-    )
+    return _fold(tree, _exact_literal, sp.Symbol, sp.sqrt)
 
 
 def _float(tree: tuple, values: Mapping[str, float]) -> float:
@@ -297,7 +303,7 @@ def _float(tree: tuple, values: Mapping[str, float]) -> float:
 
 def _mp(tree: tuple, values: Mapping[str, mpmath.mpf]) -> mpmath.mpf:
     """mpmath value at the working precision; ``ZeroDivisionError``/``ValueError`` if undefined."""
-    value = _fold(tree, lambda n: mpmath.mpf(n[2]), values.__getitem__, mpmath.sqrt)
+    value = _fold(tree, lambda n: mpmath.mpf(_exact_literal(n)), values.__getitem__, mpmath.sqrt)
     if not isinstance(value, mpmath.mpf) or not mpmath.isfinite(value):
         raise ValueError("not a finite real number")
     return value
@@ -396,7 +402,7 @@ class _Reader:
         if type(data["format_version"]) is not int or data["format_version"] != 1:
             raise self.fail(f"unsupported format_version {data['format_version']!r:.20}")
         name = data["name"]
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not TABLEAU_NAME.match(name):
             raise self.fail(f"'name' must match [a-z0-9_]+, got {name!r:.40}")
         kind = data["kind"]
         if kind not in ("singlestep", "multistep"):
@@ -439,7 +445,7 @@ class _Reader:
             self.string(x, f"startup[{i}]")
             for i, x in enumerate(self.list(data.get("startup", []), "'startup'", limit=MAX_STAGES))
         ]
-        if any(not _NAME.match(x) for x in startup):
+        if any(not TABLEAU_NAME.match(x) for x in startup):
             raise self.fail("startup entries must be tableau names ([a-z0-9_]+)")
         history = [spec["name"] for spec in specs if spec["role"] == "history_node"]
         if kind == "multistep":
@@ -693,13 +699,16 @@ def load(path: str | Path) -> ExpTableau:
     """Read a ``res-tableau`` JSON file; raises :class:`TableauError` on any malformed input."""
     path = Path(path)
     origin = str(path) if len(str(path)) <= 60 else "..." + str(path)[-60:]
-    if path.exists() and not path.is_file():  # a directory or FIFO would hang or fail late
-        raise TableauError(f"no tableau file at {origin} (not a regular file)")
     try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise TableauError(f"no tableau file at {origin} ({exc.strerror})") from None
+        regular = not path.exists() or path.is_file()  # a directory or FIFO would hang
+        if regular:
+            with path.open("rb") as file:
+                raw = file.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise TableauError(f"no tableau file at {origin} ({reason})") from None
+    if not regular:
+        raise TableauError(f"no tableau file at {origin} (not a regular file)")
     if len(raw) > MAX_FILE_BYTES:
         raise TableauError(f"{origin}: file larger than {MAX_FILE_BYTES} bytes")
     try:
@@ -726,4 +735,8 @@ def load(path: str | Path) -> ExpTableau:
         raise TableauError(f"{origin}: JSON nested deeper than {MAX_JSON_DEPTH}") from None
     except ValueError as exc:
         raise TableauError(f"{origin}: not valid JSON ({str(exc)[:80]})") from None
+    try:  # JSON's \ud800 escapes can make lone surrogates, which a re-export cannot write
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise TableauError(f"{origin}: a string holds a lone surrogate") from None
     return from_document(data, origin=origin)

@@ -200,7 +200,9 @@ class ExpTableau:
     source: str = ""
     derivation: str = ""
     b_embedded: tuple[sp.Expr, ...] | None = None
-    _report_cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # not an init field: dataclasses.replace builds a new, empty one (a changed tableau's report
+    # must not be the old one's)
+    _report_cache: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "c", tuple(sp.sympify(x) for x in self.c))
@@ -310,7 +312,11 @@ class ExpTableau:
         subs = {p.symbol: params[p.symbol] for p in self.parameters if p.name in values}
 
         def sub(x: sp.Expr) -> sp.Expr:
-            return sp.expand(x.subs(subs)) if subs else x
+            value = sp.expand(x.subs(subs)) if subs else x
+            if value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+                shown = ", ".join(f"{k}={v}" for k, v in values.items())
+                raise TableauError(f"{self.name} is undefined at {shown:.80} (division by zero)")
+            return value
 
         return replace(
             self,
@@ -319,7 +325,6 @@ class ExpTableau:
             b=tuple(sub(x) for x in self.b),
             b_embedded=None if self.b_embedded is None else tuple(sub(x) for x in self.b_embedded),
             parameters=tuple(p for p in self.parameters if p.name not in values),
-            _report_cache={},
         )
 
     # -- the h -> 0 limit ------------------------------------------------------------------------
@@ -333,7 +338,6 @@ class ExpTableau:
             title=f"{self.title}, embedded weights",
             b=self.b_embedded,
             b_embedded=None,
-            _report_cache={},
         )
 
     def classical(
@@ -349,6 +353,10 @@ class ExpTableau:
 
     # -- questions -------------------------------------------------------------------------------
     def report(self, max_order: int = 4) -> OrderReport:
+        """:func:`res_theory.check.check` up to ``max_order`` (cached per ``max_order``). The
+        questions below answer within that bound: a method of higher order reports
+        ``max_order`` and has no error coefficient there (``luan_ostermann5`` needs
+        ``max_order=5``)."""
         from res_theory.check import check
 
         key = max_order
@@ -357,7 +365,8 @@ class ExpTableau:
         return self._report_cache[key]
 
     def stiff_order(self, max_order: int = 4) -> int:
-        """Stiff order (operator case, Hochbruck–Ostermann conditions, uniform in ``Z``)."""
+        """Stiff order (operator case, Hochbruck–Ostermann conditions, uniform in ``Z``), at
+        most ``max_order``."""
         return self.report(max_order).stiff_order
 
     order = stiff_order
@@ -371,5 +380,6 @@ class ExpTableau:
         return self.report(max_order).classical_order
 
     def error_coefficient(self, max_order: int = 4) -> sp.Expr | None:
-        """Leading Taylor term of the first condition that does not hold identically (or None)."""
+        """Leading Taylor term of the first condition that does not hold identically; ``None``
+        when every condition up to ``max_order`` holds (ask again with a larger one)."""
         return self.report(max_order).error_coefficient()

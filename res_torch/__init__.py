@@ -36,6 +36,7 @@ from res_torch.phi import phi
 from res_torch.recommend import AUTO_TABLE, recommend
 from res_torch.samplers import (
     SAMPLERS,
+    clear_plan_cache,
     sample,
     sample_ddim,
     sample_deis,
@@ -107,6 +108,7 @@ __all__ = [
     "UnknownMethodError",
     "ancestral_step",
     "available_tableaux",
+    "clear_plan_cache",
     "churn_gamma",
     "coefficients",
     "default_noise_sampler",

@@ -240,10 +240,11 @@ def _placed(weights: Sequence[float], back: Sequence[int]) -> list[float]:
     return placed
 
 
-def _lower_order(method: Tableau, values: int) -> Tableau:
-    """The one-evaluation method of ``method``'s start-up with ``values`` history values (DDIM
+def _lower_order(startup: Sequence[Tableau], values: int) -> Tableau:
+    """The one-evaluation method of the run's start-up chain ``startup`` (the main tableau's,
+    whose entry ``k`` needs at most ``k`` history values) for ``values`` history values (DDIM
     in place of a multi-stage single-step one)."""
-    lower = method.startup_tableaux(cached_tableau)[values]
+    lower = startup[values]
     return lower if lower.is_multistep or lower.stages == 1 else cached_tableau("ddim")
 
 
@@ -281,9 +282,10 @@ def _multistep(
             nodes = _looked_at(lam_list, m, m + 1, method.stages)
             offsets[m] = history_offsets(nodes, nodes[0] + step_list[m], method.stages - 1)
             if len(offsets[m]) < method.stages - 1:
-                methods[m] = _lower_order(method, len(offsets[m]))
-    for name in dict.fromkeys(method.name for method in methods):
-        index = [m for m in range(n_steps) if methods[m].name == name and not denoising[m]]
+                methods[m] = _lower_order(startup, len(offsets[m]))
+    # grouped by identity: two start-up files may carry the same "name"
+    for group in dict.fromkeys(id(method) for method in methods):
+        index = [m for m in range(n_steps) if id(methods[m]) == group and not denoising[m]]
         if not index:
             continue
         method = methods[index[0]]

@@ -125,7 +125,7 @@ ODE = NoiseOptions()
 
 PLAN_CACHE_SIZE = 32
 """How many (method, parameters, sigmas, noise options) coefficient tables are kept."""
-_PLANS: OrderedDict[tuple, tuple[object, StepGrid, Coefficients]] = OrderedDict()
+_PLANS: OrderedDict[tuple, tuple[tuple, StepGrid, Coefficients]] = OrderedDict()
 _PLANS_LOCK = threading.Lock()
 
 
@@ -143,19 +143,22 @@ def planned(
         numbers.append((name, parameter_number(name, value)))
     options = noise.grid_options()
     owner = method.tableau if method.tableau is not None else method
+    # the start-up files as they are now (cached_tableau reads an edited file anew)
+    startup = method.tableau.startup_tableaux(cached_tableau) if method.tableau else ()
+    sources = (owner, *startup)
     # typed: True == 1 hashes alike, and a cached plan must not let a refused option through
     typed = tuple(sorted((name, type(v).__name__, v) for name, v in options.items()))
-    key = (id(owner), tuple(numbers), tuple(values.tolist()), typed)
+    key = (tuple(map(id, sources)), tuple(numbers), tuple(values.tolist()), typed)
     with _PLANS_LOCK:
         entry = _PLANS.get(key)
-        if entry is not None and entry[0] is owner:
+        if entry is not None and all(a is b for a, b in zip(entry[0], sources, strict=True)):
             _PLANS.move_to_end(key)
             return entry[1], entry[2]
     with torch.inference_mode(False):  # cached: usable by later runs that record autograd
         grid = make_grid(values, **options)
         table = coefficients(method, grid, dict(numbers))
     with _PLANS_LOCK:
-        _PLANS[key] = (owner, grid, table)
+        _PLANS[key] = (sources, grid, table)
         if len(_PLANS) > PLAN_CACHE_SIZE:
             _PLANS.popitem(last=False)
     return grid, table

@@ -57,7 +57,7 @@ __all__ = [
 
 FORMAT = "res-tableau"
 FORMAT_VERSION = 1
-_NAME = re.compile(r"^[a-z0-9_]+$")
+_NAME = re.compile(r"^[a-z0-9_]+\Z")
 
 MAX_FILE_BYTES = 1_000_000
 """Largest tableau file read (bytes)."""
@@ -179,7 +179,7 @@ class Tableau:
                 f"it has {sorted(known) or 'none'}"
             )
         values = {name: float(p.default()) for name, p in known.items()}
-        values.update({k: parameter_number(k, v) for k, v in overrides.items()})
+        values.update({k: float(parameter_number(k, v)) for k, v in overrides.items()})
         for name, value in values.items():
             known[name].check(value)
         return values
@@ -316,7 +316,11 @@ def parameter_number(name: str, value: Any) -> float | int:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TableauError(f"parameter {name} must be a number, got {value!r:.40}")
-    return int(value) if isinstance(value, numbers.Integral) else float(value)
+    if isinstance(value, numbers.Integral):
+        if abs(value) > 2**53:  # beyond float64's integers (and its range, for a huge int)
+            raise TableauError(f"parameter {name} must be at most 2^53 in size, got {value!r:.40}")
+        return int(value)
+    return float(value)
 
 
 def load_tableau(name_or_path: str | os.PathLike) -> Tableau:
@@ -344,19 +348,22 @@ def read_document(path: str | os.PathLike) -> Any:
     a tableau; a missing file, a directory or a FIFO is a :class:`TableauError`."""
     path = Path(path)
     origin = _clip(str(path))
-    if path.exists() and not path.is_file():  # a directory or FIFO would hang or fail late
-        raise TableauError(f"no tableau file at {origin} (not a regular file)")
     try:
-        with path.open("rb") as file:
-            raw = file.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise TableauError(f"no tableau file at {origin} ({exc.strerror})") from None
+        regular = not path.exists() or path.is_file()  # a directory or FIFO would hang
+        if regular:
+            with path.open("rb") as file:
+                raw = file.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise TableauError(f"no tableau file at {origin} ({reason})") from None
+    if not regular:
+        raise TableauError(f"no tableau file at {origin} (not a regular file)")
     return decode_document(raw, origin)
 
 
 def decode_document(raw: bytes, origin: str = "<data>") -> Any:
     """The JSON value of a file's bytes: at most :data:`MAX_FILE_BYTES`, UTF-8, standard JSON
-    (no ``NaN``/``Infinity``), nested at most :data:`MAX_JSON_DEPTH` deep; else
+    (no ``NaN``/``Infinity``, no lone surrogates), nested at most :data:`MAX_JSON_DEPTH` deep; else
     :class:`TableauError`."""
     if len(raw) > MAX_FILE_BYTES:
         raise TableauError(f"{origin}: file larger than {MAX_FILE_BYTES} bytes")
@@ -384,11 +391,12 @@ def decode_document(raw: bytes, origin: str = "<data>") -> Any:
         raise TableauError(f"{origin}: JSON nested deeper than {MAX_JSON_DEPTH}") from None
     except ValueError as exc:
         raise TableauError(f"{origin}: not valid JSON ({str(exc)[:80]})") from None
-    _check_depth(data, origin)
+    _check_structure(data, origin)
     return data
 
 
-def _check_depth(data: Any, origin: str) -> None:
+def _check_structure(data: Any, origin: str) -> None:
+    """Nesting at most :data:`MAX_JSON_DEPTH` deep, every string valid Unicode."""
     stack = [(data, 1)]
     while stack:
         value, depth = stack.pop()
@@ -397,6 +405,20 @@ def _check_depth(data: Any, origin: str) -> None:
         if isinstance(value, dict | list):
             children = value.values() if isinstance(value, dict) else value
             stack.extend((child, depth + 1) for child in children)
+            if isinstance(value, dict):
+                stack.extend((key, depth) for key in value)
+        elif isinstance(value, str) and not _encodable(value):
+            raise TableauError(f"{origin}: a string holds a lone surrogate ({value[:20]!a})")
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (JSON's ``\\ud800`` escapes can make lone surrogates,
+    which no UTF-8 file can hold: a re-export would fail)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _clip(text: str, limit: int = 60) -> str:
@@ -481,7 +503,7 @@ class _Reader:
 
     # -- the document --------------------------------------------------------------------------
     def tableau(self, data: Any) -> Tableau:
-        _check_depth(data, self.origin)
+        _check_structure(data, self.origin)
         if not isinstance(data, dict) or data.get("format") != "res-tableau":
             raise self.fail("not a res-tableau document ('format' must be 'res-tableau')")
         data = self.object(data, "the document", _REQUIRED_KEYS, _OPTIONAL_KEYS)
@@ -720,11 +742,11 @@ _OPTIONAL_KEYS = (
 _PARAMETER_KEYS = ("lower", "upper", "lower_inclusive", "upper_inclusive", "description", "role")
 _TERM_KEYS = ("coefficient", "coefficient_float", "k", "scale", "scale_float")
 _FLOAT_MAX = sys.float_info.max
-_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED = re.compile(r"^(sqrt|Z|h|z[0-9]+)$")
+_PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_RESERVED = re.compile(r"^(sqrt|Z|h|z[0-9]+)\Z")
 """Names a parameter cannot take (``docs/tableau_format.md``): ``sqrt`` and the variables of the
 order-condition checker, ``Z``, ``h``, ``z1, z2, ...``."""
-_DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+_DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
 
 
 def consistency_points(parameters: tuple[Parameter, ...]) -> list[dict[str, float]]:

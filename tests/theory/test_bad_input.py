@@ -120,3 +120,63 @@ def test_load_round_trip_and_malformed_json(tmp_path) -> None:
         load(bad)
     with pytest.raises(TableauError, match="no tableau file"):
         load(tmp_path / "absent.json")
+
+
+def test_a_zero_literal_with_a_huge_exponent_is_read_at_once(tmp_path) -> None:
+    """``0e9999999999`` is 0; SymPy's ``Rational("0eN")`` would build ``10**N`` first (hours)."""
+    import json
+    from importlib import resources
+
+    from res_theory.load import load
+    from res_theory.tableau import exact_value
+
+    assert exact_value("0e9999999999") == 0 and exact_value("2.5e-3") == sp.Rational(1, 400)
+    data = json.loads((resources.files("res_torch") / "tableaux" / "res_2s.json").read_text())
+    data["b"][1][0]["coefficient"] = "1/c2 + 0e9999999999"
+    (tmp_path / "res_2s.json").write_text(json.dumps(data))
+    assert load(tmp_path / "res_2s.json").stiff_order() == 2
+
+
+def test_an_irrational_node_is_checked_exactly() -> None:
+    """``c2 = sqrt(2)/2``: the checker's series run over SymPy's expression domain."""
+    irrational = library.get("res_2s").at(c2="sqrt(2)/2")
+    assert irrational.stiff_order(max_order=3) == 2
+    assert sp.simplify(irrational.c[1] - sp.sqrt(2) / 2) == 0
+
+
+def test_parameters_where_the_coefficients_divide_by_zero_are_refused() -> None:
+    with pytest.raises(TableauError, match="undefined at c2=-1, c3=-1"):
+        library.get("res_3m").at(c2=-1, c3=-1)
+
+
+def test_a_replaced_tableau_does_not_keep_the_old_order_report() -> None:
+    from dataclasses import replace
+
+    ho4 = library.get("hochbruck_ostermann4")
+    assert ho4.order() == 4
+    euler_weights = replace(ho4, name="mine", b=(phi(1, Z),) + (0,) * (ho4.stages - 1))
+    assert euler_weights.order() == 1
+
+
+@pytest.mark.parametrize("name", ["../escaped", "Res2S Third", "res_2s\n"])
+def test_export_refuses_names_the_readers_would_refuse(tmp_path, name) -> None:
+    from dataclasses import replace
+
+    from res_theory.export import export
+
+    with pytest.raises(TableauError, match=r"must match \[a-z0-9_\]\+"):
+        export(replace(library.get("res_2s"), name=name), tmp_path / "out")
+    assert not (tmp_path / "escaped.json").exists()
+
+
+def test_export_of_a_title_no_file_can_hold_leaves_the_old_file(tmp_path) -> None:
+    from dataclasses import replace
+
+    from res_theory.export import export
+
+    tableau = library.get("res_2s")
+    path = export(tableau, tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(TableauError, match="lone surrogate"):
+        export(replace(tableau, title="\ud800"), tmp_path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -104,6 +104,32 @@ def test_invalid_parameters_and_files(tmp_path):
     good = tmp_path / "res_2s.json"
     good.write_text(json.dumps(_res_2s()))
     assert load_tableau(good).stages == 2
+    with pytest.raises(TableauError, match="at most 2\\^53"):
+        load_tableau(good).parameter_values(c2=10**400)  # an int float64 cannot hold
+    assert isinstance(load_tableau(good).parameter_values(c2=1)["c2"], float)
+    with pytest.raises(TableauError, match="no tableau file"):
+        load_tableau(str(tmp_path / "nul\0.json"))
+    with pytest.raises(TableauError, match="no tableau file"):
+        load_tableau(str(tmp_path / ("x" * 5000 + ".json")))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(name="res_2s\n"), "name"),  # "$" would match before the newline
+        (lambda d: d.update(title="\ud800"), "lone surrogate"),
+    ],
+)
+def test_text_no_tableau_file_may_hold_is_refused_by_both_readers(tmp_path, mutate, message):
+    from res_theory.load import load
+
+    data = _res_2s()
+    mutate(data)
+    path = tmp_path / "res_2s.json"
+    path.write_text(json.dumps(data))  # ASCII: the surrogate is written as the escape \ud800
+    for read in (load_tableau, load):
+        with pytest.raises(ValueError, match=message):
+            read(path)
 
 
 def test_expressions_are_sandboxed():
@@ -176,3 +202,81 @@ def test_an_edited_tableau_file_is_read_again(tmp_path):
         expected = res_torch.sample(model, torch.ones(1, 2), sigmas, method=source, disable=True)
         torch.testing.assert_close(runs[source], expected, rtol=0, atol=0)
     assert not torch.equal(runs["res_2s"], runs["res_3s"])
+
+
+def _res_3m_starting_with_res_2s_then_etd2rk(folder: Path, etd2rk_name: str) -> Path:
+    """A RES-3M copy in ``folder`` whose start-up files are ``sa`` (RES-2S, ``c2 = 1/2``) and
+    ``sb`` (ETD2RK, ``c2 = 1``) with the internal name ``etd2rk_name``."""
+    import res_torch
+
+    shipped = Path(res_torch.__file__).parent / "tableaux"
+    main = json.loads((shipped / "res_3m.json").read_text())
+    main["name"], main["startup"] = "main", ["sa", "sb"]
+    (folder / "main.json").write_text(json.dumps(main))
+    (folder / "sa.json").write_text((shipped / "res_2s.json").read_text())
+    second = json.loads((shipped / "etd2rk.json").read_text())
+    second["name"] = etd2rk_name
+    (folder / "sb.json").write_text(json.dumps(second))
+    return folder / "main.json"
+
+
+def _second_step_levels(path: Path, sigmas: torch.Tensor) -> tuple[float, ...]:
+    from res_torch.coefficients import coefficients
+    from res_torch.grid import make_grid
+    from res_torch.methods import method_of
+
+    return coefficients(method_of(str(path)), make_grid(sigmas)).steps[1].sigmas
+
+
+@pytest.mark.parametrize("etd2rk_name", ["res_2s", "sb"])
+def test_start_up_files_are_told_apart_by_file_not_by_name(tmp_path, etd2rk_name):
+    """Step 2 runs ``sb``'s ETD2RK, whose second stage sits at the step's end (``c2 = 1``),
+    also when ``sb`` carries the same internal name as ``sa`` (a copy-paste slip): steps are
+    grouped by tableau, not by ``name``."""
+    import res_torch
+
+    sigmas = res_torch.get_sigmas_karras(5, 0.1, 50.0, dtype=torch.float64)
+    path = _res_3m_starting_with_res_2s_then_etd2rk(tmp_path, etd2rk_name)
+    levels = _second_step_levels(path, sigmas)
+    assert levels == pytest.approx([sigmas[1].item(), sigmas[2].item()], rel=1e-12)
+
+
+def test_an_edited_start_up_file_is_read_again_by_the_samplers(tmp_path):
+    """The samplers' cached plan follows the start-up files too, not only the main file."""
+    import os
+
+    import res_torch
+
+    path = _res_3m_starting_with_res_2s_then_etd2rk(tmp_path, "sb")
+    model = lambda x, s: x / (1 + s.view(-1, 1) ** 2)  # noqa: E731
+    sigmas = res_torch.get_sigmas_karras(5, 0.1, 50.0, dtype=torch.float64)
+    x = torch.ones(1, 2, dtype=torch.float64)
+    before = res_torch.sample_erk(model, x, sigmas, tableau=str(path), disable=True)
+    shipped = Path(res_torch.__file__).parent / "tableaux"
+    (tmp_path / "sb.json").write_text((shipped / "res_2s.json").read_text())
+    stat = os.stat(tmp_path / "sb.json")  # a coarse-clock file system may keep the mtime
+    os.utime(tmp_path / "sb.json", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = res_torch.sample_erk(model, x, sigmas, tableau=str(path), disable=True)
+    res_torch.clear_plan_cache()
+    fresh = res_torch.sample_erk(model, x, sigmas, tableau=str(path), disable=True)
+    assert torch.equal(after, fresh) and not torch.equal(after, before)
+
+
+def test_a_start_up_methods_own_start_up_list_is_not_used(tmp_path):
+    """Where a start-up multistep step must drop to a lower order (a history node too close),
+    the main method's chain supplies it; a start-up file's own ``startup`` (here one that
+    would need more history than there is) is never consulted."""
+    import res_torch
+
+    shipped = Path(res_torch.__file__).parent / "tableaux"
+    main = json.loads((shipped / "res_3m.json").read_text())
+    main["name"], main["startup"] = "main", ["res_2s", "x2m"]
+    (tmp_path / "main.json").write_text(json.dumps(main))
+    second = json.loads((shipped / "res_2m.json").read_text())
+    second["name"], second["startup"] = "x2m", ["res_3m"]
+    (tmp_path / "x2m.json").write_text(json.dumps(second))
+    sigmas = torch.tensor([80.0, 79.99, 1.0, 0.1, 0.0], dtype=torch.float64)  # 79.99 too close
+    x = torch.ones(1, 2, dtype=torch.float64)
+    path = str(tmp_path / "main.json")
+    out = res_torch.sample_erk(lambda x, s: 0.1 * x, x, sigmas, tableau=path, disable=True)
+    assert torch.isfinite(out).all()
