@@ -42,7 +42,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # experiments/ is not an installed package
 
-from experiments.experiment_runner import read_csv, write_csv  # noqa: E402
+from experiments.experiment_runner import (  # noqa: E402
+    at_least,
+    read_csv,
+    resolve_device,
+    writable_folder,
+    write_csv,
+)
 from experiments.generated_blocks import replace_block  # noqa: E402
 from experiments.league import peers as league_peers  # noqa: E402
 from res_torch import (  # noqa: E402
@@ -331,15 +337,19 @@ def update_readme(readme: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/bench_samplers.py", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--readme", action="store_true", help="rewrite README's table from the CSV")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"CSV to write (default: {CSV.relative_to(ROOT)} for a CPU run of "
                         "both batches at the default budgets)")  # fmt: skip
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--nfes", type=int, nargs="+", default=list(NFES), help="budgets run")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=at_least(1), default=1, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=at_least(1), default=15)
+    parser.add_argument(
+        "--nfes", type=at_least(3), nargs="+", default=list(NFES), help="budgets run (>= 3)"
+    )
     parser.add_argument(
         "--no-small", action="store_true", help=f"skip the host-bound {SMALL_SHAPE} table"
     )
@@ -347,6 +357,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.readme:
         update_readme(ROOT / "README.md", read_csv(CSV))
         return
+    try:
+        resolve_device(args.device)
+    except (RuntimeError, ValueError) as err:
+        parser.error(str(err))
+    if args.out is not None:
+        writable_folder(parser, args.out.parent)
     torch.set_num_threads(args.threads)
     k_sampling = load_k_diffusion_sampling()
     machine = (f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "

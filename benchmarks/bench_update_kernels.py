@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from res_torch.steppers import lerp_chain
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: not installed
+
+from experiments.experiment_runner import at_least, resolve_device  # noqa: E402
+from res_torch.steppers import lerp_chain  # noqa: E402
 
 SHAPE = (64, 3, 64, 64)
 CALLS = 50
@@ -49,13 +54,16 @@ def best_time(run: Callable[[], object], repeats: int, device: torch.device) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=at_least(1), default=1, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=at_least(1), default=20)
     parser.add_argument("--compile", action="store_true", help="also time a fused kernel")
     args = parser.parse_args()
+    try:
+        device = resolve_device(args.device)
+    except (RuntimeError, ValueError) as err:
+        parser.error(str(err))
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     generator = torch.Generator().manual_seed(0)
     x, d, p = (torch.randn(SHAPE, generator=generator).to(device) for _ in range(3))
     # a RES-2M row at h = 0.5, step ratio 1: a = e^{-h}, b + c = 1 - a

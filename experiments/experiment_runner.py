@@ -16,6 +16,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,14 +27,19 @@ import torch
 
 __all__ = [
     "ExperimentConfig",
+    "ResultFileError",
+    "at_least",
     "StaleCacheWarning",
     "cached_rows",
     "code_fingerprint",
     "config_key",
     "fingerprint",
     "experiment_main",
+    "positive_real",
     "read_csv",
     "resolve_device",
+    "warn_if_stale",
+    "writable_folder",
     "write_csv",
 ]
 
@@ -93,10 +100,12 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     for row in rows:
         fields.extend(k for k in row if k not in fields)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    partial = path.with_name(path.name + ".partial")  # replaced whole: never a truncated table
+    with partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(partial, path)
     return path
 
 
@@ -113,10 +122,28 @@ def _parse_cell(text: str) -> Any:
     return text
 
 
+class ResultFileError(ValueError):
+    """A result table on disk is not one :func:`write_csv` wrote (truncated, edited)."""
+
+
 def read_csv(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV written by :func:`write_csv`, numbers parsed back to int/float."""
+    """Rows of a CSV written by :func:`write_csv`, numbers parsed back to int/float;
+    :class:`ResultFileError` for a row with missing or extra cells or a table without rows."""
     with Path(path).open(newline="") as handle:
-        return [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        reader = csv.DictReader(handle)
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if None in row or None in row.values():  # DictReader's marks of short/long rows
+                cells = sum(v is not None for k, v in row.items() if k is not None)
+                raise ResultFileError(
+                    f"{path}: line {line} has {cells + len(row.get(None, []))} cells where the "
+                    f"header has {len(reader.fieldnames or [])} (a truncated or edited file; "
+                    "rerun the experiment, with --force for a cached table)"
+                )
+            rows.append({k: _parse_cell(v) for k, v in row.items()})
+    if not rows:
+        raise ResultFileError(f"{path}: no rows (rerun the experiment)")
+    return rows
 
 
 def cached_table(name: str, config: Any, cache_dir: Path) -> Path:
@@ -140,18 +167,36 @@ def cached_rows(
     """
     table = cached_table(name, config, cache_dir)
     if table.exists() and not force:
-        _warn_if_stale(name, table)
-        return read_csv(table), True
+        warn_if_stale(name, table)
+        rows = read_csv(table)
+        recorded = _record(table).get("rows")
+        if recorded is not None and recorded != len(rows):
+            raise ResultFileError(
+                f"{table}: {len(rows)} rows where {recorded} were written (a truncated or "
+                "edited file); rerun with --force"
+            )
+        return rows, True
     rows = compute(config)
     write_csv(rows, table)
-    record = {"name": name, "config": dataclasses.asdict(config), "code": code_fingerprint()}
+    record = {
+        "name": name,
+        "config": dataclasses.asdict(config),
+        "code": code_fingerprint(),
+        "rows": len(rows),
+    }
     table.with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True))
     return rows, False
 
 
-def _warn_if_stale(name: str, table: Path) -> None:
+def _record(table: Path) -> dict[str, Any]:
+    """The JSON record beside a cached table (``{}`` if none)."""
     record = table.with_suffix(".json")
-    computed_by = json.loads(record.read_text()).get("code") if record.exists() else None
+    return json.loads(record.read_text()) if record.exists() else {}
+
+
+def warn_if_stale(name: str, table: Path) -> None:
+    """A :class:`StaleCacheWarning` if the cached ``table`` was computed by other code."""
+    computed_by = _record(table).get("code")
     if computed_by != code_fingerprint():
         warnings.warn(
             f"{name}: the cached table {table} was computed by other code (fingerprint "
@@ -160,6 +205,43 @@ def _warn_if_stale(name: str, table: Path) -> None:
             StaleCacheWarning,
             stacklevel=3,
         )
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_real(text: str) -> float:
+    """An argparse type: a finite real number ``> 0``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
+    return value
+
+
+def writable_folder(parser: argparse.ArgumentParser, folder: Path) -> None:
+    """Create ``folder`` before any work, or stop with ``parser.error`` (a long run must not
+    fail only when it writes its results)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--out {folder}: {err.strerror or err}")
+    if not os.access(folder, os.W_OK):
+        parser.error(f"--out {folder}: not writable")
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -194,6 +276,7 @@ def experiment_main(
         device = resolve_device(args.device)
     except (RuntimeError, ValueError) as err:
         parser.error(str(err))
+    writable_folder(parser, args.out)
     config = config_class.quick() if args.quick else config_class.full()
     rows = run(config, device)
     path = write_csv(rows, args.out / f"{name}.csv")

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from experiments.experiment_runner import resolve_device
+from experiments.experiment_runner import resolve_device, writable_folder
 from paper_figures.pipeline import EXPERIMENTS, run_pipeline
 from paper_figures.readme import update_readme
 
@@ -42,14 +42,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         nargs="+",
         choices=list(EXPERIMENTS),
         default=None,
-        help="run only these experiments (figures of the others are skipped)",
+        help="run only these experiments (the others' figures are redrawn from their cached "
+        "tables, if any)",
     )
     args = parser.parse_args(argv)
     try:
-        resolve_device(args.device)
+        resolved = resolve_device(args.device)
     except (RuntimeError, ValueError) as err:
         parser.error(str(err))
+    if resolved.type not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu or cuda, got {args.device}")
     out = args.out or DEFAULT_OUT.with_name("output_quick" if args.quick else "output")
+    if args.redraw and not any(out.glob("*.csv")):
+        parser.error(f"--redraw: no result tables in {out} (run without --redraw first)")
+    writable_folder(parser, out)
     command = "python -m paper_figures" + (" --quick" if args.quick else "")
     failures = run_pipeline(
         out,

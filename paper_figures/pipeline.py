@@ -44,6 +44,7 @@ from experiments.experiment_runner import (
     cached_table,
     read_csv,
     resolve_device,
+    warn_if_stale,
     write_csv,
 )
 from experiments.league.run import LeagueConfig, run_league_experiment
@@ -269,6 +270,7 @@ def run_pipeline(
         if name not in names:  # not asked for: keep its cached results in RESULTS.md, if any
             table = cached_table(name, config, out / "cache")
             if table.exists():
+                warn_if_stale(name, table)
                 results[name] = read_csv(table)
                 figures += experiment.draw(results[name], out, command)
             continue

@@ -205,7 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the error constant of a tableau.",
     )
     p.add_argument("name", help="library name (see 'list') or path to a res-tableau .json file")
-    p.add_argument("--c2", type=str, help="value of the parameter c2 (e.g. 1/3), if it has one")
+    p.add_argument(
+        "--c2",
+        type=str,
+        help="value of the parameter c2 (e.g. 1/3), if it has one; a negative value (a "
+        "multistep history node) with '=': --c2=-1/2",
+    )
     p.add_argument("--c3", type=str, help="value of the parameter c3, if it has one")
     p.add_argument(
         "--order",

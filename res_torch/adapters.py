@@ -178,6 +178,12 @@ class DiscreteSchedule(nn.Module):
             raise AdapterError(
                 "alphas_cumprod must lie strictly inside (0, 1) (sigma_t = sqrt((1-a)/a) must be "
                 f"positive and finite); got range [{ac.min().item()}, {ac.max().item()}]"
+                + (
+                    "; a zero-terminal-SNR schedule ends at 0: clamp that value (diffusers uses "
+                    "2**-24)"
+                    if ac[-1].item() == 0
+                    else ""
+                )
             )
         if not bool(torch.all(ac[1:] < ac[:-1])):
             raise AdapterError("alphas_cumprod must be strictly decreasing in t")

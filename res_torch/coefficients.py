@@ -331,8 +331,24 @@ def sigma_rk_step(sigma_hat: float, sigma_to: float, heun: bool) -> StepCoeffici
 
 
 _GAUSS = 24
-"""Gauss–Legendre points of :func:`lagrange_integrals` (exact for the polynomial integrands;
-for DEIS's ``ell(u) e^u`` the error is below ``(du/2)^48/48!``, negligible for ``du < 5``)."""
+"""Gauss–Legendre points per panel of :func:`lagrange_integrals` and
+:func:`interpolation_weights` (exact for polynomial integrands)."""
+
+PANEL_STEP = 8.0
+"""Longest step, in ``log sigma``, that one Gauss–Legendre panel integrates. The integrands
+carry ``e^{-h theta}``; for Euler's weight ``int_0^1 h e^{-h theta} d theta`` one
+``_GAUSS``-point panel is at rounding level (4e-16) up to ``h = 8``, off by 1e-14 at ``h = 60``,
+2.5e-9 at ``h = 100`` and 19% at ``h = 690`` (measured); a longer step is split into
+``ceil(h/PANEL_STEP)`` equal panels (``tests/torch/test_designed_methods.py``)."""
+
+
+def _panel_rule(length: float) -> tuple[list[float], list[float]]:
+    """Points in ``[0, 1]`` and weights (summing to 1) of the composite Gauss–Legendre rule
+    for a step of ``length`` in ``log sigma``: :data:`PANEL_STEP`-long panels at most."""
+    points, quad = _gauss_legendre()
+    panels = max(1, math.ceil(abs(length) / PANEL_STEP))
+    at = [(i + (p + 1) / 2) / panels for i in range(panels) for p in points]
+    return at, [q / (2 * panels) for _ in range(panels) for q in quad]
 
 
 def lagrange_integrals(
@@ -340,20 +356,21 @@ def lagrange_integrals(
 ) -> list[float]:
     """``w_j = int_start^end ell_j(s) ds`` for the Lagrange basis ``ell_j`` on ``nodes`` in the
     variable ``s`` (``log=False``) or ``u = log s`` (``log=True``: ``int ell_j(u) e^u du``), by
-    Gauss–Legendre quadrature in float64.
+    composite Gauss–Legendre quadrature in float64 (:data:`PANEL_STEP`).
 
     >>> [round(w, 12) for w in lagrange_integrals([1.0, 2.0], 1.0, 0.5)]
     [-0.625, 0.125]
     """
-    points, quad = _gauss_legendre()
     if log:
         a, b = math.log(start), math.log(end)
-        u = [0.5 * (b - a) * p + 0.5 * (a + b) for p in points]
-        mass = [0.5 * (b - a) * q * math.exp(v) for v, q in zip(u, quad, strict=True)]
+        points, quad = _panel_rule(b - a)
+        u = [a + (b - a) * p for p in points]
+        mass = [(b - a) * q * math.exp(v) for v, q in zip(u, quad, strict=True)]
         at = [math.log(node) for node in nodes]
     else:
-        u = [0.5 * (end - start) * p + 0.5 * (start + end) for p in points]
-        mass = [0.5 * (end - start) * q for q in quad]
+        points, quad = _panel_rule(0.0)  # a polynomial: one panel is exact
+        u = [start + (end - start) * p for p in points]
+        mass = [(end - start) * q for q in quad]
         at = list(nodes)
     return _basis_integrals(at, u, mass)
 
@@ -464,14 +481,16 @@ _VARIABLES: dict[str, Callable[[float], float]] = {
 step's own power of ``sigma``, :func:`grid_exponents`)."""
 
 
-def power_variable(exponent: float) -> Callable[[float], float]:
-    """The Box–Cox variable ``u(sigma) = (sigma^p - 1)/p`` for ``p = exponent > 0``, ``log
-    sigma`` for ``p = 0`` (its limit), computed as ``expm1(p log sigma)/p`` so that it stays
-    accurate as ``p -> 0``; an affine image of ``sigma^p``, so the interpolation weights are
-    those of ``sigma^p``."""
+def power_variable(exponent: float, reference: float = 1.0) -> Callable[[float], float]:
+    """The Box–Cox variable of ``sigma/reference``, ``u(sigma) = ((sigma/reference)^p - 1)/p``
+    for ``p = exponent > 0``, ``log(sigma/reference)`` for ``p = 0`` (its limit), computed as
+    ``expm1(p log(sigma/reference))/p`` so that it stays accurate as ``p -> 0``. An affine image
+    of ``sigma^p``, so the interpolation weights are those of ``sigma^p``; ``reference`` is the
+    smallest level in use, so that ``u >= 0`` and the ``-1`` cancels nothing (with
+    ``reference = 1`` every ``u`` of ``sigma < 1e-16`` at ``p = 1`` rounds to ``-1``)."""
     if exponent == 0:
-        return math.log
-    return lambda s: math.expm1(exponent * math.log(s)) / exponent
+        return math.log if reference == 1 else lambda s: math.log(s / reference)
+    return lambda s: math.expm1(exponent * math.log(s / reference)) / exponent
 
 
 _EXPONENT_TOL = 1e-13
@@ -495,10 +514,13 @@ def uniformising_exponent(sigmas: Sequence[float]) -> float:
         return 1 / 7
 
     def unevenness(p: float) -> float:
-        var = power_variable(p)
+        var = power_variable(p, min(sigmas))
         u = [var(s) for s in sigmas]
-        second = math.fsum((a - 2 * b + c) ** 2 for a, b, c in zip(u, u[1:], u[2:], strict=False))
-        return second / (u[0] - u[-1]) ** 2
+        span = u[0] - u[-1]  # up to 1e300 (sigma/reference at p = 1): scaled before squaring
+        if span == 0:
+            return math.inf
+        triples = zip(u, u[1:], u[2:], strict=False)
+        return math.fsum(((a - 2 * b + c) / span) ** 2 for a, b, c in triples)
 
     scan = [i / 100 for i in range(101)]
     best = min(range(101), key=lambda i: unevenness(scan[i]))
@@ -571,21 +593,21 @@ def interpolation_weights(
 
     with ``u = sigma`` (``variable="sigma"``), ``u = log sigma`` (``"log_sigma"``; in
     ``lambda = -log sigma`` for the data form), ``u = sigma^(1/7)`` (``"rho7"``, the variable
-    in which the EDM grid is uniform) or a given function ``u``. Computed by ``_GAUSS``-point
-    Gauss–Legendre in ``theta``, ``sigma(theta) = sigma_from e^{-h theta}``, ``h =
-    log(sigma_from/sigma_to)``: the integrands are entire in ``theta`` (exponential
-    polynomials), and the rule's error is below float64 rounding for the ``h`` of EDM grids.
+    in which the EDM grid is uniform) or a given function ``u``. Computed by composite
+    ``_GAUSS``-point Gauss–Legendre in ``theta`` (:data:`PANEL_STEP`), ``sigma(theta) =
+    sigma_from e^{-h theta}``, ``h = log(sigma_from/sigma_to)``: the integrands are entire in
+    ``theta`` (exponential polynomials), and the rule's error is below float64 rounding.
 
     >>> [round(w, 12) for w in interpolation_weights([2.0, 3.0], 2.0, 1.0, "noise", "sigma")]
     [-1.5, 0.5]
     """
     h = math.log(sigma_from / sigma_to)
-    points, quad = _gauss_legendre()
-    levels = [sigma_from * math.exp(-h * (p + 1) / 2) for p in points]
+    points, quad = _panel_rule(h)
+    levels = [sigma_from * math.exp(-h * p) for p in points]
     if prediction == "noise":
-        mass = [-h / 2 * q * s for q, s in zip(quad, levels, strict=True)]
+        mass = [-h * q * s for q, s in zip(quad, levels, strict=True)]
     else:
-        mass = [sigma_to * h / 2 * q / s for q, s in zip(quad, levels, strict=True)]
+        mass = [sigma_to * h * q / s for q, s in zip(quad, levels, strict=True)]
     var = _VARIABLES[variable] if isinstance(variable, str) else variable
     return _basis_integrals([var(s) for s in nodes], [var(s) for s in levels], mass)
 
@@ -608,7 +630,7 @@ def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficie
             steps.append(_denoising(sigma_hat[n]))
             continue
         k = min(available[n], values)
-        u = _VARIABLES[method.interpolation] if p is None else power_variable(p)
+        u = _VARIABLES[method.interpolation] if p is None else power_variable(p, sigma_to[n])
         if back is None:  # NODE_SPACING_MIN, in the interpolation variable
             window = [u(s) for s in _looked_at(sigma_hat, n, available[n], k)]
             back = history_offsets(window, u(sigma_to[n]), k - 1)

@@ -159,7 +159,9 @@ def make_grid(
     churn_noise = s_noise * (sigma_hat**2 - sigma**2).clamp_min(0).sqrt()
     sigma_down, sigma_up = ancestral_step(sigma_hat, sigma_next, eta)
     sigma_to = sigma_next if eta == 0 or noise_type == "sde" else sigma_down
-    lambda_step = torch.log(sigma_hat) - torch.log(sigma_to)
+    # log(sigma_hat/sigma_to) to relative accuracy also for short steps (a difference of logs
+    # carries an absolute error of eps |log sigma|); inf for a denoising step (sigma_to = 0)
+    lambda_step = torch.log1p((sigma_hat - sigma_to) / sigma_to)
     if noise_type == "sde":
         h = (1 + eta) * lambda_step
         step_noise = sde_step_noise(lambda_step, sigma_next, eta, s_noise)

@@ -139,9 +139,11 @@ def lerp_chain(
 
 _Term = tuple[int, torch.Tensor]
 """A term ``(j, coefficient)`` of an affine row: the value ``V_j`` and its weight or link."""
-_Plan = tuple["torch.Tensor | None", "_Term | None", list]
+_Plan = tuple["torch.Tensor | None", "tuple[int, torch.Tensor, bool] | None", list]
 """One affine row on the device: ``(None, first link, other links)`` for a lerp chain or
-``(decay, None, terms)`` for ``decay x`` followed by one ``addcmul_`` per term."""
+``(decay, None, terms)`` for ``decay x`` followed by one ``addcmul_`` per term. The first link
+``(j, t, from_value)`` is ``lerp(x, V_j, t)``, or with ``from_value`` ``lerp(V_j, x, t)``: ``t``
+is then the weight of ``x``, kept exact where it is small."""
 
 
 class _Numbers:
@@ -167,14 +169,19 @@ def _row(numbers: _Numbers, decay: float, weights: Sequence[float]) -> tuple:
     if chain is None:
         return (numbers.add(decay), None, [(j, numbers.add(weights[j])) for j in columns])
     links = [(columns[j], numbers.add(t)) for j, t in zip(chain[0], chain[1], strict=True)]
-    return (None, links[0], links[1:])
+    (first, t), start = links[0], columns[chain[0][0]]
+    if abs(chain[1][0]) > 0.5:
+        # y_1 = lerp(V, x, s) with s = a/R_1, the weight of x: lerp(x, V, t) would carry it as
+        # 1 - t, losing a = e^{-h} to rounding when it is small (an absolute error eps |x|)
+        return (None, (first, numbers.add(decay / (decay + weights[start])), True), links[1:])
+    return (None, (first, t, False), links[1:])
 
 
 def _resolve(plan: tuple, scalars: list[torch.Tensor]) -> _Plan:
     decay, first, rest = plan
     return (
         None if decay is None else scalars[decay],
-        None if first is None else (first[0], scalars[first[1]]),
+        None if first is None else (first[0], scalars[first[1]], first[2]),
         [(j, scalars[k]) for j, k in rest],
     )
 
@@ -183,8 +190,11 @@ def _apply(plan: _Plan, x: torch.Tensor, values: list[torch.Tensor], in_place: b
     """One affine row (in ``x`` itself when ``in_place``)."""
     decay, first, rest = plan
     if first is not None:  # lerp chain
-        j, t = first
-        out = x.lerp_(values[j], t) if in_place else torch.lerp(x, values[j], t)
+        j, t, from_value = first
+        if from_value:  # t is the weight of x
+            out = torch.lerp(values[j], x, t, out=x if in_place else None)
+        else:
+            out = x.lerp_(values[j], t) if in_place else torch.lerp(x, values[j], t)
         for j, t in rest:
             out.lerp_(values[j], t)
         return out

@@ -51,6 +51,7 @@ from experiments.convergence.slopes import (
     SlopeFitError,
     fit_slope,
 )
+from experiments.experiment_runner import at_least, positive_real, writable_folder
 from experiments.problems import (
     CONVERGENCE_PROBLEMS,
     ConvergenceProblem,
@@ -60,6 +61,7 @@ from experiments.problems import (
 )
 from experiments.problems.base import Denoiser
 from res_torch import sample
+from res_torch.errors import ResError
 from res_torch.tableau import available_tableaux, load_tableau
 
 __all__ = [
@@ -448,18 +450,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--methods", nargs="+", help="tableau names; default: all shipped")
     parser.add_argument("--integrator", choices=INTEGRATORS, default="sampler")
-    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
-    args = parser.parse_args(argv)
-    results = run_convergence(
-        args.problems,
-        args.methods,
-        args.quick,
-        args.out,
-        args.integrator,
-        args.window,
-        args.tolerance,
+    parser.add_argument(
+        "--window", type=at_least(3), default=DEFAULT_WINDOW, help="points per slope fit (>= 3)"
     )
+    parser.add_argument(
+        "--tolerance", type=positive_real, default=DEFAULT_TOLERANCE, help="slope vs order"
+    )
+    args = parser.parse_args(argv)
+    writable_folder(parser, args.out)
+    try:
+        results = run_convergence(
+            args.problems,
+            args.methods,
+            args.quick,
+            args.out,
+            args.integrator,
+            args.window,
+            args.tolerance,
+        )
+    except (ConvergenceError, ResError) as err:  # an unknown problem or method name
+        parser.error(str(err))
     print(
         f"{'problem':24s} {'method':22s} {'slope':>6s} {'stiff':>5s} {'scal.':>5s} "
         f"{'class.':>6s} {'used':>9s} agrees  fit range"

@@ -19,7 +19,6 @@ summary of it from the committed CSVs (:data:`DOC_RUNS`) and draws them
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -28,10 +27,13 @@ from typing import Any
 
 import torch
 
+from experiments.experiment_runner import positive_real, read_csv, writable_folder, write_csv
 from experiments.generated_blocks import replace_block
 from experiments.league.entrants import ENTRANTS
 from experiments.league.run import NFES, LeagueConfig, cell_summary, run_league
 from experiments.league.testbeds import TESTBEDS, get_testbed
+from res_torch import get_sigmas_karras
+from res_torch.errors import ResError
 
 __all__ = [
     "DOC_RUNS",
@@ -119,11 +121,9 @@ def read_run(path: Path) -> list[dict[str, Any]]:
     """The rows of a committed designs run, ``nfe`` and ``defect`` as numbers."""
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run python -m experiments.league.designs")
-    with path.open() as f:
-        return [
-            {**row, "nfe": int(row["nfe"]), "defect": float(row["defect"])}
-            for row in csv.DictReader(f)
-        ]
+    return [
+        {**row, "nfe": int(row["nfe"]), "defect": float(row["defect"])} for row in read_csv(path)
+    ]
 
 
 def doc_block(results: Path = RESULTS) -> str:
@@ -233,11 +233,18 @@ def update_doc(doc: Path = DOC, results: Path = RESULTS, readme: Path = README) 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.league.designs", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results"),
+        help=f"output folder (default results/; --doc reads {RESULTS}, the committed runs)",
+    )
     parser.add_argument("--testbeds", nargs="+", choices=TESTBEDS, help="default: the exact ones")
     parser.add_argument("--schedule", choices=GRIDS, default="karras")
-    parser.add_argument("--rho", type=float, default=7.0, help="karras only (default 7)")
+    parser.add_argument("--rho", type=positive_real, default=7.0, help="karras only (default 7)")
     parser.add_argument("--doc", action="store_true", help=f"rewrite {DOC.name}'s block only")
     args = parser.parse_args(argv)
     if args.schedule != "karras" and args.rho != 7.0:
@@ -247,16 +254,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         plot_runs()
         print(f"{FIGURE}: drawn")
         return
+    writable_folder(parser, args.out)
+    try:
+        get_sigmas_karras(NFES[0], 0.002, 80.0, rho=args.rho)
+    except ResError as err:  # a rho too large for a grid in float64
+        parser.error(f"--rho {args.rho:g}: {err}")
     config = exact_config(args.testbeds, args.schedule, args.rho)
     rows = run_league(config, torch.device("cpu"), cache_dir=args.out / "cache")
-    args.out.mkdir(parents=True, exist_ok=True)
     name = "league_designs" + "".join(f"_{n}" for n in args.testbeds or ())
     if (args.schedule, args.rho) != ("karras", 7.0):
         name += f"_{args.schedule}" + (f"_rho{args.rho:g}" if args.schedule == "karras" else "")
-    with (args.out / f"{name}.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, args.out / f"{name}.csv")
     table = ratio_table(rows)
     print(f"{'res entrant':18s}" + "".join(f"{n:>7d}" for n in NFES))
     for entrant, by_nfe in table.items():

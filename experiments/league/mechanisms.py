@@ -28,7 +28,9 @@ Run: ``python -m experiments.league.mechanisms``.
 
 from __future__ import annotations
 
+import argparse
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -156,7 +158,10 @@ def denoiser_gain(
     return rows
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    argparse.ArgumentParser(
+        prog="python -m experiments.league.mechanisms", description=__doc__.splitlines()[0]
+    ).parse_args(argv)
     for name in ("gmm", "gmm_sharp", "gmm_aniso", "kernel_digits", "kernel_patches"):
         rows = derivative_norms(name)
         print(f"\n{name}: step-scaled |Y^(k)| du^k/k! (NFE-10 Karras spacing), per sigma band")

@@ -6,8 +6,10 @@ normal noise) to ``sigma_min`` (the grid's range, :func:`experiments.league.run.
 = atol`` and ten times tighter; it raises unless the two agree to ``bound`` in max norm),
 followed by the final denoising step ``x = D(x, sigma_min)``: exactly what every sampler in the
 league computes on its grid. Files live in ``cache_dir`` as ``league-ref-<key>.pt``; the key
-hashes the testbed name, batch, seed, tolerances, range and the source of
-:mod:`experiments.league.testbeds` (so changing a testbed invalidates its references).
+hashes the testbed name, batch, seed, tolerances, range and the code fingerprint
+(:func:`experiments.experiment_runner.code_fingerprint`: the Python files of the three
+packages, the tableaux and the checkpoints), so editing a problem, a denoiser, the solver or a
+checkpoint invalidates the references.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from pathlib import Path
 
 import torch
 
+from experiments.experiment_runner import code_fingerprint
 from experiments.league.testbeds import Testbed
 
 __all__ = ["SIGMA_MAX", "SIGMA_MIN", "LeagueReference", "league_reference", "reference_key"]
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
-_TESTBEDS_SOURCE = Path(__file__).with_name("testbeds.py")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def reference_key(
         "rtol": rtol,
         "bound": bound,
         "sigmas": [sigma_max, sigma_min],
-        "source": hashlib.sha256(_TESTBEDS_SOURCE.read_bytes()).hexdigest(),
+        "code": code_fingerprint(),  # the denoisers' code and checkpoints, the solver
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -235,4 +235,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         return rows
 
-    experiment_main("league", LeagueConfig, run, argv, description=__doc__)
+    experiment_main(
+        "league", LeagueConfig, run, argv, description=__doc__, module="experiments.league"
+    )

@@ -74,6 +74,18 @@ def test_reference_is_cached_by_configuration(tmp_path):
     assert vp_key != reference_key(testbed, 2, 0, 1e-6, 1e-3)
 
 
+def test_a_reference_key_follows_the_code(monkeypatch):
+    """Editing a denoiser, a problem, the solver or a checkpoint changes the code fingerprint,
+    and with it every reference key (the old key hashed testbeds.py only, so an edited mixture
+    reused stale references)."""
+    from experiments.league import references
+
+    testbed = get_testbed("gmm")
+    before = reference_key(testbed, 2, 0, 1e-6, 1e-3)
+    monkeypatch.setattr(references, "code_fingerprint", lambda: "edited")
+    assert reference_key(testbed, 2, 0, 1e-6, 1e-3) != before
+
+
 @pytest.mark.parametrize("schedule", ["vp", "discrete"])
 def test_a_league_on_a_grid_with_its_own_range_runs_over_that_range(schedule, tmp_path):
     """The VP and discrete grids have no sigma_min/sigma_max: their league grid and reference

@@ -13,6 +13,7 @@ import torch
 
 from experiments import experiment_runner
 from experiments.experiment_runner import (
+    ResultFileError,
     StaleCacheWarning,
     cached_rows,
     config_key,
@@ -182,3 +183,26 @@ def test_experiment_command_line_writes_its_table(tmp_path: Path) -> None:
     assert max(res) < 1e-14
     assert dpm[min(dpm)] == pytest.approx(min(dpm) / 12, rel=0.01)
     assert {r["method"] for r in rows if r["table"] == "c2_sweep"} == {"dpmpp_2s", "res_2s"}
+
+
+def test_a_truncated_table_is_refused_with_its_name(tmp_path: Path) -> None:
+    path = write_csv([{"a": 1, "b": 2.5}, {"a": 3, "b": 4.5}], tmp_path / "t.csv")
+    assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # written whole, no partial left
+    path.write_text(path.read_text()[:-5])  # cut mid-row: "3" without its second cell
+    with pytest.raises(ResultFileError, match="t.csv: line 3 has 1 cells where the header has 2"):
+        read_csv(path)
+    path.write_text("a,b\n")
+    with pytest.raises(ResultFileError, match="no rows"):
+        read_csv(path)
+
+
+def test_a_cached_table_cut_at_a_row_boundary_is_refused(tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Config:
+        n: int
+
+    rows, _ = cached_rows("x", Config(3), lambda c: [{"i": i} for i in range(c.n)], tmp_path)
+    table = next(tmp_path.glob("x-*.csv"))
+    table.write_text("\n".join(table.read_text().splitlines()[:-1]) + "\n")
+    with pytest.raises(ResultFileError, match="2 rows where 3 were written"):
+        cached_rows("x", Config(3), lambda c: [], tmp_path)
