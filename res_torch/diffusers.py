@@ -449,7 +449,10 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             self.register_to_config(tableau=stored)
         self.method = method_of(source or by_order)
         values = _values_per_step(self.method)
-        if tableau and solver_order is not None and values != solver_order:
+        order = min(values, max(self._by_solver_order))  # the order DPM-Solver's key can name
+        if solver_order is None:  # a saved config names it, so DPM-Solver, UniPC, DEIS load it
+            self.register_to_config(solver_order=order)
+        elif tableau and order != solver_order:
             shown = repr(tableau) if isinstance(tableau, str) else repr(self.method.name)
             warnings.warn(
                 f"{type(self).__name__}: tableau={shown} wins over solver_order="

@@ -89,6 +89,9 @@ def test_overhead_table_is_the_committed_csv(load_script) -> None:
     (rewrite it with ``python benchmarks/bench_samplers.py --readme``)."""
     bench = load_script(BENCH_SAMPLERS)
     assert block(README, bench.BEGIN, bench.END) == bench.render(bench.read_csv(bench.CSV))
+    cuda = block(README, bench.CUDA_BEGIN, bench.CUDA_END)
+    assert cuda == bench.render(bench.read_csv(bench.CUDA_CSV))  # the lent GPU's run
+    assert "device cuda" in cuda and "RES-2M graph / bound" in cuda
 
 
 def test_adaptive_table_is_the_committed_csv(load_script) -> None:

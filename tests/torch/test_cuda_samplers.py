@@ -47,9 +47,11 @@ def test_cuda_half_precision_is_finite(gaussian, dtype):
 
 
 def test_cuda_phi_matches_cpu():
+    """Within the sum of the two devices' float64 errors (each at most 7 ulp, res_torch.phi's
+    docstring: CUDA's exp is another implementation than the CPU's)."""
     z = torch.linspace(-1000, 700, 10001, dtype=torch.float64)
     for k in range(6):
-        assert torch.allclose(phi(k, z.cuda()).cpu(), phi(k, z), rtol=4e-16, atol=0)
+        assert torch.allclose(phi(k, z.cuda()).cpu(), phi(k, z), rtol=16 * 2.0**-52, atol=1e-300)
 
 
 @pytest.mark.parametrize("method", ["res_2s", "res_2m", "res_3m", "heun"])

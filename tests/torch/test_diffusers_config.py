@@ -504,3 +504,22 @@ def test_numpy_integer_config_values_give_the_same_grid(spacing):
     plain.set_timesteps(61)
     numpy_ints.set_timesteps(61)
     assert torch.equal(plain.ve_sigmas, numpy_ints.ve_sigmas)
+
+
+@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
+@pytest.mark.parametrize("tableau", [None, "res_3m", "res_pc4_grid"])
+def test_a_saved_config_loads_in_dpm_solver_unipc_and_deis(scheduler_class, tableau, tmp_path):
+    """The saved ``solver_order`` is a number (the order of the method run, at most 3), not
+    ``null``: diffusers does not save which keys were defaults, so a ``null`` reached
+    DPM-Solver's ``[None] * solver_order`` on a swap after ``save_pretrained``."""
+    if scheduler_class is RESSinglestepScheduler and tableau is not None:
+        tableau = "res_3s" if tableau == "res_3m" else None
+    scheduler = scheduler_class(tableau=tableau)
+    scheduler.save_pretrained(tmp_path)
+    for other in (diffusers.DPMSolverMultistepScheduler, diffusers.DPMSolverSinglestepScheduler,
+                  diffusers.UniPCMultistepScheduler, diffusers.DEISMultistepScheduler):  # fmt: skip
+        assert other.from_pretrained(tmp_path).config.solver_order in (1, 2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IgnoredConfigWarning)  # the saved order agrees
+        again = scheduler_class.from_pretrained(tmp_path)
+    assert again.method.name == scheduler.method.name
