@@ -167,9 +167,10 @@ def cached_rows(
     """
     table = cached_table(name, config, cache_dir)
     if table.exists() and not force:
-        warn_if_stale(name, table)
+        record = _record(table)
+        warn_if_stale(name, table, record)
         rows = read_csv(table)
-        recorded = _record(table).get("rows")
+        recorded = record.get("rows")
         if recorded is not None and recorded != len(rows):
             raise ResultFileError(
                 f"{table}: {len(rows)} rows where {recorded} were written (a truncated or "
@@ -194,9 +195,10 @@ def _record(table: Path) -> dict[str, Any]:
     return json.loads(record.read_text()) if record.exists() else {}
 
 
-def warn_if_stale(name: str, table: Path) -> None:
-    """A :class:`StaleCacheWarning` if the cached ``table`` was computed by other code."""
-    computed_by = _record(table).get("code")
+def warn_if_stale(name: str, table: Path, record: dict[str, Any] | None = None) -> None:
+    """A :class:`StaleCacheWarning` if the cached ``table`` was computed by other code
+    (``record``: the table's JSON record, read if not given)."""
+    computed_by = (_record(table) if record is None else record).get("code")
     if computed_by != code_fingerprint():
         warnings.warn(
             f"{name}: the cached table {table} was computed by other code (fingerprint "

@@ -339,7 +339,7 @@ PANEL_STEP = 8.0
 carry ``e^{-h theta}``; for Euler's weight ``int_0^1 h e^{-h theta} d theta`` one
 ``_GAUSS``-point panel is at rounding level (4e-16) up to ``h = 8``, off by 1e-14 at ``h = 60``,
 2.5e-9 at ``h = 100`` and 19% at ``h = 690`` (measured); a longer step is split into
-``ceil(h/PANEL_STEP)`` equal panels (``tests/torch/test_designed_methods.py``)."""
+``ceil(h/PANEL_STEP)`` equal panels (``tests/torch/test_extreme_steps.py``)."""
 
 
 def _panel_rule(length: float) -> tuple[list[float], list[float]]:

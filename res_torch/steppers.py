@@ -61,8 +61,8 @@ def _split(table: torch.Tensor, leaf_ndim: int = 0) -> list:
 
 
 def _on_device(table: torch.Tensor, x: torch.Tensor) -> list:
-    """``table`` copied to ``x``'s device once, as nested lists of 0-d tensors (views)."""
-    return _split(table.to(device=x.device, dtype=_coefficient_dtype(x), copy=True))
+    """``table`` moved to ``x``'s device once, as nested lists of 0-d tensors (views)."""
+    return _split(table.to(device=x.device, dtype=_coefficient_dtype(x)))
 
 
 class _HandedOut:
@@ -168,13 +168,14 @@ def _row(numbers: _Numbers, decay: float, weights: Sequence[float]) -> tuple:
     chain = lerp_chain(decay, [weights[j] for j in columns]) if columns else None
     if chain is None:
         return (numbers.add(decay), None, [(j, numbers.add(weights[j])) for j in columns])
-    links = [(columns[j], numbers.add(t)) for j, t in zip(chain[0], chain[1], strict=True)]
-    (first, t), start = links[0], columns[chain[0][0]]
-    if abs(chain[1][0]) > 0.5:
+    order, ts = chain
+    rest = [(columns[j], numbers.add(t)) for j, t in zip(order[1:], ts[1:], strict=True)]
+    first = columns[order[0]]
+    if abs(ts[0]) > 0.5:
         # y_1 = lerp(V, x, s) with s = a/R_1, the weight of x: lerp(x, V, t) would carry it as
         # 1 - t, losing a = e^{-h} to rounding when it is small (an absolute error eps |x|)
-        return (None, (first, numbers.add(decay / (decay + weights[start])), True), links[1:])
-    return (None, (first, t, False), links[1:])
+        return (None, (first, numbers.add(decay / (decay + weights[first])), True), rest)
+    return (None, (first, numbers.add(ts[0]), False), rest)
 
 
 def _resolve(plan: tuple, scalars: list[torch.Tensor]) -> _Plan:
