@@ -27,6 +27,7 @@ from res_torch.errors import (
     StepSizeError,
     TableauError,
     UnknownMethodError,
+    UnknownParameterError,
 )
 from res_torch.grid import StepGrid, make_grid
 from res_torch.methods import METHODS, InterpolatedMethod, Method, method_of
@@ -106,6 +107,7 @@ __all__ = [
     "Tableau",
     "TableauError",
     "UnknownMethodError",
+    "UnknownParameterError",
     "ancestral_step",
     "available_tableaux",
     "clear_plan_cache",

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import torch
 
 from res_torch.checks import integer
-from res_torch.errors import TableauError, UnknownMethodError
+from res_torch.errors import TableauError, UnknownMethodError, UnknownParameterError
 from res_torch.grid import StepGrid
 from res_torch.methods import Method, cached_tableau, method_of
 from res_torch.tableau import Tableau
@@ -667,7 +667,9 @@ def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficie
 def _check_order(method: Method, params: Mapping[str, float]) -> int:
     unknown = set(params) - {"max_order"}
     if unknown:
-        raise TableauError(f"{method.name} has no parameter(s) {sorted(unknown)}; it has max_order")
+        raise UnknownParameterError(
+            f"{method.name} has no parameter(s) {sorted(unknown)}; it has max_order"
+        )
     order = params.get("max_order", method.order)
     order = integer(f"{method.name}: max_order", order, 1, method.order, TableauError)
     return order
@@ -688,7 +690,7 @@ def _multistep_builder(method: Method, grid: StepGrid, params: dict, one_evaluat
 
 def _sigma_rk_builder(method: Method, grid: StepGrid, params: dict, _: bool):
     if params:
-        raise TableauError(f"{method.name} has no parameters, got {sorted(params)}")
+        raise UnknownParameterError(f"{method.name} has no parameters, got {sorted(params)}")
     heun = method.stages == 2
     steps = [
         _denoising(s) if d else sigma_rk_step(s, t, heun)
@@ -706,7 +708,9 @@ def _adams_builder(method: Method, grid: StepGrid, params: dict, _: bool):
 def _lagrange_builder(method: Method, grid: StepGrid, params: dict, _: bool):
     unknown = set(params) - {"values"}
     if unknown:
-        raise TableauError(f"{method.name} has no parameter(s) {sorted(unknown)}; it has values")
+        raise UnknownParameterError(
+            f"{method.name} has no parameter(s) {sorted(unknown)}; it has values"
+        )
     most = method.history + 1
     values = params.get("values", most)
     values = integer(f"{method.name}: values", values, 1, most, TableauError)

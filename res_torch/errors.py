@@ -27,6 +27,7 @@ __all__ = [
     "StepSizeError",
     "TableauError",
     "UnknownMethodError",
+    "UnknownParameterError",
 ]
 
 
@@ -61,6 +62,12 @@ class TableauError(ResError):
 
 class ExpressionError(TableauError):
     """An expression string is not in the res-tableau grammar or names an unknown parameter."""
+
+
+class UnknownParameterError(TableauError, TypeError):
+    """A keyword that is neither a shared sampler option nor a parameter of the method (e.g. a
+    misspelt ``s_chrun``). Also a ``TypeError``, as Python raises for an unexpected keyword
+    argument (k-diffusion's samplers do)."""
 
 
 class PhiError(ResError):

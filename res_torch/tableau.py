@@ -29,7 +29,7 @@ from typing import Any, Literal, overload
 
 import torch
 
-from res_torch.errors import TableauError
+from res_torch.errors import TableauError, UnknownParameterError
 from res_torch.expression import Expression, ExpressionError
 from res_torch.phi import K_MAX, phi
 
@@ -174,7 +174,7 @@ class Tableau:
         known = {p.name: p for p in self.parameters}
         unknown = set(overrides) - known.keys()
         if unknown:
-            raise TableauError(
+            raise UnknownParameterError(
                 f"tableau {self.name!r} has no parameter(s) {sorted(unknown)}; "
                 f"it has {sorted(known) or 'none'}"
             )
@@ -250,7 +250,7 @@ class Tableau:
         for k, v in (values or {}).items():
             if torch.is_tensor(v):
                 if k not in known:
-                    raise TableauError(f"tableau {self.name!r} has no parameter {k!r}")
+                    raise UnknownParameterError(f"tableau {self.name!r} has no parameter {k!r}")
                 if not v.is_meta:  # meta tensors (shape-only dry runs) carry no values
                     for value in v.detach().to("cpu", torch.float64).flatten().tolist():
                         known[k].check(value)

@@ -14,6 +14,7 @@ from res_torch import (
     SigmasError,
     TableauError,
     UnknownMethodError,
+    UnknownParameterError,
     available_tableaux,
     get_sigmas_karras,
     nfe,
@@ -231,6 +232,16 @@ def test_unknown_method_and_parameter_are_rejected(gaussian):
     with pytest.raises(TableauError, match="no parameter"):
         sample(gaussian.denoiser, torch.ones(1, 2), torch.tensor([2.0, 0.0]), method="ddim",
                c2=0.5)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["res_2m", "res_2s", "heun", "ipndm", "res_pc3_grid"])
+def test_misspelt_keyword_is_a_type_error(gaussian, method):
+    """As Python (and k-diffusion's samplers) for an unexpected keyword: a TypeError, which is
+    also the library's UnknownParameterError (a TableauError)."""
+    sigmas = get_sigmas_karras(4, 0.002, 80.0)
+    for caught in (TypeError, UnknownParameterError, TableauError):
+        with pytest.raises(caught, match="s_chrun"):
+            sample(gaussian.denoiser, torch.ones(1, 2), sigmas, method=method, s_chrun=1.0)
 
 
 def test_model_returning_nan_is_detected(gaussian):
