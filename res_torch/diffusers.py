@@ -256,6 +256,22 @@ def _tableau_source(tableau: Any) -> tuple[str | Tableau | None, Any]:
     return loaded, document
 
 
+def _sigmas_dtype(device: str | torch.device | None) -> torch.dtype:
+    """The dtype of ``scheduler.sigmas`` after ``set_timesteps(device=device)``: float64, the
+    grid's own precision, except float32 for Apple's ``mps``, which has no float64 (pipelines
+    move ``sigmas`` to the latents' device, e.g. LTX's ``scheduler.sigmas.to(latents.device)``)."""
+    on_mps = device is not None and torch.device(device).type == "mps"
+    return torch.float32 if on_mps else torch.float64
+
+
+def _host_float64(values: Any) -> torch.Tensor:
+    """``values`` (numbers, or a tensor on any device) as a flat float64 CPU tensor. A tensor is
+    moved to the host first: one on ``mps`` cannot be converted to float64 where it is."""
+    if torch.is_tensor(values):
+        return values.detach().flatten().cpu().to(torch.float64)
+    return torch.as_tensor(values, dtype=torch.float64).flatten()
+
+
 def _clipped(values: Any, k: int = 6) -> str:
     """A short listing of ``values``: the first ``k`` entries and how many more."""
     listed = np.asarray(values).reshape(-1).tolist()
@@ -492,6 +508,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         self.ve_sigmas = torch.empty(0, dtype=torch.float64)
         self._step_index: int | None = None
         self._begin_index: int | None = None
+        self._last_begin: int | None = None  # the largest begin index (set_timesteps)
 
     # ----------------------------------------------------------------- solver state
     def _check_method(self) -> None:
@@ -650,14 +667,20 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         return self._begin_index
 
     def set_begin_index(self, begin_index: int = 0) -> None:
-        """Start at ``timesteps[begin_index]`` (pipelines call this for img2img)."""
+        """Start at ``timesteps[begin_index]`` (pipelines call this for img2img).
+
+        As diffusers' schedulers do, an index at or past the end of ``timesteps`` is accepted:
+        img2img at strength 0 sets ``t_start * order`` with ``t_start`` the pipeline's step
+        count, and its loop over ``timesteps[begin_index:]`` then makes no call (a :meth:`step`
+        there raises, as DPM-Solver's, UniPC's and FlowMatch's do). Larger indices than such a
+        ``t_start * order`` (:meth:`set_timesteps`) are refused, and negative ones.
+        """
         if isinstance(begin_index, bool) or not isinstance(begin_index, numbers.Integral):
             raise SchedulerError(f"begin_index must be an int, got {begin_index!r:.60}")
-        if self.num_inference_steps is not None and not 0 <= begin_index < len(self.timesteps):
-            raise SchedulerError(
-                f"begin_index must lie in [0, {len(self.timesteps)}) (the timesteps), got "
-                f"{begin_index}"
-            )
+        last = self._last_begin
+        if not 0 <= begin_index <= (math.inf if last is None else last):
+            bound = ">= 0" if last is None else f"in [0, {last}]"
+            raise SchedulerError(f"begin_index must be {bound}, got {begin_index}")
         self._begin_index = int(begin_index)
 
     def __len__(self) -> int:
@@ -678,26 +701,30 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """Build the grid of ``num_inference_steps`` steps, or from ``sigmas`` / ``timesteps``.
 
         ``sigmas`` are VE noise levels for DDPM models (k-diffusion's convention) and flow times
-        ``t`` for flow models (``FlowMatchEulerDiscreteScheduler``'s, shifted as there);
-        ``timesteps`` are training timesteps (DDPM models only). A trailing ``0`` in ``sigmas``
-        is allowed; the final noise level comes from ``final_sigmas_type`` either way. ``mu`` is
-        the resolution-dependent time shift of flow models (``use_dynamic_shifting=True``):
-        ``t -> e^mu/(e^mu + 1/t - 1)`` (exponential) or ``mu/(mu + 1/t - 1)`` (linear); without
-        dynamic shifting a flow model ignores it, as ``FlowMatchEulerDiscreteScheduler`` does
-        (flow pipelines always pass one).
+        ``t`` for flow models (``FlowMatchEulerDiscreteScheduler``'s, shifted as there).
+        ``timesteps`` are training timesteps for DDPM models; a flow model takes them as
+        FlowMatchEulerDiscreteScheduler does without ``sigmas``, as the flow times ``timesteps /
+        num_train_timesteps``, shifted as ``sigmas`` are (the network is then called at the
+        shifted times, where FlowMatch calls it at the timesteps as given and warns that the two
+        may disagree; without a shift they are the same). A trailing ``0`` in ``sigmas`` or
+        flow ``timesteps`` is allowed; the final noise level comes from ``final_sigmas_type``
+        either way. ``mu`` is the resolution-dependent time shift of flow models
+        (``use_dynamic_shifting=True``): ``t -> e^mu/(e^mu + 1/t - 1)`` (exponential) or
+        ``mu/(mu + 1/t - 1)`` (linear); without dynamic shifting a flow model ignores it, as
+        ``FlowMatchEulerDiscreteScheduler`` does (flow pipelines always pass one).
 
         Afterwards ``timesteps`` lists the network's timestep of every call, ``sigmas`` the
         noise level of every call and then the final one, in the model's convention as
         diffusers' schedulers have them (VE ``sigma`` for DDPM models, flow time ``t`` for flow
         models; ``len(sigmas) = len(timesteps) + 1``), and ``ve_sigmas`` the run's grid, one VE
         noise level per step and the final one: what ``res_torch``'s samplers take.
+        ``timesteps`` (float32) are on ``device``; ``sigmas`` and ``ve_sigmas`` stay on the
+        host, in float64 (``sigmas`` in float32 for an ``mps`` device, which has no float64).
         """
         if sigmas is not None and timesteps is not None:
             raise SchedulerError("pass either sigmas or timesteps, not both")
         if num_inference_steps is None and sigmas is None and timesteps is None:
             raise SchedulerError("set_timesteps needs num_inference_steps, sigmas or timesteps")
-        if timesteps is not None and self.is_flow:
-            raise SchedulerError("flow models take sigmas (flow times), not timesteps")
         if mu is not None and (
             isinstance(mu, bool) or not isinstance(mu, numbers.Real) or not abs(mu) <= MU_MAX
         ):
@@ -722,7 +749,11 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         self._plan()
         self.timesteps = self._timesteps_of(self._stage_sigmas).to(device=device)
         levels = torch.cat([self._stage_sigmas, self.ve_sigmas[-1:]])
-        self.sigmas = levels / (1 + levels) if self.is_flow else levels
+        levels = levels / (1 + levels) if self.is_flow else levels
+        self.sigmas = levels.to(_sigmas_dtype(device))
+        # img2img's largest begin index, t_start * order: t_start is at most the pipeline's step
+        # count, the one asked for here or (retrieve_timesteps with sigmas) len(timesteps)
+        self._last_begin = self.order * max(num_inference_steps or 0, len(self.timesteps))
         self._step_index = None
         self._begin_index = None
 
@@ -731,8 +762,10 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
     ) -> np.ndarray:
         """The VE noise levels of the run, with the final one; a repeated level (a step of
         length zero, the identity, which diffusers' schedulers run) appears once."""
-        flow = self.is_flow
-        ve = self._flow_grid(n, sigmas, mu) if flow else self._vp_grid(n, sigmas, timesteps)
+        if self.is_flow:
+            ve = self._flow_grid(n, sigmas, mu, timesteps)
+        else:
+            ve = self._vp_grid(n, sigmas, timesteps)
         if self.config.final_sigmas_type == "zero":
             grid = np.append(ve, 0.0)
         else:  # "sigma_min": end at the smallest training noise level, no denoising step
@@ -852,7 +885,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         DDPM: ``sqrt(abar) x_0 + sqrt(1 - abar) eps`` (timesteps interpolated as in
         :class:`DiscreteSchedule`); flow: ``(1 - t) x_0 + t eps`` with ``t = timestep / T``.
         """
-        t = torch.as_tensor(timesteps, dtype=torch.float64).flatten().cpu()
+        t = _host_float64(timesteps)
         if self.is_flow:
             flow_t = t / self.config.num_train_timesteps
             if not bool(torch.all((flow_t >= 0) & (flow_t <= 1))):
@@ -951,22 +984,32 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             ts = discrete_timesteps(n, big_t, spacing, offset, last, raw=True).numpy()
         return self.schedule.t_to_sigma(torch.as_tensor(ts.copy())).numpy()
 
-    def _flow_grid(self, n: int | None, sigmas: Any, mu: float | None) -> np.ndarray:
-        """Flow times as in ``FlowMatchEulerDiscreteScheduler.set_timesteps``, as VE sigmas."""
+    def _flow_grid(
+        self, n: int | None, sigmas: Any, mu: float | None, timesteps: Any
+    ) -> np.ndarray:
+        """Flow times as in ``FlowMatchEulerDiscreteScheduler.set_timesteps``, as VE sigmas.
+
+        ``timesteps`` are taken as FlowMatch takes them without ``sigmas``: as the flow times
+        ``timesteps / num_train_timesteps``, then shifted as ``sigmas`` are."""
         big_t = self.config.num_train_timesteps
-        if sigmas is not None:
-            t = _levels(sigmas, "sigmas")
+        given = sigmas if timesteps is None else timesteps
+        if given is not None:
+            what, scale = ("sigmas", 1) if timesteps is None else ("timesteps", big_t)
+            t = _levels(given, what) / scale
             t = t[:-1] if t.size > 1 and t[-1] == 0 else t
             if n is not None and n != t.size:
-                raise SchedulerError(f"got {t.size} sigmas for num_inference_steps={n}")
+                raise SchedulerError(f"got {t.size} {what} for num_inference_steps={n}")
             if not np.all((t > 0) & (t <= 1)):
-                raise SchedulerError(f"flow sigmas (times t) must lie in (0, 1], got {_clipped(t)}")
+                raise SchedulerError(
+                    f"flow {what} must lie in (0, {scale}] (a final 0 is allowed), "
+                    f"got {_clipped(t * scale)}"
+                )
         s = self.config.flow_shift if self.config.flow_shift != 1.0 else self.config.shift
 
         def static_shift(t: np.ndarray | float) -> np.ndarray | float:
             return s * t / (1 + (s - 1) * t)
 
-        if sigmas is None and self.config.use_flow_sigmas:
+        if given is None and self.config.use_flow_sigmas:
             # DPMSolverMultistepScheduler(use_flow_sigmas=True): from 1 - 1/T, shifted by
             # flow_shift, or by e^mu with dynamic shifting
             if mu is not None and self.config.time_shift_type != "exponential":
@@ -977,7 +1020,7 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             t = static_shift(np.linspace(1 - 1 / big_t, 0, n + 1)[:-1])
             spaced = _spaced(float(t[0]), float(t[-1]), len(t), self.config)
             return self._flow_t_to_sigma(torch.as_tensor(t if spaced is None else spaced)).numpy()
-        if sigmas is None:
+        if given is None:
             # FlowMatchEulerDiscreteScheduler's grid runs to its (statically shifted) sigma_min
             end = 1 / big_t if self.config.use_dynamic_shifting else static_shift(1 / big_t)
             t = np.linspace(1.0, end, n)
@@ -1027,6 +1070,11 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
 
     def _init_step_index(self, timestep: float | torch.Tensor) -> None:
         if self._begin_index is not None:
+            if self._begin_index >= len(self._stages):  # diffusers: an IndexError in step
+                raise SchedulerError(
+                    f"begin_index {self._begin_index} lies past the last of the "
+                    f"{len(self._stages)} timesteps: there is no step to take"
+                )
             self._start(self._begin_index)
             return
         try:

@@ -18,8 +18,10 @@ from res_torch.adapters import DiscreteEpsDenoiser, DiscreteVDenoiser, FlowDenoi
 from res_torch.diffusers import (  # noqa: E402
     RESMultistepScheduler,
     RESSinglestepScheduler,
+    _sigmas_dtype,
     alphas_cumprod_from_betas,
 )
+from res_torch.errors import SchedulerError  # noqa: E402
 from res_torch.methods import cached_tableau  # noqa: E402
 
 SCHEDULERS = [RESMultistepScheduler, RESSinglestepScheduler]
@@ -426,6 +428,54 @@ def test_sigma_spacing_options_match_dpm_solver(options):
     assert scheduler.num_inference_steps == len(scheduler.timesteps) == len(expected) - 1
 
 
+@pytest.mark.parametrize(
+    ("options", "mu"),
+    [({}, None), ({"shift": 3.0}, None), ({"use_dynamic_shifting": True}, 0.8),
+     ({"use_dynamic_shifting": True, "time_shift_type": "linear"}, 1.5),
+     ({"shift": 3.0, "shift_terminal": 0.1}, None),
+     ({"shift": 3.0, "use_karras_sigmas": True}, None),
+     ({"use_flow_sigmas": True, "flow_shift": 3.0}, None)],
+)  # fmt: skip
+@pytest.mark.parametrize("timesteps", [[900, 640, 380, 120], [1000, 800, 550, 300, 90]])
+def test_flow_timesteps_give_flow_match_eulers_flow_times(options, mu, timesteps):
+    """``set_timesteps(timesteps=...)`` on a flow model: the flow times of
+    FlowMatchEulerDiscreteScheduler given the same timesteps (``timesteps / T``, then shifted),
+    the same as ``sigmas=timesteps / T``; a time ``t = 1`` starts at ``1 - 1/T``, a final 0
+    changes nothing."""
+    flow_options = {k: v for k, v in options.items() if k not in ("use_flow_sigmas", "flow_shift")}
+    if "flow_shift" in options:
+        flow_options["shift"] = options["flow_shift"]
+    flow_match = diffusers.FlowMatchEulerDiscreteScheduler(**flow_options)
+    flow_match.set_timesteps(timesteps=timesteps, mu=mu)
+    scheduler = RESMultistepScheduler(prediction_type="flow_prediction", **options)
+    scheduler.set_timesteps(timesteps=timesteps, mu=mu)
+    expected = flow_match.sigmas.double().clone()
+    expected[0] = min(float(expected[0]), 1 - 1 / 1000)
+    torch.testing.assert_close(scheduler.sigmas, expected, rtol=1e-6, atol=1e-7)
+    other = RESMultistepScheduler(prediction_type="flow_prediction", **options)
+    other.set_timesteps(sigmas=np.array(timesteps) / 1000, mu=mu)
+    assert torch.equal(scheduler.sigmas, other.sigmas)
+    other.set_timesteps(timesteps=[*timesteps, 0], mu=mu)
+    assert torch.equal(scheduler.sigmas, other.sigmas)
+    torch.testing.assert_close(scheduler.timesteps, (scheduler.sigmas[:-1] * 1000).float())
+    if not options and timesteps[0] < 1000:  # no shift: called at the timesteps as given
+        assert scheduler.timesteps.tolist() == timesteps == flow_match.timesteps.tolist()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"timesteps": [1200, 500]}, r"flow timesteps must lie in \(0, 1000\]"),
+     ({"timesteps": [500, 0, 100]}, r"flow timesteps must lie in \(0, 1000\]"),
+     ({"timesteps": [500, -3]}, r"flow timesteps must lie in \(0, 1000\]"),
+     ({"num_inference_steps": 3, "timesteps": [500, 200]}, "got 2 timesteps"),
+     ({"timesteps": [500, 200], "sigmas": [0.5, 0.2]}, "either sigmas or timesteps")],
+)  # fmt: skip
+def test_bad_flow_timesteps_are_scheduler_errors(kwargs, message):
+    scheduler = RESMultistepScheduler(prediction_type="flow_prediction")
+    with pytest.raises(SchedulerError, match=message):
+        scheduler.set_timesteps(**kwargs)
+
+
 def test_custom_sigmas_are_used_as_given():
     scheduler = RESMultistepScheduler()
     scheduler.set_timesteps(sigmas=[14.6, 3.0, 0.5, 0.0])
@@ -578,6 +628,46 @@ def test_img2img_slicing_starts_where_dpm_solver_starts(scheduler_class, strengt
     assert scheduler.step_index == len(scheduler.timesteps)
 
 
+@pytest.mark.parametrize("scheduler_class", SCHEDULERS)
+def test_img2img_at_strength_0_runs_no_step_as_dpm_solver(scheduler_class):
+    """Strength 0: ``t_start = n``; diffusers' schedulers accept ``set_begin_index(t_start *
+    order)`` (``len(timesteps)`` for DPM-Solver, beyond it for a single-step method) and the
+    loop over ``timesteps[t_start * order:]`` makes no call. A ``step`` there is a
+    SchedulerError (diffusers': an IndexError); a larger index is refused at once."""
+    n = 6
+    for other in (diffusers.DPMSolverMultistepScheduler(), diffusers.UniPCMultistepScheduler(),
+                  diffusers.FlowMatchEulerDiscreteScheduler()):  # fmt: skip
+        other.set_timesteps(n)
+        other.set_begin_index(n * other.order)
+        assert len(other.timesteps[n * other.order :]) == 0
+    scheduler = scheduler_class()
+    scheduler.set_timesteps(n)
+    begin = n * scheduler.order
+    scheduler.set_begin_index(begin)
+    assert scheduler.begin_index == begin >= len(scheduler.timesteps)
+    assert len(scheduler.timesteps[begin:]) == 0
+    x = torch.zeros(1, 3)
+    with pytest.raises(SchedulerError, match="past the last of the"):
+        scheduler.step(x, scheduler.timesteps[-1], x)
+    largest = scheduler.order * len(scheduler.timesteps)  # retrieve_timesteps with sigmas
+    scheduler.set_begin_index(largest)
+    with pytest.raises(SchedulerError, match=rf"begin_index must be in \[0, {largest}\]"):
+        scheduler.set_begin_index(largest + 1)
+    with pytest.raises(SchedulerError, match="begin_index must be >= 0"):
+        scheduler_class().set_begin_index(-1)
+
+
+def test_strength_0_is_accepted_when_the_flow_run_has_a_step_fewer():
+    """SD3 (``shift=3``) from 334 steps on: the run starts at the schedule's second time, one
+    step fewer than asked; img2img's ``t_start * order`` counts the steps asked for."""
+    scheduler = RESMultistepScheduler(prediction_type="flow_prediction", shift=3.0)
+    scheduler.set_timesteps(400)
+    assert len(scheduler.timesteps) == 399
+    scheduler.set_begin_index(400)
+    with pytest.raises(SchedulerError, match="past the last"):
+        scheduler.step(torch.zeros(1, 3), scheduler.timesteps[-1], torch.zeros(1, 3))
+
+
 def test_a_mid_stage_begin_index_is_refused():
     scheduler = RESSinglestepScheduler(tableau="res_2s")
     scheduler.set_timesteps(6)
@@ -609,6 +699,38 @@ def test_sigma_multistep_methods_run_in_the_scheduler_as_in_the_sampler(unet64, 
     torch.testing.assert_close(result / scale, expected / scale, rtol=0, atol=1e-10)
     with pytest.raises(ValueError, match="SDE"):
         RESMultistepScheduler(tableau=method, eta=0.5)
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype"),
+    [("mps", torch.float32), ("mps:0", torch.float32), (torch.device("mps"), torch.float32),
+     ("cpu", torch.float64), ("cuda", torch.float64), ("cuda:1", torch.float64),
+     (None, torch.float64)],
+)  # fmt: skip
+def test_sigmas_are_float32_only_for_mps_which_has_no_float64(device, dtype):
+    assert _sigmas_dtype(device) is dtype
+
+
+def test_sigmas_stay_float64_on_the_host():
+    scheduler = RESMultistepScheduler(prediction_type="flow_prediction")
+    scheduler.set_timesteps(5, device="cpu")
+    assert scheduler.sigmas.dtype == scheduler.ve_sigmas.dtype == torch.float64
+    assert scheduler.timesteps.dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs Apple's mps device")
+@pytest.mark.parametrize("prediction_type", ["epsilon", "flow_prediction"])
+def test_a_run_on_mps_uses_no_float64(prediction_type):
+    """What a pipeline does on mps: ``set_timesteps(device="mps")``, ``sigmas`` moved to the
+    latents' device (LTX), ``add_noise`` at device timesteps (img2img), ``step``."""
+    scheduler = RESMultistepScheduler(prediction_type=prediction_type)
+    scheduler.set_timesteps(4, device="mps")
+    assert scheduler.sigmas.to("mps").dtype == torch.float32
+    x0 = torch.ones(2, 3, device="mps")
+    x = scheduler.add_noise(x0, torch.zeros_like(x0), scheduler.timesteps[:1].repeat(2))
+    for t in scheduler.timesteps:
+        x = scheduler.step(torch.zeros_like(x), t, x).prev_sample
+    assert x.device.type == "mps"
 
 
 @pytest.mark.parametrize("beta_schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])

@@ -523,3 +523,33 @@ def test_a_saved_config_loads_in_dpm_solver_unipc_and_deis(scheduler_class, tabl
         warnings.simplefilter("error", IgnoredConfigWarning)  # the saved order agrees
         again = scheduler_class.from_pretrained(tmp_path)
     assert again.method.name == scheduler.method.name
+
+
+@pytest.mark.parametrize(
+    "other", [diffusers.DPMSolverMultistepScheduler, diffusers.UniPCMultistepScheduler]
+)
+def test_a_flow_config_swaps_into_dpm_solver_and_unipc_with_their_flow_sigmas(other):
+    """docs/diffusers.md's swap recipe. DPM-Solver and UniPC read no ``shift``: a RES flow
+    config loads there as flow prediction on the DDPM beta grid, FlowMatch's own config as
+    epsilon prediction on it; with ``use_flow_sigmas=True`` and ``flow_shift`` both load as
+    their flow grid, the one a RES config with those keys loads as unchanged."""
+    flow_match = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    res = RESMultistepScheduler.from_config(flow_match.config)
+    reference = other(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    reference.set_timesteps(8)
+    for config, prediction in ((res.config, "flow_prediction"), (flow_match.config, "epsilon")):
+        plain = other.from_config(config)
+        plain.set_timesteps(8)
+        assert plain.config.prediction_type == prediction
+        assert not plain.config.use_flow_sigmas and plain.sigmas[0] > 100  # VE levels
+        swapped = other.from_config(
+            config, prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+        )
+        swapped.set_timesteps(8)
+        assert torch.equal(swapped.sigmas, reference.sigmas)
+    res_flow = RESMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+    )
+    loaded = other.from_config(res_flow.config)
+    loaded.set_timesteps(8)
+    assert torch.equal(loaded.sigmas, reference.sigmas)
