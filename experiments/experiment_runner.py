@@ -3,7 +3,8 @@
 An experiment is a frozen dataclass of settings (with ``quick()`` and ``full()`` presets) and a
 function ``run(config, device) -> list[dict]`` returning the rows of its table. Tables are CSV;
 :func:`cached_rows` stores them under ``cache/<name>-<key>.csv`` where ``key`` hashes the
-configuration, so a repeated figure run recomputes only what changed (``force`` recomputes).
+configuration and the device type the table was computed on (:func:`config_key`), so a repeated
+figure run recomputes only what changed (``force`` recomputes).
 Beside each table it records the :func:`code_fingerprint` that computed it, and a table read
 back from the cache under other code raises a :class:`StaleCacheWarning`.
 """
@@ -86,9 +87,15 @@ def fingerprint(root: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def config_key(name: str, config: Any) -> str:
-    """A short stable hash of an experiment name and its (dataclass) configuration."""
-    payload = json.dumps({"name": name, "config": dataclasses.asdict(config)}, sort_keys=True)
+def config_key(name: str, config: Any, device: str = "cpu") -> str:
+    """A short stable hash of an experiment name, its (dataclass) configuration and the device
+    type its table is computed on (``"cpu"``, ``"cuda"``), so a table computed on one device is
+    not read back for another. The CPU is the default device: its key hashes the name and the
+    configuration only (the key of every table computed before devices were keyed)."""
+    fields: dict[str, Any] = {"name": name, "config": dataclasses.asdict(config)}
+    if device != "cpu":
+        fields["device"] = device
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -146,9 +153,10 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def cached_table(name: str, config: Any, cache_dir: Path) -> Path:
-    """Where :func:`cached_rows` keeps experiment ``name``'s table for ``config``."""
-    return Path(cache_dir) / f"{name}-{config_key(name, config)}.csv"
+def cached_table(name: str, config: Any, cache_dir: Path, device: str = "cpu") -> Path:
+    """Where :func:`cached_rows` keeps experiment ``name``'s table for ``config`` computed on
+    the device type ``device``."""
+    return Path(cache_dir) / f"{name}-{config_key(name, config, device)}.csv"
 
 
 def cached_rows(
@@ -157,15 +165,17 @@ def cached_rows(
     compute: Callable[[C], list[dict[str, Any]]],
     cache_dir: Path,
     *,
+    device: str = "cpu",
     force: bool = False,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """``compute(config)``'s rows, from ``cache_dir/<name>-<key>.csv`` when present.
+    """``compute(config)``'s rows, from ``cache_dir/<name>-<key>.csv`` when present, the key
+    that of :func:`config_key` for ``device``, the type of the device ``compute`` runs on.
 
-    Returns ``(rows, was_cached)``. The configuration and the :func:`code_fingerprint` are
-    saved beside the table as JSON; a cached table from other code is returned with a
-    :class:`StaleCacheWarning` (``force=True`` recomputes it).
+    Returns ``(rows, was_cached)``. The configuration, the device type and the
+    :func:`code_fingerprint` are saved beside the table as JSON; a cached table from other code
+    is returned with a :class:`StaleCacheWarning` (``force=True`` recomputes it).
     """
-    table = cached_table(name, config, cache_dir)
+    table = cached_table(name, config, cache_dir, device)
     if table.exists() and not force:
         record = _record(table)
         warn_if_stale(name, table, record)
@@ -182,6 +192,7 @@ def cached_rows(
     record = {
         "name": name,
         "config": dataclasses.asdict(config),
+        "device": device,
         "code": code_fingerprint(),
         "rows": len(rows),
     }
@@ -259,14 +270,18 @@ def resolve_device(device: str | None) -> torch.device:
 def experiment_main(
     name: str,
     config_class: type[ExperimentConfig],
-    run: Callable[[Any, torch.device], list[dict[str, Any]]],
+    run: Callable[..., list[dict[str, Any]]],
     argv: Sequence[str] | None = None,
     description: str | None = None,
     module: str | None = None,
+    *,
+    uses_cache: bool = False,
 ) -> Path:
     """Command line ``python -m MODULE [--quick] [--device D] [--out DIR]`` of the experiment
-    module ``module`` (for the usage line): runs the quick or full configuration and writes
-    ``DIR/<name>.csv``."""
+    module ``module`` (for the usage line): runs the quick or full configuration with
+    ``run(config, device)`` and writes ``DIR/<name>.csv``. With ``uses_cache``, ``run`` is called
+    as ``run(config, device, DIR/cache)``: the folder where it keeps results worth reusing
+    between runs (the league's reference solutions)."""
     parser = argparse.ArgumentParser(
         prog=f"python -m {module}" if module else None, description=description
     )
@@ -280,7 +295,7 @@ def experiment_main(
         parser.error(str(err))
     writable_folder(parser, args.out)
     config = config_class.quick() if args.quick else config_class.full()
-    rows = run(config, device)
+    rows = run(config, device, args.out / "cache") if uses_cache else run(config, device)
     path = write_csv(rows, args.out / f"{name}.csv")
     print(f"wrote {len(rows)} rows to {path}")
     return path

@@ -22,7 +22,15 @@ The metrics are named after their feature spaces -- none of them is ImageNet FID
   NVlabs / EDM ``inception-2015-12-05.pt`` convention: input float images in ``[0, 255]`` of
   shape ``(N, 3, H, W)``, called with ``return_features=True``, 2048-d pool features).
 
-Images are clamped to ``[-1, 1]`` (the pixel range of the data) before feature extraction.
+Images live in ``[-1, 1]``, the pixel range of the data and the input range of the feature
+networks. :func:`frechet_distance_of_images` and the command line, which take image sets, refuse
+non-finite values and values outside ``[-1, 1]`` beyond :data:`RANGE_TOLERANCE` (float
+rounding) with a ``ValueError`` (images in ``[0, 1]`` or ``[0, 255]`` must be rescaled first, a
+sampler's output clamped). :func:`extract_features`, which the sampling problems
+(:mod:`experiments.problems.sampling`) apply to raw sampler outputs, refuses non-finite values
+and clamps to ``[-1, 1]``: a sampler overshoots the data range (the trained digits network's
+samples reach about +-1.05 with DDIM and +-4.3 with Heun at NFE 9), and clamping is how its
+output becomes an image.
 
     python -m experiments.frechet --model digits --samples samples.pt
     python -m experiments.frechet --model patches32 --samples s.pt --feature-extractor incep.pt
@@ -43,8 +51,10 @@ from experiments.models.load import CHECKPOINT_DIR, CheckpointError, bundled_dat
 
 __all__ = [
     "DigitsClassifierFeatures",
+    "RANGE_TOLERANCE",
     "RandomConvFeatures",
     "TorchScriptFeatures",
+    "check_image_range",
     "default_feature_extractor",
     "extract_features",
     "frechet_distance",
@@ -55,6 +65,7 @@ __all__ = [
 ]
 
 DIGITS_CLASSIFIER = CHECKPOINT_DIR / "digits_classifier.pt"
+RANGE_TOLERANCE = 1e-6  # float rounding of images in [-1, 1], e.g. averages of data images
 METRIC_NAMES = {
     "digits": "FDD (Fréchet Digits Distance)",
     "patches32": "FRCD (Fréchet Random-Conv Distance)",
@@ -209,17 +220,35 @@ def default_feature_extractor(model: str) -> nn.Module:
     )
 
 
+def _check_images(images: torch.Tensor, what: str) -> None:
+    """``ValueError`` unless ``images`` is an ``(N, C, H, W)`` tensor of finite values."""
+    if not torch.is_tensor(images) or images.ndim != 4:
+        raise ValueError(
+            f"{what} must be a (N, C, H, W) tensor, got {getattr(images, 'shape', images)}"
+        )
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{what} contain NaN or infinity")
+
+
+def check_image_range(images: torch.Tensor, what: str = "images") -> None:
+    """``ValueError`` (naming ``what``) unless ``images`` is an ``(N, C, H, W)`` tensor of
+    finite values in ``[-1, 1]``, up to :data:`RANGE_TOLERANCE`."""
+    _check_images(images, what)
+    if bool((images.abs() > 1 + RANGE_TOLERANCE).any()):
+        raise ValueError(
+            f"{what} have values in [{float(images.min()):.4g}, {float(images.max()):.4g}], "
+            "outside [-1, 1], the image range of the data and the feature networks (rescale "
+            "images in [0, 1] or [0, 255], clamp a sampler's output)"
+        )
+
+
 @torch.no_grad()
 def extract_features(
     extractor: nn.Module, images: torch.Tensor, batch_size: int = 500
 ) -> torch.Tensor:
-    """Features of ``images`` (clamped to ``[-1, 1]``) in batches, on the images' device."""
-    if not torch.is_tensor(images) or images.ndim != 4:
-        raise ValueError(
-            f"images must be a (N, C, H, W) tensor, got {getattr(images, 'shape', images)}"
-        )
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError("images contain NaN or infinity")
+    """Features of ``images`` in batches, on the images' device: ``ValueError`` for a
+    non-finite value; values outside ``[-1, 1]`` are clamped (module docstring)."""
+    _check_images(images, "images")
     extractor = extractor.to(images.device)
     parts = [extractor(chunk.clamp(-1, 1)) for chunk in images.split(batch_size)]
     return torch.cat(parts).to(torch.float64)
@@ -228,7 +257,11 @@ def extract_features(
 def frechet_distance_of_images(
     samples: torch.Tensor, reference: torch.Tensor, extractor: nn.Module, batch_size: int = 500
 ) -> float:
-    """Fréchet distance between Gaussian fits of ``extractor`` features of two image sets."""
+    """Fréchet distance between Gaussian fits of ``extractor`` features of two image sets;
+    ``ValueError`` (:func:`check_image_range`) for either set with a value outside ``[-1, 1]``
+    or a non-finite one."""
+    check_image_range(samples, "samples")
+    check_image_range(reference, "reference images")
     return frechet_distance_of_features(
         extract_features(extractor, samples, batch_size).cpu(),
         extract_features(extractor, reference, batch_size).cpu(),
@@ -240,9 +273,7 @@ def _read_images(path: Path) -> torch.Tensor:
         return torch.from_numpy(np.load(path)).float()
     value = torch.load(path, map_location="cpu", weights_only=True)
     if not torch.is_tensor(value):
-        raise ValueError(
-            f"{path} must hold a single (N, C, H, W) tensor, got {type(value).__name__}"
-        )
+        raise ValueError(f"must hold a single (N, C, H, W) tensor, got {type(value).__name__}")
     return value.float()
 
 
@@ -258,7 +289,11 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--reference-count", type=int, default=5000, help="patches32 only")
     parser.add_argument("--feature-extractor", type=Path, help="TorchScript feature network (FID)")
     args = parser.parse_args(argv)
-    samples = _read_images(args.samples)
+    try:
+        samples = _read_images(args.samples)
+        check_image_range(samples, "samples")
+    except (OSError, ValueError) as err:
+        parser.error(f"--samples {args.samples}: {err}")
     reference = bundled_dataset(args.model, args.reference_split, args.reference_count)
     if args.feature_extractor is None:
         extractor, name = default_feature_extractor(args.model), METRIC_NAMES[args.model]

@@ -1,13 +1,16 @@
-"""``python -m paper_figures [--quick] [--device cuda|cpu] [--out DIR] [--force] [--redraw]``.
+"""``python -m paper_figures [--quick] [--device cuda|cpu] [--out DIR] [--force | --redraw]
+[--only NAME ...]``.
 
-Runs every experiment of the paper whose table is not cached yet (the cache is keyed by the
-experiment's configuration, :func:`experiments.experiment_runner.cached_rows`), then regenerates
-every figure (PNG), its table (CSV) and ``RESULTS.md`` in ``DIR`` (default
-``paper_figures/output``, ``paper_figures/output_quick`` with ``--quick``). The full run into
-the default folder also rewrites README.md's generated blocks (:mod:`paper_figures.readme`).
-``--redraw`` runs nothing and draws the figures and RESULTS.md from the tables already in
-``DIR``. An experiment that fails is reported in RESULTS.md and makes the command exit with
-status 1 after the others ran.
+Runs every experiment of the paper whose table is not cached yet (the cache in ``DIR/cache`` is
+keyed by the experiment's configuration and the device type it computes on,
+:func:`experiments.experiment_runner.cached_rows`), then regenerates every figure (PNG), its
+table (CSV) and ``RESULTS.md`` in ``DIR`` (default ``paper_figures/output``,
+``paper_figures/output_quick`` with ``--quick``). The full run into the default folder also
+rewrites README.md's generated blocks (:mod:`paper_figures.readme`). ``--redraw`` runs nothing:
+it writes RESULTS.md from every table already in ``DIR`` and redraws the figures from them
+(with ``--only``, only those experiments' figures; it cannot be combined with ``--force``). An
+experiment that fails is reported in RESULTS.md and makes the command exit with status 1 after
+the others ran.
 """
 
 from __future__ import annotations
@@ -31,11 +34,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="small configurations (at most about 3 minutes on 2 CPU cores)",
     )
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
-    parser.add_argument("--out", type=Path, default=None, help="output directory")
-    parser.add_argument("--force", action="store_true", help="recompute cached tables")
     parser.add_argument(
-        "--redraw", action="store_true", help="run nothing: redraw from the CSVs in DIR"
+        "--device",
+        default=None,
+        help="cpu or cuda (default: cuda if present); tables are cached per device type",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="output directory")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--force", action="store_true", help="recompute cached tables")
+    mode.add_argument(
+        "--redraw",
+        action="store_true",
+        help="run nothing: write RESULTS.md from every table (CSV) in DIR and redraw the figures "
+        "from them; with --only, redraw only those experiments' figures (RESULTS.md still lists "
+        "every table's figures)",
     )
     parser.add_argument(
         "--only",
@@ -43,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=list(EXPERIMENTS),
         default=None,
         help="run only these experiments (the others' figures are redrawn from their cached "
-        "tables, if any)",
+        "tables, if any); with --redraw, redraw only these experiments' figures, from their "
+        "tables in DIR",
     )
     args = parser.parse_args(argv)
     try:
@@ -55,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or DEFAULT_OUT.with_name("output_quick" if args.quick else "output")
     if args.redraw and not any(out.glob("*.csv")):
         parser.error(f"--redraw: no result tables in {out} (run without --redraw first)")
+    if args.redraw and args.only:
+        missing = [n for n in args.only if not (out / f"{n}.csv").exists()]
+        if missing:
+            parser.error(
+                f"--redraw --only: no table {', '.join(f'{n}.csv' for n in missing)} in {out} "
+                "(run without --redraw first)"
+            )
     writable_folder(parser, out)
     command = "python -m paper_figures" + (" --quick" if args.quick else "")
     failures = run_pipeline(

@@ -4,18 +4,20 @@
 configuration class (``quick()``/``full()``), its runner ``run(config, device) -> rows``, the
 function that draws its figures from the rows and, optionally, the function that renders its
 README block from the rows (:mod:`paper_figures.tables`). :func:`run_pipeline` runs them in
-order with a tqdm bar, caching each table by configuration, and writes ``<name>.csv``, the
-figures and RESULTS.md; :mod:`paper_figures.readme` puts the README blocks between their
-markers in README.md (the full run does so at the end; a test fails when README.md and the
-committed tables disagree).
+order with a tqdm bar, caching each table by configuration and device type, and writes
+``<name>.csv``, the figures and RESULTS.md; :mod:`paper_figures.readme` puts the README blocks
+between their markers in README.md (the full run does so at the end; a test fails when
+README.md and the committed tables disagree).
 
 Adding an experiment (as the sampler league, ``"league"``, was added):
 
 1. a module ``experiments/.../NAME.py`` with a frozen config dataclass (``quick()``,
    ``full()``) and ``run(config, device) -> list[dict]`` (one dict per table row);
 2. one entry ``"NAME": Experiment(Config, run, draw, readme)`` in :data:`EXPERIMENTS`, with
-   ``draw(rows, out_dir, command) -> [(png name, caption)]`` (``lambda *_: []`` for no figure)
-   and ``readme(rows) -> Markdown`` (or ``None`` for no README block);
+   ``draw(rows, out_dir, command) -> [(png name, caption)]`` (``lambda *_: []`` for no figure;
+   ``out_dir=None``: the captions only, nothing drawn) and ``readme(rows) -> Markdown`` (or
+   ``None`` for no README block); ``on_device=False`` for a runner that ignores the device,
+   ``uses_cache=True`` for one that takes a cache folder (:class:`Experiment`);
 3. for a README block, the two marker lines of :func:`paper_figures.readme.begin_marker` /
    ``end_marker`` in README.md where the table belongs; ``python -m paper_figures.readme``
    fills them from ``paper_figures/output/NAME.csv``.
@@ -64,20 +66,28 @@ Figures = list[tuple[str, str]]
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment of the pipeline: settings class, runner, figure maker
-    ``draw(rows, out_dir, command) -> [(png name, caption)]`` and README block renderer
-    ``readme(rows) -> Markdown`` (None: no block)."""
+    """An experiment of the pipeline: settings class, runner ``run(config, device) -> rows``,
+    figure maker ``draw(rows, out_dir, command) -> [(png name, caption)]`` (``out_dir=None``:
+    the captions only, nothing drawn) and README block renderer ``readme(rows) -> Markdown``
+    (None: no block). ``on_device``: ``run`` computes on the device it is given, so its cached
+    table is keyed by that device's type (False: it computes on the CPU whatever the device,
+    and is keyed as a CPU table). ``uses_cache``: ``run`` is called as ``run(config, device,
+    cache_dir)``, ``cache_dir`` the pipeline's ``out/cache``, where it keeps results worth
+    reusing between runs (the league's references)."""
 
     config_class: Any
-    run: Callable[[Any, torch.device], Rows]
-    draw: Callable[[Rows, Path, str], Figures]
+    run: Callable[..., Rows]
+    draw: Callable[[Rows, Path | None, str], Figures]
     readme: Callable[[Rows], str] | None = None
+    on_device: bool = True
+    uses_cache: bool = False
 
 
-def _draw_defect(rows: Rows, out: Path, command: str) -> Figures:
-    plots.plot_metric_vs_nfe(
-        rows, "defect", "defect (mean L2 to converged ODE solution)", out / "defect_vs_nfe.png"
-    )
+def _draw_defect(rows: Rows, out: Path | None, command: str) -> Figures:
+    if out is not None:
+        plots.plot_metric_vs_nfe(
+            rows, "defect", "defect (mean L2 to converged ODE solution)", out / "defect_vs_nfe.png"
+        )
     return [
         (
             "defect_vs_nfe.png",
@@ -88,10 +98,11 @@ def _draw_defect(rows: Rows, out: Path, command: str) -> Figures:
     ]
 
 
-def _draw_quality(rows: Rows, out: Path, command: str) -> Figures:
-    plots.plot_metric_vs_nfe(
-        rows, "frechet", "Fréchet distance to data", out / "quality_vs_nfe.png"
-    )
+def _draw_quality(rows: Rows, out: Path | None, command: str) -> Figures:
+    if out is not None:
+        plots.plot_metric_vs_nfe(
+            rows, "frechet", "Fréchet distance to data", out / "quality_vs_nfe.png"
+        )
     return [
         (
             "quality_vs_nfe.png",
@@ -109,8 +120,9 @@ def _reference_problems(rows: Rows) -> str:
     return f" ({', '.join(names)} only)" if names else " (not computed in this run)"
 
 
-def _draw_schedule(rows: Rows, out: Path, command: str) -> Figures:
-    plots.plot_schedule_robustness(rows, out / "schedule_robustness.png")
+def _draw_schedule(rows: Rows, out: Path | None, command: str) -> Figures:
+    if out is not None:
+        plots.plot_schedule_robustness(rows, out / "schedule_robustness.png")
     return [
         (
             "schedule_robustness.png",
@@ -122,8 +134,9 @@ def _draw_schedule(rows: Rows, out: Path, command: str) -> Figures:
     ]
 
 
-def _draw_stochastic(rows: Rows, out: Path, command: str) -> Figures:
-    plots.plot_stochastic(rows, out / "stochastic.png")
+def _draw_stochastic(rows: Rows, out: Path | None, command: str) -> Figures:
+    if out is not None:
+        plots.plot_stochastic(rows, out / "stochastic.png")
     return [
         (
             "stochastic.png",
@@ -134,9 +147,11 @@ def _draw_stochastic(rows: Rows, out: Path, command: str) -> Figures:
     ]
 
 
-def _draw_residuals(rows: Rows, out: Path, command: str) -> Figures:
-    plots.plot_psi_residuals([r for r in rows if r["table"] == "psi"], out / "psi_residuals.png")
-    plots.plot_c2_sweep([r for r in rows if r["table"] == "c2_sweep"], out / "c2_sweep.png")
+def _draw_residuals(rows: Rows, out: Path | None, command: str) -> Figures:
+    if out is not None:
+        psi = [r for r in rows if r["table"] == "psi"]
+        plots.plot_psi_residuals(psi, out / "psi_residuals.png")
+        plots.plot_c2_sweep([r for r in rows if r["table"] == "c2_sweep"], out / "c2_sweep.png")
     return [
         (
             "psi_residuals.png",
@@ -154,8 +169,9 @@ def _draw_residuals(rows: Rows, out: Path, command: str) -> Figures:
     ]
 
 
-def _draw_convergence(rows: Rows, out: Path, command: str) -> Figures:
-    plots.plot_convergence(rows, out / "convergence.png")
+def _draw_convergence(rows: Rows, out: Path | None, command: str) -> Figures:
+    if out is not None:
+        plots.plot_convergence(rows, out / "convergence.png")
     return [
         (
             "convergence.png",
@@ -168,9 +184,10 @@ def _draw_convergence(rows: Rows, out: Path, command: str) -> Figures:
     ]
 
 
-def _draw_league(rows: Rows, out: Path, command: str) -> Figures:
+def _draw_league(rows: Rows, out: Path | None, command: str) -> Figures:
     league = [r for r in rows if r["table"] == "league"]
-    plots.plot_league(league, league_cells(league), out / "league.png")
+    if out is not None:
+        plots.plot_league(league, league_cells(league), out / "league.png")
     figures = [
         (
             "league.png",
@@ -183,7 +200,8 @@ def _draw_league(rows: Rows, out: Path, command: str) -> Figures:
     ]
     mechanism = [r for r in rows if r["table"] == "mechanism"]
     if mechanism:
-        plots.plot_mechanism(mechanism, out / "league_mechanism.png")
+        if out is not None:
+            plots.plot_mechanism(mechanism, out / "league_mechanism.png")
         figures.append(
             (
                 "league_mechanism.png",
@@ -210,9 +228,15 @@ EXPERIMENTS: dict[str, Experiment] = {
         ResidualsConfig, run_residuals, _draw_residuals, tables.residuals_block
     ),
     "convergence": Experiment(
-        ConvergenceConfig, run_convergence_table, _draw_convergence, tables.convergence_block
+        ConvergenceConfig,
+        run_convergence_table,
+        _draw_convergence,
+        tables.convergence_block,
+        on_device=False,
     ),
-    "league": Experiment(LeagueConfig, run_league_experiment, _draw_league, tables.league_block),
+    "league": Experiment(
+        LeagueConfig, run_league_experiment, _draw_league, tables.league_block, uses_cache=True
+    ),
 }
 
 
@@ -231,6 +255,13 @@ def _reference_notes(rows: Rows) -> list[str]:
     return notes
 
 
+def _runner(experiment: Experiment, device: torch.device, cache: Path) -> Callable[[Any], Rows]:
+    """``config -> rows`` of ``experiment`` on ``device`` (given ``cache`` if it uses one)."""
+    if experiment.uses_cache:
+        return lambda config: experiment.run(config, device, cache)
+    return lambda config: experiment.run(config, device)
+
+
 def run_pipeline(
     out: Path,
     *,
@@ -244,31 +275,37 @@ def run_pipeline(
 ) -> dict[str, str]:
     """Run (or load) every experiment (or those in ``only``), write ``<name>.csv``, figures and
     ``RESULTS.md`` under ``out``. ``configs`` replaces the quick/full preset of the experiments
-    it names. ``redraw`` runs nothing: the figures and RESULTS.md are drawn from the
-    ``<name>.csv`` tables already in ``out``. Returns ``{experiment: error message}`` for the
-    experiments that failed."""
+    it names. Tables are cached in ``out/cache`` by configuration and by the type of ``device``
+    (resolved by :func:`resolve_device`) for the experiments that compute on it; the experiments
+    not in ``only`` keep their figures in RESULTS.md, redrawn from their cached tables, if any.
+    ``redraw`` runs nothing: RESULTS.md is written from every ``<name>.csv`` table already in
+    ``out`` and the figures of the experiments in ``only`` (default: all) are redrawn from
+    theirs; the other experiments' figures are listed in RESULTS.md as they are, not redrawn.
+    Returns ``{experiment: error message}`` for the experiments that failed."""
     resolved = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     names = list(EXPERIMENTS) if only is None else list(only)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise ValueError(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
+    cache = out / "cache"
     results: dict[str, Rows] = {}
     figures: Figures = []
     failures: dict[str, str] = {}
     for name in tqdm(list(EXPERIMENTS), desc="paper figures"):
         experiment = EXPERIMENTS[name]
+        if redraw:
+            if (out / f"{name}.csv").exists():
+                results[name] = read_csv(out / f"{name}.csv")
+                figures += experiment.draw(results[name], out if name in names else None, command)
+            continue
         if configs is not None and name in configs:
             config = configs[name]
         else:
             config = experiment.config_class.quick() if quick else experiment.config_class.full()
-        if redraw:
-            if (out / f"{name}.csv").exists():
-                results[name] = read_csv(out / f"{name}.csv")
-                figures += experiment.draw(results[name], out, command)
-            continue
+        table_device = resolved.type if experiment.on_device else "cpu"
         if name not in names:  # not asked for: keep its cached results in RESULTS.md, if any
-            table = cached_table(name, config, out / "cache")
+            table = cached_table(name, config, cache, table_device)
             if table.exists():
                 warn_if_stale(name, table)
                 results[name] = read_csv(table)
@@ -276,8 +313,9 @@ def run_pipeline(
             continue
         try:
             start = time.perf_counter()
+            compute = _runner(experiment, resolved, cache)
             rows, cached = cached_rows(
-                name, config, lambda c, e=experiment: e.run(c, resolved), out / "cache", force=force
+                name, config, compute, cache, device=table_device, force=force
             )
             seconds = time.perf_counter() - start
             status = "cached" if cached else f"computed in {seconds:.0f} s"

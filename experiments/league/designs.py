@@ -10,7 +10,8 @@ Run: ``python -m experiments.league.designs [--out DIR] [--testbeds NAME ...] [-
 GRID [--rho RHO]]`` (writes ``DIR/league_designs.csv``, or ``league_designs_<names>_<grid>.csv``
 for other testbeds and grids, ``<grid>`` as ``flow``, ``vp``, ``discrete`` or ``karras_rho3``,
 with the runner's columns, and prints the ratio table; about a minute on 2 CPU cores with the
-references cached, for the exact testbeds and for the trained ``digits`` network alike).
+references cached in ``DIR/cache``, for the exact testbeds and for the trained ``digits``
+network alike).
 ``--doc`` rewrites the generated block of ``docs/designed_methods.md`` and the README's
 summary of it from the committed CSVs (:data:`DOC_RUNS`) and draws them
 (``docs/designs_league.png``, :func:`plot_runs`) instead.

@@ -86,7 +86,7 @@ def league_reference(
         key = reference_key(testbed, batch, seed, rtol, bound, sigma_max, sigma_min)
         path = Path(cache_dir) / f"league-ref-{key}.pt"
         if path.exists():
-            stored = torch.load(path)
+            stored = torch.load(path, map_location="cpu", weights_only=True)
             return LeagueReference(stored["noise"], stored["x"], stored["error_estimate"])
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn((batch, *testbed.shape), generator=generator, dtype=torch.float64)
@@ -104,5 +104,6 @@ def league_reference(
     reference = LeagueReference(noise, final, solved.error_estimate)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"noise": noise, "x": final, "error_estimate": solved.error_estimate}, path)
+        stored = {"noise": noise.cpu(), "x": final.cpu(), "error_estimate": solved.error_estimate}
+        torch.save(stored, path)  # on the CPU: read back on any machine
     return reference

@@ -12,8 +12,8 @@ family, nfe, nfe_spent, defect, reference_error``; :func:`cell_summary` gives pe
 :func:`run_league_experiment` adds the derivative norms and denoiser gains of
 :mod:`experiments.league.mechanisms` (the figure pipeline's ``league`` table).
 
-Run: ``python -m experiments.league [--quick] [--out DIR]`` (writes ``DIR/league.csv`` and
-prints the cell table).
+Run: ``python -m experiments.league [--quick] [--device D] [--out DIR]`` (writes
+``DIR/league.csv``, keeps the references in ``DIR/cache`` and prints the cell table).
 """
 
 from __future__ import annotations
@@ -134,9 +134,10 @@ def league_grid(
 
 
 def run_league(
-    config: LeagueConfig, device: torch.device, cache_dir: Path | None = Path("results/cache")
+    config: LeagueConfig, device: torch.device, cache_dir: Path | None
 ) -> list[dict[str, Any]]:
-    """All rows (module docstring); the progress bar advances per (testbed, NFE) cell."""
+    """All rows (module docstring); the references are kept in ``cache_dir`` (``None``: solved
+    afresh, not kept); the progress bar advances per (testbed, NFE) cell."""
     rows: list[dict[str, Any]] = []
     cells = len(config.testbeds) * len(config.nfes)
     sigma_max, sigma_min = schedule_range(config.schedule)
@@ -198,15 +199,18 @@ def cell_summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(cells.values())
 
 
-def run_league_experiment(config: LeagueConfig, device: torch.device) -> list[dict[str, Any]]:
-    """The figure pipeline's league table: the league rows (``table = "league"``) followed by,
+def run_league_experiment(
+    config: LeagueConfig, device: torch.device, cache_dir: Path | None
+) -> list[dict[str, Any]]:
+    """The figure pipeline's league table: the league rows (``table = "league"``, references kept
+    in ``cache_dir`` as by :func:`run_league`) followed by,
     on ``config.mechanism_testbeds``, the derivative norms of
     :func:`experiments.league.mechanisms.derivative_norms` (``table = "mechanism"``) and the
     denoiser gains of :func:`experiments.league.mechanisms.denoiser_gain` (``table = "gain"``);
     both computed on the CPU, in float64."""
     from experiments.league.mechanisms import denoiser_gain, derivative_norms
 
-    rows = [{"table": "league", **row} for row in run_league(config, device)]
+    rows = [{"table": "league", **row} for row in run_league(config, device, cache_dir)]
     measures = {"mechanism": derivative_norms, "gain": denoiser_gain}
     for name in tqdm(config.mechanism_testbeds, desc="league mechanisms"):
         for table, measure in measures.items():
@@ -220,8 +224,8 @@ def run_league_experiment(config: LeagueConfig, device: torch.device) -> list[di
 def main(argv: Sequence[str] | None = None) -> None:
     from experiments.experiment_runner import experiment_main
 
-    def run(config: LeagueConfig, device: torch.device) -> list[dict[str, Any]]:
-        rows = run_league(config, device)
+    def run(config: LeagueConfig, device: torch.device, cache_dir: Path) -> list[dict[str, Any]]:
+        rows = run_league(config, device, cache_dir)
         summary = cell_summary(rows)
         print(
             f"{'testbed':15s} {'nfe':>4s} {'best res':>18s} {'defect':>9s} "
@@ -236,5 +240,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         return rows
 
     experiment_main(
-        "league", LeagueConfig, run, argv, description=__doc__, module="experiments.league"
+        "league",
+        LeagueConfig,
+        run,
+        argv,
+        description=__doc__,
+        module="experiments.league",
+        uses_cache=True,
     )

@@ -49,6 +49,16 @@ def test_paper_figures_redraw_needs_tables(capsys, tmp_path):
     assert "no result tables" in message and not (tmp_path / "empty").exists()
 
 
+def test_paper_figures_redraw_refuses_force_and_an_only_without_its_table(capsys, tmp_path):
+    from paper_figures.__main__ import main
+
+    out = ["--out", str(tmp_path)]
+    assert "not allowed with argument" in _usage_error(main, ["--redraw", "--force", *out], capsys)
+    (tmp_path / "defect.csv").write_text("problem,nfe\ngmm,5\n")
+    message = _usage_error(main, ["--redraw", "--only", "defect", "league", *out], capsys)
+    assert "no table league.csv" in message and "defect.csv" not in message
+
+
 def test_paper_figures_refuses_a_device_it_cannot_run(capsys, tmp_path: Path):
     from paper_figures.__main__ import main
 

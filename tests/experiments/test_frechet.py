@@ -14,6 +14,7 @@ from experiments.frechet import (
     DigitsClassifierFeatures,
     RandomConvFeatures,
     TorchScriptFeatures,
+    check_image_range,
     extract_features,
     frechet_distance,
     frechet_distance_of_features,
@@ -95,6 +96,38 @@ def test_bad_inputs_raise():
         extract_features(RandomConvFeatures(), torch.full((2, 3, 8, 8), float("nan")))
     with pytest.raises(ValueError, match="RGB"):
         RandomConvFeatures()(torch.zeros(2, 1, 8, 8))
+
+
+def test_image_sets_outside_the_image_range_are_refused(tmp_path, capsys):
+    extractor = RandomConvFeatures()
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for bad in (images * 127.5 + 127.5, images - 2):  # [0, 255] images; beyond -1
+        with pytest.raises(ValueError, match=r"samples have values in .* outside \[-1, 1\]"):
+            frechet_distance_of_images(bad, images, extractor)
+        with pytest.raises(ValueError, match="reference images have values"):
+            frechet_distance_of_images(images, bad, extractor)
+    infinite = images.clone()
+    infinite[0, 0, 0, 0] = math.inf
+    with pytest.raises(ValueError, match="samples contain NaN or infinity"):
+        frechet_distance_of_images(infinite, images, extractor)
+    rounded = images.clone()
+    rounded[0, 0, 0, 0], rounded[1, 0, 0, 0] = 1 + 2e-7, -1 - 2e-7  # float rounding: accepted
+    check_image_range(rounded)
+    samples = tmp_path / "samples.pt"
+    torch.save(digits("test") * 127.5 + 127.5, samples)
+    with pytest.raises(SystemExit) as stop:
+        main(["--model", "digits", "--samples", str(samples)])
+    assert stop.value.code == 2
+    assert f"--samples {samples}: samples have values in [0, 255]" in capsys.readouterr().err
+
+
+def test_sampler_outputs_are_clamped_to_the_image_range_by_extract_features():
+    """The sampling problems pass raw sampler outputs, which overshoot [-1, 1]."""
+    extractor = RandomConvFeatures()
+    overshoot = 3 * torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) - 1.5
+    torch.testing.assert_close(
+        extract_features(extractor, overshoot), extract_features(extractor, overshoot.clamp(-1, 1))
+    )
 
 
 def test_digits_classifier_checkpoint_reaches_its_recorded_accuracy():

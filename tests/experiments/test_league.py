@@ -167,6 +167,21 @@ def test_league_rows_spend_the_budget_and_summary_picks_minima(tmp_path):
         assert math.isclose(cell["ratio"], cell["best_res_defect"] / cell["best_peer_defect"])
 
 
+def test_the_league_command_keeps_its_references_in_its_output_folder(tmp_path, monkeypatch):
+    from experiments.league.run import main
+
+    tiny = LeagueConfig((("gmm", 2),), ("res_2m", "ipndm"), (5,))
+    monkeypatch.setattr(LeagueConfig, "quick", classmethod(lambda cls: tiny))
+    elsewhere = tmp_path / "working_directory"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "out"
+    main(["--quick", "--device", "cpu", "--out", str(out)])
+    assert (out / "league.csv").exists()
+    assert len(list((out / "cache").glob("league-ref-*.pt"))) == 1
+    assert not any(elsewhere.iterdir())
+
+
 def test_an_entrant_spending_more_than_its_budget_is_caught(tmp_path, monkeypatch):
     def greedy(model, x, sigmas):
         model(x, sigmas[0] * x.new_ones(x.shape[0]))

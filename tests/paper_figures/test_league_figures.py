@@ -74,17 +74,24 @@ def test_league_figures_are_drawn(tmp_path: Path) -> None:
     assert plots.plot_mechanism(mechanism, tmp_path / "m.png").stat().st_size > 1000
 
 
-def test_tiny_league_through_the_pipeline(tmp_path: Path) -> None:
+def test_tiny_league_through_the_pipeline(tmp_path: Path, monkeypatch) -> None:
+    elsewhere = tmp_path / "working_directory"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "out"
     entrants = tuple(n for n in ENTRANTS if n in ("res_2m", "res_2s", "ipndm"))
     entrants += tuple(n for n, e in ENTRANTS.items() if e.family == "peer")[:1]
     config = LeagueConfig(
         (("gmm", 2),), entrants, (5, 8), mechanism_testbeds=("gmm",), mechanism_batch=2
     )
     run = dict(quick=True, device="cpu", force=False, command="CMD", only=["league"])
-    assert pipeline.run_pipeline(tmp_path, **run, configs={"league": config}) == {}
+    assert pipeline.run_pipeline(out, **run, configs={"league": config}) == {}
     for name in ("league.png", "league_mechanism.png", "league.csv"):
-        assert (tmp_path / name).stat().st_size > 1000, name
-    results = (tmp_path / "RESULTS.md").read_text()
+        assert (out / name).stat().st_size > 1000, name
+    # the reference is kept in the output folder's cache, not under the working directory
+    assert len(list((out / "cache").glob("league-ref-*.pt"))) == 1
+    assert not any(elsewhere.iterdir())
+    results = (out / "RESULTS.md").read_text()
     assert "## Sampler league" in results and "### Mechanism" in results
     assert "where denoisers leave the corrector's class" in results
     assert "| gmm (exact) | 5 |" in results and "![league.png](league.png)" in results

@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiments.diffusion.defect import DefectConfig
 from experiments.diffusion.quality import QualityConfig
@@ -86,6 +88,79 @@ def test_pipeline_on_tiny_exact_problem(tmp_path: Path) -> None:
     # Re-running one experiment keeps the others' (cached) results in RESULTS.md.
     assert pipeline.run_pipeline(tmp_path, **{**run, "only": ["residuals"]}) == {}
     assert (tmp_path / "RESULTS.md").read_text() == results
+
+
+@dataclass(frozen=True)
+class Tiny:
+    """A configuration of the stand-in experiments below."""
+
+    n: int = 1
+
+    @classmethod
+    def quick(cls) -> Tiny:
+        return cls()
+
+    @classmethod
+    def full(cls) -> Tiny:
+        return cls()
+
+
+Calls = list[tuple[str, str, str | None]]
+
+
+def _stand_ins(calls: Calls) -> dict[str, pipeline.Experiment]:
+    """Two experiments that record their runs ``("run", name, device type)`` and draws
+    ``("draw", name, out folder's name or None)``: ``on_device`` computes on the device it is
+    given, ``cpu_only`` does not."""
+
+    def run(name: str) -> Callable[[Tiny, torch.device], list[dict]]:
+        def rows(config: Tiny, device: torch.device) -> list[dict]:
+            calls.append(("run", name, device.type))
+            return [{"n": config.n}]
+
+        return rows
+
+    def draw(name: str) -> Callable[[list[dict], Path | None, str], list[tuple[str, str]]]:
+        def figures(rows: list[dict], out: Path | None, command: str) -> list[tuple[str, str]]:
+            calls.append(("draw", name, None if out is None else out.name))
+            return [(f"{name}.png", f"the {name} figure")]
+
+        return figures
+
+    return {
+        "on_device": pipeline.Experiment(Tiny, run("on_device"), draw("on_device")),
+        "cpu_only": pipeline.Experiment(Tiny, run("cpu_only"), draw("cpu_only"), on_device=False),
+    }
+
+
+def test_a_table_computed_on_one_device_is_not_reused_on_another(tmp_path, monkeypatch) -> None:
+    calls: Calls = []
+    monkeypatch.setattr(pipeline, "EXPERIMENTS", _stand_ins(calls))
+    monkeypatch.setattr(pipeline, "resolve_device", torch.device)  # "cuda" without a GPU
+    run = dict(quick=True, force=False, command="CMD")
+    out = tmp_path / "out"
+    for device in ("cpu", "cuda", "cuda:0", "cpu"):
+        assert pipeline.run_pipeline(out, device=device, **run) == {}
+    runs = [c[1:] for c in calls if c[0] == "run"]
+    # cuda recomputes the device's table (cuda:0 is the same type); the CPU-only one is reused
+    assert runs == [("on_device", "cpu"), ("cpu_only", "cpu"), ("on_device", "cuda")]
+    assert len(list((out / "cache").glob("on_device-*.csv"))) == 2
+    assert len(list((out / "cache").glob("cpu_only-*.csv"))) == 1
+
+
+def test_redraw_only_redraws_those_figures_and_lists_every_table(tmp_path, monkeypatch) -> None:
+    calls: Calls = []
+    monkeypatch.setattr(pipeline, "EXPERIMENTS", _stand_ins(calls))
+    run = dict(quick=True, device="cpu", force=False, command="CMD")
+    out = tmp_path / "out"
+    assert pipeline.run_pipeline(out, **run) == {}
+    results = (out / "RESULTS.md").read_text()
+    assert "the on_device figure" in results and "the cpu_only figure" in results
+    calls.clear()
+    assert pipeline.run_pipeline(out, **run, redraw=True, only=["cpu_only"]) == {}
+    # nothing runs; only cpu_only's figure is drawn, on_device's caption is still listed
+    assert calls == [("draw", "on_device", None), ("draw", "cpu_only", "out")]
+    assert (out / "RESULTS.md").read_text() == results
 
 
 def test_pipeline_rejects_unknown_experiment(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from experiments.experiment_runner import (
     ResultFileError,
     StaleCacheWarning,
     cached_rows,
+    cached_table,
     config_key,
     fingerprint,
     read_csv,
@@ -79,6 +81,28 @@ def test_csv_round_trip_and_cache(tmp_path: Path) -> None:
     assert cached_rows("x", Config(1), compute, tmp_path, force=True)[1] is False
     assert calls == [1, 2, 1]
     assert config_key("x", Config(1)) != config_key("y", Config(1))
+
+
+def test_a_table_is_cached_per_device_type(tmp_path: Path) -> None:
+    @dataclass(frozen=True)
+    class Config:
+        n: int
+
+    calls = []
+
+    def compute(config: Config) -> list[dict]:
+        calls.append(config.n)
+        return [{"n": config.n}]
+
+    assert cached_rows("x", Config(1), compute, tmp_path)[1] is False
+    assert cached_rows("x", Config(1), compute, tmp_path, device="cuda")[1] is False
+    assert cached_rows("x", Config(1), compute, tmp_path, device="cpu")[1] is True
+    assert cached_rows("x", Config(1), compute, tmp_path, device="cuda")[1] is True
+    assert calls == [1, 1]
+    cpu, cuda = (cached_table("x", Config(1), tmp_path, d) for d in ("cpu", "cuda"))
+    assert cpu == cached_table("x", Config(1), tmp_path) != cuda  # the CPU is the default
+    assert json.loads(cuda.with_suffix(".json").read_text())["device"] == "cuda"
+    assert config_key("x", Config(1)) == config_key("x", Config(1), "cpu")
 
 
 def test_a_table_cached_by_other_code_is_flagged(tmp_path: Path, monkeypatch) -> None:
