@@ -93,6 +93,15 @@ def _on_host(values: torch.Tensor) -> bool:
     return values.device.type == "cpu"
 
 
+def _result_dtype(values: torch.Tensor) -> torch.dtype:
+    """The dtype of a timestep/noise-level conversion of ``values``: their own if floating,
+    else float64, or float32 on Apple's ``mps``, which has no float64 (the conversion itself
+    runs in float64 on the host)."""
+    if values.is_floating_point():
+        return values.dtype
+    return torch.float32 if values.device.type == "mps" else torch.float64
+
+
 def _scaling_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype the adapters form ``sigma^2`` and the scalings in: at least float32 (in float16
     ``sigma^2`` overflows above ``sigma = 256``, and ``1/sqrt(1 + sigma^2)`` would become 0);
@@ -216,9 +225,9 @@ class DiscreteSchedule(nn.Module):
         sigma = torch.as_tensor(sigma)
         if _on_host(sigma) and not bool(torch.all(sigma > 0)):
             raise AdapterError(f"sigma must be positive, got {sigma.tolist()}")
-        dtype = sigma.dtype if sigma.is_floating_point() else torch.float64
+        dtype = _result_dtype(sigma)
         log_sigmas = self.log_sigmas.to(torch.float64)
-        log_sigma = sigma.to(device=log_sigmas.device, dtype=torch.float64).log()
+        log_sigma = sigma.to(log_sigmas.device).to(torch.float64).log()
         quantize = self.quantize if quantize is None else quantize
         if quantize:
             dists = (log_sigma.reshape(-1, 1) - log_sigmas).abs()
@@ -233,9 +242,9 @@ class DiscreteSchedule(nn.Module):
     def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
         """Noise level(s) at (fractional) timestep(s) ``t`` in ``[0, T-1]``."""
         t = torch.as_tensor(t)
-        dtype = t.dtype if t.is_floating_point() else torch.float64
+        dtype = _result_dtype(t)
         log_sigmas = self.log_sigmas.to(torch.float64)
-        t64 = t.to(device=log_sigmas.device, dtype=torch.float64)
+        t64 = t.to(log_sigmas.device).to(torch.float64)
         if not bool(torch.all((t64 >= 0) & (t64 <= self.num_timesteps - 1))):
             raise AdapterError(
                 f"timesteps must lie in [0, {self.num_timesteps - 1}], got {t64.tolist()}"

@@ -18,6 +18,7 @@ from res_torch.adapters import (
     DiscreteVDenoiser,
     EDMDenoiser,
     FlowDenoiser,
+    _result_dtype,
     edm_preconditioning,
 )
 from res_torch.schedules import alphas_cumprod_from_betas
@@ -222,6 +223,19 @@ def test_sigma_t_round_trips():
     # outside the schedule's range: clamped to the end timesteps
     outside = torch.tensor([schedule.sigma_min / 2, schedule.sigma_max * 2], dtype=torch.float64)
     torch.testing.assert_close(schedule.sigma_to_t(outside), torch.tensor([0.0, 999.0]).double())
+
+
+def test_integer_timesteps_convert_to_float64_but_float32_on_mps():
+    schedule = DiscreteSchedule(_alphas_cumprod())
+    k = torch.arange(0, 1000, 111)
+    assert schedule.t_to_sigma(k).dtype == torch.float64
+    torch.testing.assert_close(schedule.t_to_sigma(k), schedule.t_to_sigma(k.double()))
+    assert _result_dtype(torch.empty(2, dtype=torch.int64, device="meta")) == torch.float64
+    assert _result_dtype(torch.empty(2, dtype=torch.float16)) == torch.float16
+    if torch.backends.mps.is_available():  # Apple's mps has no float64
+        on_mps = k.to("mps")
+        assert schedule.t_to_sigma(on_mps).dtype == torch.float32
+        assert schedule.sigma_to_t(schedule.t_to_sigma(on_mps)).device.type == "mps"
 
 
 def test_flow_sigma_t_round_trip():
