@@ -4,9 +4,12 @@ The inverse of :mod:`res_theory.export` for the parts that define the method (pa
 ``A``, ``b``, ``b_embedded``, ``kind``, ``startup``, provenance); the ``order`` report is
 recomputed, not trusted. The file is validated as fully as ``res_torch.tableau`` does (same rules
 and bounds, ``docs/tableau_format.md``): types (no ``true`` for ``1``, no ``1.5`` for an int),
-sizes, finite real values, the ``*_float`` values, and the consistency sums, checked at 40 digits
-with mpmath. Expressions are parsed by a small recursive-descent parser of the format's grammar
-(no Python ``eval``), so a file never executes code; every failure is a :class:`TableauError`.
+sizes, finite real values (an exact division by 0 is refused, as ``1/(0.1+0.2-0.3)``), the
+``*_float`` values, the consistency sums, checked at 40 digits with mpmath, the ``classical``
+block, checked exactly to be the ``Z -> 0`` limit of the coefficients, and the ``test_vectors``,
+recomputed with mpmath to their stated digits. Expressions are parsed by a small
+recursive-descent parser of the format's grammar (no Python ``eval``), so a file never executes
+code; every failure is a :class:`TableauError`.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mpmath
 import sympy as sp
 
-from res_theory.phi import phi
+from res_theory.phi import phi, phi_mp
 from res_theory.tableau import ExpTableau, Parameter, TableauError, Z
 
 __all__ = ["load", "from_document", "parse_expression", "parse_tree"]
@@ -43,6 +47,16 @@ MAX_EXPANDED_SIZE = 256
 CONSISTENCY_DIGITS = 40
 CONSISTENCY_TOLERANCE = mpmath.mpf("1e-30")
 """Relative tolerance of the consistency sums, evaluated at :data:`CONSISTENCY_DIGITS` digits."""
+TEST_VECTOR_FLOOR = 1e-300
+"""Absolute floor of the ``test_vectors`` check (``res_torch.tableau.TEST_VECTOR_FLOOR``)."""
+MAX_TEST_VECTOR_ARGUMENT = 700.0
+"""Largest ``|scale * Z|`` of a test vector's phi arguments (finite in float64 for res_torch)."""
+_IRRATIONAL_TOLERANCE = sp.Float("1e-30")
+"""Tolerance of the ``classical`` check where a difference is irrational (``sqrt``, evaluated to
+50 digits), relative to the size of the numbers compared and absolute below size 1 (the size of
+``(1 + sqrt(2))^2 - 3 - 2*sqrt(2)``, 0, does not bound its rounding)."""
+_GUARD_DIGITS = 20
+"""Digits beyond a test vector's own at which :meth:`_Reader.check_test_vectors` computes."""
 _ZERO_SCALE = mpmath.mpf("1e-35")
 _SAME_SCALE = mpmath.mpf("1e-30")
 
@@ -326,6 +340,31 @@ class _Expr:
         self.sympy = _sympy(tree)
 
 
+_Terms = list[tuple[_Expr, int, _Expr]]
+"""The ``(coefficient, k, scale)`` terms of one coefficient of a document."""
+
+
+@dataclass(frozen=True)
+class _Classical:
+    """The expressions of a file's ``classical`` block (``a`` is the full ``s x s`` matrix)."""
+
+    c: list[_Expr]
+    a: list[list[_Expr]]
+    b: list[_Expr]
+
+
+@dataclass(frozen=True)
+class _TestVectors:
+    """A file's ``test_vectors``: the ``Z`` (decimal strings), the parameter expressions they
+    were computed at, their significant ``digits`` and ``(where, terms, decimal strings)`` for
+    every entry of ``A``, ``b`` and ``b_embedded``."""
+
+    z: list[str]
+    parameters: dict[str, _Expr]
+    digits: int
+    entries: list[tuple[str, _Terms, list[str]]]
+
+
 class _Reader:
     """The checks of :func:`from_document` (the rules of ``res_torch.tableau.parse_tableau``)."""
 
@@ -387,7 +426,10 @@ class _Reader:
             value = _float(tree, self.defaults)
         except TableauError as exc:
             raise self.fail(f"{where}: {exc}") from None
-        return _Expr(tree, value)
+        expression = _Expr(tree, value)
+        if expression.sympy.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            raise self.fail(f"{where}: {_short(source)} is undefined: it divides by exactly 0")
+        return expression
 
     def matching_float(self, expression: _Expr, value: Any, where: str) -> None:
         value = self.number(value, where)
@@ -449,7 +491,7 @@ class _Reader:
             raise self.fail("startup entries must be tableau names ([a-z0-9_]+)")
         history = [spec["name"] for spec in specs if spec["role"] == "history_node"]
         if kind == "multistep":
-            if [sp.sstr(ci.sympy) for ci in c[1:]] != history:
+            if [ci.tree for ci in c[1:]] != [("name", name) for name in history]:
                 raise self.fail(f"multistep nodes c[1:] must be the history parameters {history}")
             if any(entry for row in a for entry in row):
                 raise self.fail("a multistep method has no internal stages: 'A' must be all zero")
@@ -460,12 +502,16 @@ class _Reader:
                 raise self.fail("'startup' and history nodes are only for multistep methods")
             if any(ci.value <= 0 for ci in c[1:]):
                 raise self.fail("single-step nodes c[1:] must be > 0")
-        self.classical(data.get("classical"), s)
+        classical = self.classical(data.get("classical"), s)
         self.order(data.get("order"))
         provenance = self.provenance(data.get("provenance"))
-        self.test_vectors(data.get("test_vectors"), s, b_embedded is not None)
+        vectors = self.test_vectors(data.get("test_vectors"), a, b, b_embedded)
         title = self.string(data.get("title", name), "'title'")
         self.consistency(specs, c, a, b, b_embedded, kind)
+        if classical is not None:
+            self.check_classical(classical, specs, c, a, b)
+        if vectors is not None:
+            self.check_test_vectors(vectors, specs)
 
         def entry(terms: list[tuple[_Expr, int, _Expr]]) -> sp.Expr:
             return sp.Add(*(coef.sympy * phi(k, scale.sympy * Z) for coef, k, scale in terms))
@@ -536,17 +582,83 @@ class _Reader:
             terms.append((coefficient, k, scale))
         return terms
 
-    def classical(self, classical: Any, s: int) -> None:
+    def classical(self, classical: Any, s: int) -> _Classical | None:
+        """The ``classical`` block's expressions (``A`` as a full ``s x s`` matrix), typed."""
         if classical is None:
-            return
+            return None
         classical = self.object(classical, "'classical'", ("c", "A", "b"), ())
-        for i, x in enumerate(self.list(classical["c"], "classical.c", s)):
-            self.expression(x, f"classical.c[{i}]")
-        for i, row in enumerate(self.list(classical["A"], "classical.A", s)):
-            for j, x in enumerate(self.list(row, f"classical.A[{i}]", s)):
-                self.expression(x, f"classical.A[{i}][{j}]")
-        for i, x in enumerate(self.list(classical["b"], "classical.b", s)):
-            self.expression(x, f"classical.b[{i}]")
+        return _Classical(
+            c=[
+                self.expression(x, f"classical.c[{i}]")
+                for i, x in enumerate(self.list(classical["c"], "classical.c", s))
+            ],
+            a=[
+                [
+                    self.expression(x, f"classical.A[{i}][{j}]")
+                    for j, x in enumerate(self.list(row, f"classical.A[{i}]", s))
+                ]
+                for i, row in enumerate(self.list(classical["A"], "classical.A", s))
+            ],
+            b=[
+                self.expression(x, f"classical.b[{i}]")
+                for i, x in enumerate(self.list(classical["b"], "classical.b", s))
+            ],
+        )
+
+    def check_classical(
+        self,
+        classical: _Classical,
+        specs: list[dict[str, Any]],
+        c: list[_Expr],
+        a: list[list[_Terms]],
+        b: list[_Terms],
+    ) -> None:
+        """Refuse a ``classical`` block that is not the ``Z -> 0`` limit of the coefficients:
+        ``c`` must be the nodes, ``A[i][j]`` the limit ``sum_t coefficient_t / k_t!`` of
+        ``a_ij(Z)`` (``phi_k(0) = 1/k!``; 0 for ``j >= i``) and ``b[i]`` that of ``b_i(Z)``,
+        exactly (SymPy; an irrational difference, from ``sqrt``, to
+        :data:`_IRRATIONAL_TOLERANCE` at 50 digits), at every point
+        of ``consistency_points`` where the family is defined (as ``res_torch`` checks it)."""
+        s = len(c)
+
+        def limit(terms: _Terms) -> list[tuple[sp.Expr, int]]:
+            return [(coefficient.sympy, k) for coefficient, k, _ in terms]
+
+        entries = [(f"c[{i}]", classical.c[i].sympy, [(c[i].sympy, 0)]) for i in range(s)]
+        entries += [
+            (f"A[{i}][{j}]", classical.a[i][j].sympy, limit(a[i][j]) if j < i else [])
+            for i in range(s)
+            for j in range(s)
+        ]
+        entries += [(f"b[{i}]", classical.b[i].sympy, limit(b[i])) for i in range(s)]
+        points = _exact_points(specs)
+        for n, point in enumerate(points):
+            if point in points[:n]:
+                continue  # the same point (a tableau without parameters has only one)
+            values = {sp.Symbol(name): value for name, value in point.items()}
+            sums = []
+            for where, x, terms in entries:
+                value = x.xreplace(values)
+                parts = [e.xreplace(values) / math.factorial(k) for e, k in terms]
+                sums.append((where, value, parts, value - sp.Add(*parts)))
+            if any(total.has(sp.zoo, sp.nan, sp.oo, -sp.oo) for *_, total in sums):
+                if n == 0:
+                    raise self.fail("classical: undefined at the defaults")
+                continue  # the family is singular at this sample point
+            for where, value, parts, total in sums:
+                if total == 0 or (
+                    not total.is_Rational
+                    and abs(sp.N(total, 50))
+                    <= _IRRATIONAL_TOLERANCE
+                    * max(sum(abs(sp.N(v, 50)) for v in (value, *parts)), 1)
+                ):
+                    continue
+                at = ", ".join(f"{k}={float(v):.4g}" for k, v in point.items())
+                raise self.fail(
+                    f"classical.{where} is not the Z -> 0 limit of {where}"
+                    + (f" at {at}" if at else "")
+                    + f" (off by {float(sp.N(total, 20)):.3g})"
+                )
 
     def order(self, order: Any) -> None:
         if order is None:
@@ -566,9 +678,17 @@ class _Reader:
         provenance = self.object(provenance, "'provenance'", (), keys)
         return {key: self.string(value, f"provenance.{key}") for key, value in provenance.items()}
 
-    def test_vectors(self, vectors: Any, s: int, embedded: bool) -> None:
+    def test_vectors(
+        self,
+        vectors: Any,
+        a: list[list[_Terms]],
+        b: list[_Terms],
+        b_embedded: list[_Terms] | None,
+    ) -> _TestVectors | None:
+        """The ``test_vectors`` block, typed, each list of values paired with its coefficient."""
         if vectors is None:
-            return
+            return None
+        s = len(b)
         keys = ("Z", "parameters", "digits", "A", "b")
         vectors = self.object(vectors, "'test_vectors'", keys, ("b_embedded",))
         zs = self.list(vectors["Z"], "test_vectors.Z", limit=16)
@@ -576,25 +696,77 @@ class _Reader:
             self.decimal(z, f"test_vectors.Z[{i}]")
         where = "test_vectors.parameters"
         parameters = self.object(vectors["parameters"], where, (), tuple(self.names))
-        for key, value in parameters.items():
-            self.expression(value, f"{where}.{key}", frozenset())
-        self.integer(vectors["digits"], "test_vectors.digits", 1, 100)
+        values = {
+            key: self.expression(value, f"{where}.{key}", frozenset())
+            for key, value in parameters.items()
+        }
+        digits = self.integer(vectors["digits"], "test_vectors.digits", 1, 100)
+        entries: list[tuple[str, _Terms, list[str]]] = []
 
-        def values(entry: Any, where: str) -> None:
-            for n, v in enumerate(self.list(entry, where, len(zs))):
-                self.decimal(v, f"{where}[{n}]")
+        def add(entry: Any, where: str, terms: _Terms) -> None:
+            texts = self.list(entry, f"test_vectors.{where}", len(zs))
+            for n, v in enumerate(texts):
+                self.decimal(v, f"test_vectors.{where}[{n}]")
+            entries.append((where, terms, texts))
 
         for i, row in enumerate(self.list(vectors["A"], "test_vectors.A", s)):
             for j, entry in enumerate(self.list(row, f"test_vectors.A[{i}]", i)):
-                values(entry, f"test_vectors.A[{i}][{j}]")
+                add(entry, f"A[{i}][{j}]", a[i][j])
         for i, entry in enumerate(self.list(vectors["b"], "test_vectors.b", s)):
-            values(entry, f"test_vectors.b[{i}]")
-        if ("b_embedded" in vectors) != embedded:
+            add(entry, f"b[{i}]", b[i])
+        if ("b_embedded" in vectors) != (b_embedded is not None):
             raise self.fail("test_vectors.b_embedded must be given exactly when b_embedded is")
-        if embedded:
+        if b_embedded is not None:
             rows = self.list(vectors["b_embedded"], "test_vectors.b_embedded", s)
             for i, entry in enumerate(rows):
-                values(entry, f"test_vectors.b_embedded[{i}]")
+                add(entry, f"b_embedded[{i}]", b_embedded[i])
+        return _TestVectors(zs, values, digits, entries)
+
+    def check_test_vectors(self, vectors: _TestVectors, specs: list[dict[str, Any]]) -> None:
+        """Refuse test vectors that disagree with the coefficients: every entry is recomputed
+        with mpmath at the vectors' parameters (exact; the defaults where none is given) and
+        each ``Z``, as ``sum_t c_t phi_k(s_t Z)`` at ``digits`` + 20 digits, and must match the
+        stored decimal to its ``digits`` (``10^(1 - digits)`` relative), with the floor
+        :data:`TEST_VECTOR_FLOOR`; a phi argument beyond :data:`MAX_TEST_VECTOR_ARGUMENT` is
+        refused (as ``res_torch`` does)."""
+        with mpmath.workdps(vectors.digits + _GUARD_DIGITS):
+            zs = [mpmath.mpf(z) for z in vectors.z]
+            try:
+                point = {spec["name"]: _mp(spec["default"].tree, {}) for spec in specs}
+                point.update({name: _mp(x.tree, {}) for name, x in vectors.parameters.items()})
+                entries = [
+                    (where, [(_mp(c.tree, point), k, _mp(s.tree, point)) for c, k, s in terms])
+                    for where, terms, _ in vectors.entries
+                ]
+            except (ZeroDivisionError, ValueError):
+                raise self.fail(
+                    "test_vectors: a coefficient is undefined at its parameters"
+                ) from None
+            scales = max((abs(s) for _, terms in entries for _, _, s in terms), default=0)
+            largest = scales * max((abs(z) for z in zs), default=0)
+            if largest > MAX_TEST_VECTOR_ARGUMENT:
+                raise self.fail(
+                    f"test_vectors: a phi argument |scale * Z| = {float(largest):.3g} is beyond "
+                    f"{MAX_TEST_VECTOR_ARGUMENT:g}"
+                )
+            relative = mpmath.mpf(10) ** (1 - vectors.digits)
+            rounding = mpmath.mpf(10) ** (2 - vectors.digits - _GUARD_DIGITS)
+            phis: dict[tuple[int, mpmath.mpf], mpmath.mpf] = {}
+            for (where, terms), (_, _, texts) in zip(entries, vectors.entries, strict=True):
+                for m, (z, text) in enumerate(zip(zs, texts, strict=True)):
+                    value = size = mpmath.mpf(0)
+                    for coefficient, k, scale in terms:
+                        x = scale * z
+                        if (k, x) not in phis:
+                            phis[k, x] = phi_mp(k, x)
+                        term = coefficient * phis[k, x]
+                        value, size = value + term, size + abs(term)
+                    error = abs(mpmath.mpf(text) - value)
+                    if error > relative * abs(value) + rounding * size + TEST_VECTOR_FLOOR:
+                        raise self.fail(
+                            f"test_vectors.{where}[{m}] = {text[:32]} disagrees with {where} at "
+                            f"Z = {vectors.z[m][:24]} (computed {mpmath.nstr(value, 17)})"
+                        )
 
     def decimal(self, value: Any, where: str) -> None:
         if (
@@ -638,21 +810,31 @@ class _Reader:
                             )
 
 
-def _consistency_points(specs: list[dict[str, Any]]) -> list[dict[str, mpmath.mpf]]:
-    """The defaults and three points inside the intervals: fractions 0.29, 0.67, 0.83 of each
-    interval, rotated per parameter; an unbounded side counts as width 4."""
-    fractions = [mpmath.mpf("0.29"), mpmath.mpf("0.67"), mpmath.mpf("0.83")]
-    points = [{spec["name"]: _mp(spec["default"].tree, {}) for spec in specs}]
+def _exact_points(specs: list[dict[str, Any]]) -> list[dict[str, sp.Expr]]:
+    """The defaults and three points inside the intervals, exactly: fractions 0.29, 0.67, 0.83
+    of each interval, rotated per parameter; an unbounded side counts as width 4 (the points of
+    ``res_torch.tableau.consistency_points``)."""
+    fractions = [sp.Rational(29, 100), sp.Rational(67, 100), sp.Rational(83, 100)]
+    points = [{spec["name"]: spec["default"].sympy for spec in specs}]
     for m in range(len(fractions)):
         point = {}
         for index, spec in enumerate(specs):
-            lo = None if spec["lower"] is None else _mp(spec["lower"].tree, {})
-            hi = None if spec["upper"] is None else _mp(spec["upper"].tree, {})
+            lo = None if spec["lower"] is None else spec["lower"].sympy
+            hi = None if spec["upper"] is None else spec["upper"].sympy
             lo = lo if lo is not None else (hi if hi is not None else 2) - 4
             hi = hi if hi is not None else lo + 4
             point[spec["name"]] = lo + (hi - lo) * fractions[(m + index) % len(fractions)]
         points.append(point)
     return points
+
+
+def _consistency_points(specs: list[dict[str, Any]]) -> list[dict[str, mpmath.mpf]]:
+    """:func:`_exact_points` at the working precision."""
+    digits = mpmath.mp.dps + 10
+    return [
+        {name: mpmath.mpf(sp.N(value, digits)) for name, value in point.items()}
+        for point in _exact_points(specs)
+    ]
 
 
 def _term_sums(

@@ -18,6 +18,13 @@ file can never execute code, and every expression is bounded: at most
 float64 and must be finite (``1e400`` is refused). A compiled :class:`Expression` evaluates on
 Python floats, NumPy arrays or torch tensors alike (``sqrt`` dispatches on the argument's type).
 
+The file's meaning is exact (a decimal literal is the rational it writes), so a division or a
+negative power whose operand is a constant subexpression that is exactly 0 is refused at parse
+time, although float64 may round it to a nonzero number: ``1/(0.1+0.2-0.3)`` divides by 0 (an
+exact reader such as ``res_theory`` refuses it too). Constant subexpressions are evaluated with
+:class:`fractions.Fraction` for this check only (:func:`_check_divisions`); evaluation stays
+float64.
+
 >>> Expression.parse("-1/(2*c2)")({"c2": 0.25})
 -2.0
 >>> Expression.parse("c3^2/c2")({"c2": 0.5, "c3": 1.5}), Expression.parse("c3**2/c2").tree
@@ -30,6 +37,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from res_torch.errors import ExpressionError
@@ -215,6 +223,86 @@ class _Parser:
         raise self.fail(f"unsupported construct at {text!r}")
 
 
+_EXACT_BITS = 4096
+"""Largest numerator or denominator (in bits) of an exact constant that :func:`_exact` tracks; a
+larger one (far beyond float64's range and precision) counts as unknown, so the exact check
+costs at most a few milliseconds per expression."""
+
+
+def _bits(value: Fraction) -> int:
+    return max(abs(value.numerator).bit_length(), value.denominator.bit_length())
+
+
+def _bounded(value: Fraction) -> Fraction | None:
+    return value if _bits(value) <= _EXACT_BITS else None
+
+
+def _exact_sqrt(value: Fraction) -> Fraction | None:
+    """The square root of ``value`` if it is the square of a rational, else ``None``."""
+    if value < 0:
+        return None
+    numerator, denominator = math.isqrt(value.numerator), math.isqrt(value.denominator)
+    if numerator**2 != value.numerator or denominator**2 != value.denominator:
+        return None
+    return Fraction(numerator, denominator)
+
+
+def _exact(node: Node) -> Fraction | None:
+    """The exact value of ``node`` if it is constant (no parameter, ``sqrt`` only of rational
+    squares, sizes within :data:`_EXACT_BITS`), else ``None``; a decimal literal is the rational
+    it writes. ``ZeroDivisionError`` where it divides by 0 exactly."""
+    op = node[0]
+    if op == "num":
+        if node[1] == 0:
+            return Fraction(0)
+        return _bounded(Fraction(int(node[2]) if node[2].isdigit() else node[2]))
+    if op == "name":
+        return None
+    if op in ("neg", "sqrt"):
+        value = _exact(node[1])
+        if value is None:
+            return None
+        return -value if op == "neg" else _exact_sqrt(value)
+    if op == "^":
+        base, n = _exact(node[1]), node[2]
+        if base is None or _bits(base) * abs(n) > _EXACT_BITS:
+            return None
+        return base**n
+    total = Fraction(0) if op == "sum" else Fraction(1)
+    for part_op, part in node[1]:
+        value = _exact(part)
+        if value is None or (part_op in "*/" and _bits(total) + _bits(value) > _EXACT_BITS):
+            return None
+        if part_op == "+":
+            total = _bounded(total + value)
+        elif part_op == "-":
+            total = _bounded(total - value)
+        elif part_op == "*":
+            total = total * value
+        else:
+            total = total / value
+        if total is None:
+            return None
+    return total
+
+
+def _check_divisions(node: Node) -> None:
+    """``ZeroDivisionError`` if a subtree of ``node`` divides by, or raises to a negative power,
+    a constant subexpression that is exactly 0 (:func:`_exact`)."""
+    op = node[0]
+    if op in ("neg", "sqrt"):
+        _check_divisions(node[1])
+    elif op == "^":
+        _check_divisions(node[1])
+        if node[2] < 0 and _exact(node[1]) == 0:
+            raise ZeroDivisionError
+    elif op in ("sum", "product"):
+        for part_op, part in node[1]:
+            _check_divisions(part)
+            if part_op == "/" and _exact(part) == 0:
+                raise ZeroDivisionError
+
+
 def _sqrt(x: Any) -> Any:
     if isinstance(x, int | float):
         return math.sqrt(x)
@@ -258,7 +346,8 @@ class Expression:
 
     @classmethod
     def parse(cls, source: Any, allowed_names: frozenset[str] | None = None) -> Expression:
-        """Parse ``source``; raise :class:`ExpressionError` if it leaves the grammar or a bound."""
+        """Parse ``source``; raise :class:`ExpressionError` if it leaves the grammar or a bound,
+        or divides by a constant subexpression that is exactly 0 (see the module docstring)."""
         if not isinstance(source, str) or not source.strip():
             raise ExpressionError(f"expected a non-empty expression string, got {source!r:.40}")
         if len(source) > MAX_EXPRESSION_LENGTH:
@@ -267,6 +356,12 @@ class Expression:
             )
         parser = _Parser(source)
         tree = parser.parse()
+        try:
+            _check_divisions(tree)
+        except ZeroDivisionError:
+            raise ExpressionError(
+                f"{_short(source)} is undefined: it divides by a constant that is exactly 0"
+            ) from None
         names = frozenset(parser.names)
         if allowed_names is not None and not names <= allowed_names:
             unknown = ", ".join(sorted(names - allowed_names))

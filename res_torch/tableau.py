@@ -40,6 +40,9 @@ __all__ = [
     "MAX_PARAMETERS",
     "MAX_STAGES",
     "MAX_TERMS",
+    "MAX_TEST_VECTOR_ARGUMENT",
+    "TEST_VECTOR_FLOOR",
+    "TEST_VECTOR_TOLERANCE",
     "Parameter",
     "PhiTerm",
     "Tableau",
@@ -70,7 +73,21 @@ MAX_TERMS = 64
 MAX_PARAMETERS = 16
 """Most parameters of a family."""
 CONSISTENCY_TOLERANCE = 1e-12
-"""Relative tolerance of the consistency sums in float64 (:func:`check_consistency`)."""
+"""Relative tolerance of the consistency sums in float64 (:func:`check_consistency`), also used
+for the ``classical`` block (the ``Z -> 0`` limit of the coefficients)."""
+TEST_VECTOR_TOLERANCE = 1e-12
+"""Tolerance of the ``test_vectors`` check, relative to the size ``sum_t |c_t phi_k(s_t Z)|`` of
+the terms of an entry. The float64 evaluation is within ~5e-13 of that size: ``res_torch.phi``
+is accurate to a few ulp (at most 7 measured, ``res_torch/phi.py``), each coefficient and scale
+expression to a few ulp, the rounding of ``s Z`` (a few ulp) is amplified at most
+:data:`MAX_TEST_VECTOR_ARGUMENT` times by ``phi_0``, and a sum of at most 64 terms adds at most
+64 ulp of the size. Shipped files agree to below 4e-16 of the size."""
+TEST_VECTOR_FLOOR = 1e-300
+"""Absolute floor of the ``test_vectors`` check (also ``res_theory``'s): a value written as ``0.0``
+or as a decimal below float64's normal range matches an exactly (or nearly) vanishing entry."""
+MAX_TEST_VECTOR_ARGUMENT = 700.0
+"""Largest ``|scale * Z|`` of a test vector's phi arguments: ``phi_k`` stays finite in float64
+(``e^709.8`` overflows), and an exact reader stays fast."""
 
 
 @dataclass(frozen=True)
@@ -429,8 +446,11 @@ def parse_tableau(data: Any, origin: str = "<data>") -> Tableau:
     """Validate a decoded ``res-tableau`` document and build the :class:`Tableau`.
 
     Checks every key's type and bounds (``docs/tableau_format.md``, ``schema/``), that each
-    ``*_float`` value agrees with its expression, and the consistency sums (see
-    :func:`check_consistency`). Every failure is a :class:`TableauError` with a short message.
+    ``*_float`` value agrees with its expression, the consistency sums (see
+    :func:`check_consistency`), that the ``classical`` block is the ``Z -> 0`` limit of the
+    coefficients and that the ``test_vectors`` are the coefficients' values (see
+    :data:`TEST_VECTOR_TOLERANCE`). Every failure is a :class:`TableauError` with a short
+    message.
     """
     return _Reader(_clip(origin)).tableau(data)
 
@@ -562,7 +582,7 @@ class _Reader:
             raise self.fail("startup entries must be tableau names ([a-z0-9_]+)")
         if kind == "multistep":
             history = [p.name for p in parameters if p.role == "history_node"]
-            if [ci.source.strip() for ci in c[1:]] != history:
+            if [ci.tree for ci in c[1:]] != [("name", name) for name in history]:
                 raise self.fail(f"multistep nodes c[1:] must be the history parameters {history}")
             if any(entry for row in a for entry in row):
                 raise self.fail("a multistep method has no internal stages: 'A' must be all zero")
@@ -574,10 +594,10 @@ class _Reader:
             if any(float(ci(self.defaults)) <= 0 for ci in c[1:]):
                 raise self.fail("single-step nodes c[1:] must be > 0")
 
-        self.classical(data.get("classical"), s)
+        classical = self.classical(data.get("classical"), s)
         order = self.order(data.get("order"))
         provenance = self.provenance(data.get("provenance"))
-        self.test_vectors(data.get("test_vectors"), s, b_embedded is not None)
+        vectors = self.test_vectors(data.get("test_vectors"), a, b, b_embedded)
         title = self.string(data.get("title", name), "'title'")
         tableau = Tableau(
             name=name,
@@ -597,6 +617,10 @@ class _Reader:
             check_consistency(tableau)
         except TableauError as exc:
             raise self.fail(str(exc)) from None
+        if classical is not None:
+            self.check_classical(classical, tableau)
+        if vectors is not None:
+            self.check_test_vectors(vectors)
         return tableau
 
     def parameter(self, p: Any, i: int) -> Parameter:
@@ -645,17 +669,67 @@ class _Reader:
         entry = self.list(entry, where, limit=MAX_TERMS)
         return tuple(self.term(t, f"{where}[{n}]") for n, t in enumerate(entry))
 
-    def classical(self, classical: Any, s: int) -> None:
+    def classical(self, classical: Any, s: int) -> _Classical | None:
+        """The ``classical`` block's expressions (``A`` as a full ``s x s`` matrix), typed."""
         if classical is None:
-            return
+            return None
         classical = self.object(classical, "'classical'", ("c", "A", "b"), ())
-        for i, x in enumerate(self.list(classical["c"], "classical.c", s)):
-            self.expression(x, f"classical.c[{i}]")
-        for i, row in enumerate(self.list(classical["A"], "classical.A", s)):
-            for j, x in enumerate(self.list(row, f"classical.A[{i}]", s)):
-                self.expression(x, f"classical.A[{i}][{j}]")
-        for i, x in enumerate(self.list(classical["b"], "classical.b", s)):
-            self.expression(x, f"classical.b[{i}]")
+        return _Classical(
+            c=tuple(
+                self.expression(x, f"classical.c[{i}]")
+                for i, x in enumerate(self.list(classical["c"], "classical.c", s))
+            ),
+            a=tuple(
+                tuple(
+                    self.expression(x, f"classical.A[{i}][{j}]")
+                    for j, x in enumerate(self.list(row, f"classical.A[{i}]", s))
+                )
+                for i, row in enumerate(self.list(classical["A"], "classical.A", s))
+            ),
+            b=tuple(
+                self.expression(x, f"classical.b[{i}]")
+                for i, x in enumerate(self.list(classical["b"], "classical.b", s))
+            ),
+        )
+
+    def check_classical(self, classical: _Classical, tableau: Tableau) -> None:
+        """Refuse a ``classical`` block that is not the ``Z -> 0`` limit of the coefficients:
+        ``c`` must be the nodes, ``A[i][j]`` the limit ``sum_t coefficient_t / k_t!`` of
+        ``a_ij(Z)`` (``phi_k(0) = 1/k!``; 0 for ``j >= i``) and ``b[i]`` that of ``b_i(Z)``, at
+        every point of :func:`consistency_points` where the family is defined, to
+        :data:`CONSISTENCY_TOLERANCE` relative to the size of the numbers compared, and
+        absolute below size 1 (where float64 rounds an exact 0 written as ``0.1+0.2-0.3`` to
+        ``5.6e-17``, that is not the file's error: an exact reader sees 0)."""
+        s = tableau.stages
+        entries: list[tuple[str, Expression, list[tuple[Expression, int]]]] = [
+            (f"c[{i}]", classical.c[i], [(tableau.c[i], 0)]) for i in range(s)
+        ]
+        entries += [
+            (f"A[{i}][{j}]", classical.a[i][j], _limit_terms(tableau.a[i][j]) if j < i else [])
+            for i in range(s)
+            for j in range(s)
+        ]
+        entries += [(f"b[{i}]", classical.b[i], _limit_terms(tableau.b[i])) for i in range(s)]
+        for n, values in enumerate(consistency_points(tableau.parameters)):
+            try:
+                sums = [
+                    (where, float(x(values)), [float(e(values)) / math.factorial(k) for e, k in t])
+                    for where, x, t in entries
+                ]
+            except ExpressionError as exc:
+                if n == 0:
+                    raise self.fail(f"classical: {exc}") from None
+                continue  # the family is singular at this sample point
+            for where, value, limit in sums:
+                total = value - math.fsum(limit)
+                size = abs(value) + math.fsum(map(abs, limit))
+                if abs(total) > CONSISTENCY_TOLERANCE * max(size, 1.0):
+                    at = ", ".join(f"{name}={v:.4g}" for name, v in values.items())
+                    raise self.fail(
+                        f"classical.{where} is not the Z -> 0 limit of {where}"
+                        + (f" at {at}" if at else "")
+                        + f" (off by {total:.3g})"
+                    )
 
     def order(self, order: Any) -> dict[str, Any]:
         if order is None:
@@ -677,9 +751,17 @@ class _Reader:
         )
         return {key: self.string(value, f"provenance.{key}") for key, value in provenance.items()}
 
-    def test_vectors(self, vectors: Any, s: int, embedded: bool) -> None:
+    def test_vectors(
+        self,
+        vectors: Any,
+        a: tuple[tuple[Coefficient, ...], ...],
+        b: tuple[Coefficient, ...],
+        b_embedded: tuple[Coefficient, ...] | None,
+    ) -> _TestVectors | None:
+        """The ``test_vectors`` block, typed, each list of values paired with its coefficient."""
         if vectors is None:
-            return
+            return None
+        s = len(b)
         keys = ("Z", "parameters", "digits", "A", "b")
         vectors = self.object(vectors, "'test_vectors'", keys, ("b_embedded",))
         zs = self.list(vectors["Z"], "test_vectors.Z", limit=16)
@@ -688,26 +770,83 @@ class _Reader:
         parameters = self.object(
             vectors["parameters"], "test_vectors.parameters", (), tuple(self.names)
         )
+        values = dict(self.defaults)
         for key, value in parameters.items():
-            self.expression(value, f"test_vectors.parameters.{key}", frozenset())
-        self.integer(vectors["digits"], "test_vectors.digits", 1, 100)
+            where = f"test_vectors.parameters.{key}"
+            values[key] = float(self.expression(value, where, frozenset())())
+        digits = self.integer(vectors["digits"], "test_vectors.digits", 1, 100)
+        entries: list[tuple[str, Coefficient, list[str]]] = []
 
-        def values(entry: Any, where: str) -> None:
-            for n, v in enumerate(self.list(entry, where, len(zs))):
-                self.decimal(v, f"{where}[{n}]")
+        def add(entry: Any, where: str, coefficient: Coefficient) -> None:
+            texts = self.list(entry, f"test_vectors.{where}", len(zs))
+            for n, v in enumerate(texts):
+                self.decimal(v, f"test_vectors.{where}[{n}]")
+            entries.append((where, coefficient, texts))
 
         for i, row in enumerate(self.list(vectors["A"], "test_vectors.A", s)):
             for j, entry in enumerate(self.list(row, f"test_vectors.A[{i}]", i)):
-                values(entry, f"test_vectors.A[{i}][{j}]")
+                add(entry, f"A[{i}][{j}]", a[i][j])
         for i, entry in enumerate(self.list(vectors["b"], "test_vectors.b", s)):
-            values(entry, f"test_vectors.b[{i}]")
-        if ("b_embedded" in vectors) != embedded:
+            add(entry, f"b[{i}]", b[i])
+        if ("b_embedded" in vectors) != (b_embedded is not None):
             raise self.fail("test_vectors.b_embedded must be given exactly when b_embedded is")
-        if embedded:
+        if b_embedded is not None:
             for i, entry in enumerate(
                 self.list(vectors["b_embedded"], "test_vectors.b_embedded", s)
             ):
-                values(entry, f"test_vectors.b_embedded[{i}]")
+                add(entry, f"b_embedded[{i}]", b_embedded[i])
+        return _TestVectors(zs, values, digits, entries)
+
+    def check_test_vectors(self, vectors: _TestVectors) -> None:
+        """Refuse test vectors that disagree with the coefficients: every entry is evaluated in
+        float64 at the vectors' parameters (the defaults where none is given) and each ``Z``, as
+        ``sum_t c_t phi_k(s_t Z)``, and the stored decimal must lie within ``10^(1 - digits)``
+        of it (relative: its ``digits``) plus :data:`TEST_VECTOR_TOLERANCE` of the terms' size
+        (float64's error) plus :data:`TEST_VECTOR_FLOOR`. A phi argument beyond
+        :data:`MAX_TEST_VECTOR_ARGUMENT` is refused."""
+        z = torch.tensor([float(x) for x in vectors.z], dtype=torch.float64)
+        values = vectors.parameters
+        try:
+            terms = [
+                (n, float(t.coefficient(values)), t.k, float(t.scale(values)))
+                for n, (_, entry, _) in enumerate(vectors.entries)
+                for t in entry
+            ]
+        except ExpressionError as exc:
+            raise self.fail(f"test_vectors: undefined at its parameters ({exc})"[:150]) from None
+        scales = max((abs(t[3]) for t in terms), default=0.0)
+        largest = scales * max((abs(x) for x in z.tolist()), default=0.0)
+        if not largest <= MAX_TEST_VECTOR_ARGUMENT:
+            raise self.fail(
+                f"test_vectors: a phi argument |scale * Z| = {largest:.3g} is beyond "
+                f"{MAX_TEST_VECTOR_ARGUMENT:g}"
+            )
+        value = torch.zeros(len(vectors.entries), len(z), dtype=torch.float64)
+        size = torch.zeros_like(value)
+        for k in sorted({t[2] for t in terms}):
+            group = [t for t in terms if t[2] == k]
+            coefficient = torch.tensor([t[1] for t in group], dtype=torch.float64)[:, None]
+            scale = torch.tensor([t[3] for t in group], dtype=torch.float64)[:, None]
+            contribution = coefficient * phi(k, scale * z)
+            index = torch.tensor([t[0] for t in group])
+            value.index_add_(0, index, contribution)
+            size.index_add_(0, index, contribution.abs())
+        stored = torch.tensor(
+            [[float(x) for x in texts] for _, _, texts in vectors.entries], dtype=torch.float64
+        ).reshape(value.shape)
+        allowed = (
+            10.0 ** (1 - vectors.digits) * value.abs()
+            + TEST_VECTOR_TOLERANCE * size
+            + TEST_VECTOR_FLOOR
+        )
+        bad = ~((stored - value).abs() <= allowed) | ~torch.isfinite(size)
+        if bad.any():
+            n, m = (int(x) for x in bad.nonzero()[0])
+            where, texts = vectors.entries[n][0], vectors.entries[n][2]
+            raise self.fail(
+                f"test_vectors.{where}[{m}] = {texts[m][:32]} disagrees with {where} at "
+                f"Z = {vectors.z[m][:24]} (computed {value[n, m].item():.17g})"
+            )
 
     def decimal(self, value: Any, where: str) -> None:
         if (
@@ -716,6 +855,32 @@ class _Reader:
             or not math.isfinite(float(value))
         ):
             raise self.fail(f"{where} must be a finite decimal number string, got {value!r:.40}")
+
+
+@dataclass(frozen=True)
+class _Classical:
+    """The expressions of a file's ``classical`` block (``a`` is the full ``s x s`` matrix)."""
+
+    c: tuple[Expression, ...]
+    a: tuple[tuple[Expression, ...], ...]
+    b: tuple[Expression, ...]
+
+
+@dataclass(frozen=True)
+class _TestVectors:
+    """A file's ``test_vectors``: the ``Z`` (decimal strings), the parameter values they were
+    computed at, their significant ``digits`` and ``(where, coefficient, decimal strings)`` for
+    every entry of ``A``, ``b`` and ``b_embedded``."""
+
+    z: list[str]
+    parameters: dict[str, float]
+    digits: int
+    entries: list[tuple[str, Coefficient, list[str]]]
+
+
+def _limit_terms(coefficient: Coefficient) -> list[tuple[Expression, int]]:
+    """``(coefficient, k)`` of each term: the ``Z -> 0`` limit is ``sum coefficient / k!``."""
+    return [(t.coefficient, t.k) for t in coefficient]
 
 
 _REQUIRED_KEYS = (

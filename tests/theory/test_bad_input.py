@@ -180,3 +180,63 @@ def test_export_of_a_title_no_file_can_hold_leaves_the_old_file(tmp_path) -> Non
     with pytest.raises(TableauError, match="lone surrogate"):
         export(replace(tableau, title="\ud800"), tmp_path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def _outcome(tmp_path, mutate) -> str:
+    """``"loaded"`` or the error message of ``res_theory.load`` on the shipped ``res_2s`` file
+    after ``mutate``."""
+    import json
+    from importlib import resources
+
+    from res_theory.load import load
+
+    data = json.loads((resources.files("res_torch") / "tableaux" / "res_2s.json").read_text())
+    mutate(data)
+    (tmp_path / "res_2s.json").write_text(json.dumps(data))
+    try:
+        load(tmp_path / "res_2s.json")
+    except TableauError as exc:
+        assert len(str(exc)) < 200
+        return str(exc)
+    return "loaded"
+
+
+def test_an_exact_division_by_zero_is_refused_in_every_expression(tmp_path) -> None:
+    zero = "(sqrt(2)^2 - 2)"  # 0 exactly, 4.4e-16 in float64
+    for mutate in (
+        lambda d: d["b"][1][0].update(coefficient=f"1/c2 + 0/{zero}"),
+        lambda d: d["classical"]["A"][0].__setitem__(0, f"0*{zero}^-1"),
+        lambda d: d["test_vectors"]["parameters"].update(c2=f"1/2 + 0/{zero}"),
+        lambda d: d["parameters"][0].update(lower=f"1/64 + 0/{zero}"),
+    ):
+        assert "is undefined: it divides by exactly 0" in _outcome(tmp_path, mutate)
+
+
+def test_the_classical_block_is_checked_exactly(tmp_path) -> None:
+    zero = "(1 + sqrt(2))^2 - 3 - 2*sqrt(2)"  # SymPy does not expand it: checked to 50 digits
+    assert _outcome(tmp_path, lambda d: d["classical"]["A"][0].__setitem__(0, zero)) == "loaded"
+    alike = "1/(2*c2) + 0*c2"
+    assert _outcome(tmp_path, lambda d: d["classical"]["b"].__setitem__(1, alike)) == "loaded"
+    for wrong in (f"{zero} + 1e-25", "1e-40"):
+        message = _outcome(tmp_path, lambda d, x=wrong: d["classical"]["A"][0].__setitem__(0, x))
+        assert "classical.A[0][0] is not the Z -> 0 limit of A[0][0]" in message
+    message = _outcome(tmp_path, lambda d: d["classical"]["b"].__setitem__(1, "1/(2*c2) + 1e-35"))
+    assert "classical.b[1] is not the Z -> 0 limit" in message
+
+
+def test_test_vectors_are_checked_to_their_digits(tmp_path) -> None:
+    def set_value(value: str, digits: int = 30):
+        def mutate(data: dict) -> None:
+            data["test_vectors"]["digits"] = digits
+            data["test_vectors"]["b"][1][2] = value
+
+        return mutate
+
+    exact = "0.320539035759926837367730883874"  # b_2(-5) at c2 = 1/2, 30 digits
+    assert _outcome(tmp_path, set_value(exact)) == "loaded"
+    off = exact[:-3] + "999"  # off in the 28th digit
+    assert "test_vectors.b[1][2] = " in _outcome(tmp_path, set_value(off))
+    assert _outcome(tmp_path, set_value(off, digits=27)) == "loaded"
+    assert _outcome(tmp_path, set_value("0.3205", digits=4)) == "loaded"
+    # 1.4e-3 off: beyond 10^(1 - digits)
+    assert "disagrees with b[1]" in _outcome(tmp_path, set_value("0.3210", digits=4))

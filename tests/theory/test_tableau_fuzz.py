@@ -247,5 +247,10 @@ def test_bounds_agree_between_the_loaders_and_the_schema():
     assert theory_load.MAX_PARAMETERS == torch_tableau.MAX_PARAMETERS
     for name in ("MAX_NESTING", "MAX_EXPONENT", "MAX_EXPANDED_SIZE"):
         assert getattr(theory_load, name) == getattr(torch_expression, name)
-    for name in ("MAX_FILE_BYTES", "MAX_JSON_DEPTH"):
+    for name in (
+        "MAX_FILE_BYTES",
+        "MAX_JSON_DEPTH",
+        "TEST_VECTOR_FLOOR",
+        "MAX_TEST_VECTOR_ARGUMENT",
+    ):
         assert getattr(theory_load, name) == getattr(torch_tableau, name)

@@ -22,6 +22,7 @@ from res_torch.errors import PhiError, TableauError
 from res_torch.expression import Expression, ExpressionError
 from res_torch.phi import K_MAX, phi
 from res_torch.tableau import (
+    TEST_VECTOR_TOLERANCE,
     available_tableaux,
     check_consistency,
     decode_document,
@@ -128,6 +129,11 @@ def test_b_embedded_is_read_and_checked():
         ("(c2+1)^9", "expanded form"),
         ("1/0", "undefined"),
         ("1/(c2-1/2)", "undefined"),
+        ("1/(0.1+0.2-0.3)", "exactly 0"),  # nonzero in float64, 0 in the file's exact meaning
+        ("1/c2 + 0/(0.1+0.2-0.3)", "exactly 0"),
+        ("1/c2 + 0*(0.3-0.2-0.1)^-1", "exactly 0"),
+        ("c2/(sqrt(0.04)-0.2)", "exactly 0"),
+        ("1/(1/(0.1+0.2-0.3)+c2)", "exactly 0"),
         ("1e400", "not a finite float64"),
         ("1e300*1e300", "not finite"),
         ("(1e300)^2", "undefined"),
@@ -241,3 +247,30 @@ def test_phi_refuses_huge_indices_at_once_and_is_accurate_up_to_k_max():
         for zi, value in zip(z, got.tolist(), strict=True):
             exact = mpmath.hyp1f1(1, K_MAX + 1, zi) / mpmath.factorial(K_MAX)
             assert abs(value - exact) <= 64 * 2.0**-52 * abs(exact), (zi, value, exact)
+
+
+def test_exact_constants_only_refuse_an_exact_zero_divisor_and_stay_fast():
+    assert Expression.parse("0.1+0.2-0.3")() == 0.1 + 0.2 - 0.3  # evaluation stays float64
+    for source in ("1/(0.1+0.2)", "1/(sqrt(2) - 1)", "c2/(3 - 0.3*10 + c2)", "2^-1/(1e-300)"):
+        Expression.parse(source)
+    started = time.perf_counter()
+    for source in (
+        "1/(" + "*".join(["0.123456789012345"] * 50) + " - 1)",
+        "1/((0." + "3" * 400 + ")^64 - 1)",
+        "1/(" + "+".join(["1/7^9"] * 100) + ")",
+    ):
+        Expression.parse(source)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_test_vectors_are_checked_in_float64_to_the_documented_tolerance():
+    text = _shipped("res_2s")["test_vectors"]["b"][1][2]
+    exact = float(text)
+    for relative, loads in ((1e-13, True), (1e-15, True), (1e-11, False)):
+        data = copy.deepcopy(_shipped("res_2s"))
+        data["test_vectors"]["b"][1][2] = repr(exact * (1 + relative))
+        if loads:
+            parse_tableau(data)
+        else:
+            _refused(data, r"test_vectors\.b\[1\]\[2\] = .* disagrees with b\[1\] at Z = -5")
+    assert TEST_VECTOR_TOLERANCE == 1e-12
