@@ -52,6 +52,7 @@ __all__ = [
     "StepFamily",
     "error_constant",
     "evaluate",
+    "free_first_step",
     "moment",
     "numeric_weights",
     "order_condition_residuals",
@@ -144,6 +145,38 @@ def error_constant(family: StepFamily, nodes: Sequence[sp.Expr]) -> sp.Expr:
     m = len(nodes)
     residual = order_condition_residuals(family, nodes, weights(family, nodes), m + 1)[m]
     return -residual / sp.factorial(m)
+
+
+def free_first_step(form: str) -> tuple[sp.Expr, tuple[sp.Expr, ...], tuple[sp.Expr, ...]]:
+    """``(decay, predictor weights, corrector weights)`` of the free first step from ``sigma_n``
+    to ``sigma_n e^{-h}`` as exact expressions in ``h`` and ``sigma_n``.
+
+    The step takes no evaluation at ``sigma_n``: its value there is the guess ``D = 0`` (``Y_0 =
+    x_0/sigma_n`` in the noise form), the predictor is the one-node step with it (``x^p =
+    e^{-h} x_0``), and the corrector is the data form with the new point as its only node
+    (:func:`weights` of the denoised form for ``nodes = [1]``: ``1 - e^{-h}``), ``x_1 = e^{-h}
+    x_0 + (1 - e^{-h}) D_1``, exact for a denoiser constant over the step. In the noise form the
+    corrector is written over ``(Y_0, Y_1 = (x^p - D_1)/sigma_{n+1})`` with decay 1: the guess
+    ``Y_0 = x_0/sigma_n`` absorbs the rest of ``x_0``'s coefficient.
+
+    >>> free_first_step("denoised")
+    (exp(-h), (1 - exp(-h),), (0, 1 - exp(-h)))
+    """
+    if form not in FORMS:
+        raise MultistepDesignError(f"form must be one of {FORMS}, got {form!r}")
+    (w_new,) = weights(StepFamily("denoised", "lambda"), [1])
+    decay = sp.exp(-h)
+    if form == "denoised":
+        return decay, (1 - decay,), (sp.Integer(0), sp.simplify(w_new))
+    x0, y0, y1 = sp.symbols("x_0 Y_0 Y_1")
+    sigma_to, step = sigma_n * decay, sigma_n * (decay - 1)
+    predicted = x0 + step * y0
+    corrected = decay * x0 + w_new * (predicted - sigma_to * y1)
+    rest = sp.expand((corrected - x0).subs(x0, sigma_n * y0))
+    if sp.simplify(rest.subs({y0: 0, y1: 0})) != 0:
+        raise MultistepDesignError("the free step's corrector is not linear in (Y_0, Y_1)")
+    corrector = tuple(sp.factor(rest.coeff(y)) for y in (y0, y1))
+    return sp.Integer(1), (step,), corrector
 
 
 def numeric_weights(

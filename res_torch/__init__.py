@@ -30,7 +30,7 @@ from res_torch.errors import (
     UnknownParameterError,
 )
 from res_torch.grid import StepGrid, make_grid
-from res_torch.methods import METHODS, InterpolatedMethod, Method, method_of
+from res_torch.methods import FREE_START_SIGMA, METHODS, InterpolatedMethod, Method, method_of
 from res_torch.nfe import evaluations_per_step, nfe, sigmas_for_nfe
 from res_torch.noise import NoiseOptions, ancestral_step, churn_gamma, default_noise_sampler
 from res_torch.phi import phi
@@ -55,8 +55,10 @@ from res_torch.samplers import (
     sample_res_3m,
     sample_res_3s,
     sample_res_pc2_lambda,
+    sample_res_pc3_free,
     sample_res_pc3_grid,
     sample_res_pc3_rho7,
+    sample_res_pc4_free,
     sample_res_pc4_grid,
     sample_res_pc4_logsigma,
     sample_res_pc4_rho7,
@@ -74,6 +76,7 @@ from res_torch.schedules import (
 from res_torch.tableau import Tableau, available_tableaux, load_tableau
 
 __all__ = [
+    "FREE_START_SIGMA",
     "AUTO_TABLE",
     "Coefficients",
     "AdapterError",
@@ -146,8 +149,10 @@ __all__ = [
     "sample_res_3s",
     "sample_res_adaptive",
     "sample_res_pc2_lambda",
+    "sample_res_pc3_free",
     "sample_res_pc3_grid",
     "sample_res_pc3_rho7",
+    "sample_res_pc4_free",
     "sample_res_pc4_grid",
     "sample_res_pc4_logsigma",
     "sample_res_pc4_rho7",

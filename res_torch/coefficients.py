@@ -67,8 +67,10 @@ __all__ = [
     "adams_weights",
     "coefficients",
     "erk_steps",
+    "free_first_step",
     "grid_exponents",
     "history_offsets",
+    "interpolated_values",
     "interpolation_weights",
     "lagrange_integrals",
     "noise_free_values",
@@ -99,6 +101,9 @@ class StepCoefficients:
     """After a correction, the next step's values: ``None`` keeps ``D(x^p)`` and ``Y(x^p)``
     (PEC); a number ``c`` gives ``D = D(x^p) + c (x_{n+1} - x^p)`` and ``Y`` from it at
     ``x_{n+1}`` (the denoiser linearised with Jacobian ``c I``)."""
+    guessed: bool = False
+    """The first value is not evaluated but taken from ``D = 0`` (``Y = x_n/sigma_n`` for
+    ``eps``): the free first step (:func:`free_first_step`)."""
 
     @property
     def stages(self) -> int:
@@ -536,7 +541,9 @@ def uniformising_exponent(sigmas: Sequence[float]) -> float:
     return min((p, 0.0, 1.0), key=unevenness) if best in (0, 100) else p
 
 
-def grid_exponents(grid: StepGrid, values: int) -> list[float]:
+def grid_exponents(
+    grid: StepGrid, values: int, available: Sequence[int] | None = None
+) -> list[float]:
     """Per step, the exponent ``p_n`` of the ``"grid"`` variable ``u = sigma^p_n`` of a
     noise-form ``lagrange`` method with at most ``values`` values: :func:`uniformising_exponent`
     of the step's own levels, ``sigma_hat`` of the values it uses and its end ``sigma_to``, with
@@ -547,8 +554,31 @@ def grid_exponents(grid: StepGrid, values: int) -> list[float]:
     them (exactly on Karras, exponential and uniform grids without noise, where ``p_n`` is
     ``1/rho``, 0 and 1 at every step), and the extrapolation has the weights of equal steps; a
     grid whose spacing law changes along it (a flow grid, uniform in ``sigma/(sigma + shift)``:
-    ``p`` near 1 at its end) gets the variable of each part. Denoising steps get ``nan``."""
-    return [p for p, _ in _grid_choices(grid, values, noise_free_values(grid))]
+    ``p`` near 1 at its end) gets the variable of each part. Denoising steps get ``nan``.
+    ``available``: the values each step may use (default :func:`noise_free_values`; a method's
+    own, :func:`interpolated_values`)."""
+    if available is None:
+        available = noise_free_values(grid)
+    return [p for p, _ in _grid_choices(grid, values, available)]
+
+
+def interpolated_values(method: Method, grid: StepGrid) -> list[int]:
+    """Per step, how many stored values (its own first value and those before it) a
+    ``lagrange`` method may interpolate: in the noise form those since noise last entered the run
+    (:func:`noise_free_values`), in the data form all; after a free first step
+    (:meth:`~res_torch.methods.InterpolatedMethod.starts_free`) not the first step's guess."""
+    if method.prediction == "noise":
+        available = noise_free_values(grid)
+    else:
+        available = list(range(1, grid.steps + 1))
+    if _starts_free(method, grid):
+        available = [1, *(max(a - 1, 1) for a in available[1:])]
+    return available
+
+
+def _starts_free(method: Method, grid: StepGrid) -> bool:
+    sigmas = [grid.sigma_hat[0].item(), *grid.sigma_to.tolist()]
+    return grid.steps >= 2 and method.starts_free(sigmas, grid.stochastic)
 
 
 def _grid_choices(
@@ -612,14 +642,41 @@ def interpolation_weights(
     return _basis_integrals([var(s) for s in nodes], [var(s) for s in levels], mass)
 
 
+def free_first_step(sigma_from: float, sigma_to: float, prediction: str) -> StepCoefficients:
+    """The free first step from ``sigma_from`` to ``sigma_to`` (``r = sigma_to/sigma_from``):
+    predictor ``x^p = r x_0`` (the first value guessed from ``D = 0``, the analytic first step
+    of Zhou et al. 2024), then the corrector through ``D_1 = D(x^p, sigma_to)``, the next
+    step's first value, ``x_1 = r x_0 + (1 - r) D_1``: the data form's exact step ``x_1 = r x_0
+    + sigma_to int_{sigma_to}^{sigma_from} D/s^2 ds`` for ``D`` constant at ``D_1``. In the
+    noise form, with the guess ``Y_0 = x_0/sigma_from`` and ``Y_1 = (x^p - D_1)/sigma_to``
+    and ``d = sigma_to - sigma_from``: predictor ``x_0 + d Y_0``, corrector ``x_0 + d (1 - r)
+    Y_0 + d r Y_1``. ``D_1`` is handed on unchanged (``linearisation = 0``). The corrector's
+    weight on ``Y_1`` times its Lipschitz bound is ``1 - r < 1``: it contracts
+    (``docs/designed_methods.md``; the exact solution in ``res_theory.multistep_design``).
+
+    >>> step = free_first_step(80.0, 20.0, "denoised")
+    >>> step.decay, step.weights, step.corrector
+    (0.25, (0.75,), (0.0, 0.75))
+    """
+    r = sigma_to / sigma_from
+    if prediction == "noise":
+        d = sigma_to - sigma_from
+        decay, weights, corrector = 1.0, (d,), (d * (1 - r), d * r)
+    else:
+        decay, weights, corrector = r, (1 - r,), (0.0, 1 - r)
+    return StepCoefficients(
+        sigmas=(sigma_from,), decay=decay, weights=weights, corrector=corrector,
+        linearisation=0.0, guessed=True,
+    )  # fmt: skip
+
+
 def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficients]:
     """Steps of a ``lagrange`` method (:class:`res_torch.methods.InterpolatedMethod`) with at
     most ``values`` predictor values; correctors where no noise comes in between."""
     sigma_hat, sigma_to = grid.sigma_hat.tolist(), grid.sigma_to.tolist()
     quiet, churn = (grid.step_noise == 0).tolist(), (grid.churn_noise > 0).tolist()
     # the stored eps hold the state they were evaluated at; D is reused across noise (as RES-2M)
-    noise_form = method.prediction == "noise"
-    available = noise_free_values(grid) if noise_form else list(range(1, grid.steps + 1))
+    available, free = interpolated_values(method, grid), _starts_free(method, grid)
     if method.interpolation == "grid":
         choices = _grid_choices(grid, values, available)
     else:
@@ -628,6 +685,9 @@ def _lagrange(method: Method, grid: StepGrid, values: int) -> list[StepCoefficie
     for n, (denoising, (p, back)) in enumerate(zip(grid.denoising, choices, strict=True)):
         if denoising:
             steps.append(_denoising(sigma_hat[n]))
+            continue
+        if n == 0 and free:
+            steps.append(free_first_step(sigma_hat[0], sigma_to[0], method.prediction))
             continue
         k = min(available[n], values)
         u = _VARIABLES[method.interpolation] if p is None else power_variable(p, sigma_to[n])

@@ -1116,6 +1116,13 @@ class RESMultistepScheduler(_RESScheduler):
                 f"{self.method.name!r} is a {self.method.stages}-stage single-step method "
                 "(use RESSinglestepScheduler)"
             )
+        if getattr(self.method, "free_start", False):
+            raise SchedulerError(
+                f"{self.method.name!r} takes its first step without an evaluation at the "
+                "first timestep, which a diffusers pipeline's loop (one model call on the "
+                "sample per timestep) cannot run; use its evaluated form "
+                f"{self.method.name.replace('_free', '_grid')!r}"
+            )
 
 
 class RESSinglestepScheduler(_RESScheduler):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from res_torch.errors import UnknownMethodError
 from res_torch.tableau import Tableau, TableauError, available_tableaux, is_path, load_tableau
 
 __all__ = [
+    "FREE_START_SIGMA",
     "METHODS",
     "InterpolatedMethod",
     "Method",
@@ -99,11 +101,26 @@ class Method:
         enters)."""
         return "sde" if self.family == "multistep" else "ancestral"
 
-    def step_costs(self, steps: int) -> list[int]:
-        """Evaluations of the first ``steps`` non-final steps (a final step to 0 costs 1)."""
+    def step_costs(self, steps: int, sigmas: Sequence[float] | None = None) -> list[int]:
+        """Evaluations of the first ``steps`` non-final steps (a final step to 0 costs 1);
+        ``sigmas``, the run's noise levels, where the cost depends on them (a free first step,
+        :meth:`InterpolatedMethod.starts_free`)."""
         startup = self.tableau.startup_tableaux(cached_tableau) if self.tableau else ()
         costs = [1 if t.is_multistep else t.stages for t in startup[:steps]]
         return costs + [self.stages] * (steps - len(costs))
+
+
+FREE_START_SIGMA = 10.0
+"""Smallest second noise level ``sigma_1`` at which a free-start method takes its first step
+without an evaluation (:meth:`InterpolatedMethod.starts_free`). The free step evaluates the
+denoiser at ``r x_0`` (``r = sigma_1/sigma_0``) instead of at the true ``x_1 = r x_0 + (1 - r)
+D``; the difference ``(1 - r) D`` enters through the denoiser's gain there, ``Cov[x_0 | x] /
+sigma_1^2`` (second-order Tweedie), at most ``1/sigma_1^2 = 1 %`` for data of unit scale, the
+scale diffusion models are trained on (EDM's ``sigma_data = 0.5``, latents scaled to unit
+variance). Runs from pure noise start far above it (EDM 80, Stable Diffusion 14.6, flow models
+at ``t -> 1``); img2img and the later parts of a split schedule start below it and take an
+evaluated first step. Measured (``docs/designed_methods.md``): data scaled 3x still gains, 10x
+loses up to 700x on the EDM grid."""
 
 
 @dataclass(frozen=True)
@@ -120,15 +137,44 @@ class InterpolatedMethod(Method):
     ``linearisation_scale`` ``s`` (``None``: PEC) sets the next step's values after a
     correction from the denoiser linearised with Jacobian ``s^2/(s^2 + sigma^2)``, exact for
     data ``N(mu, s^2 I)``; ``s = 0`` keeps ``D(x^p)`` and recomputes ``eps`` at the corrected
-    point (:class:`res_torch.coefficients.StepCoefficients`)."""
+    point (:class:`res_torch.coefficients.StepCoefficients`). ``free_start``: the first step
+    takes no evaluation of its own where :meth:`starts_free` (the free first step,
+    ``docs/designed_methods.md``)."""
 
     interpolation: str = "sigma"
     corrector: bool = False
     linearisation_scale: float | None = None
+    free_start: bool = False
 
     @property
     def is_multistep(self) -> bool:
         return True
+
+    def starts_free(self, sigmas: Sequence[float], stochastic: bool = False) -> bool:
+        """Whether a run over ``sigmas`` takes the free first step: a ``free_start`` method, an
+        ODE run (no ``eta``, no churn: ``stochastic`` False), a second step to follow and
+        ``sigmas[1] >= FREE_START_SIGMA``. The step from ``sigma_0`` to ``sigma_1`` then
+        predicts ``x^p = (sigma_1/sigma_0) x_0`` (the denoiser taken as 0, the analytic first
+        step of Zhou et al. 2024), evaluates ``D_1 = D(x^p, sigma_1)`` (the second step's
+        first value) and returns ``x_1 = (sigma_1/sigma_0) x_0 + (1 - sigma_1/sigma_0) D_1``:
+        the exact step for a denoiser constant over it, as it nearly is where ``sigma`` is far
+        above the data's scale.
+
+        >>> METHODS["res_pc3_free"].starts_free([80.0, 24.0, 1.0, 0.0])
+        True
+        >>> METHODS["res_pc3_free"].starts_free([2.0, 1.0, 0.5, 0.0])  # img2img: evaluated
+        False
+        """
+        return (
+            self.free_start and not stochastic and len(sigmas) >= 3
+            and float(sigmas[1]) >= FREE_START_SIGMA
+        )  # fmt: skip
+
+    def step_costs(self, steps: int, sigmas: Sequence[float] | None = None) -> list[int]:
+        costs = [1] * steps
+        if steps and sigmas is not None and self.starts_free(sigmas):
+            costs[0] = 0
+        return costs
 
 
 def _from_tableau(tableau: Tableau) -> Method:
@@ -178,6 +224,12 @@ METHODS: dict[str, Method] = {
     "res_pc4_grid": InterpolatedMethod(
         "res_pc4_grid", title="eps interpolated in the grid's own variable sigma^p (4 values), "
         "contractive corrector", order=5, history=3, interpolation="grid", **_INTERPOLATED_NOISE),
+    "res_pc3_free": InterpolatedMethod(
+        "res_pc3_free", title="res_pc3_grid with a free first step (its evaluation at sigma_1)",
+        order=4, history=2, interpolation="grid", free_start=True, **_INTERPOLATED_NOISE),
+    "res_pc4_free": InterpolatedMethod(
+        "res_pc4_free", title="res_pc4_grid with a free first step (its evaluation at sigma_1)",
+        order=5, history=3, interpolation="grid", free_start=True, **_INTERPOLATED_NOISE),
     "res_pc2_lambda": InterpolatedMethod(
         "res_pc2_lambda", title="D interpolated in lambda (2 values: RES-2M), exponential "
         "Adams-Moulton corrector (PEC)", order=3, history=1, interpolation="log_sigma",
@@ -223,6 +275,8 @@ def methods_table() -> str:
     for name in [*METHODS, *available_tableaux()]:
         m = method_of(name)
         startup = ", ".join(m.startup) or ("lower order" if m.history else "")
+        if getattr(m, "free_start", False):
+            startup = f"free first step, {startup}"
         rows.append(
             f"| `{m.name}` | {m.family} | {m.variable} | {m.prediction} | {m.order} | {m.stages} "
             f"| {m.history} | {startup} | {', '.join(m.noise_types)} | {m.title} |"

@@ -8,6 +8,10 @@ single-step method, 2 for Heun, 1 for Euler/DDIM and 1 for a multistep method, e
 (``s`` for an ``s``-stage single-step start-up method, 1 for a multistep one). So
 ``nfe = sum_{k < N - 1} cost_k + 1`` for a schedule ending in 0 and ``sum_{k < N} cost_k``
 otherwise; for a method without multi-stage start-up, ``nfe = s (N - 1) + 1`` and ``s N``.
+A free-start method (:meth:`res_torch.methods.InterpolatedMethod.starts_free`: an ODE run whose
+second level is at least ``FREE_START_SIGMA``) takes its first step without an evaluation of its
+own, so ``nfe = N - 1`` there (this count assumes an ODE run; with ``eta`` or churn the first step
+is evaluated, one more).
 Examples: RES-2S at NFE 9 takes 4 two-stage steps and the final denoising step (5 nonzero
 sigmas); RES-3M (start-up RES-2S, RES-2M) with ``N - 1 >= 1`` non-final steps costs
 ``(N - 1) + 1 + 1`` (one extra evaluation for the RES-2S stage, 1 for the final step).
@@ -87,9 +91,12 @@ def evaluations_per_step(method: str | Path | Tableau | Method) -> int:
     return method_of(method).stages
 
 
-def _step_costs(method: str | Path | Tableau | Method, steps: int) -> list[int]:
-    """Evaluations of the first ``steps`` non-final steps of ``method`` (start-up included)."""
-    return method_of(method).step_costs(steps)
+def _step_costs(
+    method: str | Path | Tableau | Method, steps: int, sigmas: Sequence[float] | None = None
+) -> list[int]:
+    """Evaluations of the first ``steps`` non-final steps of ``method`` (start-up included; a
+    free first step where ``sigmas`` allow one, :meth:`Method.step_costs`)."""
+    return method_of(method).step_costs(steps, sigmas)
 
 
 def nfe(method: str | Path | Tableau | Method, sigmas: torch.Tensor | Sequence[float]) -> int:
@@ -98,8 +105,8 @@ def nfe(method: str | Path | Tableau | Method, sigmas: torch.Tensor | Sequence[f
 
     >>> nfe("res_2s", [80.0, 10.0, 1.0, 0.0]), nfe("res_3m", [80.0, 10.0, 1.0, 0.0])
     (5, 4)
-    >>> nfe("auto", [80.0, 10.0, 1.0, 0.0])
-    3
+    >>> nfe("auto", [80.0, 10.0, 1.0, 0.0]), nfe("auto", [8.0, 4.0, 1.0, 0.0])  # free start
+    (2, 3)
     >>> nfe("res_2m", [1.0])
     0
     """
@@ -112,7 +119,7 @@ def nfe(method: str | Path | Tableau | Method, sigmas: torch.Tensor | Sequence[f
         method = recommend(budget_of(values))
     steps = values.numel() - 1
     final = int(values[-1] == 0)
-    return sum(_step_costs(method, steps - final)) + final
+    return sum(_step_costs(method, steps - final, values.tolist())) + final
 
 
 def sigmas_for_nfe(
@@ -172,4 +179,9 @@ def sigmas_for_nfe(
         if schedule not in ("karras", "polyexponential"):
             raise ScheduleError(f"schedule {schedule!r} has no rho")
         options["rho"] = rho
-    return SCHEDULES[schedule](steps + 1, device=device, dtype=dtype, **options)
+    build = SCHEDULES[schedule]
+    if getattr(method_of(method), "free_start", False):  # one more step where it starts free
+        longer = build(steps + 2, device=device, dtype=dtype, **options)
+        if sum(_step_costs(method, steps + 1, longer.tolist())) == nfe - 1:
+            return longer
+    return build(steps + 1, device=device, dtype=dtype, **options)

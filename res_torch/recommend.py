@@ -1,18 +1,23 @@
 """``method="auto"``: the sampler for an NFE budget, from a small table measured by the league.
 
-The budget of a run is what a one-evaluation-per-step method spends on the caller's ``sigmas``,
-``len(sigmas) - 1`` (:mod:`res_torch.nfe`); the table lists only such methods, so ``auto``
-spends exactly that budget. Ranges and reasoning (``docs/designed_methods.md`` has the
-measured numbers; exact-denoiser testbeds):
+The budget of a run is what the table's methods spend on the caller's ``sigmas`` in an ODE
+run (:func:`budget_of`): one evaluation per step, ``len(sigmas) - 1``, one fewer where they take
+the free first step (``sigmas[1] >= FREE_START_SIGMA``, runs from pure noise:
+:meth:`res_torch.methods.InterpolatedMethod.starts_free`); with ``eta`` or churn their first step
+is evaluated and the budget is ``len(sigmas) - 1``. Ranges and reasoning
+(``docs/designed_methods.md`` has the measured numbers; exact-denoiser testbeds):
 
-* up to 15 evaluations, ``res_pc3_grid``: most steps are long in ``lambda``; interpolating
+* up to 15 evaluations, ``res_pc3_free``: most steps are long in ``lambda``; interpolating
   ``eps`` through 3 values in ``sigma^p``, the power in which the step's nodes are evenly
   spaced (``sigma^(1/7)`` on the EDM grid), keeps the extrapolation weights those of equal
   steps whatever the step ratio, and the corrector is off on the long steps (where it would
-  not contract); 4 values extrapolate worse over such steps;
-* 16 and more, ``res_pc4_grid``: the same through 4 values, with the corrector on almost every
+  not contract); 4 values extrapolate worse over such steps. The free first step (the
+  denoiser is nearly constant far above the data's scale) gives the budget one more step:
+  0.63-1.31x the best peer's defect at NFE 5-15 on the geometric mean, against 1.16-1.85x
+  with an evaluated first step (``res_pc3_grid``);
+* 16 and more, ``res_pc4_free``: the same through 4 values, with the corrector on almost every
   step. On the EDM grid ``res_pc4_logsigma`` (DEIS's variable) is up to 1.2x more accurate at
-  NFE 20-30, but it is 2-8x less accurate than ``res_pc4_grid`` on Karras rho = 3 and flow
+  NFE 20-30 than ``res_pc4_grid``, but it is 2-8x less accurate on Karras rho = 3 and flow
   grids; the grid's own variable is the one that holds on every grid measured.
 
 Measured on six grids: Karras rho 7 and 3, exponential, flow shift 3 (each 80 -> 0.002 -> 0),
@@ -22,7 +27,9 @@ The table is data, not read from experiment files at run time (``res_torch`` nev
 league results.
 
 >>> recommend(10), recommend(15), recommend(16)
-('res_pc3_grid', 'res_pc3_grid', 'res_pc4_grid')
+('res_pc3_free', 'res_pc3_free', 'res_pc4_free')
+>>> budget_of([80.0, 24.0, 1.0, 0.0]), budget_of([2.0, 1.0, 0.5, 0.0])
+(2, 3)
 """
 
 from __future__ import annotations
@@ -34,10 +41,11 @@ import torch
 
 from res_torch.checks import integer
 from res_torch.errors import NFEBudgetError
+from res_torch.methods import METHODS
 
 __all__ = ["AUTO_TABLE", "auto_table_markdown", "budget_of", "recommend"]
 
-AUTO_TABLE: tuple[tuple[float, str], ...] = ((15, "res_pc3_grid"), (math.inf, "res_pc4_grid"))
+AUTO_TABLE: tuple[tuple[float, str], ...] = ((15, "res_pc3_free"), (math.inf, "res_pc4_free"))
 """``(largest NFE, method)`` rows in increasing order: the first row whose bound is at least the
 budget names the method (module docstring for the reasoning)."""
 
@@ -48,10 +56,14 @@ def recommend(nfe: int) -> str:
     return next(method for bound, method in AUTO_TABLE if nfe <= bound)
 
 
-def budget_of(sigmas: torch.Tensor | Sequence[float]) -> int:
-    """The budget a schedule implies: ``len(sigmas) - 1`` evaluations of a one-evaluation-per-
-    step method (the step to 0, if any, costs 1 like every other step)."""
-    return len(sigmas) - 1
+def budget_of(sigmas: torch.Tensor | Sequence[float], stochastic: bool = False) -> int:
+    """The budget a schedule implies: what the table's methods (one evaluation per step, all
+    free-start) spend on it, ``len(sigmas) - 1`` (the step to 0, if any, costs 1 like every
+    other step), one fewer where they take the free first step (an ODE run: ``stochastic``
+    False, no ``eta`` or churn)."""
+    levels = [float(s) for s in sigmas]
+    free = METHODS[AUTO_TABLE[0][1]].starts_free(levels, stochastic)
+    return len(levels) - 1 - int(free)
 
 
 def auto_table_markdown() -> str:

@@ -130,7 +130,10 @@ def sample_reference(
     for n, step in enumerate(table.steps):
         if grid.churn_noise[n] > 0:
             x = x + grid.churn_noise[n].item() * noise_sampler(grid.sigma_hat[n], grid.sigma[n])
-        if pending is None:
+        if step.guessed:  # the free first step: D taken as 0, no evaluation
+            denoised = torch.zeros_like(x)
+            first = prediction(table.prediction, x, denoised, step.sigmas[0])
+        elif pending is None:
             denoised = checked_output(model(x, step.sigmas[0] * s_in, **extra_args), x)
             first = prediction(table.prediction, x, denoised, step.sigmas[0])
         else:

@@ -111,8 +111,10 @@ __all__ = [
     "sample_res_3m",
     "sample_res_3s",
     "sample_res_pc2_lambda",
+    "sample_res_pc3_free",
     "sample_res_pc3_grid",
     "sample_res_pc3_rho7",
+    "sample_res_pc4_free",
     "sample_res_pc4_grid",
     "sample_res_pc4_logsigma",
     "sample_res_pc4_rho7",
@@ -120,6 +122,8 @@ __all__ = [
 ]
 
 Callback = Callable[[dict], Any]
+_GRID_OPTIONS = ("s_churn", "s_tmin", "s_tmax", "s_noise", "eta", "noise_type")
+"""The keywords of :func:`res_torch.grid.make_grid` among the shared options."""
 ODE = NoiseOptions()
 """No churn, no per-step noise."""
 
@@ -404,6 +408,19 @@ sample_res_pc4_grid = _named(
     "4 values, " + _DESIGNED,
     ("values (1-4, default 4)",),
 )
+_FREE = (
+    "with a free first step: from ``sigma_0`` to ``sigma_1`` it takes no evaluation of its own "
+    "(``x^p = (sigma_1/sigma_0) x_0``, ``D_1 = D(x^p, sigma_1)``, ``x_1 = (sigma_1/sigma_0) "
+    "x_0 + (1 - sigma_1/sigma_0) D_1``, ``D_1`` handed on), so an ODE run from "
+    "``sigma_1 >= FREE_START_SIGMA = 10`` spends ``len(sigmas) - 2`` evaluations; from lower "
+    "levels, or with ``eta`` or churn, the first step is evaluated (``docs/designed_methods.md``)."
+)
+sample_res_pc3_free = _named(
+    "res_pc3_free", "Designed: ``res_pc3_grid`` " + _FREE, ("values (1-3, default 3)",)
+)
+sample_res_pc4_free = _named(
+    "res_pc4_free", "Designed: ``res_pc4_grid`` " + _FREE, ("values (1-4, default 4)",)
+)
 sample_res_pc2_lambda = _named(
     "res_pc2_lambda",
     "Designed: ``D`` interpolated in ``lambda`` through 2 values (RES-2M) with the exponential "
@@ -431,6 +448,8 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "res_pc3_rho7": sample_res_pc3_rho7,
     "res_pc3_grid": sample_res_pc3_grid,
     "res_pc4_grid": sample_res_pc4_grid,
+    "res_pc3_free": sample_res_pc3_free,
+    "res_pc4_free": sample_res_pc4_free,
     "res_pc2_lambda": sample_res_pc2_lambda,
 }
 """The named samplers; :func:`sample` also accepts any shipped tableau name."""
@@ -451,7 +470,9 @@ def sample(
     descriptor of :data:`res_torch.methods.METHODS`, or, for any other shipped tableau name
     (``krogstad``, ``hochbruck_ostermann4``, ...), to :func:`sample_erk`. ``method="auto"``
     runs the method :func:`res_torch.recommend.recommend` names for the budget ``sigmas``
-    implies (``len(sigmas) - 1`` evaluations, spent exactly). ``method`` is
+    implies (:func:`res_torch.recommend.budget_of`: ``len(sigmas) - 1`` evaluations, one fewer
+    for an ODE run from ``sigmas[1] >= 10``, where the table's methods start free; spent
+    exactly). ``method`` is
     keyword-only (k-diffusion's positional order: ``model, x, sigmas, extra_args, callback,
     disable``)."""
     if isinstance(extra_args, str):
@@ -461,7 +482,9 @@ def sample(
     if method == "auto":  # the table of res_torch.recommend for the budget the sigmas imply
         if _single_level(model, sigmas):
             return x  # no step (as every sampler)
-        budget = budget_of(validate_sigmas(sigmas))
+        values = validate_sigmas(sigmas)
+        noise = {k: options[k] for k in _GRID_OPTIONS if options.get(k) is not None}
+        budget = budget_of(values, make_grid(values, **noise).stochastic)
         chosen = recommend(budget)
         try:
             return sample(model, x, sigmas, extra_args, callback, disable, method=chosen, **options)

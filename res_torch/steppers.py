@@ -210,7 +210,7 @@ class _StepPlan:
     scalars for ``eps``), stage rows and the update row."""
 
     def __init__(self, step: StepCoefficients, numbers: _Numbers) -> None:
-        self.denoising = step.denoising
+        self.denoising, self.guessed = step.denoising, step.guessed
         self.sigma = [numbers.add(s) for s in step.sigmas]
         self.stage_rows = [
             _row(numbers, step.stage_decay[i], step.stage_weights[i])
@@ -455,12 +455,14 @@ def run(
         if noise.has_churn[i]:
             x = noise.churn(i, x, sigmas, sigma_hat, noise_sampler)
             ownership.made(fresh=True)
-        if pending is None:
+        if step.guessed:  # the free first step: D taken as 0, no evaluation here
+            denoised, first = torch.zeros_like(x), None
+        elif pending is None:
             denoised, first = evaluate(x, step.sigma_vector[0]), None
             ownership.made(fresh=False)  # the model has seen x
         else:
             (denoised, first), pending = pending, None
-        if callback is not None:
+        if callback is not None and not step.guessed:
             callback(
                 {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat[i],
                  "denoised": denoised}
@@ -483,6 +485,12 @@ def run(
                 following = tables.steps[i + 1]
                 new = evaluate(predicted, following.sigma_vector[0])
                 pending = (new, _predict(kind, predicted, new, following.sigma[0]))
+                if step.guessed and callback is not None:  # its one evaluation, at sigma_1
+                    callback(
+                        {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat[i],
+                         "denoised": new}
+                    )  # fmt: skip
+                    tables.handed_out.repair()
                 used = (values + history)[: step.corrector_values]
                 x = _apply(step.corrector, x, [*used, pending[1]], in_place)
                 if step.linearisation is not None:  # D and Y at the corrected point

@@ -44,7 +44,9 @@ def _res_torch(method: str, model, x, sigmas):
     return sample(model, x, sigmas, method=method, disable=True)
 
 
-LEAGUE_DESIGNS: tuple[str, ...] = ("res_pc3_grid", "res_pc4_grid", "res_pc4_logsigma")
+LEAGUE_DESIGNS: tuple[str, ...] = (
+    "res_pc3_grid", "res_pc4_grid", "res_pc4_logsigma", "res_pc3_free", "res_pc4_free",
+)  # fmt: skip
 """The designed methods (res_torch samplers; ``docs/designed_methods.md``)."""
 
 

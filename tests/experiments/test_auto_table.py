@@ -78,10 +78,14 @@ def test_the_table_picks_the_best_res_method_of_the_league_at_every_nfe(run):
 
 
 def test_the_table_methods_are_league_entrants_spending_one_evaluation_per_step():
+    """One evaluation per step, and all start free or none (``res_torch.recommend.budget_of``
+    counts the budget of the whole table so)."""
     for method in TABLE_METHODS:
         assert ENTRANTS[method].family == "res"
         assert METHODS[method].stages == 1
-        assert nfe(method, [80.0, 10.0, 1.0, 0.1, 0.0]) == 4
+        assert nfe(method, [8.0, 4.0, 1.0, 0.1, 0.0]) == 4
+        assert nfe(method, [80.0, 10.0, 1.0, 0.1, 0.0]) == 3
+        assert METHODS[method].free_start
 
 
 def test_the_doc_quotes_the_table():

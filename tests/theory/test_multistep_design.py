@@ -16,6 +16,7 @@ from res_theory.multistep_design import (
     StepFamily,
     error_constant,
     evaluate,
+    free_first_step,
     h,
     numeric_weights,
     order_condition_residuals,
@@ -24,7 +25,8 @@ from res_theory.multistep_design import (
 )
 from res_theory.tableau import Z
 from res_torch import METHODS, coefficients, get_sigmas_flow, get_sigmas_karras, make_grid
-from res_torch.coefficients import grid_exponents, interpolation_weights
+from res_torch.coefficients import free_first_step as torch_free_first_step
+from res_torch.coefficients import grid_exponents, interpolated_values, interpolation_weights
 
 c1 = sp.Symbol("c1", negative=True)
 FAMILIES = [StepFamily(f, v) for f in FORMS for v in VARIABLES if v != "power"] + [
@@ -89,7 +91,8 @@ def _family(method, sigmas, n: int) -> StepFamily:
     ``sigma^p_n`` the core chose for that step (read exactly from its float)."""
     if method.interpolation != "grid":
         return StepFamily(method.prediction, FAMILY_OF[method.interpolation])
-    p = grid_exponents(make_grid(sigmas), method.history + 1)[n]
+    grid = make_grid(sigmas)
+    p = grid_exponents(grid, method.history + 1, interpolated_values(method, grid))[n]
     if p == 0:
         return StepFamily(method.prediction, "lambda")
     return StepFamily(method.prediction, "power", sp.Rational(p))
@@ -114,13 +117,16 @@ def test_sampler_coefficients_are_the_order_condition_solutions(name, grid):
     method = METHODS[name]
     table = coefficients(method, make_grid(IRREGULAR[grid]))
     levels = [step.sigmas[0] for step in table.steps]
-    checked = 0
+    checked, available = 0, interpolated_values(method, make_grid(IRREGULAR[grid]))
     for n, step in enumerate(table.steps[:-1]):
+        if step.guessed:  # the free first step: test_free_first_step_is_the_sympy_derivation
+            checked += 2
+            continue
         family = _family(method, IRREGULAR[grid], n)
         s_n, s_next = levels[n], levels[n + 1]
         h_n = math.log(s_n / s_next)
         k = len(step.weights)
-        assert k == min(n + 1, method.history + 1)
+        assert k == min(available[n], method.history + 1)
         theta = [math.log(s_n / levels[n - j]) / h_n for j in range(k)]
         rows = [(step.weights, theta)]
         if step.corrector:
@@ -164,3 +170,33 @@ def test_bad_input():
         StepFamily("noise", "sigma", sp.Rational(1, 2))
     with pytest.raises(MultistepDesignError, match="distinct"):
         weights(StepFamily("noise", "sigma"), (0, 0))
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("levels", [(80.0, 71.6), (80.0, 24.4), (14.6146, 10.9073), (3e4, 27.0)])
+def test_free_first_step_is_the_sympy_derivation_at_40_digits(form, levels):
+    """res_torch's free first step (the first step of ``res_pc3_free``/``res_pc4_free``) against
+    the exact derivation: decay, predictor and corrector weights to 1e-13 relative; the
+    noise-form corrector and the data form's agree on ``x_1`` for any ``x_0`` and ``D_1``."""
+    sigma_from, sigma_to = levels
+    exact = free_first_step(form)
+    step = torch_free_first_step(sigma_from, sigma_to, form)
+    values = {h: sp.log(sp.Rational(str(sigma_from)) / sp.Rational(str(sigma_to))),
+              sigma_n: sp.Rational(str(sigma_from))}  # fmt: skip
+    expected = [exact[0], *exact[1], *exact[2]]
+    got = [step.decay, *step.weights, *step.corrector]
+    for want, have in zip(expected, got, strict=True):
+        want = float(sp.N(sp.sympify(want).subs(values), 40))
+        assert have == pytest.approx(want, rel=1e-13, abs=1e-13 * sigma_from)
+    assert step.guessed and step.linearisation == 0.0
+    if form == "noise":  # x_1 = r x_0 + (1 - r) D_1 whatever x_0 and D_1
+        r, x0, d1 = sigma_to / sigma_from, 1.7, -0.4
+        y0 = x0 / sigma_from
+        y1 = (x0 + step.weights[0] * y0 - d1 * 1.0) / sigma_to  # eps at x^p with D(x^p) = d1
+        x1 = step.decay * x0 + step.corrector[0] * y0 + step.corrector[1] * y1
+        assert x1 == pytest.approx(r * x0 + (1 - r) * d1, rel=1e-12)
+
+
+def test_free_first_step_bad_form():
+    with pytest.raises(MultistepDesignError, match="form"):
+        free_first_step("velocity")

@@ -39,6 +39,7 @@ from res_torch.coefficients import (
 )
 from res_torch.errors import NFEBudgetError, TableauError
 from res_torch.grid import make_grid
+from res_torch.recommend import budget_of
 from res_torch.samplers import sample_method
 
 from .conftest import GaussianProblem
@@ -60,7 +61,7 @@ ADAMS_MOULTON = {  # on (eps_n, eps_{n-1}, ..., eps_new)
 def test_the_designs_are_registered_samplers():
     assert DESIGNED == [
         "res_pc4_sigma", "res_pc4_logsigma", "res_pc4_rho7", "res_pc3_rho7", "res_pc3_grid",
-        "res_pc4_grid", "res_pc2_lambda",
+        "res_pc4_grid", "res_pc3_free", "res_pc4_free", "res_pc2_lambda",
     ]  # fmt: skip
     for name in DESIGNED:
         assert METHODS[name].is_multistep and METHODS[name].stages == 1
@@ -250,15 +251,16 @@ def test_one_evaluation_per_step(name, counting):
     model = counting(GaussianProblem().denoiser)
     x = 80 * torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     sample(model, x, sigmas, method=name, disable=True)
-    assert model.calls == nfe(name, sigmas) == 9
-    assert len(sigmas_for_nfe(5, name)) == 6
+    free = METHODS[name].free_start  # the first step's evaluation is the second step's
+    assert model.calls == nfe(name, sigmas) == 9 - free
+    assert len(sigmas_for_nfe(5, name)) == 6 + free
 
 
 def test_corrector_only_where_no_noise_comes_in_between_and_it_contracts():
     grid = make_grid(get_sigmas_karras(6, 0.01, 60.0), eta=0.5)
     assert not any(step.corrector for step in coefficients("res_pc4_sigma", grid).steps)
     sigmas = sigmas_for_nfe(10, "res_pc4_sigma")
-    for name in DESIGNED:
+    for name in (n for n in DESIGNED if not METHODS[n].free_start):  # free: test_free_start
         method = METHODS[name]
         table = coefficients(name, make_grid(sigmas))
         levels = sigmas[1:-1].tolist()
@@ -311,12 +313,17 @@ def test_auto_runs_the_table_method_on_the_callers_sigmas(counting):
         sigmas = torch.cat([torch.linspace(80.0, 0.01, steps), torch.zeros(1)])
         model = counting(problem.denoiser)
         got = sample(model, x, sigmas, method="auto", disable=True)
-        assert model.calls == steps == len(sigmas) - 1 == nfe("auto", sigmas)
+        # the table's methods start free from sigma_1 >= 10: one evaluation fewer than steps
+        assert model.calls == steps - 1 == budget_of(sigmas) == nfe("auto", sigmas)
         assert nfe("auto", sigmas_for_nfe(steps, "auto")) == steps
-        expected = sample(problem.denoiser, x, sigmas, method=recommend(steps), disable=True)
+        expected = sample(problem.denoiser, x, sigmas, method=recommend(steps - 1), disable=True)
         assert torch.equal(got, expected)
+    img2img = torch.tensor([3.0, 2.0, 1.0, 0.5, 0.0])  # below FREE_START_SIGMA: evaluated
+    model = counting(problem.denoiser)
+    sample(model, x, img2img, method="auto", disable=True)
+    assert model.calls == budget_of(img2img) == len(img2img) - 1 == nfe("auto", img2img)
     assert [recommend(n) for n in (1, 15, 16, 1000)] == [
-        "res_pc3_grid", "res_pc3_grid", "res_pc4_grid", "res_pc4_grid",
+        "res_pc3_free", "res_pc3_free", "res_pc4_free", "res_pc4_free",
     ]  # fmt: skip
     assert torch.equal(sample(problem.denoiser, x, [80.0], method="auto"), x)
 
