@@ -76,11 +76,11 @@ from res_torch.schedules import (
 from res_torch.tableau import Tableau, available_tableaux, load_tableau
 
 __all__ = [
-    "FREE_START_SIGMA",
     "AUTO_TABLE",
     "Coefficients",
     "AdapterError",
     "DeviceError",
+    "FREE_START_SIGMA",
     "DiscreteEpsDenoiser",
     "DiscreteSchedule",
     "DiscreteVDenoiser",

@@ -577,8 +577,8 @@ def interpolated_values(method: Method, grid: StepGrid) -> list[int]:
 
 
 def _starts_free(method: Method, grid: StepGrid) -> bool:
-    sigmas = [grid.sigma_hat[0].item(), *grid.sigma_to.tolist()]
-    return grid.steps >= 2 and method.starts_free(sigmas, grid.stochastic)
+    sigmas = [grid.sigma[0].item(), *grid.sigma_next.tolist()]  # the caller's schedule
+    return method.starts_free(sigmas, stochastic=not grid.ode)
 
 
 def _grid_choices(

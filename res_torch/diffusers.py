@@ -1116,12 +1116,12 @@ class RESMultistepScheduler(_RESScheduler):
                 f"{self.method.name!r} is a {self.method.stages}-stage single-step method "
                 "(use RESSinglestepScheduler)"
             )
-        if getattr(self.method, "free_start", False):
+        if self.method.free_start:
             raise SchedulerError(
                 f"{self.method.name!r} takes its first step without an evaluation at the "
                 "first timestep, which a diffusers pipeline's loop (one model call on the "
-                "sample per timestep) cannot run; use its evaluated form "
-                f"{self.method.name.replace('_free', '_grid')!r}"
+                "sample per timestep) cannot run; use its evaluated form (res_pc3_grid for "
+                "res_pc3_free, res_pc4_grid for res_pc4_free)"
             )
 
 

@@ -135,6 +135,17 @@ class StepGrid:
     def stochastic(self) -> bool:
         return bool((self.churn_noise > 0).any() or (self.step_noise > 0).any())
 
+    @functools.cached_property
+    def ode(self) -> bool:
+        """Whether every step is the probability-flow ODE's: no churn (``sigma_hat = sigma``) and
+        no per-step noise form (``eta = 0``: ``sigma_to = sigma_next``, ``h = lambda_step``),
+        whatever ``s_noise`` (``s_noise = 0`` draws no noise but keeps ``eta``'s steps)."""
+        return (
+            torch.equal(self.sigma_hat, self.sigma)
+            and torch.equal(self.sigma_to, self.sigma_next)
+            and torch.equal(self.h, self.lambda_step)
+        )
+
 
 def make_grid(
     sigmas: torch.Tensor | Sequence[float],

@@ -84,6 +84,9 @@ class Method:
     prediction: str = "denoised"
     tableau: Tableau | None = field(default=None, repr=False, compare=False)
     noise_types: tuple[str, ...] = ("ancestral", "sde")
+    free_start: bool = False
+    """Whether the first step of a run from pure noise takes no evaluation of its own
+    (:meth:`InterpolatedMethod.starts_free`)."""
 
     @property
     def is_multistep(self) -> bool:
@@ -117,10 +120,13 @@ denoiser at ``r x_0`` (``r = sigma_1/sigma_0``) instead of at the true ``x_1 = r
 D``; the difference ``(1 - r) D`` enters through the denoiser's gain there, ``Cov[x_0 | x] /
 sigma_1^2`` (second-order Tweedie), at most ``1/sigma_1^2 = 1 %`` for data of unit scale, the
 scale diffusion models are trained on (EDM's ``sigma_data = 0.5``, latents scaled to unit
-variance). Runs from pure noise start far above it (EDM 80, Stable Diffusion 14.6, flow models
-at ``t -> 1``); img2img and the later parts of a split schedule start below it and take an
-evaluated first step. Measured (``docs/designed_methods.md``): data scaled 3x still gains, 10x
-loses up to 700x on the EDM grid."""
+variance). Runs from pure noise start far above it (EDM 80, flow models at ``t -> 1``; Stable
+Diffusion's 14.6 reaches it with its second level from about 20 steps on); img2img and the
+later parts of a split schedule start below it and take an evaluated first step. The
+assumption is not checked: for data far from unit scale (pixels in 0..255, latents without
+their scaling factor) use the evaluated methods (``res_pc3_grid``). Measured
+(``docs/designed_methods.md``): data scaled 3x still gains, 10x loses up to 700x on the EDM
+grid."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,6 @@ class InterpolatedMethod(Method):
     interpolation: str = "sigma"
     corrector: bool = False
     linearisation_scale: float | None = None
-    free_start: bool = False
 
     @property
     def is_multistep(self) -> bool:
@@ -152,8 +157,9 @@ class InterpolatedMethod(Method):
 
     def starts_free(self, sigmas: Sequence[float], stochastic: bool = False) -> bool:
         """Whether a run over ``sigmas`` takes the free first step: a ``free_start`` method, an
-        ODE run (no ``eta``, no churn: ``stochastic`` False), a second step to follow and
-        ``sigmas[1] >= FREE_START_SIGMA``. The step from ``sigma_0`` to ``sigma_1`` then
+        ODE run (``stochastic`` False: no ``eta``, no churn at any level, whatever ``s_noise``;
+        :attr:`res_torch.grid.StepGrid.ode`), a second step to follow and ``sigmas[1] >=
+        FREE_START_SIGMA``. The step from ``sigma_0`` to ``sigma_1`` then
         predicts ``x^p = (sigma_1/sigma_0) x_0`` (the denoiser taken as 0, the analytic first
         step of Zhou et al. 2024), evaluates ``D_1 = D(x^p, sigma_1)`` (the second step's
         first value) and returns ``x_1 = (sigma_1/sigma_0) x_0 + (1 - sigma_1/sigma_0) D_1``:
@@ -275,7 +281,7 @@ def methods_table() -> str:
     for name in [*METHODS, *available_tableaux()]:
         m = method_of(name)
         startup = ", ".join(m.startup) or ("lower order" if m.history else "")
-        if getattr(m, "free_start", False):
+        if m.free_start:
             startup = f"free first step, {startup}"
         rows.append(
             f"| `{m.name}` | {m.family} | {m.variable} | {m.prediction} | {m.order} | {m.stages} "

@@ -10,8 +10,9 @@ single-step method, 2 for Heun, 1 for Euler/DDIM and 1 for a multistep method, e
 otherwise; for a method without multi-stage start-up, ``nfe = s (N - 1) + 1`` and ``s N``.
 A free-start method (:meth:`res_torch.methods.InterpolatedMethod.starts_free`: an ODE run whose
 second level is at least ``FREE_START_SIGMA``) takes its first step without an evaluation of its
-own, so ``nfe = N - 1`` there (this count assumes an ODE run; with ``eta`` or churn the first step
-is evaluated, one more).
+own, so ``nfe = N - 1`` there (this count assumes an ODE run; with ``eta``, or churn at any
+level, the first step is evaluated, one more), and :func:`sigmas_for_nfe` gives it one more step
+for the same budget.
 Examples: RES-2S at NFE 9 takes 4 two-stage steps and the final denoising step (5 nonzero
 sigmas); RES-3M (start-up RES-2S, RES-2M) with ``N - 1 >= 1`` non-final steps costs
 ``(N - 1) + 1 + 1`` (one extra evaluation for the RES-2S stage, 1 for the final step).
@@ -117,9 +118,14 @@ def nfe(method: str | Path | Tableau | Method, sigmas: torch.Tensor | Sequence[f
         return 0  # no step: the samplers return x unchanged
     if method == "auto":
         method = recommend(budget_of(values))
-    steps = values.numel() - 1
-    final = int(values[-1] == 0)
-    return sum(_step_costs(method, steps - final, values.tolist())) + final
+    return _nfe_of(method, values.tolist())
+
+
+def _nfe_of(method: str | Path | Tableau | Method, levels: list[float]) -> int:
+    """:func:`nfe` of a validated schedule of at least two ``levels``, ``method`` not ``auto``."""
+    steps = len(levels) - 1
+    final = int(levels[-1] == 0)
+    return sum(_step_costs(method, steps - final, levels)) + final
 
 
 def sigmas_for_nfe(
@@ -143,7 +149,9 @@ def sigmas_for_nfe(
     80) and ``rho`` go to the schedules that have them (``karras``: default 7,
     ``polyexponential``: default 1; ``vp`` and ``discrete`` run over their model's own range);
     ``schedule_options`` to the schedule function (e.g. ``beta_d`` for ``vp``, ``spacing`` for
-    ``discrete``).
+    ``discrete``). A free-start method gets one step more where its first step is then free
+    (an ODE run); where neither grid spends ``nfe`` (the discrete grid's ``leading`` spacing
+    moves its second level with the step count), :class:`NFEBudgetError`.
     """
     nfe = integer("nfe", nfe, 1, MAX_STEPS, NFEBudgetError)
     if method == "auto":
@@ -180,8 +188,15 @@ def sigmas_for_nfe(
             raise ScheduleError(f"schedule {schedule!r} has no rho")
         options["rho"] = rho
     build = SCHEDULES[schedule]
-    if getattr(method_of(method), "free_start", False):  # one more step where it starts free
-        longer = build(steps + 2, device=device, dtype=dtype, **options)
-        if sum(_step_costs(method, steps + 1, longer.tolist())) == nfe - 1:
-            return longer
-    return build(steps + 1, device=device, dtype=dtype, **options)
+    candidates = [steps + 1]
+    if method_of(method).free_start:  # one more step where its first step is free
+        candidates.insert(0, steps + 2)
+    for levels in candidates:
+        sigmas = build(levels, device=device, dtype=dtype, **options)
+        if _nfe_of(method, sigmas.tolist()) == nfe:
+            return sigmas
+    raise NFEBudgetError(
+        f"NFE {nfe} is not attainable with {method} on this {schedule} grid: with one more step "
+        "its first step is not free, with one fewer it is (the grid's second level moves with "
+        "the step count)"
+    )

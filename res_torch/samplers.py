@@ -9,7 +9,9 @@ method passes over a stored value closer than ``NODE_SPACING_MIN = 1/64`` of the
 an older one or a lower order (:data:`res_torch.coefficients.NODE_SPACING_MIN`, the error
 analysis there);
 ``callback`` receives ``{'x', 'i', 'sigma', 'sigma_hat', 'denoised'}`` after each step's first
-evaluation; ``disable`` switches the tqdm bar off.
+evaluation (at the free first step of ``res_pc3_free``/``res_pc4_free``, which has none there,
+before the step with ``denoised = 0``, the value it assumes; a change the callback makes to ``x``
+enters the step as at any other); ``disable`` switches the tqdm bar off.
 
 Options shared by all samplers:
 
@@ -71,6 +73,7 @@ Options shared by all samplers:
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from collections import OrderedDict
@@ -122,8 +125,8 @@ __all__ = [
 ]
 
 Callback = Callable[[dict], Any]
-_GRID_OPTIONS = ("s_churn", "s_tmin", "s_tmax", "s_noise", "eta", "noise_type")
-"""The keywords of :func:`res_torch.grid.make_grid` among the shared options."""
+_GRID_OPTIONS = tuple(inspect.signature(make_grid).parameters)[1:]
+"""The keywords of :func:`res_torch.grid.make_grid` (churn and per-step noise options)."""
 ODE = NoiseOptions()
 """No churn, no per-step noise."""
 
@@ -484,7 +487,7 @@ def sample(
             return x  # no step (as every sampler)
         values = validate_sigmas(sigmas)
         noise = {k: options[k] for k in _GRID_OPTIONS if options.get(k) is not None}
-        budget = budget_of(values, make_grid(values, **noise).stochastic)
+        budget = budget_of(values, stochastic=not make_grid(values, **noise).ode)
         chosen = recommend(budget)
         try:
             return sample(model, x, sigmas, extra_args, callback, disable, method=chosen, **options)

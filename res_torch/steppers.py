@@ -462,7 +462,7 @@ def run(
             ownership.made(fresh=False)  # the model has seen x
         else:
             (denoised, first), pending = pending, None
-        if callback is not None and not step.guessed:
+        if callback is not None:
             callback(
                 {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat[i],
                  "denoised": denoised}
@@ -485,12 +485,6 @@ def run(
                 following = tables.steps[i + 1]
                 new = evaluate(predicted, following.sigma_vector[0])
                 pending = (new, _predict(kind, predicted, new, following.sigma[0]))
-                if step.guessed and callback is not None:  # its one evaluation, at sigma_1
-                    callback(
-                        {"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigma_hat[i],
-                         "denoised": new}
-                    )  # fmt: skip
-                    tables.handed_out.repair()
                 used = (values + history)[: step.corrector_values]
                 x = _apply(step.corrector, x, [*used, pending[1]], in_place)
                 if step.linearisation is not None:  # D and Y at the corrected point

@@ -13,6 +13,7 @@ import torch
 from res_torch import (
     FREE_START_SIGMA,
     METHODS,
+    NFEBudgetError,
     SchedulerError,
     get_sigmas_karras,
     nfe,
@@ -130,18 +131,55 @@ def test_accuracy_and_order_on_the_gaussian_ode(name):
     assert math.exp(sum(map(math.log, ratios)) / len(ratios)) < 1, ratios
 
 
-def test_the_callback_reports_the_free_step_with_its_evaluation_at_sigma_1():
+def test_the_callback_sees_the_free_step_before_it_with_the_guess():
+    """As at every step, the callback comes before the update, with the step's first value:
+    at the free step the guess ``D = 0``; a change it makes to ``x`` enters the step as it
+    would an evaluated one's (``x_1 = r x' + (1 - r) D(r x', sigma_1)``)."""
     seen = []
     problem = GaussianProblem()
-    sigmas = sigmas_for_nfe(6, "res_pc3_free")
-    x = 80 * _noise(2, 2)
-    sample(problem.denoiser, x, sigmas, method="res_pc3_free",
-           callback=lambda info: seen.append(info), disable=True)  # fmt: skip
-    assert [info["i"] for info in seen] == list(range(len(sigmas) - 1))
-    r = float(sigmas[1] / sigmas[0])
-    assert torch.equal(seen[0]["x"], x) and seen[0]["sigma"] == sigmas[0]
-    torch.testing.assert_close(seen[0]["denoised"], problem.denoiser(r * x, sigmas[1:2] * 1))
-    torch.testing.assert_close(seen[1]["denoised"], seen[0]["denoised"])  # handed on
+    sigmas = torch.tensor([80.0, 30.0], dtype=torch.float64)
+    sigmas = torch.cat([sigmas, sigmas_for_nfe(5, "res_pc3_grid")[2:]])
+    x, delta = 80 * _noise(2, 2), torch.full((2, 2), 0.5, dtype=torch.float64)
+
+    def callback(info):
+        seen.append((info["i"], info["sigma"], info["denoised"].clone()))
+        if info["i"] == 0:
+            info["x"].add_(delta)
+
+    first = x.clone()
+    sample(problem.denoiser, first, sigmas, method="res_pc3_free", callback=callback,
+           disable=True)  # fmt: skip
+    assert [i for i, _, _ in seen] == list(range(len(sigmas) - 1))
+    assert seen[0][1] == sigmas[0] and not seen[0][2].any()
+    edited, r = x + delta, 30.0 / 80.0
+    d1 = problem.denoiser(r * edited, torch.full((2,), 30.0, dtype=torch.float64))
+    torch.testing.assert_close(seen[1][2], d1)  # the second step's value: D(r x', sigma_1)
+
+
+def test_noise_options_without_drawn_noise_still_evaluate_the_first_step(counting):
+    """``eta`` with ``s_noise = 0`` draws nothing but keeps eta's steps (to ``sigma_down``), and
+    churn with ``s_noise = 0`` raises ``sigma_hat``: not ODE runs, so the first step is evaluated,
+    and ``auto`` counts it."""
+    sigmas = torch.tensor([30.0, 10.0, 0.2, 0.0], dtype=torch.float64)
+    for options in ({"eta": 0.5, "s_noise": 0.0}, {"s_churn": 3.0, "s_noise": 0.0}):
+        for method in ("res_pc3_free", "auto"):
+            model = counting(GaussianProblem().denoiser)
+            sample(model, 30 * _noise(2, 3), sigmas, method=method, disable=True, **options)
+            assert model.calls == 3, (method, options)
+    model = counting(GaussianProblem().denoiser)  # churn outside every level: an ODE run
+    sample(model, 30 * _noise(2, 3), sigmas, method="auto", s_churn=3.0, s_tmin=50.0,
+           disable=True)  # fmt: skip
+    assert model.calls == 2
+
+
+def test_a_budget_neither_grid_spends_is_an_error():
+    """The ``leading`` discrete spacing moves the grid's second level with the step count: at
+    NFE 37 the longer grid does not start free and the shorter one does."""
+    with pytest.raises(NFEBudgetError, match="NFE 37"):
+        sigmas_for_nfe(37, "res_pc3_free", schedule="discrete", spacing="leading")
+    for budget in (36, 38):
+        levels = sigmas_for_nfe(budget, "res_pc3_free", schedule="discrete", spacing="leading")
+        assert nfe("res_pc3_free", levels) == budget
 
 
 def test_the_free_methods_are_descriptors_of_the_grid_methods():
@@ -170,3 +208,17 @@ def test_auto_counts_the_budget_of_the_run_it_makes(counting):
         sample(model, 80 * _noise(2, 3), sigmas, method="auto", disable=True,
                generator=torch.Generator().manual_seed(0), **options)  # fmt: skip
         assert model.calls == spent, options
+
+
+@pytest.mark.parametrize("name", FREE)
+def test_every_corrector_of_a_free_run_contracts(name):
+    """The free step's corrector (weight ``d r`` on ``Y_1``, Lipschitz bound ``1/sigma_1``:
+    ``1 - r``) and the later steps' (the ``_grid`` rule) all have ``|v_new| / sigma_to < 1``."""
+    for budget in (5, 10, 30):
+        sigmas = sigmas_for_nfe(budget, name)
+        table = coefficients(name, make_grid(sigmas))
+        for n, step in enumerate(table.steps):
+            if step.corrector:
+                assert abs(step.corrector[-1]) / float(sigmas[n + 1]) < 1, (budget, n)
+        r = float(sigmas[1] / sigmas[0])
+        assert abs(table.steps[0].corrector[-1]) / float(sigmas[1]) == pytest.approx(1 - r)
