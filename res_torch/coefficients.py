@@ -9,7 +9,8 @@ is: ``D`` or ``eps = (x - D)/sigma``; :class:`StepCoefficients` holds the number
     x_{n+1} = decay x_n + sum_{i<=s} weights[i-1] Y_i + sum_{j=1}^{k-1} weights[s+j-1] Y_{n-j}
 
 where ``Y_{n-j}`` is the first-stage value of step ``n - j`` (the history of a multistep
-method) and a *denoising* step (to ``sigma = 0``) returns ``D(x_n, sigma_hat_n)``. A step with
+method; at a ``guessed`` step ``Y_1`` is ``Y`` of ``D = 0``, not evaluated) and a *denoising*
+step (to ``sigma = 0``) returns ``D(x_n, sigma_hat_n)``. A step with
 a ``corrector`` (UniC-style, no extra evaluation) takes that result as the predictor
 ``x^p``, evaluates ``Y_new = Y(x^p, sigma_hat_{n+1})`` and returns
 ``x_{n+1} = decay x_n + sum_j corrector[j] (V_j, then Y_new)``; ``Y_new`` (and its ``D``) is
@@ -40,7 +41,9 @@ evaluates a coefficient. Families (:data:`BUILDERS`):
 * ``lagrange``: ``Y`` (``eps`` or ``D``) interpolated in ``sigma``, ``log sigma``, ``sigma^(1/7)``
   or the grid's own variable (:func:`grid_exponents`) through
   ``k_n = min(n + 1, k)`` values and integrated exactly against the step's exact form, with a
-  corrector through the new point (:func:`interpolation_weights`, ``docs/designed_methods.md``).
+  corrector through the new point (:func:`interpolation_weights`, ``docs/designed_methods.md``);
+  a free-start method's first step has a guessed first value instead of an evaluation
+  (:func:`free_first_step`, ``StepCoefficients.guessed``).
 """
 
 from __future__ import annotations
