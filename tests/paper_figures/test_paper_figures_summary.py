@@ -61,48 +61,48 @@ def test_markdown_states_losses_as_losses() -> None:
     assert "`cmd`" in text and "![a.png](a.png)" in text
 
 
+@dataclass(frozen=True)
+class _Config:
+    n: int
+
+
+def _recording(calls: list[int]):
+    """A ``compute(config)`` that records each configuration it computes."""
+
+    def compute(config: _Config) -> list[dict]:
+        calls.append(config.n)
+        return [{"n": config.n}]
+
+    return compute
+
+
 def test_csv_round_trip_and_cache(tmp_path: Path) -> None:
     rows = [{"method": "res_2s", "nfe": 9, "defect": 0.125, "rho": math.inf}]
     assert read_csv(write_csv(rows, tmp_path / "t.csv")) == rows
+    calls: list[int] = []
+    compute = _recording(calls)
 
-    @dataclass(frozen=True)
-    class Config:
-        n: int
-
-    calls = []
-
-    def compute(config: Config) -> list[dict]:
-        calls.append(config.n)
-        return [{"n": config.n}]
-
-    assert cached_rows("x", Config(1), compute, tmp_path)[1] is False
-    assert cached_rows("x", Config(1), compute, tmp_path) == ([{"n": 1}], True)
-    assert cached_rows("x", Config(2), compute, tmp_path)[1] is False
-    assert cached_rows("x", Config(1), compute, tmp_path, force=True)[1] is False
+    assert cached_rows("x", _Config(1), compute, tmp_path)[1] is False
+    assert cached_rows("x", _Config(1), compute, tmp_path) == ([{"n": 1}], True)
+    assert cached_rows("x", _Config(2), compute, tmp_path)[1] is False
+    assert cached_rows("x", _Config(1), compute, tmp_path, force=True)[1] is False
     assert calls == [1, 2, 1]
-    assert config_key("x", Config(1)) != config_key("y", Config(1))
+    assert config_key("x", _Config(1)) != config_key("y", _Config(1))
 
 
 def test_a_table_is_cached_per_device_type(tmp_path: Path) -> None:
-    @dataclass(frozen=True)
-    class Config:
-        n: int
+    calls: list[int] = []
+    compute = _recording(calls)
 
-    calls = []
-
-    def compute(config: Config) -> list[dict]:
-        calls.append(config.n)
-        return [{"n": config.n}]
-
-    assert cached_rows("x", Config(1), compute, tmp_path)[1] is False
-    assert cached_rows("x", Config(1), compute, tmp_path, device="cuda")[1] is False
-    assert cached_rows("x", Config(1), compute, tmp_path, device="cpu")[1] is True
-    assert cached_rows("x", Config(1), compute, tmp_path, device="cuda")[1] is True
+    assert cached_rows("x", _Config(1), compute, tmp_path)[1] is False
+    assert cached_rows("x", _Config(1), compute, tmp_path, device="cuda")[1] is False
+    assert cached_rows("x", _Config(1), compute, tmp_path, device="cpu")[1] is True
+    assert cached_rows("x", _Config(1), compute, tmp_path, device="cuda")[1] is True
     assert calls == [1, 1]
-    cpu, cuda = (cached_table("x", Config(1), tmp_path, d) for d in ("cpu", "cuda"))
-    assert cpu == cached_table("x", Config(1), tmp_path) != cuda  # the CPU is the default
+    cpu, cuda = (cached_table("x", _Config(1), tmp_path, d) for d in ("cpu", "cuda"))
+    assert cpu == cached_table("x", _Config(1), tmp_path) != cuda  # the CPU is the default
     assert json.loads(cuda.with_suffix(".json").read_text())["device"] == "cuda"
-    assert config_key("x", Config(1)) == config_key("x", Config(1), "cpu")
+    assert config_key("x", _Config(1)) == config_key("x", _Config(1), "cpu")
 
 
 def test_a_table_cached_by_other_code_is_flagged(tmp_path: Path, monkeypatch) -> None:
