@@ -14,7 +14,8 @@ pytestmark = [
 
 
 @pytest.mark.parametrize("method", ["ddim", "heun", "res_2s", "res_3s", "res_2m", "res_3m",
-                                    "dpmpp_2m", "hochbruck_ostermann4"])  # fmt: skip
+                                    "dpmpp_2m", "hochbruck_ostermann4", "res_pc3_free",
+                                    "auto"])  # fmt: skip
 def test_cuda_matches_cpu(gaussian, method):
     sigmas = get_sigmas_karras(10, 0.002, 80.0)
     x = 80 * torch.randn(
@@ -54,7 +55,7 @@ def test_cuda_phi_matches_cpu():
         assert torch.allclose(phi(k, z.cuda()).cpu(), phi(k, z), rtol=16 * 2.0**-52, atol=1e-300)
 
 
-@pytest.mark.parametrize("method", ["res_2s", "res_2m", "res_3m", "heun"])
+@pytest.mark.parametrize("method", ["res_2s", "res_2m", "res_3m", "heun", "res_pc4_free"])
 def test_cuda_loop_never_synchronises(gaussian, method):
     # CUDA's sync debug mode turns every host-device synchronisation into an error; the first
     # call moves the coefficient tables to the device (a host-to-device copy), the second
