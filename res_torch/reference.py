@@ -130,14 +130,14 @@ def sample_reference(
     for n, step in enumerate(table.steps):
         if grid.churn_noise[n] > 0:
             x = x + grid.churn_noise[n].item() * noise_sampler(grid.sigma_hat[n], grid.sigma[n])
-        if step.guessed:  # the free first step: D taken as 0, no evaluation
-            denoised = torch.zeros_like(x)
-            first = prediction(table.prediction, x, denoised, step.sigmas[0])
-        elif pending is None:
-            denoised = checked_output(model(x, step.sigmas[0] * s_in, **extra_args), x)
-            first = prediction(table.prediction, x, denoised, step.sigmas[0])
-        else:
+        if pending is not None:
             (denoised, first), pending = pending, None
+        else:
+            if step.guessed:  # the free first step: D taken as 0, no evaluation
+                denoised = torch.zeros_like(x)
+            else:
+                denoised = checked_output(model(x, step.sigmas[0] * s_in, **extra_args), x)
+            first = prediction(table.prediction, x, denoised, step.sigmas[0])
         if step.denoising:
             x = denoised
         else:
