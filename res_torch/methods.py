@@ -124,9 +124,10 @@ variance). Runs from pure noise start far above it (EDM 80, flow models at ``t -
 Diffusion's 14.6 reaches it with its second level from about 20 steps on); img2img and the
 later parts of a split schedule start below it and take an evaluated first step. The
 assumption is not checked: for data far from unit scale (pixels in 0..255, latents without
-their scaling factor) use the evaluated methods (``res_pc3_grid``). Measured
-(``docs/designed_methods.md``): data scaled 3x still gains, 10x loses up to 700x on the EDM
-grid."""
+their scaling factor) use the evaluated methods (``res_pc3_grid``). Measured on the league's
+testbeds with their data scaled 4x and 10x (``python -m experiments.league.designs
+--data-scale K``, the tables in ``docs/designed_methods.md``): at 10x the free methods fall
+behind the ``_grid`` ones at every budget."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ is evaluated and the budget is ``len(sigmas) - 1``. Ranges and reasoning
   grids; the grid's own variable is the one that holds on every grid measured.
 
 Measured on six grids: Karras rho 7 and 3, exponential, flow shift 3 (each 80 -> 0.002 -> 0),
-VP and Stable Diffusion's discrete grid (their own ranges).
+VP and Stable Diffusion's discrete grid (their own ranges), for data of about unit scale, the
+free first step's premise (:data:`res_torch.methods.FREE_START_SIGMA`): data far from it
+(10x) wants ``res_pc3_grid`` / ``res_pc4_grid`` by name.
 The table is data, not read from experiment files at run time (``res_torch`` never imports
 ``experiments``); ``tests/experiments/test_auto_table.py`` checks it against the committed
 league results.

@@ -7,9 +7,10 @@ sizes. :func:`ratio_table` gives, per res entrant and NFE, the geometric mean ov
 testbeds of its defect divided by the best peer's in the cell (< 1: better than every peer).
 
 Run: ``python -m experiments.league.designs [--out DIR] [--testbeds NAME ...] [--schedule
-GRID [--rho RHO]]`` (writes ``DIR/league_designs.csv``, or ``league_designs_<names>_<grid>.csv``
-for other testbeds and grids, ``<grid>`` as ``flow``, ``vp``, ``discrete`` or ``karras_rho3``,
-with the runner's columns, and prints the ratio table; about a minute on 2 CPU cores with the
+GRID [--rho RHO]] [--data-scale K]`` (writes ``DIR/league_designs.csv``, or
+``league_designs_<names>_<grid>_x<K>.csv`` for other testbeds, grids and data scales,
+``<grid>`` as ``flow``, ``vp``, ``discrete`` or ``karras_rho3``, with the runner's columns,
+and prints the ratio table; about a minute on 2 CPU cores with the
 references cached in ``DIR/cache``, for the exact testbeds and for the trained ``digits``
 network alike).
 ``--doc`` rewrites the generated block of ``docs/designed_methods.md`` and the README's
@@ -57,15 +58,19 @@ VP and discrete (Stable Diffusion's ``normal``) grids over their own ranges
 
 
 def exact_config(
-    testbeds: Sequence[str] | None = None, schedule: str = "karras", rho: float = 7.0
+    testbeds: Sequence[str] | None = None,
+    schedule: str = "karras",
+    rho: float = 7.0,
+    data_scale: float = 1.0,
 ) -> LeagueConfig:
     """Every entrant, every league NFE, on ``testbeds`` (default: every exact one) at their
-    quick batch sizes, on the ``schedule`` grid (default: the EDM Karras grid, ``rho`` 7)."""
+    quick batch sizes, on the ``schedule`` grid (default: the EDM Karras grid, ``rho`` 7), the
+    data multiplied by ``data_scale``."""
     if testbeds is None:
         testbeds = [n for n in TESTBEDS if get_testbed(n).kind == "exact"]
     return LeagueConfig(
         tuple((n, get_testbed(n).quick_batch) for n in testbeds), tuple(ENTRANTS), NFES,
-        rho=rho, schedule=schedule,
+        rho=rho, schedule=schedule, data_scale=data_scale,
     )  # fmt: skip
 
 
@@ -104,6 +109,10 @@ DOC_RUNS: dict[str, str] = {
         "0.0292)"
     ),
     "league_designs_digits.csv": "trained digits network, EDM Karras grid rho = 7",
+    "league_designs_x4.csv": "exact testbeds with their data scaled 4x, EDM Karras grid rho = 7",
+    "league_designs_x10.csv": (
+        "exact testbeds with their data scaled 10x, EDM Karras grid rho = 7"
+    ),
 }
 """The committed designs runs (``benchmarks/results/``) of the doc's generated block."""
 _BEGIN = "<!-- generated: designs (python -m experiments.league.designs --doc) -->"
@@ -246,6 +255,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--testbeds", nargs="+", choices=TESTBEDS, help="default: the exact ones")
     parser.add_argument("--schedule", choices=GRIDS, default="karras")
     parser.add_argument("--rho", type=positive_real, default=7.0, help="karras only (default 7)")
+    parser.add_argument(
+        "--data-scale", type=positive_real, default=1.0,
+        help="multiply every testbed's data by this (default 1; robustness of the free step)",
+    )  # fmt: skip
     parser.add_argument("--doc", action="store_true", help=f"rewrite {DOC.name}'s block only")
     args = parser.parse_args(argv)
     if args.schedule != "karras" and args.rho != 7.0:
@@ -260,11 +273,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         get_sigmas_karras(NFES[0], 0.002, 80.0, rho=args.rho)
     except ResError as err:  # a rho too large for a grid in float64
         parser.error(f"--rho {args.rho:g}: {err}")
-    config = exact_config(args.testbeds, args.schedule, args.rho)
+    config = exact_config(args.testbeds, args.schedule, args.rho, args.data_scale)
     rows = run_league(config, torch.device("cpu"), cache_dir=args.out / "cache")
     name = "league_designs" + "".join(f"_{n}" for n in args.testbeds or ())
     if (args.schedule, args.rho) != ("karras", 7.0):
         name += f"_{args.schedule}" + (f"_rho{args.rho:g}" if args.schedule == "karras" else "")
+    if args.data_scale != 1.0:
+        name += f"_x{args.data_scale:g}"
     write_csv(rows, args.out / f"{name}.csv")
     table = ratio_table(rows)
     print(f"{'res entrant':18s}" + "".join(f"{n:>7d}" for n in NFES))

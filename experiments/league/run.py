@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from experiments.league.entrants import ENTRANTS, get_entrant
 from experiments.league.references import SIGMA_MAX, SIGMA_MIN, league_reference
-from experiments.league.testbeds import TESTBEDS, get_testbed
+from experiments.league.testbeds import TESTBEDS, get_testbed, scaled_testbed
 
 __all__ = [
     "NFES",
@@ -65,7 +65,8 @@ class CountingDenoiser:
 @dataclass(frozen=True)
 class LeagueConfig:
     """Testbeds with batch sizes, entrants and budgets of one league run, and the exact testbeds
-    (with their batch) on which :mod:`experiments.league.mechanisms` measures derivatives."""
+    (with their batch) on which :mod:`experiments.league.mechanisms` measures derivatives;
+    ``data_scale`` multiplies every testbed's data (:func:`scaled_testbed`)."""
 
     testbeds: tuple[tuple[str, int], ...]
     entrants: tuple[str, ...]
@@ -75,6 +76,7 @@ class LeagueConfig:
     schedule: str = "karras"
     mechanism_testbeds: tuple[str, ...] = ()
     mechanism_batch: int = 8
+    data_scale: float = 1.0
 
     @classmethod
     def quick(cls) -> LeagueConfig:
@@ -143,7 +145,7 @@ def run_league(
     sigma_max, sigma_min = schedule_range(config.schedule)
     with tqdm(total=cells, desc="league") as progress:
         for name, batch in config.testbeds:
-            testbed = get_testbed(name, device)
+            testbed = scaled_testbed(get_testbed(name, device), config.data_scale)
             progress.set_postfix_str(f"{name}: reference")
             reference = league_reference(
                 testbed, batch=batch, seed=config.seed, cache_dir=cache_dir,
@@ -168,7 +170,7 @@ def run_league(
                     defect = float((out - reference.x.to(out)).flatten(1).norm(dim=1).mean())
                     rows.append(
                         {
-                            "testbed": name,
+                            "testbed": testbed.name,
                             "kind": testbed.kind,
                             "entrant": entrant_name,
                             "family": entrant.family,

@@ -37,6 +37,7 @@ __all__ = [
     "Testbed",
     "TestbedError",
     "get_testbed",
+    "scaled_testbed",
 ]
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -237,3 +238,33 @@ def get_testbed(name: str, device: torch.device | str = "cpu") -> Testbed:
     if name not in TESTBEDS:
         raise TestbedError(f"unknown testbed {name!r}; known: {', '.join(TESTBEDS)}")
     return _cached(name, str(torch.device(device)))
+
+
+def scaled_testbed(testbed: Testbed, scale: float) -> Testbed:
+    """``testbed`` with its data multiplied by ``scale > 0``: if ``x = y + sigma eps`` for data
+    ``y``, then ``x = k y + sigma eps`` has ``x/k = y + (sigma/k) eps``, so the denoiser of the
+    scaled data is ``D_k(x, sigma) = k D(x/k, sigma/k)``, exact where ``D`` is (named
+    ``<name>_x<scale>``; the league's robustness to data far from unit scale,
+    ``docs/designed_methods.md``).
+
+    >>> data = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)
+    >>> base = Testbed("pair", "exact", (1,), SmoothedKernelDenoiser(data, 0.5), 2, 2, 1e-10, "")
+    >>> wide = scaled_testbed(base, 10.0)
+    >>> x, sigma = torch.full((1, 1), 0.3, dtype=torch.float64), torch.ones(1)
+    >>> wide.name, bool(wide.denoiser(10 * x, 10 * sigma) == 10 * base.denoiser(x, sigma))
+    ('pair_x10', True)
+    """
+    if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
+        raise TestbedError(f"data scale must be a finite number > 0, got {scale!r}")
+    if scale == 1:
+        return testbed
+    denoiser = testbed.denoiser
+
+    def scaled(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return scale * denoiser(x / scale, sigma / scale)
+
+    return Testbed(
+        f"{testbed.name}_x{scale:g}", testbed.kind, testbed.shape, scaled, testbed.batch,
+        testbed.quick_batch, testbed.reference_rtol,
+        f"{testbed.description}, data scaled by {scale:g}",
+    )  # fmt: skip

@@ -20,6 +20,7 @@ import pytest
 
 from experiments.league.designs import ratio_table
 from experiments.league.entrants import ENTRANTS
+from experiments.league.run import NFES
 from res_torch import AUTO_TABLE, METHODS, nfe, recommend
 from res_torch.recommend import auto_table_markdown
 
@@ -129,3 +130,16 @@ def test_the_designs_figure_is_drawn_from_the_committed_runs(tmp_path):
 
     plot_runs(tmp_path / "designs.png")
     assert (tmp_path / "designs.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("scale, behind", [(4, False), (10, True)])
+def test_the_documented_data_scale_limit_of_the_free_step(scale, behind):
+    """``docs/designed_methods.md``: with the testbeds' data scaled 10x the free methods (auto's)
+    are behind their ``_grid`` counterparts at every budget (geometric mean over the exact
+    testbeds); at 4x they are not behind everywhere (the free step still pays at some budgets)."""
+    path = ROOT / f"benchmarks/results/league_designs_x{scale}.csv"
+    means = _geometric_means(list(csv.DictReader(path.open())))
+    assert set(means) == set(NFES)
+    pairs = [("res_pc3_free", "res_pc3_grid"), ("res_pc4_free", "res_pc4_grid")]
+    worse = [means[n][free] > means[n][grid] for n in NFES for free, grid in pairs]
+    assert all(worse) if behind else not all(worse)

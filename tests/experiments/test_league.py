@@ -23,7 +23,13 @@ from experiments.league.run import (
     run_league,
     schedule_range,
 )
-from experiments.league.testbeds import SmoothedKernelDenoiser, TestbedError, get_testbed
+from experiments.league.testbeds import (
+    SmoothedKernelDenoiser,
+    Testbed,
+    TestbedError,
+    get_testbed,
+    scaled_testbed,
+)
 from experiments.problems.gaussian_mixture import GaussianMixture
 from res_torch import get_sigmas_karras
 from res_torch.nfe import SCHEDULES
@@ -40,6 +46,26 @@ def test_smoothed_kernel_denoiser_is_the_equal_weight_mixture_denoiser():
     x = 3 * torch.randn(7, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
     sigma = torch.linspace(0.01, 5, 7, dtype=F64)
     assert torch.allclose(kernel(x, sigma), mixture.denoiser(x, sigma), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [0.25, 4.0, 10.0])
+def test_a_scaled_testbed_is_the_denoiser_of_the_scaled_data(scale):
+    """Data ``k y`` of the mixture ``N(m_i, s^2 I)``: the mixture ``N(k m_i, k^2 s^2 I)``."""
+    data = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    base = Testbed("five", "exact", (3,), SmoothedKernelDenoiser(data, 0.2), 4, 2, 1e-10, "")
+    wide = scaled_testbed(base, scale)
+    covariance = (0.2 * scale) ** 2 * torch.eye(3, dtype=F64).repeat(5, 1, 1)
+    mixture = GaussianMixture(torch.ones(5, dtype=F64), scale * data, covariance)
+    x = 3 * scale * torch.randn(7, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    sigma = torch.linspace(0.01, 5, 7, dtype=F64) * scale
+    assert wide.name == f"five_x{scale:g}" and wide.shape == base.shape
+    assert torch.allclose(
+        wide.denoiser(x, sigma), mixture.denoiser(x, sigma), rtol=1e-12, atol=1e-12
+    )
+    assert scaled_testbed(base, 1.0) is base
+    for bad in (0.0, -2.0, math.inf, math.nan):
+        with pytest.raises(TestbedError, match="data scale"):
+            scaled_testbed(base, bad)
 
 
 def test_kernel_denoiser_rejects_bad_input():
