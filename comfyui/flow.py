@@ -17,10 +17,14 @@ N(0.3, 0.7^2), RES-2M SDE (eta = 1, 64 steps) gives mean 0.297, std 0.730 throug
 conversion and mean 0.616, std 1.122 without it (tests/comfyui/test_flow.py).
 
 ``t = 1`` (pure noise, ``sigma = inf``) cannot be a grid point: as ComfyUI does
-(``offset_first_sigma_for_snr``), a first ``t >= 1`` is replaced by
+(``offset_first_sigma_for_snr``), a first ``t = 1`` is replaced by
 ``model_sampling.percent_to_sigma(1e-4)`` and the sample ``x`` (pure noise there) is taken as
 the state at that ``t``. (Euler and Heun without noise run in ``t`` itself instead:
-:func:`comfyui.sampler.steps_in_flow_time`.)
+:func:`comfyui.sampler.steps_in_flow_time`.) A first ``t`` above 1 (beyond
+:data:`FLOW_TIME_SLACK`) is refused for every method (:func:`flow_times`): no flow schedule has
+one (a VE model's sigmas given to a flow model do), and ComfyUI's noise scaling
+``t eps + (1 - t) x_0`` makes ``x`` at ``t = 14.6`` a state of no time; taken as the state near
+``t = 1`` it gave a sample std of 5 on data of std 0.7, and Heun run in ``t`` from there 4.5.
 """
 
 from __future__ import annotations
@@ -35,10 +39,23 @@ from res_torch.checks import nonnegative
 from res_torch.errors import NoiseError, SigmasError
 from res_torch.grid import validate_sigmas
 
-__all__ = ["FIRST_PERCENT", "is_flow", "model_sampling_of", "sample_flow", "ve_sigma"]
+__all__ = [
+    "FIRST_PERCENT",
+    "FLOW_TIME_SLACK",
+    "flow_times",
+    "is_flow",
+    "model_sampling_of",
+    "sample_flow",
+    "ve_sigma",
+]
 
 FIRST_PERCENT = 1e-4
 """The percent ComfyUI's ``offset_first_sigma_for_snr`` moves a first ``t >= 1`` to."""
+
+FLOW_TIME_SLACK = 1e-5
+"""How far above 1 a first flow time may lie and still be ``t = 1``: a shifted schedule's
+``shift t / (1 + (shift - 1) t)`` at ``t = 1``, computed in float32, can miss 1 by a few units
+in the last place (1.2e-7 each)."""
 
 
 def model_sampling_of(model: Any) -> Any | None:
@@ -60,6 +77,19 @@ def is_flow(model_sampling: Any) -> bool:
     except ImportError:  # not inside ComfyUI
         return False
     return isinstance(model_sampling, CONST)
+
+
+def flow_times(sigmas: Any, *, min_entries: int = 2) -> torch.Tensor:
+    """``sigmas`` checked as a flow model's schedule, as a float64 CPU tensor: res_torch's checks
+    (:func:`res_torch.grid.validate_sigmas`, messages in flow times) and a first time of at most
+    1 (up to :data:`FLOW_TIME_SLACK`)."""
+    times = validate_sigmas(sigmas, min_entries=min_entries)
+    if times[0] > 1 + FLOW_TIME_SLACK:
+        raise SigmasError(
+            f"flow times must be <= 1 (t = 1 is pure noise), got t_0 = {float(times[0]):.8g}: "
+            "sigmas made for a VE model?"
+        )
+    return times
 
 
 def _flow_time_bound(name: str, value: Any) -> float:
@@ -106,7 +136,10 @@ def sample_flow(
     Returns the state at ``t_N``. Half-precision states are stepped in float32 (``y`` is up to
     ``1 / (1 - t_0) = 3e4`` times ``x`` after the offset: beyond float16's range).
     """
-    times = validate_sigmas(sigmas).clone()  # messages in flow times, before conversion
+    if not torch.is_tensor(x) or not x.is_floating_point():  # before the conversion casts it
+        kind = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+        raise TypeError(f"x must be a floating-point tensor, got {kind}")
+    times = flow_times(sigmas).clone()  # messages in flow times, before conversion
     if len(times) > 1 and times[1] >= 1:
         raise SigmasError(f"flow times after the first must be < 1, got {times.tolist()[:6]}")
     if times[0] >= 1:

@@ -133,3 +133,43 @@ def test_injected_noise_is_not_the_initial_noise_on_the_cpu(comfy, gaussian):
         if sigma_next > 0:
             x = x + torch.randn(x.shape, generator=draws, dtype=x.dtype) * sigma_up
     torch.testing.assert_close(out, x, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("flow", [False, True])
+@pytest.mark.parametrize(
+    ("sigmas", "message"),
+    [(torch.tensor(0.5), r"got shape \(\)"), (torch.tensor([[0.5, 0.0]]), r"got shape \(1, 2\)"),
+     (torch.tensor([]), r"got shape \(0,\)")],
+)  # fmt: skip
+def test_sigmas_that_are_no_schedule_raise_sigmas_error(comfy, gaussian, noise, flow, sigmas,
+                                                        message):  # fmt: skip
+    """A 0-d, 2-d or empty ``sigmas`` reaching the function (ComfyUI's guider returns the latent
+    for an empty one itself) is a ``SigmasError`` on every model kind, not ``len()``'s
+    ``TypeError``."""
+    ms = (comfy.model_sampling.ModelSamplingFlow(3.0) if flow
+          else comfy.model_sampling.ModelSamplingVE())  # fmt: skip
+    guider = comfy.guider(ms, gaussian.flow if flow else gaussian.ve)
+    model = comfy.samplers.KSamplerX0Inpaint(guider, None)
+    with pytest.raises(res_torch.SigmasError, match=message):
+        comfy.pack.sampler.comfy_sampler("res_2s")(
+            model, noise, sigmas, extra_args={"denoise_mask": None}, disable=True
+        )
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_sampling_records_no_autograd_graph(comfy, gaussian, noise, flow):
+    """As ComfyUI's ``@torch.no_grad()`` samplers: a run with autograd on (outside ComfyUI's
+    ``inference_mode``) keeps no graph of the model's calls."""
+    weight = torch.ones((), dtype=torch.float64, requires_grad=True)
+    ms = (
+        comfy.model_sampling.ModelSamplingFlow(3.0)
+        if flow
+        else comfy.model_sampling.ModelSamplingVE()
+    )
+    apply = gaussian.flow if flow else gaussian.ve
+    guider = comfy.guider(ms, lambda x, sigma: weight * apply(x, sigma))
+    sigmas = ms.sigma(torch.linspace(1, 0, 5, dtype=torch.float64)) if flow else karras(4)
+    with torch.enable_grad():
+        out = guider.sample(noise, torch.zeros_like(noise), comfy.samplers.sampler_object(
+            "res_torch_res_2m"), sigmas, disable_pbar=True)  # fmt: skip
+    assert not out.requires_grad

@@ -264,3 +264,53 @@ def test_a_second_flow_time_above_the_offset_first_one_is_named_in_flow_times(
         comfy.guider(ms, gaussian.flow).sample(
             noise, torch.zeros_like(noise), sampler, times, disable_pbar=True
         )
+
+
+@pytest.mark.parametrize("method", ["res_2s", "heun"])
+def test_a_first_flow_time_above_one_is_refused(comfy, gaussian, noise, method):
+    """A VE model's sigmas on a flow model (t_0 = 14.6, x = 14.6 eps by CONST noise scaling)
+    are no flow schedule: taking x as the state at t ~ 1 gave std 5 on data of std 0.7 (Heun
+    in t: 4.5). A t_0 a few float32 ulps above 1 (a shifted schedule's rounding) is t = 1."""
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    sampler = comfy.samplers.sampler_object(f"res_torch_{method}")
+    guider = comfy.guider(ms, gaussian.flow)
+    latent = torch.zeros_like(noise)
+    with pytest.raises(res_torch.SigmasError, match=r"flow times must be <= 1.*t_0 = 14.6"):
+        guider.sample(noise, latent, sampler, torch.tensor([14.6, 0.5, 0.0]), disable_pbar=True)
+    times = flow_schedule(ms, 6)
+    rounded = times.clone()
+    rounded[0] = 1 + 2 * torch.finfo(torch.float32).eps
+    torch.testing.assert_close(
+        guider.sample(noise, latent, sampler, rounded, disable_pbar=True),
+        guider.sample(noise, latent, sampler, times, disable_pbar=True), rtol=0, atol=1e-6,
+    )  # fmt: skip
+
+
+def test_an_integer_latent_on_a_flow_model_is_a_type_error(comfy, gaussian):
+    """As on any other model: not an int tensor of zeros (the VE conversion divides, which casts
+    to float, and the result was cast back)."""
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    model = comfy.samplers.KSamplerX0Inpaint(comfy.guider(ms, gaussian.flow), None)
+    x = torch.ones((2, 3), dtype=torch.int64)
+    with pytest.raises(TypeError, match="x must be a floating-point tensor, got dtype torch.int64"):
+        comfy.pack.sampler.comfy_sampler("res_2s")(
+            model, x, flow_schedule(ms, 4), extra_args={"denoise_mask": None}, disable=True
+        )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [({"eta": -1.0}, "eta must be finite and >= 0"), ({"eta": math.nan}, "eta must be a finite"),
+     ({"s_churn": -1.0}, "s_churn must be finite and >= 0")],
+)  # fmt: skip
+def test_heun_on_a_flow_model_names_an_invalid_noise_option(
+    comfy, gaussian, noise, option, message
+):
+    """An invalid ``eta``/``s_churn`` is named as such, not refused as noise heun cannot add."""
+    ms = comfy.model_sampling.ModelSamplingFlow(shift=3.0)
+    sampler = comfy.samplers.KSAMPLER(comfy.pack.sampler.comfy_sampler("heun"),
+                                      extra_options=option)  # fmt: skip
+    with pytest.raises(res_torch.NoiseError, match=message):
+        comfy.guider(ms, gaussian.flow).sample(
+            noise, torch.zeros_like(noise), sampler, flow_schedule(ms, 4), disable_pbar=True
+        )
