@@ -54,7 +54,8 @@ picks the RES method of that order when no ``tableau`` is given, ``algorithm_typ
 the last steps by DPMSolverMultistepScheduler's rule, ``thresholding`` clamps ``D`` as
 ``_threshold_sample`` does. ``from_config`` warns once (:class:`res_torch.errors.
 IgnoredConfigWarning`) naming every key it ignores whose value asks for something else than
-these schedulers do. ``step`` computes in float32 for float16/bfloat16 inputs, as DPM-Solver does.
+these schedulers do, and refuses the config of an EDM-preconditioned network. ``step`` computes
+in float32 for float16/bfloat16 inputs, as DPM-Solver does.
 """
 
 from __future__ import annotations
@@ -132,12 +133,14 @@ _IGNORED: dict[str, tuple[tuple[Any, ...], str]] = {
     "predict_x0": ((True,), "RES integrates the data prediction"),
     "disable_corrector": (([],), "the tableau sets the update"),
     "solver_p": ((None,), "the tableau sets the update"),
-    "sigma_data": ((), "EDM-preconditioned networks are not supported"),
-    "sigma_schedule": ((), "EDM-preconditioned networks are not supported"),
 }
 """Config keys of diffusers' compatible schedulers that the RES schedulers ignore: the values
 with no effect here (DPMSolverMultistepScheduler's defaults, or values diffusers maps to them),
 and why any other value is ignored. Any other key outside ``__init__`` is reported too."""
+_EDM_KEYS = ("sigma_data", "sigma_schedule")
+"""Keys only the schedulers of EDM-preconditioned networks have (EDMEuler, EDMDPMSolver,
+CosineDPMSolver, consistency models): such a network is not a DDPM or flow model, so
+``from_config`` refuses its config rather than run it on a beta schedule it was not trained on."""
 _NO_EFFECT = ("skip_prk_steps", "set_alpha_to_one", "clip_sample_range", "args")
 """Keys that configure another scheduler's own stepping (PNDM's Runge–Kutta steps, DDIM's last
 alpha) or only refine an ignored key; never reported."""
@@ -152,8 +155,10 @@ use ``mu`` around 0.5..1.2)."""
 
 
 def _levels(values: Any, what: str) -> np.ndarray:
-    """``sigmas`` or ``timesteps`` passed to ``set_timesteps`` as a 1-d float64 array."""
+    """``sigmas`` or ``timesteps`` passed to ``set_timesteps`` as a 1-d float64 array. A tensor
+    may be on any device and require grad, as pipelines build them (NumPy reads neither)."""
     try:
+        values = _on_host(values) if torch.is_tensor(values) else values
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise SchedulerError(f"{what} must be a 1-d list of numbers ({exc})") from None
@@ -264,12 +269,39 @@ def _sigmas_dtype(device: str | torch.device | None) -> torch.dtype:
     return torch.float32 if on_mps else torch.float64
 
 
+def _on_host(values: torch.Tensor) -> torch.Tensor:
+    """``values`` detached on the host; a ``meta`` tensor, which has no values, is a
+    :class:`SchedulerError` (torch raises ``NotImplementedError``)."""
+    if values.device.type == "meta":
+        raise SchedulerError("a tensor on the meta device has no values to read")
+    return values.detach().cpu()
+
+
 def _host_float64(values: Any) -> torch.Tensor:
     """``values`` (numbers, or a tensor on any device) as a flat float64 CPU tensor. A tensor is
     moved to the host first: one on ``mps`` cannot be converted to float64 where it is."""
-    if torch.is_tensor(values):
-        return values.detach().flatten().cpu().to(torch.float64)
-    return torch.as_tensor(values, dtype=torch.float64).flatten()
+    try:
+        if torch.is_tensor(values):
+            return _on_host(values).flatten().to(torch.float64)
+        return torch.as_tensor(values, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise SchedulerError(f"timesteps must be numbers, got {values!r:.40} ({error})") from None
+
+
+def _checked_device(device: Any) -> torch.device | None:
+    """``set_timesteps``'s ``device`` as a ``torch.device``, checked to hold tensors before the
+    scheduler changes any state: a misspelt name, or ``"cuda"`` on a build without CUDA, is a
+    :class:`SchedulerError`, not a ``RuntimeError`` or ``AssertionError`` halfway through."""
+    if device is None:
+        return None
+    try:
+        checked = torch.device(device)
+        torch.empty(0, device=checked)
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+        raise SchedulerError(
+            f"device {device!r:.40} cannot hold tensors ({str(error):.60})"
+        ) from None
+    return checked
 
 
 def _clipped(values: Any, k: int = 6) -> str:
@@ -720,9 +752,12 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         noise level per step and the final one: what ``res_torch``'s samplers take.
         ``timesteps`` (float32) are on ``device``; ``sigmas`` and ``ve_sigmas`` stay on the
         host, in float64 (``sigmas`` in float32 for an ``mps`` device, which has no float64).
+        Bad arguments raise :class:`SchedulerError` before anything changes, so the previous
+        schedule stays usable.
         """
         if sigmas is not None and timesteps is not None:
             raise SchedulerError("pass either sigmas or timesteps, not both")
+        device = _checked_device(device)  # every check before the first change of state
         if num_inference_steps is None and sigmas is None and timesteps is None:
             raise SchedulerError("set_timesteps needs num_inference_steps, sigmas or timesteps")
         if mu is not None and (
@@ -884,14 +919,20 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
 
         DDPM: ``sqrt(abar) x_0 + sqrt(1 - abar) eps`` (timesteps interpolated as in
         :class:`DiscreteSchedule`); flow: ``(1 - t) x_0 + t eps`` with ``t = timestep / T``.
+        One timestep for the whole batch or one per sample; ``noise`` may broadcast to the
+        samples' shape, as in diffusers, but not widen it (:meth:`_check_add_noise_inputs`).
         """
         t = _host_float64(timesteps)
+        self._check_add_noise_inputs(original_samples, noise, t)
+        big_t = self.config.num_train_timesteps
         if self.is_flow:
-            flow_t = t / self.config.num_train_timesteps
+            flow_t = t / big_t
             if not bool(torch.all((flow_t >= 0) & (flow_t <= 1))):
-                raise SchedulerError(f"flow timesteps must lie in [0, T], got {_clipped(t)}")
+                raise SchedulerError(f"flow timesteps must lie in [0, {big_t}], got {_clipped(t)}")
             signal, noise_scale = 1 - flow_t, flow_t
         else:
+            if not bool(torch.all((t >= 0) & (t <= big_t - 1))):
+                raise SchedulerError(f"timesteps must lie in [0, {big_t - 1}], got {_clipped(t)}")
             sigma = self.schedule.t_to_sigma(t)
             signal = (1 + sigma**2).rsqrt()
             noise_scale = sigma * signal
@@ -899,6 +940,38 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         signal = signal.to(original_samples).reshape(shape)
         noise_scale = noise_scale.to(original_samples).reshape(shape)
         return signal * original_samples + noise_scale * noise
+
+    @staticmethod
+    def _check_add_noise_inputs(original_samples: Any, noise: Any, timesteps: torch.Tensor) -> None:
+        """Floating-point tensors on one device, ``noise`` broadcasting to the samples' shape,
+        and 1 or batch-many timesteps: anything else would be a ``RuntimeError`` from deep in
+        torch, an integer sample silently rounded to 0, or a result of another shape."""
+        for name, value in (("original_samples", original_samples), ("noise", noise)):
+            if not torch.is_tensor(value) or not value.is_floating_point():
+                kind = value.dtype if torch.is_tensor(value) else type(value).__name__
+                raise SchedulerError(f"{name} must be a floating-point tensor, got {kind}")
+        if noise.device != original_samples.device:
+            raise SchedulerError(
+                f"noise is on {noise.device}, the samples on {original_samples.device}; move "
+                "them to one device"
+            )
+        shape = tuple(original_samples.shape)
+        if not shape:
+            raise SchedulerError("original_samples must have a batch dimension (ndim >= 1)")
+        try:
+            widened = torch.broadcast_shapes(noise.shape, original_samples.shape) != shape
+        except RuntimeError:
+            widened = True
+        if widened:
+            raise SchedulerError(
+                f"noise has shape {tuple(noise.shape)}, the samples {shape}; noise must "
+                "broadcast to the samples' shape"
+            )
+        if timesteps.numel() not in (1, shape[0]):
+            raise SchedulerError(
+                f"got {timesteps.numel()} timesteps for a batch of {shape[0]}; pass one, or "
+                "one per sample"
+            )
 
     def scale_noise(
         self, sample: torch.Tensor, timestep: torch.Tensor, noise: torch.Tensor | None = None
@@ -916,7 +989,8 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
         """As ``ConfigMixin.from_config``; a flow-matching config implies flow prediction.
 
         A config without ``prediction_type`` is a flow-matching one if its ``_class_name`` starts
-        with ``FlowMatch`` or it has FlowMatch's ``shift`` key and no ``beta_schedule``.
+        with ``FlowMatch`` or it has FlowMatch's ``shift`` key and no ``beta_schedule``. The
+        config of an EDM-preconditioned network (:data:`_EDM_KEYS`) is a :class:`SchedulerError`.
         """
         if isinstance(config, Mapping) and "prediction_type" not in kwargs:
             keys = dict(config)
@@ -928,7 +1002,16 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
                 kwargs["prediction_type"] = "flow_prediction"
         if isinstance(config, Mapping):  # keys a config got by default are not its choice
             defaults = set(config.get("_use_default_values", ()))
-            cls._warn_ignored({**{k: v for k, v in config.items() if k not in defaults}, **kwargs})
+            chosen = {**{k: v for k, v in config.items() if k not in defaults}, **kwargs}
+            given = {**config, **kwargs}  # an EDM key marks the config even as a default
+            edm = [f"{k}={given[k]!r:.30}" for k in _EDM_KEYS if k in given]
+            if edm:
+                raise SchedulerError(
+                    f"{cls.__name__} runs DDPM and flow-matching models; this config is an "
+                    f"EDM-preconditioned model's ({', '.join(edm)}): wrap the network in "
+                    "res_torch.adapters.EDMDenoiser and use res_torch's samplers"
+                )
+            cls._warn_ignored(chosen)
         return super().from_config(config, return_unused_kwargs, **kwargs)
 
     @classmethod

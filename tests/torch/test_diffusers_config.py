@@ -269,8 +269,6 @@ IGNORED_VALUES = {
     "predict_x0": False,
     "disable_corrector": [0],
     "solver_p": "something",
-    "sigma_data": 0.5,
-    "sigma_schedule": "karras",
 }
 
 
