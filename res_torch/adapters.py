@@ -18,6 +18,7 @@ from their inputs.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from res_torch.checks import positive
-from res_torch.errors import AdapterError
+from res_torch.errors import AdapterError, ModelOutputError
 from res_torch.schedules import MAX_TRAIN_TIMESTEPS, discrete_timesteps
 
 __all__ = [
@@ -44,6 +45,35 @@ Network = Callable[..., torch.Tensor]
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow_prediction")
 
 
+def _network_output(output: Any, x: torch.Tensor) -> torch.Tensor:
+    """The network's ``output`` at the sample ``x``, unless it is not a floating-point tensor of
+    ``x``'s shape on ``x``'s device (:class:`~res_torch.errors.ModelOutputError`: a ``(1, ...)``
+    output would be broadcast over the batch, an integer one mixed in silently)."""
+    if (
+        torch.is_tensor(output)
+        and output.shape == x.shape
+        and output.is_floating_point()
+        and output.device == x.device
+    ):
+        return output
+    got = (
+        f"shape {tuple(output.shape)}, dtype {output.dtype} on {output.device}"
+        if torch.is_tensor(output)
+        else type(output).__name__
+    )
+    raise ModelOutputError(
+        f"the network returned {got}, expected a floating-point tensor of shape "
+        f"{tuple(x.shape)} on {x.device}"
+    )
+
+
+def _check_net(net: Any) -> Network:
+    """``net`` unless it is not callable (``TypeError`` now, not at the first model call)."""
+    if not callable(net):
+        raise TypeError(f"net must be callable as net(x, t, **kwargs), got {net!r:.60}")
+    return net
+
+
 def denoised_from_output(
     prediction_type: str, output: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor | float
 ) -> torch.Tensor:
@@ -56,8 +86,11 @@ def denoised_from_output(
     * ``"flow_prediction"`` (velocity ``v = eps - x_0``): ``t = sigma/(1 + sigma)``,
       ``D = (1 - t) x - t v``.
 
-    ``sigma`` broadcasts against ``x`` (a float or a tensor shaped ``(batch, 1, ...)``).
+    ``sigma`` broadcasts against ``x`` (a float or a tensor shaped ``(batch, 1, ...)``);
+    ``output`` must be a floating-point tensor of ``x``'s shape on ``x``'s device
+    (:class:`~res_torch.errors.ModelOutputError`).
     """
+    output = _network_output(output, x)
     if prediction_type == "epsilon":
         return x - sigma * output
     if prediction_type == "v_prediction":
@@ -80,8 +113,10 @@ def edm_preconditioning(
 
     ``D(x, sigma) = c_skip x + c_out F(c_in x, c_noise)`` with
     ``c_skip = sd^2/(sigma^2 + sd^2)``, ``c_out = sigma sd / sqrt(sigma^2 + sd^2)``,
-    ``c_in = 1/sqrt(sigma^2 + sd^2)``, ``c_noise = log(sigma)/4``.
+    ``c_in = 1/sqrt(sigma^2 + sd^2)``, ``c_noise = log(sigma)/4`` (``sigma`` a tensor or a
+    number).
     """
+    sigma = torch.as_tensor(sigma)
     total = sigma**2 + sigma_data**2
     return sigma_data**2 / total, sigma * sigma_data / total.sqrt(), total.rsqrt(), sigma.log() / 4
 
@@ -112,18 +147,25 @@ def _scaling_dtype(x: torch.Tensor) -> torch.dtype:
 def _sigma_like(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
     """``sigma`` as a tensor broadcastable against ``x`` (scalar or one value per batch item).
 
-    Raises ``ValueError`` for a shape other than ``()``, ``(1,)`` or ``(batch,)`` and, where
-    that costs no device synchronisation (:func:`_on_host`), for a noise level that is not
-    strictly positive and finite.
+    ``TypeError`` unless ``x`` is a floating-point tensor (an integer one would truncate
+    ``sigma`` and the result) and ``sigma`` a real tensor or number (not a ``bool``);
+    :class:`~res_torch.errors.AdapterError` for a shape other than ``()``, ``(1,)`` or
+    ``(batch,)`` and, where that costs no device synchronisation (:func:`_on_host`), for a noise
+    level that is not strictly positive and finite.
     """
-    if not torch.is_tensor(x):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not torch.is_tensor(x) or not x.is_floating_point():
+        kind = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+        raise TypeError(f"x must be a floating-point torch.Tensor, got {kind}")
     if x.ndim < 1:
         raise AdapterError("x must have a batch dimension, got a 0-d tensor")
     if torch.is_tensor(sigma):
+        if sigma.dtype == torch.bool or sigma.is_complex():
+            raise TypeError(f"sigma must hold real noise levels, got dtype {sigma.dtype}")
         sigma = sigma.to(device=x.device)
         if not sigma.is_floating_point():
             sigma = sigma.to(x.dtype)
+    elif isinstance(sigma, bool) or not isinstance(sigma, numbers.Real):
+        raise TypeError(f"sigma must be a tensor or a real number, got {sigma!r:.40}")
     else:
         sigma = torch.tensor(sigma, dtype=x.dtype, device=x.device)
     if sigma.ndim > 1 or (sigma.ndim == 1 and sigma.shape[0] not in (1, x.shape[0])):
@@ -145,13 +187,14 @@ class EDMDenoiser(nn.Module):
 
     def __init__(self, net: Network, sigma_data: float = 0.5) -> None:
         super().__init__()
-        self.net = net
+        self.net = _check_net(net)
         self.sigma_data = positive("sigma_data", sigma_data, AdapterError)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s = _sigma_like(x, sigma).to(_scaling_dtype(x))
         c_skip, c_out, c_in, c_noise = edm_preconditioning(s, self.sigma_data)
         output = self.net((c_in * x).to(x.dtype), c_noise.flatten().to(x.dtype), **kwargs)
+        output = _network_output(output, x)
         return (c_skip * x + c_out * output).to(x.dtype)
 
 
@@ -220,11 +263,11 @@ class DiscreteSchedule(nn.Module):
         return self.sigmas.shape[0]
 
     def sigma_to_t(self, sigma: torch.Tensor, quantize: bool | None = None) -> torch.Tensor:
-        """Timestep(s) of noise level(s) ``sigma > 0``, in ``sigma``'s dtype (float64 inside;
-        ``sigma`` is checked where that is free, :func:`_on_host`)."""
+        """Timestep(s) of finite noise level(s) ``sigma > 0``, in ``sigma``'s dtype (float64
+        inside; ``sigma`` is checked where that is free, :func:`_on_host`)."""
         sigma = torch.as_tensor(sigma)
-        if _on_host(sigma) and not bool(torch.all(sigma > 0)):
-            raise AdapterError(f"sigma must be positive, got {sigma.tolist()}")
+        if _on_host(sigma) and not bool(torch.all((sigma > 0) & torch.isfinite(sigma))):
+            raise AdapterError(f"sigma must be positive and finite, got {sigma.tolist()}")
         dtype = _result_dtype(sigma)
         log_sigmas = self.log_sigmas.to(torch.float64)
         log_sigma = sigma.to(log_sigmas.device).to(torch.float64).log()
@@ -286,7 +329,7 @@ class DiscreteEpsDenoiser(DiscreteSchedule):
 
     def __init__(self, net: Network, alphas_cumprod: torch.Tensor, quantize: bool = False) -> None:
         super().__init__(alphas_cumprod, quantize)
-        self.net = net
+        self.net = _check_net(net)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s, x_vp, t = self._network_inputs(x, sigma)
@@ -303,7 +346,7 @@ class DiscreteVDenoiser(DiscreteSchedule):
 
     def __init__(self, net: Network, alphas_cumprod: torch.Tensor, quantize: bool = False) -> None:
         super().__init__(alphas_cumprod, quantize)
-        self.net = net
+        self.net = _check_net(net)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:
         s, x_vp, t = self._network_inputs(x, sigma)
@@ -322,7 +365,7 @@ class FlowDenoiser(nn.Module):
 
     def __init__(self, net: Network, timestep_scale: float = 1.0) -> None:
         super().__init__()
-        self.net = net
+        self.net = _check_net(net)
         self.timestep_scale = positive("timestep_scale", timestep_scale, AdapterError)
 
     @staticmethod

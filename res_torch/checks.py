@@ -20,7 +20,7 @@ import numbers
 import operator
 from typing import Any
 
-__all__ = ["integer", "nonnegative", "positive", "real"]
+__all__ = ["integer", "nonnegative", "positive", "real", "scalar"]
 
 
 def integer(name: str, value: Any, low: int, high: int | None, error: type[Exception]) -> int:
@@ -39,19 +39,26 @@ def integer(name: str, value: Any, low: int, high: int | None, error: type[Excep
     return number
 
 
-def _scalar(value: Any) -> Any:
-    """A one-element tensor or NumPy array as its Python number; anything else unchanged."""
+def scalar(value: Any) -> Any:
+    """A one-element tensor or NumPy array as its Python number (a copy: a later in-place
+    change of the tensor does not reach it); anything else unchanged."""
     if isinstance(value, numbers.Number):
         return value
     count = value.numel() if hasattr(value, "numel") else getattr(value, "size", None)
     return value.item() if count == 1 and hasattr(value, "item") else value
 
 
-def real(name: str, value: Any, error: type[Exception]) -> float:
-    """``value`` as a finite ``float``, else ``error``."""
-    value = _scalar(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise error(f"{name} must be a finite real number, got {value!r:.40}")
+def real(name: str, value: Any, error: type[Exception], *, infinite: bool = False) -> float:
+    """``value`` as a finite ``float`` (``infinite``: or ``+-inf``, a bound that is not
+    there), else ``error``."""
+    value = scalar(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (math.isfinite(value) or (infinite and not math.isnan(value)))
+    ):
+        kind = "real number (inf for none)" if infinite else "finite real number"
+        raise error(f"{name} must be a {kind}, got {value!r:.40}")
     return float(value)
 
 

@@ -58,12 +58,19 @@ def validate_sigmas(
     multistep methods drop history values that are too close,
     :data:`res_torch.coefficients.NODE_SPACING_MIN`)."""
     if torch.is_tensor(sigmas):
+        if sigmas.layout != torch.strided or sigmas.is_quantized or sigmas.is_nested:
+            kind = "sparse" if sigmas.layout != torch.strided else "quantized or nested"
+            raise SigmasError(f"sigmas must be a plain dense tensor, got a {kind} one")
         if sigmas.is_complex() or not (sigmas.is_floating_point() or sigmas.dtype.is_signed):
             raise SigmasError(f"sigmas must be a real tensor, got dtype {sigmas.dtype}")
         if sigmas.device.type == "meta":
             raise SigmasError("sigmas are on the meta device (no values); pass them on the CPU")
         values = sigmas.detach().to(device="cpu", dtype=torch.float64)
     else:
+        if getattr(getattr(sigmas, "dtype", None), "kind", None) == "b" or (
+            isinstance(sigmas, Sequence) and any(isinstance(v, bool) for v in sigmas)
+        ):  # refused as a bool tensor is (NumPy's bool arrays have dtype.kind "b")
+            raise SigmasError("sigmas must be real noise levels, got booleans")
         try:
             values = torch.as_tensor(sigmas, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as exc:

@@ -192,9 +192,16 @@ def sigmas_for_nfe(
     if method_of(method).free_start:  # one more step where its first step is free
         candidates.insert(0, steps + 2)
     for levels in candidates:
+        if levels > MAX_STEPS:  # the free-start grid of the largest budgets
+            continue
         sigmas = build(levels, device=device, dtype=dtype, **options)
         if _nfe_of(method, sigmas.tolist()) == nfe:
             return sigmas
+    if candidates[0] > MAX_STEPS:
+        raise NFEBudgetError(
+            f"NFE {nfe} is not attainable with {method} on this {schedule} grid: its free first "
+            f"step needs {candidates[0]} noise levels, more than MAX_STEPS = {MAX_STEPS}"
+        )
     raise NFEBudgetError(
         f"NFE {nfe} is not attainable with {method} on this {schedule} grid: with one more step "
         "its first step is not free, with one fewer it is (the grid's second level moves with "

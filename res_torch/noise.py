@@ -12,14 +12,13 @@ samples, on any device (the noise is drawn on the generator's device and then mo
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from res_torch.checks import integer, nonnegative
+from res_torch.checks import integer, nonnegative, real, scalar
 from res_torch.errors import NoiseError
 
 __all__ = [
@@ -86,8 +85,9 @@ def churn_gamma(
     """
     s_churn = nonnegative("s_churn", s_churn, NoiseError)
     s_tmin = nonnegative("s_tmin", s_tmin, NoiseError)
-    if isinstance(s_tmax, bool) or not isinstance(s_tmax, numbers.Real) or not s_tmax >= s_tmin:
-        raise NoiseError(f"s_tmax must be a number >= s_tmin, got {s_tmax!r:.40} < {s_tmin}")
+    s_tmax = real("s_tmax", s_tmax, NoiseError, infinite=True)  # a number, as s_tmin
+    if not s_tmax >= s_tmin:
+        raise NoiseError(f"s_tmax must be a number >= s_tmin, got {s_tmax} < {s_tmin}")
     sigmas = _levels("sigmas", sigmas)
     if sigmas.ndim != 1 or sigmas.numel() < 2:
         raise NoiseError(f"sigmas must be 1-d with at least 2 levels, got {tuple(sigmas.shape)}")
@@ -104,6 +104,9 @@ def sde_step_noise(
     :mod:`res_torch.grid`): ``s_noise sigma_next sqrt(1 - e^{-2 eta lambda_step})`` for the step
     of length ``lambda_step = log(sigma / sigma_next)`` in ``lambda``; 0 for a step to
     ``sigma_next = 0`` (``lambda_step = inf``) and for ``eta = 0``."""
+    eta, s_noise = nonnegative("eta", eta, NoiseError), nonnegative("s_noise", s_noise, NoiseError)
+    lambda_step = _levels("lambda_step", lambda_step)
+    sigma_next = _levels("sigma_next", sigma_next)
     finite = torch.isfinite(lambda_step)
     spread = torch.where(
         finite, -torch.expm1(-2 * eta * lambda_step), torch.zeros_like(lambda_step)
@@ -163,11 +166,14 @@ class NoiseOptions:
                             f"got {self.noise_sampler!r}")  # fmt: skip
 
     def grid_options(self) -> dict[str, Any]:
-        """The keywords of :func:`res_torch.grid.make_grid` (hashable values)."""
-        return dict(
+        """The keywords of :func:`res_torch.grid.make_grid` (hashable values: a one-element
+        tensor as its number, so that a plan cached for it does not outlive an in-place change
+        of the tensor)."""
+        options = dict(
             s_churn=self.s_churn, s_tmin=self.s_tmin, s_tmax=self.s_tmax,
             s_noise=self.s_noise, eta=self.eta, noise_type=self.noise_type,
         )  # fmt: skip
+        return {name: scalar(value) for name, value in options.items()}
 
     def sampler(self, x: torch.Tensor, extra_args: Mapping[str, Any] | None = None) -> NoiseSampler:
         """The run's noise: ``noise_sampler``, else draws from ``generator``, else (as ComfyUI's

@@ -43,6 +43,7 @@ import torch
 
 from res_torch.checks import integer
 from res_torch.errors import NFEBudgetError
+from res_torch.grid import validate_sigmas
 from res_torch.methods import METHODS
 
 __all__ = ["AUTO_TABLE", "auto_table_markdown", "budget_of", "recommend"]
@@ -62,8 +63,9 @@ def budget_of(sigmas: torch.Tensor | Sequence[float], stochastic: bool = False) 
     """The budget a schedule implies: what the table's methods (one evaluation per step, all
     free-start) spend on it, ``len(sigmas) - 1`` (the step to 0, if any, costs 1 like every
     other step), one fewer where they take the free first step (an ODE run: ``stochastic``
-    False, no ``eta`` or churn)."""
-    levels = [float(s) for s in sigmas]
+    False, no ``eta`` or churn). ``sigmas`` are checked as the samplers check them
+    (:func:`res_torch.grid.validate_sigmas`; one level: 0)."""
+    levels = validate_sigmas(sigmas, min_entries=1).tolist()
     free = METHODS[AUTO_TABLE[0][1]].starts_free(levels, stochastic)
     return len(levels) - 1 - int(free)
 

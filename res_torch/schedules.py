@@ -281,23 +281,42 @@ def alphas_cumprod_from_betas(
 
     ``linear``: ``beta`` linear from ``beta_start`` to ``beta_end``; ``scaled_linear``: ``sqrt
     beta`` linear (latent diffusion); ``squaredcos_cap_v2``: the cosine schedule of Nichol &
-    Dhariwal 2021; ``trained_betas`` overrides all.
+    Dhariwal 2021; ``trained_betas`` overrides all. Every ``beta`` must lie in ``[0, 1]`` (else
+    ``abar`` leaves ``[0, 1]``), ``num_train_timesteps`` in ``[2, MAX_TRAIN_TIMESTEPS]``.
     """
+    big_t = integer(
+        "num_train_timesteps", num_train_timesteps, 2, MAX_TRAIN_TIMESTEPS, ScheduleError
+    )
+    beta_start, beta_end = _real("beta_start", beta_start), _real("beta_end", beta_end)
+    for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+        if not 0 <= value <= 1:
+            raise ScheduleError(f"{name} must lie in [0, 1], got {value}")
     if trained_betas is not None:
-        betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float32)
+        try:
+            betas = torch.as_tensor(np.asarray(trained_betas), dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise ScheduleError(f"trained_betas must be a 1-d list of numbers ({error})") from None
+        if betas.ndim != 1 or not 2 <= betas.numel() <= MAX_TRAIN_TIMESTEPS:
+            raise ScheduleError(
+                f"trained_betas must be 1-d with 2 to {MAX_TRAIN_TIMESTEPS} entries, got shape "
+                f"{tuple(betas.shape)}"
+            )
     elif beta_schedule == "linear":
-        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+        betas = torch.linspace(beta_start, beta_end, big_t, dtype=torch.float32)
     elif beta_schedule == "scaled_linear":
-        root = torch.linspace(
-            beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32
-        )
+        root = torch.linspace(beta_start**0.5, beta_end**0.5, big_t, dtype=torch.float32)
         betas = root**2
     elif beta_schedule == "squaredcos_cap_v2":
-        betas = torch.tensor(_cosine_betas(num_train_timesteps), dtype=torch.float32)
+        betas = torch.tensor(_cosine_betas(big_t), dtype=torch.float32)
     else:
         raise ScheduleError(
             f"unknown beta_schedule {beta_schedule!r}; "
             "use 'linear', 'scaled_linear', 'squaredcos_cap_v2' or trained_betas"
+        )
+    if not bool(torch.all((betas >= 0) & (betas <= 1))):  # NaN too
+        raise ScheduleError(
+            f"betas must lie in [0, 1], got range [{betas.min().item():.4g}, "
+            f"{betas.max().item():.4g}]"
         )
     return torch.cumprod(1 - betas, dim=0).to(torch.float64)
 
