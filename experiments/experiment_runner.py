@@ -29,9 +29,11 @@ import torch
 __all__ = [
     "ExperimentConfig",
     "ResultFileError",
+    "StoredFileError",
     "at_least",
     "StaleCacheWarning",
     "cached_rows",
+    "check_columns",
     "code_fingerprint",
     "config_key",
     "fingerprint",
@@ -42,6 +44,7 @@ __all__ = [
     "warn_if_stale",
     "writable_folder",
     "write_csv",
+    "write_text_atomic",
 ]
 
 
@@ -99,6 +102,15 @@ def config_key(name: str, config: Any, device: str = "cpu") -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a ``.partial`` file replaced whole, so that an
+    interrupted write (Ctrl-C, a full disk) leaves the old file or none, never a truncated one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+    return path
+
+
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Write ``rows`` (dicts with the same keys, in order of first appearance) as CSV."""
     if not rows:
@@ -129,28 +141,65 @@ def _parse_cell(text: str) -> Any:
     return text
 
 
-class ResultFileError(ValueError):
+class StoredFileError(ValueError):
+    """A file the experiments read back (a cached table or its record, a league reference, a
+    model checkpoint) is damaged or is not one they wrote; the message names the file and what
+    to do."""
+
+
+class ResultFileError(StoredFileError):
     """A result table on disk is not one :func:`write_csv` wrote (truncated, edited)."""
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
     """Rows of a CSV written by :func:`write_csv`, numbers parsed back to int/float;
-    :class:`ResultFileError` for a row with missing or extra cells or a table without rows."""
+    :class:`ResultFileError` for a row with missing or extra cells, a table without rows or a
+    file that is not CSV text."""
+    rerun = "rerun the experiment, with --force for a cached table"
     with Path(path).open(newline="") as handle:
         reader = csv.DictReader(handle)
         rows = []
-        for line, row in enumerate(reader, start=2):
-            if None in row or None in row.values():  # DictReader's marks of short/long rows
-                cells = sum(v is not None for k, v in row.items() if k is not None)
-                raise ResultFileError(
-                    f"{path}: line {line} has {cells + len(row.get(None, []))} cells where the "
-                    f"header has {len(reader.fieldnames or [])} (a truncated or edited file; "
-                    "rerun the experiment, with --force for a cached table)"
-                )
-            rows.append({k: _parse_cell(v) for k, v in row.items()})
+        try:
+            for line, row in enumerate(reader, start=2):
+                if None in row or None in row.values():  # DictReader's marks of short/long rows
+                    cells = sum(v is not None for k, v in row.items() if k is not None)
+                    raise ResultFileError(
+                        f"{path}: line {line} has {cells + len(row.get(None, []))} cells where "
+                        f"the header has {len(reader.fieldnames or [])} (a truncated or edited "
+                        f"file; {rerun})"
+                    )
+                rows.append({k: _parse_cell(v) for k, v in row.items()})
+        except (UnicodeDecodeError, csv.Error) as err:  # binary garbage, an oversized field
+            raise ResultFileError(f"{path}: not a CSV table ({err}); {rerun}") from err
     if not rows:
         raise ResultFileError(f"{path}: no rows (rerun the experiment)")
     return rows
+
+
+def check_columns(
+    rows: Sequence[dict[str, Any]],
+    path: Path,
+    text: Sequence[str] = (),
+    numbers: Sequence[str] = (),
+) -> None:
+    """:class:`ResultFileError` unless every row of the table read from ``path`` has the
+    columns ``text`` and ``numbers``, the latter holding real numbers (infinite allowed, not
+    NaN, not empty): a table of another experiment or one edited by hand must not be drawn."""
+    for line, row in enumerate(rows, start=2):
+        missing = [c for c in (*text, *numbers) if c not in row]
+        if missing:
+            raise ResultFileError(
+                f"{path}: no column {', '.join(missing)} (not this experiment's table, or "
+                "written by other code; rerun the experiment, with --force for a cached table)"
+            )
+        for column in numbers:
+            value = row[column]
+            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+                raise ResultFileError(
+                    f"{path}: line {line}, column {column}: {value!r} is not a number (an "
+                    "edited or damaged file; rerun the experiment, with --force for a cached "
+                    "table)"
+                )
 
 
 def cached_table(name: str, config: Any, cache_dir: Path, device: str = "cpu") -> Path:
@@ -196,14 +245,26 @@ def cached_rows(
         "code": code_fingerprint(),
         "rows": len(rows),
     }
-    table.with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    write_text_atomic(table.with_suffix(".json"), json.dumps(record, indent=2, sort_keys=True))
     return rows, False
 
 
 def _record(table: Path) -> dict[str, Any]:
-    """The JSON record beside a cached table (``{}`` if none)."""
+    """The JSON record beside a cached table (``{}`` if none; :class:`ResultFileError` for
+    one that is not a JSON object)."""
     record = table.with_suffix(".json")
-    return json.loads(record.read_text()) if record.exists() else {}
+    if not record.exists():
+        return {}
+    try:
+        loaded = json.loads(record.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        loaded = err
+    if not isinstance(loaded, dict):
+        raise ResultFileError(
+            f"{record}: not the JSON record of the cached table {table.name} ({loaded}); "
+            "rerun with --force"
+        )
+    return loaded
 
 
 def warn_if_stale(name: str, table: Path, record: dict[str, Any] | None = None) -> None:
@@ -249,6 +310,8 @@ def positive_real(text: str) -> float:
 def writable_folder(parser: argparse.ArgumentParser, folder: Path) -> None:
     """Create ``folder`` before any work, or stop with ``parser.error`` (a long run must not
     fail only when it writes its results)."""
+    if folder.exists() and not folder.is_dir():
+        parser.error(f"--out {folder}: a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -258,12 +321,21 @@ def writable_folder(parser: argparse.ArgumentParser, folder: Path) -> None:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """``"cuda"``, ``"cpu"`` or ``None`` (CUDA when available); an error for absent CUDA."""
+    """``"cuda"`` (``"cuda:N"``), ``"cpu"`` or ``None`` (CUDA when available); a
+    ``ValueError`` for another device or a string torch cannot parse, absent CUDA or a CUDA
+    index that does not exist."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:  # torch's message lists every device type it knows
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {device}")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was requested but no CUDA device is available")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
     return resolved
 
 
@@ -295,7 +367,10 @@ def experiment_main(
         parser.error(str(err))
     writable_folder(parser, args.out)
     config = config_class.quick() if args.quick else config_class.full()
-    rows = run(config, device, args.out / "cache") if uses_cache else run(config, device)
+    try:
+        rows = run(config, device, args.out / "cache") if uses_cache else run(config, device)
+    except StoredFileError as err:  # a damaged cache file or checkpoint: its message says why
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
     path = write_csv(rows, args.out / f"{name}.csv")
     print(f"wrote {len(rows)} rows to {path}")
     return path

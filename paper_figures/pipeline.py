@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,10 @@ from experiments.diffusion.residuals import ResidualsConfig, run_residuals
 from experiments.diffusion.schedule_robustness import ScheduleConfig, run_schedule_robustness
 from experiments.diffusion.stochastic import StochasticConfig, run_stochastic
 from experiments.experiment_runner import (
+    StoredFileError,
     cached_rows,
     cached_table,
+    check_columns,
     read_csv,
     resolve_device,
     warn_if_stale,
@@ -58,10 +60,19 @@ from paper_figures.summary import (
     results_markdown,
 )
 
-__all__ = ["EXPERIMENTS", "Experiment", "run_pipeline"]
+__all__ = ["EXPERIMENTS", "Columns", "Experiment", "check_table", "read_table", "run_pipeline"]
 
 Rows = list[dict[str, Any]]
 Figures = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Columns that the rows of a table read back must have before they are drawn: ``text``
+    (any value) and ``numbers`` (real numbers: not empty, not text, not NaN)."""
+
+    text: tuple[str, ...] = ()
+    numbers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,9 @@ class Experiment:
     table is keyed by that device's type (False: it computes on the CPU whatever the device,
     and is keyed as a CPU table). ``uses_cache``: ``run`` is called as ``run(config, device,
     cache_dir)``, ``cache_dir`` the pipeline's ``out/cache``, where it keeps results worth
-    reusing between runs (the league's references)."""
+    reusing between runs (the league's references). ``columns``: what :func:`check_table`
+    checks of a table read back from disk, per value of its ``table`` column (``None``: every
+    row)."""
 
     config_class: Any
     run: Callable[..., Rows]
@@ -81,6 +94,7 @@ class Experiment:
     readme: Callable[[Rows], str] | None = None
     on_device: bool = True
     uses_cache: bool = False
+    columns: Mapping[str | None, Columns] = field(default_factory=dict)
 
 
 def _draw_defect(rows: Rows, out: Path | None, command: str) -> Figures:
@@ -215,17 +229,47 @@ def _draw_league(rows: Rows, out: Path | None, command: str) -> Figures:
     return figures
 
 
+_METHODS = ("problem", "kind", "method")
+
 EXPERIMENTS: dict[str, Experiment] = {
-    "defect": Experiment(DefectConfig, run_defect, _draw_defect, tables.defect_block),
-    "quality": Experiment(QualityConfig, run_quality, _draw_quality, tables.quality_block),
+    "defect": Experiment(
+        DefectConfig,
+        run_defect,
+        _draw_defect,
+        tables.defect_block,
+        columns={None: Columns(_METHODS, ("nfe", "defect", "reference_error"))},
+    ),
+    "quality": Experiment(
+        QualityConfig,
+        run_quality,
+        _draw_quality,
+        tables.quality_block,
+        columns={None: Columns(_METHODS, ("nfe", "frechet"))},
+    ),
     "schedule_robustness": Experiment(
-        ScheduleConfig, run_schedule_robustness, _draw_schedule, tables.schedule_block
+        ScheduleConfig,
+        run_schedule_robustness,
+        _draw_schedule,
+        tables.schedule_block,
+        columns={None: Columns(_METHODS, ("nfe", "nfe_requested", "rho_swept", "defect"))},
     ),
     "stochastic": Experiment(
-        StochasticConfig, run_stochastic, _draw_stochastic, tables.stochastic_block
+        StochasticConfig,
+        run_stochastic,
+        _draw_stochastic,
+        tables.stochastic_block,
+        columns={None: Columns(_METHODS, ("nfe", "s_churn", "frechet"))},
     ),
     "residuals": Experiment(
-        ResidualsConfig, run_residuals, _draw_residuals, tables.residuals_block
+        ResidualsConfig,
+        run_residuals,
+        _draw_residuals,
+        tables.residuals_block,
+        columns={
+            None: Columns(("table", "method", "c2")),
+            "psi": Columns(("condition",), ("h", "residual")),
+            "c2_sweep": Columns(("problem", "kind"), ("c2", "nfe", "defect")),
+        },
     ),
     "convergence": Experiment(
         ConvergenceConfig,
@@ -233,11 +277,43 @@ EXPERIMENTS: dict[str, Experiment] = {
         _draw_convergence,
         tables.convergence_block,
         on_device=False,
+        columns={
+            None: Columns(("table", "problem", "method")),
+            "errors": Columns(numbers=("n_steps", "h", "error")),
+            "slopes": Columns(("regime", "measured_order"), ("stiff_order", "classical_order")),
+        },
     ),
     "league": Experiment(
-        LeagueConfig, run_league_experiment, _draw_league, tables.league_block, uses_cache=True
+        LeagueConfig,
+        run_league_experiment,
+        _draw_league,
+        tables.league_block,
+        uses_cache=True,
+        columns={
+            None: Columns(("table", "testbed")),
+            "league": Columns(
+                ("kind", "entrant", "family"), ("nfe", "nfe_spent", "defect", "reference_error")
+            ),
+            "mechanism": Columns(("quantity", "band"), ("k", "norm", "step_scaled")),
+        },
     ),
 }
+
+
+def check_table(name: str, rows: Rows, path: Path) -> Rows:
+    """``rows``, read back from ``path``, after :func:`check_columns` of the columns experiment
+    ``name`` draws (:attr:`Experiment.columns`): a :class:`ResultFileError` naming the file for
+    a table of another experiment, a missing column or a cell that is not a number."""
+    for kind, columns in EXPERIMENTS[name].columns.items():
+        mine = rows if kind is None else [r for r in rows if r["table"] == kind]
+        check_columns(mine, path, columns.text, columns.numbers)
+    return rows
+
+
+def read_table(name: str, path: Path) -> Rows:
+    """Experiment ``name``'s table at ``path``, read (:func:`read_csv`) and checked
+    (:func:`check_table`)."""
+    return check_table(name, read_csv(path), path)
 
 
 def _reference_notes(rows: Rows) -> list[str]:
@@ -294,35 +370,42 @@ def run_pipeline(
     failures: dict[str, str] = {}
     for name in tqdm(list(EXPERIMENTS), desc="paper figures"):
         experiment = EXPERIMENTS[name]
-        if redraw:
-            if (out / f"{name}.csv").exists():
-                results[name] = read_csv(out / f"{name}.csv")
-                figures += experiment.draw(results[name], out if name in names else None, command)
-            continue
-        if configs is not None and name in configs:
-            config = configs[name]
-        else:
-            config = experiment.config_class.quick() if quick else experiment.config_class.full()
-        table_device = resolved.type if experiment.on_device else "cpu"
-        if name not in names:  # not asked for: keep its cached results in RESULTS.md, if any
-            table = cached_table(name, config, cache, table_device)
-            if table.exists():
-                warn_if_stale(name, table)
-                results[name] = read_csv(table)
-                figures += experiment.draw(results[name], out, command)
-            continue
         try:
+            if redraw:
+                if (out / f"{name}.csv").exists():
+                    rows = read_table(name, out / f"{name}.csv")
+                    figures += experiment.draw(rows, out if name in names else None, command)
+                    results[name] = rows
+                continue
+            if configs is not None and name in configs:
+                config = configs[name]
+            else:
+                preset = experiment.config_class
+                config = preset.quick() if quick else preset.full()
+            table_device = resolved.type if experiment.on_device else "cpu"
+            table = cached_table(name, config, cache, table_device)
+            if name not in names:  # not asked for: keep its cached results in RESULTS.md, if any
+                if table.exists():
+                    warn_if_stale(name, table)
+                    rows = read_table(name, table)
+                    figures += experiment.draw(rows, out, command)
+                    results[name] = rows
+                continue
             start = time.perf_counter()
             compute = _runner(experiment, resolved, cache)
             rows, cached = cached_rows(
                 name, config, compute, cache, device=table_device, force=force
             )
+            if cached:
+                check_table(name, rows, table)
             seconds = time.perf_counter() - start
             status = "cached" if cached else f"computed in {seconds:.0f} s"
             tqdm.write(f"{name}: {status} ({len(rows)} rows)")
             write_csv(rows, out / f"{name}.csv")
             figures += experiment.draw(rows, out, command)
             results[name] = rows
+        except StoredFileError as err:  # a damaged file: its message names it and what to do
+            failures[name] = str(err)
         except Exception as err:  # noqa: BLE001 - reported in RESULTS.md and the exit status
             traceback.print_exc()
             failures[name] = f"{type(err).__name__}: {err}"

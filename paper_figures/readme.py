@@ -21,9 +21,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from experiments.experiment_runner import read_csv
+from experiments.experiment_runner import StoredFileError, write_text_atomic
 from experiments.generated_blocks import block, replace_block
-from paper_figures.pipeline import EXPERIMENTS
+from paper_figures.pipeline import EXPERIMENTS, read_table
 
 __all__ = ["README", "ReadmeError", "begin_marker", "end_marker", "render_blocks", "replace_blocks"]
 
@@ -49,7 +49,8 @@ def end_marker(name: str) -> str:
 
 def render_blocks(output: Path = OUTPUT) -> dict[str, str]:
     """``{experiment: Markdown}`` for every experiment with a ``readme`` renderer, from
-    ``output/<experiment>.csv`` (a missing table is a :class:`ReadmeError`)."""
+    ``output/<experiment>.csv`` (a missing table is a :class:`ReadmeError`, a damaged one a
+    :class:`~experiments.experiment_runner.ResultFileError`)."""
     blocks = {}
     for name, experiment in EXPERIMENTS.items():
         if experiment.readme is None:
@@ -57,7 +58,7 @@ def render_blocks(output: Path = OUTPUT) -> dict[str, str]:
         table = Path(output) / f"{name}.csv"
         if not table.exists():
             raise ReadmeError(f"README block {name!r} needs {table}, which does not exist")
-        blocks[name] = experiment.readme(read_csv(table)).strip()
+        blocks[name] = experiment.readme(read_table(name, table)).strip()
     return blocks
 
 
@@ -89,7 +90,7 @@ def update_readme(readme: Path = README, output: Path = OUTPUT) -> list[str]:
     text = readme.read_text()
     blocks = render_blocks(output)
     before = current_blocks(text, list(blocks))
-    readme.write_text(replace_blocks(text, blocks))
+    write_text_atomic(readme, replace_blocks(text, blocks))
     return [name for name in blocks if before[name] != blocks[name]]
 
 
@@ -99,17 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=OUTPUT, help="folder of the result CSVs")
     parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args(argv)
+    try:
+        if args.check:
+            blocks = render_blocks(args.output)
+            current = current_blocks(args.readme.read_text(), list(blocks))
+        else:
+            changed = update_readme(args.readme, args.output)
+    except (ReadmeError, StoredFileError, OSError) as err:  # a missing or damaged input file
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
     if args.check:
-        blocks = render_blocks(args.output)
-        stale = [
-            name
-            for name, body in current_blocks(args.readme.read_text(), list(blocks)).items()
-            if body != blocks[name]
-        ]
+        stale = [name for name, body in current.items() if body != blocks[name]]
         for name in stale:
             print(f"README block {name!r} differs from {args.output / name}.csv", file=sys.stderr)
         return 1 if stale else 0
-    changed = update_readme(args.readme, args.output)
     print(f"README blocks rewritten: {', '.join(changed) or 'none changed'}")
     return 0
 

@@ -16,17 +16,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from experiments.experiment_runner import code_fingerprint
+from experiments.experiment_runner import StoredFileError, code_fingerprint
 from experiments.league.testbeds import Testbed
 
-__all__ = ["SIGMA_MAX", "SIGMA_MIN", "LeagueReference", "league_reference", "reference_key"]
+__all__ = [
+    "SIGMA_MAX",
+    "SIGMA_MIN",
+    "LeagueReference",
+    "ReferenceFileError",
+    "league_reference",
+    "reference_key",
+]
 
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+
+
+class ReferenceFileError(StoredFileError):
+    """A cached ``league-ref-*.pt`` file that is unreadable or not the reference it is named
+    for (truncated, edited, of another shape)."""
 
 
 @dataclass(frozen=True)
@@ -86,8 +100,7 @@ def league_reference(
         key = reference_key(testbed, batch, seed, rtol, bound, sigma_max, sigma_min)
         path = Path(cache_dir) / f"league-ref-{key}.pt"
         if path.exists():
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            return LeagueReference(stored["noise"], stored["x"], stored["error_estimate"])
+            return _read_reference(path, (batch, *testbed.shape))
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn((batch, *testbed.shape), generator=generator, dtype=torch.float64)
     solved = converged_reference(
@@ -105,5 +118,33 @@ def league_reference(
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         stored = {"noise": noise.cpu(), "x": final.cpu(), "error_estimate": solved.error_estimate}
-        torch.save(stored, path)  # on the CPU: read back on any machine
+        partial = path.with_name(path.name + ".partial")  # replaced whole: never a truncated file
+        torch.save(stored, partial)  # on the CPU: read back on any machine
+        os.replace(partial, path)
     return reference
+
+
+def _read_reference(path: Path, shape: tuple[int, ...]) -> LeagueReference:
+    """The reference stored at ``path`` by :func:`league_reference`, its noise and sample of
+    ``shape``; :class:`ReferenceFileError` for a file that is not one."""
+    redo = "delete it to solve the reference again"
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unrelated types for a damaged file
+        raise ReferenceFileError(f"{path}: not a readable torch file ({error}); {redo}") from error
+    keys = {"noise", "x", "error_estimate"}
+    if not isinstance(stored, dict) or set(stored) != keys:
+        found = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
+        raise ReferenceFileError(f"{path}: expected the keys {sorted(keys)}, found {found}; {redo}")
+    noise, x, error = stored["noise"], stored["x"], stored["error_estimate"]
+    for key, value in (("noise", noise), ("x", x)):
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            found = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ReferenceFileError(
+                f"{path}: {key} should be a tensor of shape {shape}, found {found}; {redo}"
+            )
+        if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
+            raise ReferenceFileError(f"{path}: {key} is not finite floating point; {redo}")
+    if isinstance(error, bool) or not isinstance(error, int | float) or not math.isfinite(error):
+        raise ReferenceFileError(f"{path}: error_estimate {error!r} is not a number; {redo}")
+    return LeagueReference(noise, x, float(error))

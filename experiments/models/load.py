@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from experiments.experiment_runner import StoredFileError
 from experiments.models.data import Split, digits, image_patches
 from experiments.models.edm import EDMDenoiser
 from experiments.models.train import CHECKPOINT_FORMAT
@@ -64,7 +65,7 @@ class ModelSpecError(ValueError):
     """A spec string that names no loadable denoiser."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(StoredFileError):
     """A checkpoint file that is unreadable or not a ``res-edm-denoiser`` checkpoint."""
 
 
