@@ -128,6 +128,30 @@ def _on_host(values: torch.Tensor) -> bool:
     return values.device.type == "cpu"
 
 
+def _offending(values: torch.Tensor, bad: torch.Tensor, k: int = 6) -> str:
+    """How many of ``values`` are ``bad`` (a boolean mask of their shape) and the first ``k``
+    of them, so that a message stays short for a large batch."""
+    count, listed = int(bad.sum()), values[bad].flatten()[:k].tolist()
+    verb, first = "is" if count == 1 else "are", f", the first {k}" if count > k else ""
+    return f"{count} of {values.numel()} {verb} not{first}: {listed}"
+
+
+def _check_levels(sigma: torch.Tensor) -> None:
+    """:class:`~res_torch.errors.AdapterError` unless every noise level is positive and
+    finite."""
+    bad = ~((sigma > 0) & torch.isfinite(sigma))
+    if bool(bad.any()):
+        raise AdapterError(f"sigma must be positive and finite; {_offending(sigma, bad)}")
+
+
+def _real_times(t: Any, name: str) -> torch.Tensor:
+    """``t`` as a tensor; ``TypeError`` for booleans or complex values (not times)."""
+    t = torch.as_tensor(t)
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must be real numbers, got dtype {t.dtype}")
+    return t
+
+
 def _result_dtype(values: torch.Tensor) -> torch.dtype:
     """The dtype of a timestep/noise-level conversion of ``values``: their own if floating,
     else float64, or float32 on Apple's ``mps``, which has no float64 (the conversion itself
@@ -173,8 +197,8 @@ def _sigma_like(x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
             f"sigma must be a scalar or have shape (batch,) = ({x.shape[0]},), "
             f"got shape {tuple(sigma.shape)}"
         )
-    if _on_host(sigma) and not bool(torch.all((sigma > 0) & torch.isfinite(sigma))):
-        raise AdapterError(f"sigma must be positive and finite, got {sigma.tolist()}")
+    if _on_host(sigma):
+        _check_levels(sigma)
     return sigma.reshape(-1, *([1] * (x.ndim - 1))).expand(x.shape[0], *([1] * (x.ndim - 1)))
 
 
@@ -266,8 +290,8 @@ class DiscreteSchedule(nn.Module):
         """Timestep(s) of finite noise level(s) ``sigma > 0``, in ``sigma``'s dtype (float64
         inside; ``sigma`` is checked where that is free, :func:`_on_host`)."""
         sigma = torch.as_tensor(sigma)
-        if _on_host(sigma) and not bool(torch.all((sigma > 0) & torch.isfinite(sigma))):
-            raise AdapterError(f"sigma must be positive and finite, got {sigma.tolist()}")
+        if _on_host(sigma):
+            _check_levels(sigma)
         dtype = _result_dtype(sigma)
         log_sigmas = self.log_sigmas.to(torch.float64)
         log_sigma = sigma.to(log_sigmas.device).to(torch.float64).log()
@@ -283,14 +307,16 @@ class DiscreteSchedule(nn.Module):
         return (low + w).to(dtype=dtype, device=sigma.device)
 
     def t_to_sigma(self, t: torch.Tensor) -> torch.Tensor:
-        """Noise level(s) at (fractional) timestep(s) ``t`` in ``[0, T-1]``."""
-        t = torch.as_tensor(t)
+        """Noise level(s) at real (fractional) timestep(s) ``t`` in ``[0, T-1]`` (booleans:
+        ``TypeError``)."""
+        t = _real_times(t, "timesteps")
         dtype = _result_dtype(t)
         log_sigmas = self.log_sigmas.to(torch.float64)
         t64 = t.to(log_sigmas.device).to(torch.float64)
-        if not bool(torch.all((t64 >= 0) & (t64 <= self.num_timesteps - 1))):
+        bad = ~((t64 >= 0) & (t64 <= self.num_timesteps - 1))
+        if bool(bad.any()):
             raise AdapterError(
-                f"timesteps must lie in [0, {self.num_timesteps - 1}], got {t64.tolist()}"
+                f"timesteps must lie in [0, {self.num_timesteps - 1}]; {_offending(t64, bad)}"
             )
         low = t64.floor().long().clamp(max=self.num_timesteps - 2)
         w = t64 - low
@@ -372,16 +398,18 @@ class FlowDenoiser(nn.Module):
     def sigma_to_t(sigma: torch.Tensor) -> torch.Tensor:
         """``t = sigma/(1 + sigma)`` (flow time in ``[0, 1)``) for finite ``sigma >= 0``."""
         sigma = torch.as_tensor(sigma)
-        if not bool(torch.all((sigma >= 0) & torch.isfinite(sigma))):
-            raise AdapterError(f"sigma must be finite and non-negative, got {sigma.tolist()}")
+        bad = ~((sigma >= 0) & torch.isfinite(sigma))
+        if bool(bad.any()):
+            raise AdapterError(f"sigma must be finite and non-negative; {_offending(sigma, bad)}")
         return sigma / (1 + sigma)
 
     @staticmethod
     def t_to_sigma(t: torch.Tensor) -> torch.Tensor:
         """``sigma = t/(1 - t)`` for flow time ``t`` in ``[0, 1)``."""
-        t = torch.as_tensor(t)
-        if not bool(torch.all((t >= 0) & (t < 1))):
-            raise AdapterError(f"flow time t must lie in [0, 1), got {t.tolist()}")
+        t = _real_times(t, "flow time t")
+        bad = ~((t >= 0) & (t < 1))
+        if bool(bad.any()):
+            raise AdapterError(f"flow time t must lie in [0, 1); {_offending(t, bad)}")
         return t / (1 - t)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, **kwargs: Any) -> torch.Tensor:

@@ -175,6 +175,8 @@ _REAL_OPTIONS = ("beta_start", "beta_end", "rho", "shift", "flow_shift", "eta", 
                  "dynamic_thresholding_ratio", "sample_max_value",
                  "lambda_min_clipped")  # fmt: skip
 _OPTIONAL_REAL_OPTIONS = ("sigma_min", "sigma_max", "shift_terminal", "base_shift", "max_shift")
+_RESPACING_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                      "use_lu_lambdas")  # fmt: skip
 _BOOLEAN_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
                     "use_lu_lambdas", "rescale_betas_zero_snr", "use_flow_sigmas",
                     "use_dynamic_shifting", "invert_sigmas", "lower_order_final",
@@ -734,7 +736,9 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
 
         ``sigmas`` are VE noise levels for DDPM models (k-diffusion's convention) and flow times
         ``t`` for flow models (``FlowMatchEulerDiscreteScheduler``'s, shifted as there).
-        ``timesteps`` are training timesteps for DDPM models; a flow model takes them as
+        ``timesteps`` are training timesteps for DDPM models (refused with a respacing option
+        such as ``use_karras_sigmas``, as by DPM-Solver; custom ``sigmas`` are used as given, as
+        by ``EulerDiscreteScheduler``); a flow model takes them as
         FlowMatchEulerDiscreteScheduler does without ``sigmas``, as the flow times ``timesteps /
         num_train_timesteps``, shifted as ``sigmas`` are (the network is then called at the
         shifted times, where FlowMatch calls it at the timesteps as given and warns that the two
@@ -1047,6 +1051,10 @@ class _RESScheduler(SchedulerMixin, ConfigMixin):
             return ve
         big_t = self.config.num_train_timesteps
         if timesteps is not None:
+            respacing = [name for name in _RESPACING_OPTIONS if self.config[name]]
+            if respacing:  # as DPMSolverMultistepScheduler and EulerDiscreteScheduler refuse
+                raise SchedulerError(f"set_timesteps(timesteps=...) cannot be used with "
+                                     f"{respacing[0]}=True")  # fmt: skip
             ts = _levels(timesteps, "timesteps")
             if not np.all((ts >= 0) & (ts <= big_t - 1)):
                 raise SchedulerError(f"timesteps must lie in [0, {big_t - 1}], got {_clipped(ts)}")

@@ -51,11 +51,11 @@ def validate_sigmas(
     sigmas: torch.Tensor | Sequence[float], *, min_entries: int = 2
 ) -> torch.Tensor:
     """``sigmas`` as a float64 CPU tensor, checked: 1-d, >= ``min_entries`` entries (1: a
-    schedule of one level, a run of no step), finite, within :data:`SIGMA_MAX`, strictly
-    decreasing, positive except possibly the last entry, which may be 0. A repeated value (a
-    zero-length step) is refused rather than skipped: every step of the schedule is a step of
-    the run (callback index, NFE count, noise draws); nearly repeated values are accepted (the
-    multistep methods drop history values that are too close,
+    schedule of one level, a run of no step; never fewer), finite, within :data:`SIGMA_MAX`,
+    strictly decreasing, positive except possibly the last entry, which may be 0. A repeated
+    value (a zero-length step) is refused rather than skipped: every step of the schedule is a
+    step of the run (callback index, NFE count, noise draws); nearly repeated values are
+    accepted (the multistep methods drop history values that are too close,
     :data:`res_torch.coefficients.NODE_SPACING_MIN`)."""
     if torch.is_tensor(sigmas):
         if sigmas.layout != torch.strided or sigmas.is_quantized or sigmas.is_nested:
@@ -75,6 +75,7 @@ def validate_sigmas(
             values = torch.as_tensor(sigmas, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError) as exc:
             raise SigmasError(f"sigmas must be a 1-d tensor of noise levels ({exc})") from None
+    min_entries = max(min_entries, 1)  # an empty schedule is never one
     if values.ndim != 1 or values.numel() < min_entries:
         raise SigmasError(
             f"sigmas must be 1-d with at least {min_entries} noise level(s), got shape "

@@ -63,6 +63,7 @@ Options shared by all samplers:
 * ``check_finite`` (default True): one check after the loop; raises
   :class:`~res_torch.steppers.NonFiniteSampleError` if the sample is NaN/inf. A ``meta``-device
   ``x`` (a shape-only run) needs ``check_finite=False`` (:class:`~res_torch.errors.DeviceError`).
+  ``check_finite`` must be a bool and ``disable`` a bool or ``None`` (``TypeError``).
 * Checks before the first evaluation: ``model``, ``callback`` and ``noise_sampler`` callable,
   ``generator`` a ``torch.Generator`` (``TypeError``). Every model output and noise draw must be
   a floating-point tensor of ``x``'s shape on ``x``'s device (else
@@ -89,7 +90,7 @@ from res_torch.grid import StepGrid, make_grid, validate_sigmas
 from res_torch.methods import METHODS, Method, cached_tableau, method_of
 from res_torch.noise import NoiseOptions, NoiseSampler
 from res_torch.recommend import budget_of, recommend
-from res_torch.steppers import Denoiser, check_model, clear_device_tables, run
+from res_torch.steppers import Denoiser, check_flags, check_model, clear_device_tables, run
 from res_torch.tableau import Tableau, available_tableaux, parameter_number
 
 __all__ = [
@@ -201,6 +202,7 @@ def sample_method(
 ) -> torch.Tensor:
     """Run any method (descriptor, name, tableau) with the stochastic options ``noise``."""
     described = method_of(method)
+    check_flags(disable, check_finite)
     if not torch.is_tensor(x) or not x.is_floating_point():
         kind = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
         raise TypeError(f"x must be a floating-point tensor, got {kind}")

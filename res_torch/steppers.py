@@ -40,6 +40,7 @@ __all__ = [
     "LERP_AMPLIFICATION_LIMIT",
     "Denoiser",
     "NonFiniteSampleError",
+    "check_flags",
     "check_model",
     "clear_device_tables",
     "lerp_chain",
@@ -364,6 +365,15 @@ def check_model(model: Any) -> None:
         raise TypeError(f"model must be callable as model(x, sigma, **extra_args), got {model!r}")
 
 
+def check_flags(disable: Any, check_finite: Any) -> None:
+    """``TypeError`` unless ``disable`` is a bool or ``None`` (tqdm decides) and
+    ``check_finite`` a bool (``None`` would switch the final check off, ``"no"`` on)."""
+    if disable is not None and not isinstance(disable, bool):
+        raise TypeError(f"disable must be True, False or None, got {disable!r:.40}")
+    if not isinstance(check_finite, bool):
+        raise TypeError(f"check_finite must be True or False, got {check_finite!r:.40}")
+
+
 def _check_inputs(
     model: Any,
     x: Any,
@@ -371,9 +381,11 @@ def _check_inputs(
     grid: StepGrid,
     sampler: NoiseSampler | None,
     callback: Any,
-    check_finite: bool,
+    disable: Any,
+    check_finite: Any,
 ) -> dict:
     """Everything checkable before the first model call."""
+    check_flags(disable, check_finite)
     check_model(model)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable as callback(dict) or None, got {callback!r}")
@@ -440,7 +452,9 @@ def run(
 ) -> torch.Tensor:
     """Run the tables ``table`` over ``grid`` (``sigmas``: the caller's schedule tensor,
     passed to ``callback`` and the noise sampler)."""
-    extra_args = _check_inputs(model, x, extra_args, grid, noise_sampler, callback, check_finite)
+    extra_args = _check_inputs(
+        model, x, extra_args, grid, noise_sampler, callback, disable, check_finite
+    )
     if noise_sampler is not None:
         noise_sampler = checked_noise_sampler(noise_sampler, x)
     tables = _device_tables(grid, table, x, _Tables)
