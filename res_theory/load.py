@@ -67,7 +67,7 @@ _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = re.compile(r"^(sqrt|Z|h|z[0-9]+)\Z")
 """Names a parameter cannot take: the grammar's ``sqrt`` and the checker's variables ``Z``, ``h``,
 ``z1, z2, ...`` (``res_theory.check``)."""
-_DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
+_DECIMAL = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 _REQUIRED_KEYS = (
     "format", "format_version", "name", "kind", "stages", "parameters", "c", "c_float", "A", "b",
 )  # fmt: skip
@@ -83,9 +83,12 @@ def _short(source: str, limit: int = 40) -> str:
 
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)"
+    r" *(?:(?P<number>(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>\*\*|[-+*/^()]))"
 )
+"""ASCII digits and spaces only, as the schema's pattern: ``\\d`` would also read the digits of
+other scripts (Arabic-Indic ``U+0661`` as ``1``) and ``\\s`` tabs, newlines and Unicode spaces,
+which the schema and other readers refuse."""
 
 Node = tuple
 """A parse tree node: ``("num", value, text)``, ``("name", id)``, ``("neg", x)``, ``("sqrt", x)``,
@@ -94,13 +97,9 @@ Node = tuple
 products are flat, so the tree is only as deep as the nesting."""
 
 
-def _short(source: str, limit: int = 40) -> str:
-    return repr(source if len(source) <= limit else source[:limit] + "...")
-
-
 def tokenize(source: str) -> list[tuple[str, str]]:
     """``[(kind, text), ...]`` with kind ``number``, ``name`` or ``op`` (``**`` becomes ``^``)."""
-    tokens, position, end = [], 0, len(source.rstrip())
+    tokens, position, end = [], 0, len(source.rstrip(" "))
     while position < end:
         match = _TOKEN.match(source, position)
         if match is None or match.end() == position:
@@ -374,7 +373,9 @@ class _Reader:
         self.defaults: dict[str, float] = {}
 
     def fail(self, message: str) -> TableauError:
-        return TableauError(f"{self.origin}: {message}")
+        """The error, its message clipped below 200 characters (long names and bounds)."""
+        text = f"{self.origin}: {message}"
+        return TableauError(text if len(text) < 200 else text[:196] + "...")
 
     def object(self, value: Any, where: str, required: tuple, optional: tuple) -> dict:
         if not isinstance(value, dict):
@@ -463,14 +464,14 @@ class _Reader:
                 for spec in specs
             )
         except TableauError as exc:
-            raise self.fail(f"default outside its interval: {exc}") from None
+            raise self.fail(f"default outside its interval: {str(exc)[:120]}") from None
 
         c_float = self.list(data["c_float"], "'c_float'", s)
         c = [self.expression(x, f"c[{i}]") for i, x in enumerate(self.list(data["c"], "'c'", s))]
         for i, (ci, cf) in enumerate(zip(c, c_float, strict=True)):
             self.matching_float(ci, cf, f"c_float[{i}]")
-        if c[0].sympy != 0:
-            raise self.fail("c[0] must be 0")
+        if c[0].tree[0] != "num" or c[0].tree[1] != 0:  # as res_torch, which has no SymPy
+            raise self.fail(f"c[0] must be 0 (the literal), got {data['c'][0]!r:.40}")
         a = [
             [
                 self.coefficient(entry, f"A[{i}][{j}]")
@@ -631,6 +632,18 @@ class _Reader:
             for j in range(s)
         ]
         entries += [(f"b[{i}]", classical.b[i].sympy, limit(b[i])) for i in range(s)]
+        # res_torch compares in float64 and refuses limits whose sums overflow it (1e308 + 1e308)
+        at_defaults = [(x, [(c[i], 0)]) for i, x in enumerate(classical.c)]
+        at_defaults += [
+            (x, a[i][j] if j < i else [])
+            for i, row in enumerate(classical.a)
+            for j, x in enumerate(row)
+        ]
+        at_defaults += list(zip(classical.b, b, strict=True))
+        for x, terms in at_defaults:
+            size = abs(x.value) + sum(abs(t[0].value) / math.factorial(t[1]) for t in terms)
+            if not math.isfinite(size):
+                raise self.fail("classical: the Z -> 0 limits add up beyond float64's range")
         points = _exact_points(specs)
         for n, point in enumerate(points):
             if point in points[:n]:
@@ -779,7 +792,9 @@ class _Reader:
     def consistency(self, specs, c, a, b, b_embedded, kind: str) -> None:
         """``sum_i b_i = phi_1``, ``sum_j a_ij = c_i phi_1(c_i Z)`` (single-step), as identities
         in ``Z`` on the term representation, at the points of ``consistency_points`` (the same
-        as ``res_torch.tableau.consistency_points``), to 40 digits."""
+        as ``res_torch.tableau.consistency_points``), to 40 digits; a point where a sum of the
+        coefficients' absolute values is beyond float64's range counts as undefined (as in
+        ``res_torch``)."""
         with mpmath.workdps(CONSISTENCY_DIGITS):
             for n, point in enumerate(_consistency_points(specs)):
                 try:
@@ -798,6 +813,10 @@ class _Reader:
                     if n == 0:
                         raise self.fail("coefficients undefined at the defaults") from None
                     continue  # the family is singular at this sample point
+                if any(size > _FLOAT_MAX for _, groups in sums for _, size in groups.values()):
+                    if n == 0:  # unusable in float64: res_torch refuses it (1e308 + 1e308)
+                        raise self.fail("the consistency sums add up beyond float64's range")
+                    continue  # as res_torch, which counts the point as undefined
                 for rule, groups in sums:
                     for (k, scale), (total, size) in groups.items():
                         if abs(total) > CONSISTENCY_TOLERANCE * size and total != 0:

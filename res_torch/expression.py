@@ -62,9 +62,12 @@ MAX_EXPANDED_SIZE = 256
 adds, a product or quotient multiplies, ``x^n`` raises to ``|n|``): keeps symbolic readers fast."""
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<number>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)"
+    r" *(?:(?P<number>(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>\*\*|[-+*/^()]))"
 )
+"""ASCII digits and spaces only, as the schema's pattern: ``\\d`` would also read the digits of
+other scripts (Arabic-Indic ``U+0661`` as ``1``) and ``\\s`` tabs, newlines and Unicode spaces,
+which the schema and other readers refuse."""
 
 Node = tuple
 """A parse tree node: ``("num", value, text)``, ``("name", id)``, ``("neg", x)``, ``("sqrt", x)``,
@@ -79,7 +82,7 @@ def _short(source: str, limit: int = 40) -> str:
 
 def tokenize(source: str) -> list[tuple[str, str]]:
     """``[(kind, text), ...]`` with kind ``number``, ``name`` or ``op`` (``**`` becomes ``^``)."""
-    tokens, position, end = [], 0, len(source.rstrip())
+    tokens, position, end = [], 0, len(source.rstrip(" "))
     while position < end:
         match = _TOKEN.match(source, position)
         if match is None or match.end() == position:

@@ -115,19 +115,23 @@ class Parameter:
     def check(self, value: float) -> None:
         """Raise :class:`TableauError` unless ``value`` lies in the admissible interval."""
         if not math.isfinite(value):
-            raise TableauError(f"parameter {self.name} must be finite, got {value}")
+            raise TableauError(f"parameter {self.name:.40} must be finite, got {value}")
         if self.lower is not None:
             lo = float(self.lower())
             if value < lo or (value == lo and not self.lower_inclusive):
-                raise TableauError(f"parameter {self.name}={value} is outside {self.interval()}")
+                raise TableauError(
+                    f"parameter {self.name:.40}={value} is outside {self.interval()}"
+                )
         if self.upper is not None:
             hi = float(self.upper())
             if value > hi or (value == hi and not self.upper_inclusive):
-                raise TableauError(f"parameter {self.name}={value} is outside {self.interval()}")
+                raise TableauError(
+                    f"parameter {self.name:.40}={value} is outside {self.interval()}"
+                )
 
     def interval(self) -> str:
-        lo = "-inf" if self.lower is None else self.lower.source
-        hi = "inf" if self.upper is None else self.upper.source
+        lo = "-inf" if self.lower is None else f"{self.lower.source:.40}"
+        hi = "inf" if self.upper is None else f"{self.upper.source:.40}"
         left = "[" if self.lower_inclusive and self.lower is not None else "("
         right = "]" if self.upper_inclusive and self.upper is not None else ")"
         return f"{left}{lo}, {hi}{right}"
@@ -464,7 +468,9 @@ class _Reader:
         self.defaults: dict[str, float] = {}
 
     def fail(self, message: str) -> TableauError:
-        return TableauError(f"{self.origin}: {message}")
+        """The error, its message clipped below 200 characters (long names and bounds)."""
+        text = f"{self.origin}: {message}"
+        return TableauError(text if len(text) < 200 else text[:196] + "...")
 
     # -- typed values --------------------------------------------------------------------------
     def object(self, value: Any, where: str, required: tuple[str, ...], optional: tuple[str, ...]):
@@ -555,8 +561,8 @@ class _Reader:
         )
         for i, (ci, cf) in enumerate(zip(c, c_float, strict=True)):
             self.matching_float(ci, cf, f"c_float[{i}]")
-        if not c[0].is_constant or float(c[0]()) != 0.0:
-            raise self.fail("c[0] must be 0")
+        if c[0].tree[0] != "num" or c[0].tree[1] != 0:  # exactly: "0.1+0.2-0.3" is not 0.0
+            raise self.fail(f"c[0] must be 0 (the literal), got {c[0].source!r:.40}")
 
         a_rows = self.list(data["A"], "'A'", s)
         a = tuple(
@@ -712,17 +718,12 @@ class _Reader:
         entries += [(f"b[{i}]", classical.b[i], _limit_terms(tableau.b[i])) for i in range(s)]
         for n, values in enumerate(consistency_points(tableau.parameters)):
             try:
-                sums = [
-                    (where, float(x(values)), [float(e(values)) / math.factorial(k) for e, k in t])
-                    for where, x, t in entries
-                ]
+                sums = [(where, *_limit_difference(x, t, values)) for where, x, t in entries]
             except ExpressionError as exc:
                 if n == 0:
                     raise self.fail(f"classical: {exc}") from None
                 continue  # the family is singular at this sample point
-            for where, value, limit in sums:
-                total = value - math.fsum(limit)
-                size = abs(value) + math.fsum(map(abs, limit))
+            for where, total, size in sums:
                 if abs(total) > CONSISTENCY_TOLERANCE * max(size, 1.0):
                     at = ", ".join(f"{name}={v:.4g}" for name, v in values.items())
                     raise self.fail(
@@ -878,6 +879,20 @@ class _TestVectors:
     entries: list[tuple[str, Coefficient, list[str]]]
 
 
+def _limit_difference(
+    value: Expression, terms: list[tuple[Expression, int]], values: Mapping[str, float]
+) -> tuple[float, float]:
+    """``(value - sum_t e_t / k_t!, |value| + sum_t |e_t / k_t!|)`` at ``values`` for a
+    ``classical`` entry and its ``(e_t, k_t)`` terms; :class:`ExpressionError` where a number or
+    the sums leave float64's range (``1e308 + 1e308``: the file is unusable in float64)."""
+    number = float(value(values))
+    limit = [float(e(values)) / math.factorial(k) for e, k in terms]
+    size = abs(number) + sum(map(abs, limit))
+    if not math.isfinite(size):
+        raise ExpressionError("the Z -> 0 limits add up beyond float64's range")
+    return number - math.fsum(limit), size
+
+
 def _limit_terms(coefficient: Coefficient) -> list[tuple[Expression, int]]:
     """``(coefficient, k)`` of each term: the ``Z -> 0`` limit is ``sum coefficient / k!``."""
     return [(t.coefficient, t.k) for t in coefficient]
@@ -911,7 +926,7 @@ _PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = re.compile(r"^(sqrt|Z|h|z[0-9]+)\Z")
 """Names a parameter cannot take (``docs/tableau_format.md``): ``sqrt`` and the variables of the
 order-condition checker, ``Z``, ``h``, ``z1, z2, ...``."""
-_DECIMAL = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\Z")
+_DECIMAL = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z")
 
 
 def consistency_points(parameters: tuple[Parameter, ...]) -> list[dict[str, float]]:
@@ -942,7 +957,9 @@ def check_consistency(tableau: Tableau, tolerance: float = CONSISTENCY_TOLERANCE
     ``s != 0``, are linearly independent, and ``phi_k(0 Z) = 1/k!`` is a constant), i.e. the
     coefficients of equal ``(k, s)`` must sum to those of the right-hand side, at every point of
     :func:`consistency_points` where the family is defined (always at the defaults), to
-    ``tolerance`` relative to the size of the coefficients summed.
+    ``tolerance`` relative to the size of the coefficients summed. A point where a sum of their
+    absolute values leaves float64's range counts as undefined (the file is unusable in
+    float64 there; ``res_theory`` refuses it too).
     """
     points = consistency_points(tableau.parameters)
     for n, values in enumerate(points):
@@ -962,6 +979,8 @@ def check_consistency(tableau: Tableau, tolerance: float = CONSISTENCY_TOLERANCE
                 (rule, _term_sums(row, values, target, scale))
                 for rule, row, target, scale in entries
             ]
+            if not all(math.isfinite(size) for _, groups in sums for _, size in groups.values()):
+                raise ExpressionError("the consistency sums add up beyond float64's range")
         except ExpressionError:
             if n == 0:
                 raise
