@@ -99,8 +99,8 @@ class Parameter:
             raise TableauError(f"parameter name must be an identifier, got {self.name!r}")
         for key in ("default", "lower", "upper"):
             value = getattr(self, key)
-            if value is not None:
-                object.__setattr__(self, key, sp.nsimplify(value))
+            if value is not None:  # exact as given: nsimplify would round 0.333..3 to 1/3
+                object.__setattr__(self, key, exact_value(value, f"parameter {self.name} {key}"))
         if self.role not in ("free", "history_node"):
             raise TableauError(
                 f"parameter role must be 'free' or 'history_node', got {self.role!r}"

@@ -167,3 +167,18 @@ def test_a_long_history_node_name_gives_a_short_message(tmp_path, load, error):
     doc = _renamed(json.loads((FOLDER / "res_2m.json").read_text()), "c" * 900)
     doc["c"][1] = f"({'c' * 900})*1"
     assert "multistep nodes" in _refused(load, error, tmp_path, doc)
+
+
+def test_a_parameter_keeps_the_exact_rational_it_is_given():
+    """A decimal means the exact rational it writes (docs/tableau_format.md): 0.3333333333333333
+    is not 1/3, and a bound of 0.5000000000000000001 is not 1/2 (nsimplify would round both)."""
+    import sympy as sp
+
+    from res_theory.tableau import Parameter
+
+    third = sp.Rational("0.3333333333333333")
+    above_half = sp.Rational("0.5000000000000000001")
+    parameter = Parameter("c2", third, 0, above_half)
+    assert parameter.default == third != sp.Rational(1, 3)
+    assert parameter.upper == above_half != sp.Rational(1, 2)
+    assert Parameter("c2", 0.5, 0, 1).default == sp.Rational(1, 2)
