@@ -1212,7 +1212,7 @@ class RESMultistepScheduler(_RESScheduler):
                 f"{self.method.name!r} takes its first step without an evaluation at the "
                 "first timestep, which a diffusers pipeline's loop (one model call on the "
                 "sample per timestep) cannot run; use its evaluated form (res_pc3_grid for "
-                "res_pc3_free, res_pc4_grid for res_pc4_free)"
+                "res_pc3_free, res_pc4_grid for res_pc4_free, res_ab3_grid for res_ab3_free)"
             )
 
 

@@ -231,12 +231,20 @@ METHODS: dict[str, Method] = {
     "res_pc4_grid": InterpolatedMethod(
         "res_pc4_grid", title="eps interpolated in the grid's own variable sigma^p (4 values), "
         "contractive corrector", order=5, history=3, interpolation="grid", **_INTERPOLATED_NOISE),
+    "res_ab3_grid": InterpolatedMethod(
+        "res_ab3_grid", title="eps extrapolated in the grid's own variable sigma^p (3 values), "
+        "no corrector", order=3, history=2, interpolation="grid",
+        **{**_INTERPOLATED_NOISE, "corrector": False}),
     "res_pc3_free": InterpolatedMethod(
         "res_pc3_free", title="res_pc3_grid with a free first step (its evaluation at sigma_1)",
         order=4, history=2, interpolation="grid", free_start=True, **_INTERPOLATED_NOISE),
     "res_pc4_free": InterpolatedMethod(
         "res_pc4_free", title="res_pc4_grid with a free first step (its evaluation at sigma_1)",
         order=5, history=3, interpolation="grid", free_start=True, **_INTERPOLATED_NOISE),
+    "res_ab3_free": InterpolatedMethod(
+        "res_ab3_free", title="res_ab3_grid with a free first step (its evaluation at sigma_1)",
+        order=3, history=2, interpolation="grid", free_start=True,
+        **{**_INTERPOLATED_NOISE, "corrector": False}),
     "res_pc2_lambda": InterpolatedMethod(
         "res_pc2_lambda", title="D interpolated in lambda (2 values: RES-2M), exponential "
         "Adams-Moulton corrector (PEC)", order=3, history=1, interpolation="log_sigma",

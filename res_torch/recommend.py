@@ -7,18 +7,20 @@ the free first step (``sigmas[1] >= FREE_START_SIGMA``, runs from pure noise:
 is evaluated and the budget is ``len(sigmas) - 1``. Ranges and reasoning
 (``docs/designed_methods.md`` has the measured numbers; exact-denoiser testbeds):
 
-* up to 15 evaluations, ``res_pc3_free``: most steps are long in ``lambda``; interpolating
+* up to 10 evaluations, ``res_pc3_free``: most steps are long in ``lambda``; interpolating
   ``eps`` through 3 values in ``sigma^p``, the power in which the step's nodes are evenly
   spaced (``sigma^(1/7)`` on the EDM grid), keeps the extrapolation weights those of equal
   steps whatever the step ratio, and the corrector is off on the long steps (where it would
   not contract); 4 values extrapolate worse over such steps. The free first step (the
-  denoiser is nearly constant far above the data's scale) gives the budget one more step:
-  0.63-1.31x the best peer's defect at NFE 5-15 on the geometric mean, against 1.16-1.85x
-  with an evaluated first step (``res_pc3_grid``);
-* 16 and more, ``res_pc4_free``: the same through 4 values, with the corrector on almost every
-  step. On the EDM grid ``res_pc4_logsigma`` (DEIS's variable) is up to 1.2x more accurate at
-  NFE 20-30 than ``res_pc4_grid``, but it is 2-8x less accurate on Karras rho = 3 and flow
-  grids; the grid's own variable is the one that holds on every grid measured.
+  denoiser is nearly constant far above the data's scale) gives the budget one more step;
+* 11 to 15, ``res_ab3_free``: the same extrapolation without the corrector. On the EDM, flow
+  and VP grids it is the more accurate of the two there (on the geometric mean over the
+  testbeds); the corrector pays on sharply peaked data (``gmm_sharp``) at NFE 8-10, where
+  dropping it costs several times the defect, and on Karras rho = 3;
+* 16 and more, ``res_pc4_free``: 4 values with the corrector, which acts on almost every
+  step. On the EDM grid ``res_pc4_logsigma`` (DEIS's variable) is more accurate at NFE 20-30
+  than ``res_pc4_grid``, but several times less accurate on Karras rho = 3 and flow grids; the
+  grid's own variable is the one that holds on every grid measured.
 
 Measured on six grids: Karras rho 7 and 3, exponential, flow shift 3 (each 80 -> 0.002 -> 0),
 VP and Stable Diffusion's discrete grid (their own ranges), for data of about unit scale, the
@@ -29,7 +31,7 @@ The table is data, not read from experiment files at run time (``res_torch`` nev
 league results.
 
 >>> recommend(10), recommend(15), recommend(16)
-('res_pc3_free', 'res_pc3_free', 'res_pc4_free')
+('res_pc3_free', 'res_ab3_free', 'res_pc4_free')
 >>> budget_of([80.0, 24.0, 1.0, 0.0]), budget_of([2.0, 1.0, 0.5, 0.0])
 (2, 3)
 """
@@ -48,7 +50,11 @@ from res_torch.methods import METHODS
 
 __all__ = ["AUTO_TABLE", "auto_table_markdown", "budget_of", "recommend"]
 
-AUTO_TABLE: tuple[tuple[float, str], ...] = ((15, "res_pc3_free"), (math.inf, "res_pc4_free"))
+AUTO_TABLE: tuple[tuple[float, str], ...] = (
+    (10, "res_pc3_free"),
+    (15, "res_ab3_free"),
+    (math.inf, "res_pc4_free"),
+)
 """``(largest NFE, method)`` rows in increasing order: the first row whose bound is at least the
 budget names the method (module docstring for the reasoning)."""
 

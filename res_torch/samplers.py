@@ -114,6 +114,8 @@ __all__ = [
     "sample_res_2s",
     "sample_res_3m",
     "sample_res_3s",
+    "sample_res_ab3_free",
+    "sample_res_ab3_grid",
     "sample_res_pc2_lambda",
     "sample_res_pc3_free",
     "sample_res_pc3_grid",
@@ -413,6 +415,13 @@ sample_res_pc4_grid = _named(
     "4 values, " + _DESIGNED,
     ("values (1-4, default 4)",),
 )
+sample_res_ab3_grid = _named(
+    "res_ab3_grid",
+    "Designed: ``eps`` extrapolated in the grid's own ``sigma^p`` (as ``res_pc3_grid``) through "
+    "3 values without a corrector (an Adams–Bashforth method in ``sigma^p``, integrated "
+    "exactly in ``sigma``; ``docs/designed_methods.md``).",
+    ("values (1-3, default 3)",),
+)
 _FREE = (
     "with a free first step: from ``sigma_0`` to ``sigma_1`` it takes no evaluation of its own "
     "(``x^p = (sigma_1/sigma_0) x_0``, ``D_1 = D(x^p, sigma_1)``, ``x_1 = (sigma_1/sigma_0) "
@@ -425,6 +434,9 @@ sample_res_pc3_free = _named(
 )
 sample_res_pc4_free = _named(
     "res_pc4_free", "Designed: ``res_pc4_grid`` " + _FREE, ("values (1-4, default 4)",)
+)
+sample_res_ab3_free = _named(
+    "res_ab3_free", "Designed: ``res_ab3_grid`` " + _FREE, ("values (1-3, default 3)",)
 )
 sample_res_pc2_lambda = _named(
     "res_pc2_lambda",
@@ -453,8 +465,10 @@ SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
     "res_pc3_rho7": sample_res_pc3_rho7,
     "res_pc3_grid": sample_res_pc3_grid,
     "res_pc4_grid": sample_res_pc4_grid,
+    "res_ab3_grid": sample_res_ab3_grid,
     "res_pc3_free": sample_res_pc3_free,
     "res_pc4_free": sample_res_pc4_free,
+    "res_ab3_free": sample_res_ab3_free,
     "res_pc2_lambda": sample_res_pc2_lambda,
 }
 """The named samplers; :func:`sample` also accepts any shipped tableau name."""

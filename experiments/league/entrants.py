@@ -46,6 +46,7 @@ def _res_torch(method: str, model, x, sigmas):
 
 LEAGUE_DESIGNS: tuple[str, ...] = (
     "res_pc3_grid", "res_pc4_grid", "res_pc4_logsigma", "res_pc3_free", "res_pc4_free",
+    "res_ab3_free",
 )  # fmt: skip
 """The designed methods (res_torch samplers; ``docs/designed_methods.md``)."""
 

@@ -141,7 +141,7 @@ def test_sampler_coefficients_are_the_order_condition_solutions(name, grid):
         assert step.decay == pytest.approx(decay, rel=1e-15)
     corrected = sum(bool(step.corrector) for step in table.steps)
     assert checked == len(levels) - 1 + corrected
-    if grid == "karras_nfe30":  # steps short in lambda: the corrector acts on most of them
+    if grid == "karras_nfe30" and method.corrector:  # short steps: the corrector acts on most
         assert corrected >= 20
 
 

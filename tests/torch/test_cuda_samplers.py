@@ -15,7 +15,7 @@ pytestmark = [
 
 @pytest.mark.parametrize("method", ["ddim", "heun", "res_2s", "res_3s", "res_2m", "res_3m",
                                     "dpmpp_2m", "hochbruck_ostermann4", "res_pc3_free",
-                                    "auto"])  # fmt: skip
+                                    "res_ab3_free", "auto"])  # fmt: skip
 def test_cuda_matches_cpu(gaussian, method):
     sigmas = get_sigmas_karras(10, 0.002, 80.0)
     x = 80 * torch.randn(

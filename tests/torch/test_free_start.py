@@ -26,7 +26,11 @@ from res_torch.reference import sample_reference
 
 from .conftest import GaussianProblem
 
-FREE = {"res_pc3_free": "res_pc3_grid", "res_pc4_free": "res_pc4_grid"}
+FREE = {
+    "res_pc3_free": "res_pc3_grid",
+    "res_pc4_free": "res_pc4_grid",
+    "res_ab3_free": "res_ab3_grid",
+}
 
 
 def _noise(*shape: int) -> torch.Tensor:
