@@ -54,7 +54,7 @@ from res_torch.errors import (
 )
 from res_torch.grid import make_grid
 from res_torch.methods import method_of
-from res_torch.steppers import Denoiser, _Evaluator, check_model
+from res_torch.steppers import Denoiser, _Evaluator, check_flags, check_model
 from res_torch.tableau import Tableau, TableauError
 
 __all__ = ["ADAPTIVE_PAIRS", "PIDController", "StepSizeError", "sample_res_adaptive"]
@@ -239,6 +239,9 @@ def sample_res_adaptive(
     if eta != 0:
         raise NoiseError("sample_res_adaptive samples the ODE only: eta must be 0")
     check_model(model)
+    check_flags(disable, check_finite=True)
+    if not isinstance(return_info, bool):
+        raise TypeError(f"return_info must be True or False, got {return_info!r:.40}")
     if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim < 1:
         raise TypeError("x must be a floating-point tensor with a batch dimension")
     if x.numel() == 0 or x.device.type == "meta":

@@ -82,8 +82,11 @@ def validate_sigmas(
             f"{tuple(values.shape)}"
         )
     listed = values.tolist()  # checked on the host: a few microseconds, no kernel launches
-    if not all(map(math.isfinite, listed)):
-        raise SigmasError(f"sigmas must be finite, got {listed}")
+    bad = [v for v in listed if not math.isfinite(v)]
+    if bad:
+        raise SigmasError(
+            f"sigmas must be finite; {len(bad)} of {len(listed)} are not, the first: {bad[:3]}"
+        )
     positive = [v for v in listed if v > 0]
     if positive and not 1 / SIGMA_MAX <= min(positive) <= max(positive) <= SIGMA_MAX:
         raise SigmasError(

@@ -89,7 +89,7 @@ from res_torch.errors import NoiseError, UnknownMethodError
 from res_torch.grid import StepGrid, make_grid, validate_sigmas
 from res_torch.methods import METHODS, Method, cached_tableau, method_of
 from res_torch.noise import NoiseOptions, NoiseSampler
-from res_torch.recommend import budget_of, recommend
+from res_torch.recommend import AUTO_TABLE, budget_of, recommend
 from res_torch.steppers import Denoiser, check_flags, check_model, clear_device_tables, run
 from res_torch.tableau import Tableau, available_tableaux, parameter_number
 
@@ -499,8 +499,9 @@ def sample(
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
     if method == "auto":  # the table of res_torch.recommend for the budget the sigmas imply
-        if _single_level(model, sigmas):
-            return x  # no step (as every sampler)
+        if _single_level(model, sigmas):  # no step: the table's first method checks the rest
+            chosen = AUTO_TABLE[0][1]
+            return sample(model, x, sigmas, extra_args, callback, disable, method=chosen, **options)
         values = validate_sigmas(sigmas)
         noise = {k: options[k] for k in _GRID_OPTIONS if options.get(k) is not None}
         budget = budget_of(values, stochastic=not make_grid(values, **noise).ode)

@@ -144,3 +144,30 @@ def test_an_empty_schedule_is_refused_whatever_min_entries(min_entries):
     with pytest.raises(SigmasError, match=r"at least 1 noise level\(s\), got shape \(0,\)"):
         validate_sigmas([], min_entries=min_entries)
     assert validate_sigmas([0.5], min_entries=min_entries).tolist() == [0.5]
+
+
+def test_auto_on_a_single_level_checks_its_options_as_every_sampler():
+    """``method="auto"`` with one noise level runs no step and returns ``x``, after the same
+    checks as the samplers (flags, ``x``)."""
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    model = lambda x, sigma: x  # noqa: E731
+    assert torch.equal(rt.sample(model, x, [80.0], method="auto"), x)
+    with pytest.raises(TypeError, match="check_finite"):
+        rt.sample(model, x, [80.0], method="auto", check_finite=None)
+    with pytest.raises(TypeError, match="floating-point"):
+        rt.sample(model, x.long(), [80.0], method="auto")
+
+
+def test_the_adaptive_sampler_checks_its_flags():
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    with pytest.raises(TypeError, match="disable"):
+        rt.sample_res_adaptive(lambda x, s: x, x, 0.01, 1.0, disable="no")
+    with pytest.raises(TypeError, match="return_info"):
+        rt.sample_res_adaptive(lambda x, s: x, x, 0.01, 1.0, return_info=None)
+
+
+def test_a_non_finite_schedule_message_stays_short():
+    schedule = [float("nan")] * 100_000 + [0.0]
+    with pytest.raises(SigmasError, match="100000 of 100001") as info:
+        validate_sigmas(schedule)
+    assert len(str(info.value)) < 150
