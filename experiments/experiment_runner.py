@@ -12,6 +12,7 @@ back from the cache under other code raises a :class:`StaleCacheWarning`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -20,7 +21,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -44,6 +45,7 @@ __all__ = [
     "warn_if_stale",
     "writable_folder",
     "write_csv",
+    "replaced_whole",
     "write_text_atomic",
 ]
 
@@ -102,12 +104,20 @@ def config_key(name: str, config: Any, device: str = "cpu") -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a ``.partial`` file replaced whole, so that an
-    interrupted write (Ctrl-C, a full disk) leaves the old file or none, never a truncated one."""
+@contextlib.contextmanager
+def replaced_whole(path: Path) -> Iterator[Path]:
+    """The ``.partial`` file beside ``path`` to write in the ``with`` block; on leaving it
+    without an error the partial file replaces ``path`` whole, so that an interrupted write
+    (Ctrl-C, a full disk) leaves the old file or none, never a truncated one."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
+    yield partial
     os.replace(partial, path)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path``, replaced whole (:func:`replaced_whole`)."""
+    with replaced_whole(path) as partial:
+        partial.write_text(text)
     return path
 
 
@@ -119,12 +129,10 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     for row in rows:
         fields.extend(k for k in row if k not in fields)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")  # replaced whole: never a truncated table
-    with partial.open("w", newline="") as handle:
+    with replaced_whole(path) as partial, partial.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(partial, path)
     return path
 
 

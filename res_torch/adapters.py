@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from res_torch.checks import positive
-from res_torch.errors import AdapterError, ModelOutputError
+from res_torch.errors import AdapterError
+from res_torch.reference import validated_output
 from res_torch.schedules import MAX_TRAIN_TIMESTEPS, discrete_timesteps
 
 __all__ = [
@@ -43,28 +44,6 @@ __all__ = [
 Network = Callable[..., torch.Tensor]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", "flow_prediction")
-
-
-def _network_output(output: Any, x: torch.Tensor) -> torch.Tensor:
-    """The network's ``output`` at the sample ``x``, unless it is not a floating-point tensor of
-    ``x``'s shape on ``x``'s device (:class:`~res_torch.errors.ModelOutputError`: a ``(1, ...)``
-    output would be broadcast over the batch, an integer one mixed in silently)."""
-    if (
-        torch.is_tensor(output)
-        and output.shape == x.shape
-        and output.is_floating_point()
-        and output.device == x.device
-    ):
-        return output
-    got = (
-        f"shape {tuple(output.shape)}, dtype {output.dtype} on {output.device}"
-        if torch.is_tensor(output)
-        else type(output).__name__
-    )
-    raise ModelOutputError(
-        f"the network returned {got}, expected a floating-point tensor of shape "
-        f"{tuple(x.shape)} on {x.device}"
-    )
 
 
 def _check_net(net: Any) -> Network:
@@ -90,7 +69,7 @@ def denoised_from_output(
     ``output`` must be a floating-point tensor of ``x``'s shape on ``x``'s device
     (:class:`~res_torch.errors.ModelOutputError`).
     """
-    output = _network_output(output, x)
+    output = validated_output(output, x, "the network")
     if prediction_type == "epsilon":
         return x - sigma * output
     if prediction_type == "v_prediction":
@@ -218,7 +197,7 @@ class EDMDenoiser(nn.Module):
         s = _sigma_like(x, sigma).to(_scaling_dtype(x))
         c_skip, c_out, c_in, c_noise = edm_preconditioning(s, self.sigma_data)
         output = self.net((c_in * x).to(x.dtype), c_noise.flatten().to(x.dtype), **kwargs)
-        output = _network_output(output, x)
+        output = validated_output(output, x, "the network")
         return (c_skip * x + c_out * output).to(x.dtype)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "sample_reference",
     "stage_input",
     "step_output",
+    "validated_output",
 ]
 
 
@@ -43,6 +44,14 @@ def checked_output(
         and value.device == x.device
     ):
         return value
+    return validated_output(value, x, what, error).to(x.dtype)  # e.g. half under autocast
+
+
+def validated_output(
+    value: Any, x: torch.Tensor, what: str = "model", error: type[ResError] = ModelOutputError
+) -> torch.Tensor:
+    """``value`` unchanged (its dtype kept) unless it is not a floating-point tensor of ``x``'s
+    shape on ``x``'s device (``error``; the checks of :func:`checked_output`)."""
     if not torch.is_tensor(value):
         raise error(f"{what} returned {type(value).__name__}, expected a tensor of shape "
                     f"{tuple(x.shape)}")  # fmt: skip
@@ -52,7 +61,7 @@ def checked_output(
         raise error(f"{what} returned dtype {value.dtype}, expected a floating-point tensor")
     if value.device != x.device:
         raise error(f"{what} returned a tensor on {value.device}, expected {x.device}")
-    return value.to(x.dtype)  # e.g. half-precision output under autocast
+    return value
 
 
 def checked_noise_sampler(sampler: NoiseSampler, x: torch.Tensor) -> NoiseSampler:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from experiments.experiment_runner import StoredFileError, code_fingerprint
+from experiments.experiment_runner import StoredFileError, code_fingerprint, replaced_whole
 from experiments.league.testbeds import Testbed
 
 __all__ = [
@@ -118,9 +117,8 @@ def league_reference(
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         stored = {"noise": noise.cpu(), "x": final.cpu(), "error_estimate": solved.error_estimate}
-        partial = path.with_name(path.name + ".partial")  # replaced whole: never a truncated file
-        torch.save(stored, partial)  # on the CPU: read back on any machine
-        os.replace(partial, path)
+        with replaced_whole(path) as partial:  # never a truncated file
+            torch.save(stored, partial)  # on the CPU: read back on any machine
     return reference
 
 
